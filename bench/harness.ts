@@ -1,0 +1,99 @@
+import { performance } from 'node:perf_hooks';
+
+export interface Measurement {
+  name: string;
+  operations: number;
+  seconds: number;
+  perSecond: number;
+  p50Ms: number;
+  p95Ms: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index];
+}
+
+/**
+ * Runs `operation(i)` for i in [0, count) with `concurrency` in flight, timing each call.
+ * Throughput is operations over wall time; latencies are per call.
+ */
+export async function measure(name: string, count: number, concurrency: number, operation: (i: number) => Promise<void>): Promise<Measurement> {
+  const latencies: number[] = new Array(count);
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      const t0 = performance.now();
+      await operation(i);
+      latencies[i] = performance.now() - t0;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    name,
+    operations: count,
+    seconds,
+    perSecond: count / seconds,
+    p50Ms: percentile(latencies, 50),
+    p95Ms: percentile(latencies, 95),
+  };
+}
+
+export interface Comparison {
+  what: string;
+  fhir: Measurement;
+  raw: Measurement;
+  /** fhir throughput / raw throughput */
+  throughputRatio: number;
+  /** fhir p50 / raw p50 */
+  p50Ratio: number;
+  aim?: string;
+  met?: boolean;
+}
+
+export function compare(what: string, fhir: Measurement, raw: Measurement, aim?: { text: string; met: (c: Comparison) => boolean }): Comparison {
+  const c: Comparison = {
+    what,
+    fhir,
+    raw,
+    throughputRatio: fhir.perSecond / raw.perSecond,
+    p50Ratio: fhir.p50Ms / raw.p50Ms,
+  };
+  if (aim) {
+    c.aim = aim.text;
+    c.met = aim.met(c);
+  }
+  return c;
+}
+
+const f1 = (n: number) => n.toFixed(1);
+const f2 = (n: number) => n.toFixed(2);
+
+export function printComparisons(title: string, rows: Comparison[]): void {
+  console.log(`\n${title}`);
+  console.log(
+    ['what', 'fhir ops/s', 'raw ops/s', 'ratio', 'fhir p50 ms', 'fhir p95 ms', 'raw p50 ms', 'raw p95 ms', 'p50 ratio', 'aim'].join(' | '),
+  );
+  for (const r of rows) {
+    console.log(
+      [
+        r.what,
+        f1(r.fhir.perSecond),
+        f1(r.raw.perSecond),
+        f2(r.throughputRatio),
+        f2(r.fhir.p50Ms),
+        f2(r.fhir.p95Ms),
+        f2(r.raw.p50Ms),
+        f2(r.raw.p95Ms),
+        f2(r.p50Ratio),
+        r.aim ? `${r.aim}: ${r.met ? 'met' : 'NOT met'}` : '',
+      ].join(' | '),
+    );
+  }
+}

@@ -1,0 +1,1 @@
+export { applyElements, applySummary, SUBSETTED_SYSTEM, type SummaryMode } from './summary.js';

@@ -1,0 +1,227 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Resource } from 'fhir/r4.js';
+import { errors } from '../fhir/errors.js';
+import { scopesAllow, type Permission } from '../auth/scopes.js';
+import type { AuthContext, TokenService } from '../auth/token-service.js';
+import type { Bundle } from 'fhir/r4.js';
+import { processBundle } from '../interactions/bundle.js';
+import { create } from '../interactions/create.js';
+import { conditionalRemove, remove } from '../interactions/delete.js';
+import { history } from '../interactions/history.js';
+import { conditionalPatch, patch, patchDocumentFrom } from '../interactions/patch.js';
+import { read, vread } from '../interactions/read.js';
+import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
+import { conditionalUpdate, update } from '../interactions/update.js';
+import { validateOperation } from '../operations/validate.js';
+import { notModified, outputOptions, preferReturn, preferStrict, sendResult, FHIR_JSON } from './respond.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth?: AuthContext;
+  }
+  interface FastifyContextConfig {
+    /** Routes reachable without an access token (metadata, SMART discovery). */
+    public?: boolean;
+  }
+}
+
+export interface FhirRouteDeps extends InteractionDeps {
+  tokens: TokenService;
+  capabilityStatement: () => Resource;
+}
+
+type TypeParams = { type: string };
+type InstanceParams = { type: string; id: string };
+
+/** The query string of a request as ordered pairs (search keeps order and repeats). */
+export function queryOf(request: FastifyRequest): URLSearchParams {
+  const url = request.raw.url ?? '';
+  const q = url.indexOf('?');
+  return new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
+}
+
+function rawQuery(request: FastifyRequest): string {
+  const url = request.raw.url ?? '';
+  const q = url.indexOf('?');
+  return q >= 0 ? url.slice(q + 1) : '';
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Registers the FHIR REST API under the prefix this plugin is mounted at (`/fhir`). */
+export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Promise<void> {
+  const knownType = (type: string) => {
+    if (!deps.validator.isResourceType(type)) throw errors.notFound(`unknown resource type "${type.slice(0, 64)}"`);
+  };
+  const authorize = (request: FastifyRequest, resourceType: string, permission: Permission) => {
+    const auth = request.auth;
+    if (!auth || !scopesAllow(auth.scopes, resourceType, permission)) {
+      throw errors.forbidden(`the access token's scopes do not allow '${permission}' on ${resourceType}`);
+    }
+  };
+  const send = (request: FastifyRequest, reply: FastifyReply, result: InteractionResult) =>
+    sendResult(request, reply, result, outputOptions(queryOf(request)), deps.fhirBase);
+
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config?.public) return;
+    request.auth = await deps.tokens.verify(request.headers.authorization);
+  });
+
+  app.get('/metadata', { config: { public: true } }, async (request, reply) => {
+    const options = outputOptions(queryOf(request));
+    return reply.type(FHIR_JSON).send(JSON.stringify(deps.capabilityStatement(), null, options.pretty ? 2 : undefined));
+  });
+
+  // batch / transaction at the base URL
+  const permissionByMethod: Record<string, Permission> = { GET: 'r', HEAD: 'r', POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };
+  app.post('/', async (request, reply) => {
+    const bundle = request.body as Bundle | undefined;
+    for (const entry of bundle?.entry ?? []) {
+      const type = (entry.request?.url ?? '').replace(`${deps.fhirBase}/`, '').split(/[/?]/)[0];
+      const permission = permissionByMethod[entry.request?.method ?? ''];
+      if (type && permission && deps.validator.isResourceType(type)) authorize(request, type, permission);
+    }
+    return send(request, reply, await processBundle(deps, request.body, preferReturn(request)));
+  });
+
+  // history: system, type, instance
+  app.get('/_history', async (request, reply) => {
+    authorize(request, '*', 'r');
+    return send(request, reply, await history(deps, {}, queryOf(request)));
+  });
+  app.get<{ Params: TypeParams }>('/:type/_history', async (request, reply) => {
+    const { type } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    return send(request, reply, await history(deps, { resourceType: type }, queryOf(request)));
+  });
+  app.get<{ Params: InstanceParams }>('/:type/:id/_history', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    return send(request, reply, await history(deps, { resourceType: type, id }, queryOf(request)));
+  });
+
+  // search
+  const search = async (request: FastifyRequest, reply: FastifyReply, type: string, params: [string, string][], compartment?: { type: string; id: string }) => {
+    knownType(type);
+    authorize(request, type, 's');
+    const bundle = await deps.search.search({ resourceType: type, params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment });
+    return send(request, reply, { status: 200, body: bundle });
+  };
+  app.get<{ Params: TypeParams }>('/:type', async (request, reply) =>
+    search(request, reply, request.params.type, [...queryOf(request)]),
+  );
+  app.post<{ Params: TypeParams }>('/:type/_search', async (request, reply) => {
+    const form = request.body && typeof request.body === 'object' ? (request.body as Record<string, string | string[]>) : {};
+    const params: [string, string][] = [...queryOf(request)];
+    for (const [name, value] of Object.entries(form)) {
+      for (const v of Array.isArray(value) ? value : [value]) params.push([name, String(v)]);
+    }
+    return search(request, reply, request.params.type, params);
+  });
+  app.get<{ Params: InstanceParams & { target: string } }>('/:type/:id/:target', async (request, reply) => {
+    const { type, id, target } = request.params;
+    knownType(type);
+    return search(request, reply, target, [...queryOf(request)], { type, id });
+  });
+
+  // create, conditional update / delete / patch at type level
+  app.post<{ Params: TypeParams }>('/:type', async (request, reply) => {
+    const { type } = request.params;
+    knownType(type);
+    authorize(request, type, 'c');
+    return send(request, reply, await create(deps, type, request.body, { ifNoneExist: header(request, 'if-none-exist') }));
+  });
+  app.put<{ Params: TypeParams }>('/:type', async (request, reply) => {
+    const { type } = request.params;
+    knownType(type);
+    authorize(request, type, 'u');
+    const query = rawQuery(request);
+    if (!query) throw errors.incorrect('PUT on a type needs search parameters (conditional update) or an id in the URL');
+    return send(request, reply, await conditionalUpdate(deps, type, query, request.body, header(request, 'if-match')));
+  });
+  app.delete<{ Params: TypeParams }>('/:type', async (request, reply) => {
+    const { type } = request.params;
+    knownType(type);
+    authorize(request, type, 'd');
+    const query = rawQuery(request);
+    if (!query) throw errors.incorrect('DELETE on a type needs search parameters (conditional delete) or an id in the URL');
+    return send(request, reply, await conditionalRemove(deps, type, query));
+  });
+  app.patch<{ Params: TypeParams }>('/:type', async (request, reply) => {
+    const { type } = request.params;
+    knownType(type);
+    authorize(request, type, 'u');
+    const query = rawQuery(request);
+    if (!query) throw errors.incorrect('PATCH on a type needs search parameters (conditional patch) or an id in the URL');
+    const document = patchDocumentFrom(header(request, 'content-type'), request.body);
+    return send(request, reply, await conditionalPatch(deps, type, query, document, header(request, 'if-match')));
+  });
+
+  // $validate
+  app.post<{ Params: TypeParams }>('/:type/$validate', async (request, reply) => {
+    const { type } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    return send(request, reply, await validateOperation(deps, type, undefined, request.body));
+  });
+  app.post<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    return send(request, reply, await validateOperation(deps, type, id, request.body));
+  });
+  app.get<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    return send(request, reply, await validateOperation(deps, type, id, undefined));
+  });
+
+  // instance level
+  app.get<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    const result = await read(deps, type, id);
+    const v = result.version;
+    if (v && notModified(request, v.versionId, v.lastUpdated)) {
+      return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();
+    }
+    return send(request, reply, result);
+  });
+  app.get<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid', async (request, reply) => {
+    const { type, id, vid } = request.params;
+    knownType(type);
+    authorize(request, type, 'r');
+    const result = await vread(deps, type, id, vid);
+    const v = result.version;
+    if (v && notModified(request, v.versionId, v.lastUpdated)) {
+      return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();
+    }
+    return send(request, reply, result);
+  });
+  app.put<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'u');
+    return send(request, reply, await update(deps, type, id, request.body, header(request, 'if-match')));
+  });
+  app.patch<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'u');
+    const document = patchDocumentFrom(header(request, 'content-type'), request.body);
+    return send(request, reply, await patch(deps, type, id, document, header(request, 'if-match')));
+  });
+  app.delete<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
+    const { type, id } = request.params;
+    knownType(type);
+    authorize(request, type, 'd');
+    return send(request, reply, await remove(deps, type, id, header(request, 'if-match')));
+  });
+}

@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
+
+export interface CapabilityInputs {
+  /** conformance/capability-statement-base.json: the static parts. */
+  basePath: string;
+  baseUrl: string;
+  version: string;
+  resourceTypes: string[];
+  searchParams: (resourceType: string) => Array<{ name: string; type: string; definition?: string }>;
+  /** Type-level and instance-level operations offered for every type. */
+  operations: Array<{ name: string; definition: string }>;
+}
+
+const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
+  'read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type',
+].map((code) => ({ code: code as 'read' }));
+
+/**
+ * The CapabilityStatement at /metadata, built from what the server really has: its resource
+ * types, their search parameters and the operations registered (static parts from conformance/).
+ */
+export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilityStatement {
+  const base = JSON.parse(readFileSync(inputs.basePath, 'utf8')) as CapabilityStatement;
+  const rest = base.rest?.[0] ?? { mode: 'server' };
+  rest.resource = inputs.resourceTypes.map((type) => ({
+    type,
+    profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
+    interaction: INTERACTIONS,
+    versioning: 'versioned-update',
+    readHistory: true,
+    updateCreate: true,
+    conditionalCreate: true,
+    conditionalRead: 'full-support',
+    conditionalUpdate: true,
+    conditionalDelete: 'single',
+    searchParam: inputs.searchParams(type).map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition })),
+    operation: inputs.operations.map((o) => ({ name: o.name, definition: o.definition })),
+  }));
+  return {
+    ...base,
+    url: `${inputs.baseUrl}/fhir/metadata`,
+    date: new Date().toISOString(),
+    software: { ...base.software, name: base.software?.name ?? 'fhir-server', version: inputs.version },
+    implementation: { description: base.implementation?.description ?? '', url: `${inputs.baseUrl}/fhir` },
+    rest: [rest],
+  };
+}

@@ -1,0 +1,50 @@
+import type { Bundle, FhirResource, OperationOutcome } from 'fhir/r4.js';
+import type { ResourceStore } from '../storage/resource-store.js';
+import type { StoredVersion } from '../storage/types.js';
+
+/** What the search layer offers to interactions (conditional operations, search, transactions). */
+export interface SearchPort {
+  findIds(resourceType: string, query: string, opts: { limit: number; executor?: unknown }): Promise<string[]>;
+  search(input: {
+    resourceType?: string;
+    compartment?: { type: string; id: string };
+    params: [string, string][];
+    baseUrl: string;
+    strict?: boolean;
+  }): Promise<Bundle>;
+}
+
+export interface ValidationPort {
+  validate(resource: unknown, opts?: { profiles?: string[] }): OperationOutcome['issue'];
+  isResourceType(type: string): boolean;
+}
+
+/** Everything an interaction needs; built once in app.ts. Interactions know nothing of HTTP. */
+export interface InteractionDeps {
+  store: ResourceStore;
+  search: SearchPort;
+  validator: ValidationPort;
+  /** FHIR base URL, e.g. http://localhost:8080/fhir */
+  fhirBase: string;
+}
+
+/** HTTP preconditions of a request, already read from its headers. */
+export interface Preconditions {
+  ifMatch?: string;
+  ifNoneMatch?: string;
+  ifModifiedSince?: string;
+  ifNoneExist?: string;
+}
+
+/** The result of an interaction: a status, the stored version it concerns, or a body. */
+export interface InteractionResult {
+  status: number;
+  /** The version the result is about (gives ETag, Last-Modified, Location). */
+  version?: StoredVersion;
+  /** A body other than the version's own JSON (Bundle, OperationOutcome, Parameters). */
+  body?: FhirResource;
+  /** Whether Location should be sent (create). */
+  location?: boolean;
+  /** Warnings to return with the result, e.g. an unknown profile. */
+  issues?: OperationOutcome['issue'];
+}

@@ -1,0 +1,70 @@
+import type { Resource } from 'fhir/r4.js';
+import { errors } from '../fhir/errors.js';
+import type { StoreTransaction } from '../storage/resource-store.js';
+import type { StoredVersion } from '../storage/types.js';
+import { findConditional } from './create.js';
+import { requireResourceBody } from './resource-body.js';
+import type { InteractionDeps, InteractionResult } from './types.js';
+import { checkId, storedFromChange, versionFromETag } from './versions.js';
+
+/** update: PUT [type]/[id] (https://hl7.org/fhir/R4/http.html#update), update-as-create included. */
+export async function update(deps: InteractionDeps, resourceType: string, id: string, body: unknown, ifMatch?: string): Promise<InteractionResult> {
+  checkId(id);
+  const resource = requireResourceBody(body, resourceType);
+  if (resource.id === undefined) throw errors.incorrect('the resource in an update must carry its id', ['id']);
+  if (resource.id !== id) {
+    throw errors.incorrect(`the resource id "${String(resource.id).slice(0, 64)}" does not match the URL id "${id}"`, ['id']);
+  }
+  return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
+}
+
+/** The update step inside an open transaction. */
+export async function updateIn(tx: StoreTransaction, resource: Resource, ifMatch?: string): Promise<InteractionResult> {
+  const id = resource.id as string;
+  const current = await tx.readForUpdate(resource.resourceType, id);
+  checkIfMatch(current, ifMatch, `${resource.resourceType}/${id}`);
+  if (!current || current.deleted) {
+    const change = await tx.create(resource, 'PUT', id, current);
+    return { status: 201, version: storedFromChange(change, change.json ?? null), location: true };
+  }
+  const change = await tx.update(resource, current, 'PUT');
+  return { status: 200, version: storedFromChange(change, change.json ?? null) };
+}
+
+/** If-Match (https://hl7.org/fhir/R4/http.html#concurrency): the client's version must be current. */
+export function checkIfMatch(current: StoredVersion | undefined, ifMatch: string | undefined, what: string): void {
+  if (ifMatch === undefined) return;
+  const expected = versionFromETag(ifMatch);
+  if (!current || current.deleted) {
+    throw errors.preconditionFailed(`If-Match ${ifMatch} given but ${what} has no current version`);
+  }
+  if (current.versionId !== expected) {
+    throw errors.preconditionFailed(`version conflict: ${what} is at version ${current.versionId}, If-Match asked for ${expected}`);
+  }
+}
+
+/** Conditional update: PUT [type]?[search] (https://hl7.org/fhir/R4/http.html#cond-update). */
+export async function conditionalUpdate(deps: InteractionDeps, resourceType: string, query: string, body: unknown, ifMatch?: string): Promise<InteractionResult> {
+  const resource = requireResourceBody(body, resourceType);
+  return deps.store.transaction((tx) => conditionalUpdateIn(deps, tx, resource, query, ifMatch));
+}
+
+export async function conditionalUpdateIn(deps: InteractionDeps, tx: StoreTransaction, resource: Resource, query: string, ifMatch?: string): Promise<InteractionResult> {
+  const matches = await findConditional(deps, tx, resource.resourceType, query);
+  if (matches.length > 1) {
+    throw errors.preconditionFailed(`conditional update "${query.slice(0, 200)}" matches more than one ${resource.resourceType}`);
+  }
+  if (matches.length === 0) {
+    if (resource.id !== undefined) {
+      checkId(resource.id);
+      return updateIn(tx, resource, ifMatch);
+    }
+    const change = await tx.create(resource, 'PUT');
+    return { status: 201, version: storedFromChange(change, change.json ?? null), location: true };
+  }
+  const [matchId] = matches;
+  if (resource.id !== undefined && resource.id !== matchId) {
+    throw errors.incorrect(`the resource id "${resource.id}" differs from the matching ${resource.resourceType}/${matchId}`, ['id']);
+  }
+  return updateIn(tx, { ...resource, id: matchId }, ifMatch);
+}

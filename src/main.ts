@@ -1,0 +1,45 @@
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config/config.js';
+
+/** Reads the configuration, starts the server and closes it gracefully on SIGTERM / SIGINT. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`configuration error: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const server = await buildApp(config);
+  if (server.devClient) {
+    // Printed once, to the console only: the development client of an unconfigured embedded server.
+    console.log(
+      `No FHIR_BOOTSTRAP_CLIENT_ID/SECRET set: development client created for this run\n` +
+        `  client_id=${server.devClient.id}\n  client_secret=${server.devClient.secret}`,
+    );
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    server.http.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    try {
+      await server.close();
+      process.exit(0);
+    } catch (e) {
+      server.http.log.error({ err: e }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await server.http.listen({ port: config.port, host: config.host });
+}
+
+main().catch((e: unknown) => {
+  console.error('failed to start:', e instanceof Error ? e.message : e);
+  process.exit(1);
+});

@@ -1,0 +1,122 @@
+import type { Resource } from 'fhir/r4.js';
+
+/** Small hand-made data set with the awkward cases search must get right (used by tests). */
+export const MRN_SYSTEM = 'https://fhir.hospital.example.org/sid/patient-number';
+export const BASE = 'http://localhost:8080/fhir';
+
+const ucum = 'http://unitsofmeasure.org';
+const loinc = 'http://loinc.org';
+
+export const fixtures: Resource[] = [
+  { resourceType: 'Organization', id: 'o1', name: 'General Hospital' },
+  { resourceType: 'Organization', id: 'o2', name: 'Small Clinic', partOf: { reference: 'Organization/o1' } },
+  { resourceType: 'Practitioner', id: 'pr1', name: [{ family: 'Jones', given: ['Ann'] }] },
+  {
+    resourceType: 'Patient',
+    id: 'p1',
+    meta: { tag: [{ system: 'http://example.org/tags', code: 'vip' }] },
+    active: true,
+    name: [{ family: 'Müller', given: ['Zoë'] }],
+    gender: 'female',
+    birthDate: '1980-02-29',
+    identifier: [{ system: MRN_SYSTEM, value: '12345', type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }], text: 'Medical record number' } }],
+    telecom: [{ system: 'phone', value: '555-1234' }],
+    address: [{ city: 'Zürich', country: 'CH' }],
+    managingOrganization: { reference: 'Organization/o1' },
+  },
+  {
+    resourceType: 'Patient',
+    id: 'p2',
+    name: [{ family: 'Smith', given: ['John', 'Q'] }],
+    gender: 'male',
+    birthDate: '1975',
+    identifier: [{ system: 'http://other.example/ids', value: 'a,b|c' }],
+    deceasedDateTime: '2020-05-01T12:00:00Z',
+    generalPractitioner: [{ reference: 'Practitioner/pr1' }],
+    managingOrganization: { reference: 'Organization/o2' },
+  },
+  {
+    resourceType: 'Patient',
+    id: 'p3',
+    meta: { profile: ['http://example.org/profile/patient-x'] },
+    name: [{ family: 'Muller', given: ['Hans'] }],
+    gender: 'other',
+    birthDate: '1980-03-01',
+  },
+  {
+    resourceType: 'Observation',
+    id: 'ob1',
+    status: 'final',
+    subject: { reference: 'Patient/p1' },
+    code: { coding: [{ system: loinc, code: '2345-7', display: 'Glucose' }] },
+    effectiveDateTime: '2020-01-01T10:00:00+01:00',
+    valueQuantity: { value: 250, unit: 'mg/dL', system: ucum, code: 'mg/dL' },
+  },
+  {
+    resourceType: 'Observation',
+    id: 'ob2',
+    status: 'preliminary',
+    subject: { reference: 'Patient/p2' },
+    code: { coding: [{ system: loinc, code: '2345-7', display: 'Glucose [Mass/volume] in Blood' }] },
+    effectivePeriod: { start: '2020-01-01', end: '2020-01-31' },
+    valueQuantity: { value: 2.5, unit: 'g/L', system: ucum, code: 'g/L' },
+  },
+  {
+    resourceType: 'Observation',
+    id: 'ob3',
+    status: 'final',
+    subject: { reference: 'Patient/p1' },
+    performer: [{ reference: 'Practitioner/pr1' }],
+    code: { coding: [{ system: loinc, code: '85354-9', display: 'Blood pressure panel' }] },
+    effectiveDateTime: '2021-06-15',
+    component: [
+      { code: { coding: [{ system: loinc, code: '8480-6' }] }, valueQuantity: { value: 120, system: ucum, code: 'mm[Hg]' } },
+      { code: { coding: [{ system: loinc, code: '8462-4' }] }, valueQuantity: { value: 80, system: ucum, code: 'mm[Hg]' } },
+    ],
+  },
+  {
+    resourceType: 'Observation',
+    id: 'ob4',
+    status: 'final',
+    subject: { reference: `${BASE}/Patient/p3` },
+    code: { text: 'Free text only' },
+    valueString: 'Positive|result, see $note',
+  },
+  {
+    resourceType: 'Observation',
+    id: 'ob5',
+    status: 'amended',
+    subject: { reference: 'Patient/p2' },
+    performer: [{ identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '999' } }],
+    code: { coding: [{ system: 'http://snomed.info/sct', code: '123' }] },
+    effectiveDateTime: '2020-01-01',
+  },
+  {
+    resourceType: 'Encounter',
+    id: 'e1',
+    status: 'finished',
+    class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+    subject: { reference: 'Patient/p1' },
+    identifier: [{ system: 'https://fhir.hospital.example.org/sid/visit-number', value: 'V-1' }],
+    period: { start: '2019-12-31T23:00:00Z', end: '2020-01-02T00:00:00Z' },
+  },
+  {
+    resourceType: 'Condition',
+    id: 'c1',
+    subject: { reference: 'Patient/p1' },
+    clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
+    verificationStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-ver-status', code: 'confirmed' }] },
+    code: { coding: [{ system: 'http://snomed.info/sct', code: '44054006', display: 'Diabetes mellitus type 2' }] },
+    onsetDateTime: '2015',
+  },
+  {
+    resourceType: 'Condition',
+    id: 'c2',
+    subject: { reference: 'Patient/p2' },
+    clinicalStatus: { coding: [{ system: 'http://example.org/other-status', code: 'active' }] },
+    verificationStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-ver-status', code: 'provisional' }] },
+    code: { text: 'Headache' },
+  },
+  { resourceType: 'RiskAssessment', id: 'ra1', status: 'final', subject: { reference: 'Patient/p1' }, prediction: [{ probabilityDecimal: 0.8 }] },
+  { resourceType: 'RiskAssessment', id: 'ra2', status: 'final', subject: { reference: 'Patient/p2' }, prediction: [{ probabilityRange: { low: { value: 0.2 }, high: { value: 0.4 } } }] },
+];

@@ -1,0 +1,124 @@
+/**
+ * PHASE 1 DONE (stable API) — storage integration:
+ *   - `indexTables` (this file): every search index table and its columns (after resource_type,
+ *     resource_id). Storage writes each table's rows with ONE statement per DB transaction:
+ *       INSERT INTO <table> (resource_type, resource_id, <columns…>)
+ *       SELECT * FROM unnest($1::text[], $2::text[], $3::<type>[], …)
+ *     (`unnestInsertSql(spec)` below builds that text; values come from `rowsToColumns`), and
+ *     deletes a resource's rows with `DELETE FROM <table> WHERE resource_type = $1 AND resource_id = $2`
+ *     for every table on update/delete (`deleteSql`).
+ *   - `SearchIndexer.extract(resource)` (indexer.ts) → IndexRows.
+ *   - migration `migrations/0002-search-index.ts` creates the tables and their indexes.
+ *
+ * Schema decisions (why):
+ *   - One table per search parameter TYPE, rows keyed by (resource_type, resource_id, param):
+ *     a handful of narrow tables are cheap to write set-based and easy to index; no FKs and
+ *     (resource_type, resource_id) first so they can be co-located shards.
+ *   - Dates are ranges [low, high) (high exclusive, ±infinity for open Periods): precision-aware
+ *     search is plain range arithmetic on two btree-indexed columns.
+ *   - Numbers/quantities are ranges too (a point stores low = high); Range values fill both.
+ *   - Quantities also store a UCUM-canonical code + bounds when the unit is convertible.
+ *   - `sort_asc` / `sort_desc` flag the ONE row per (resource, param) holding the smallest /
+ *     largest sort key, so `_sort` is a LEFT JOIN on a flagged row instead of an aggregate.
+ *   - Text columns use COLLATE "C": byte order makes `LIKE 'abc%'` index-friendly and sorting
+ *     deterministic across PGlite and PostgreSQL; case/accent folding is done in JS
+ *     (`values.ts#normalizeString`) identically at write and query time.
+ */
+
+export type IndexColumnType = 'text' | 'numeric' | 'timestamptz' | 'boolean' | 'integer';
+
+/** columns AFTER resource_type, resource_id */
+export interface IndexTableSpec {
+  table: string;
+  columns: ReadonlyArray<{ name: string; type: IndexColumnType }>;
+}
+
+/** table name → rows; each row's values in `columns` order (null allowed; timestamps as ISO strings; numerics as strings or numbers). */
+export type IndexRows = Map<string, unknown[][]>;
+
+const t = (name: string) => ({ name, type: 'text' as const });
+const n = (name: string) => ({ name, type: 'numeric' as const });
+const ts = (name: string) => ({ name, type: 'timestamptz' as const });
+const b = (name: string) => ({ name, type: 'boolean' as const });
+
+export const TOKEN = 'search_token';
+export const STRING = 'search_string';
+export const DATE = 'search_date';
+export const NUMBER = 'search_number';
+export const QUANTITY = 'search_quantity';
+export const REFERENCE = 'search_reference';
+export const URI = 'search_uri';
+export const COMPOSITE = 'search_composite';
+
+export const indexTables: readonly IndexTableSpec[] = [
+  {
+    // system/code of Coding, CodeableConcept, Identifier (value), ContactPoint (value), code,
+    // boolean…; `text` = folded display / CodeableConcept.text / Identifier.type.text (:text);
+    // type_system/type_code = Identifier.type coding (:of-type).
+    table: TOKEN,
+    columns: [t('param'), t('system'), t('code'), t('text'), t('type_system'), t('type_code'), b('sort_asc'), b('sort_desc')],
+  },
+  {
+    // value = folded (lower-case, no accents) for default/:contains; exact = as written (:exact)
+    table: STRING,
+    columns: [t('param'), t('value'), t('exact'), b('sort_asc'), b('sort_desc')],
+  },
+  { table: DATE, columns: [t('param'), ts('low'), ts('high'), b('sort_asc'), b('sort_desc')] },
+  { table: NUMBER, columns: [t('param'), n('low'), n('high'), b('sort_asc'), b('sort_desc')] },
+  {
+    table: QUANTITY,
+    columns: [
+      t('param'), n('low'), n('high'), t('system'), t('code'), t('unit'),
+      t('canon_code'), n('canon_low'), n('canon_high'), b('sort_asc'), b('sort_desc'),
+    ],
+  },
+  {
+    // target_type/target_id/target_version for literal references (relative or absolute URLs
+    // whose base is ours are stored relative); url for absolute external refs and canonicals
+    // (version in target_version); ident_* = Reference.identifier for :identifier.
+    table: REFERENCE,
+    columns: [
+      t('param'), t('target_type'), t('target_id'), t('target_version'), t('url'),
+      t('ident_system'), t('ident_value'), b('sort_asc'), b('sort_desc'),
+    ],
+  },
+  { table: URI, columns: [t('param'), t('value'), b('sort_asc'), b('sort_desc')] },
+  {
+    // one row per combination of component values of ONE composite instance (e.g. one
+    // Observation.component): c1 is token-like, c2 token/string/quantity/date/number, c3 number.
+    table: COMPOSITE,
+    columns: [
+      t('param'), t('c1_system'), t('c1_code'), t('c2_system'), t('c2_code'),
+      n('c2_low'), n('c2_high'), ts('c2_date_low'), ts('c2_date_high'), n('c3_low'), n('c3_high'),
+    ],
+  },
+];
+
+export const indexTableByName: ReadonlyMap<string, IndexTableSpec> = new Map(indexTables.map((s) => [s.table, s]));
+
+/** `INSERT … SELECT * FROM unnest($1::text[], …)` for one table; parameters in column order. */
+export function unnestInsertSql(spec: IndexTableSpec): string {
+  const cols = ['resource_type', 'resource_id', ...spec.columns.map((c) => c.name)];
+  const types = ['text', 'text', ...spec.columns.map((c) => c.type)];
+  const params = types.map((ty, i) => `$${i + 1}::${ty}[]`).join(', ');
+  return `INSERT INTO ${spec.table} (${cols.join(', ')}) SELECT * FROM unnest(${params})`;
+}
+
+export function deleteSql(spec: IndexTableSpec): string {
+  return `DELETE FROM ${spec.table} WHERE resource_type = $1 AND resource_id = $2`;
+}
+
+/**
+ * Rows of many resources for one table → one array per column (the unnest parameters).
+ * `rows` items are [resourceType, resourceId, rowValues].
+ */
+export function rowsToColumns(spec: IndexTableSpec, rows: ReadonlyArray<readonly [string, string, readonly unknown[]]>): unknown[][] {
+  const cols: unknown[][] = Array.from({ length: spec.columns.length + 2 }, () => new Array<unknown>(rows.length));
+  for (let i = 0; i < rows.length; i++) {
+    const [rt, id, values] = rows[i]!;
+    cols[0]![i] = rt;
+    cols[1]![i] = id;
+    for (let c = 0; c < spec.columns.length; c++) cols[c + 2]![i] = values[c] ?? null;
+  }
+  return cols;
+}

@@ -1,0 +1,264 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Bundle, FhirResource, SearchParameter } from 'fhir/r4.js';
+import { loadR4Bundle } from '../fhir/definitions/load.js';
+import { errors } from '../fhir/errors.js';
+import { compileExpression, type CompiledExpression } from './expression.js';
+import { isResourceType } from './fhir-model.js';
+
+export type SearchParamType = SearchParameter['type'];
+
+/** Lifecycle of a parameter: `pending-reindex` params are indexed on write but refused in search. */
+export type SearchParamStatus = 'ready' | 'pending-reindex';
+
+export interface CompiledComponent {
+  readonly definition: string;
+  /** Type of the component's own SearchParameter (token, quantity, date, …). */
+  readonly type: SearchParamType;
+  readonly accessor: CompiledExpression;
+}
+
+/** A SearchParameter as it applies to ONE resource type (shared expressions are split per type). */
+export interface CompiledSearchParam {
+  readonly code: string;
+  readonly type: SearchParamType;
+  readonly url: string;
+  readonly resourceType: string;
+  /** The part of the expression that applies to `resourceType` (undefined: not indexable). */
+  readonly expression: string | undefined;
+  readonly accessor: CompiledExpression | undefined;
+  readonly target: readonly string[];
+  readonly components: readonly CompiledComponent[];
+  readonly definition: SearchParameter;
+  readonly status: SearchParamStatus;
+}
+
+export interface RegistryOptions {
+  /** Folder with our own SearchParameter / Bundle JSON files; default `<cwd>/search-params`. */
+  searchParamsDir?: string;
+  /** Extra official packs to switch on, e.g. `['uscore']` for `search-parameters-uscore.json`. */
+  packs?: readonly string[];
+}
+
+/** Params that are not stored in index tables: they are answered from `resource` columns. */
+const resourceColumnParams = new Set(['_id', '_lastUpdated']);
+
+/** Splits `A.x | (B.y as T) | name` at top-level `|`. */
+export function splitUnion(expression: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let start = 0;
+  for (let i = 0; i < expression.length; i++) {
+    const c = expression[i];
+    if (c === "'") inString = !inString;
+    if (inString) continue;
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) {
+      parts.push(expression.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  parts.push(expression.slice(start).trim());
+  return parts.filter((p) => p.length > 0);
+}
+
+function leadingName(term: string): string | undefined {
+  return /^[\s(]*([A-Za-z_]+)/.exec(term)?.[1];
+}
+
+/** The terms of an expression that apply to `resourceType`. */
+export function expressionForType(expression: string, resourceType: string, bases: readonly string[]): string | undefined {
+  const terms = splitUnion(expression).filter((t) => {
+    const lead = leadingName(t);
+    if (lead === resourceType) return true;
+    if (lead === 'Resource' || lead === 'DomainResource') return true;
+    // A term that does not start with one of the bases (e.g. `name.alias`) applies to all bases.
+    return lead === undefined || !bases.includes(lead);
+  });
+  return terms.length ? terms.join(' | ') : undefined;
+}
+
+function isSearchParameter(r: unknown): r is SearchParameter {
+  return typeof r === 'object' && r !== null && (r as { resourceType?: unknown }).resourceType === 'SearchParameter';
+}
+
+function paramsFromJson(json: unknown): SearchParameter[] {
+  if (isSearchParameter(json)) return [json];
+  const bundle = json as Bundle<FhirResource>;
+  if (bundle && bundle.resourceType === 'Bundle') {
+    return (bundle.entry ?? []).map((e) => e.resource).filter(isSearchParameter);
+  }
+  return [];
+}
+
+/**
+ * All search parameters the server knows: the official R4 ones, the optional packs, our own
+ * `search-params/` folder and those added at run time. Compiled accessors are built lazily per
+ * (type) and cached; definition data is immutable so caching is safe.
+ */
+export class SearchParameterRegistry {
+  private readonly byUrl = new Map<string, SearchParameter>();
+  private readonly status = new Map<string, SearchParamStatus>();
+  /** resourceType (or Resource/DomainResource) → code → url */
+  private readonly byBase = new Map<string, Map<string, string>>();
+  private readonly compiled = new Map<string, { map: Map<string, CompiledSearchParam>; list: CompiledSearchParam[] }>();
+  private readonly expressionCache = new Map<string, CompiledExpression>();
+  private version = 0;
+
+  constructor(options: RegistryOptions = {}) {
+    for (const sp of paramsFromJson(loadR4Bundle('search-parameters.json'))) this.register(sp, 'ready');
+    for (const pack of options.packs ?? []) {
+      for (const sp of paramsFromJson(loadR4Bundle(`search-parameters-${pack}.json`))) this.register(sp, 'ready');
+    }
+    const dir = options.searchParamsDir ?? resolve(process.cwd(), 'search-params');
+    if (existsSync(dir)) {
+      for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+        for (const sp of paramsFromJson(JSON.parse(readFileSync(join(dir, f), 'utf8')))) this.register(sp, 'ready');
+      }
+    }
+  }
+
+  /** Monotonic counter bumped on every change; callers can use it to invalidate caches. */
+  get generation(): number {
+    return this.version;
+  }
+
+  /**
+   * Adds (or replaces) a SearchParameter at run time. It is indexed on every write from now on,
+   * but searches using it are refused until `markReady` is called after a reindex
+   * (see `reindex.ts`), because existing resources have no rows for it yet.
+   */
+  add(sp: SearchParameter, options: { ready?: boolean } = {}): void {
+    if (!sp.code || !sp.type || !sp.base?.length) throw errors.incorrect('SearchParameter needs code, type and base');
+    if (sp.expression) {
+      for (const base of sp.base) {
+        const e = expressionForType(sp.expression, base, sp.base);
+        if (e) this.compile(e); // throws early on an expression neither path can compile
+      }
+    }
+    this.register(sp, options.ready ? 'ready' : 'pending-reindex');
+  }
+
+  markReady(url: string): void {
+    if (this.byUrl.has(url)) {
+      this.status.set(url, 'ready');
+      this.invalidate();
+    }
+  }
+
+  /** Resource types whose rows must be rebuilt for a parameter (its bases, expanded). */
+  typesFor(url: string): string[] {
+    const sp = this.byUrl.get(url);
+    if (!sp) return [];
+    if (sp.base.some((b) => b === 'Resource' || b === 'DomainResource')) return ['*'];
+    return [...sp.base];
+  }
+
+  getByUrl(url: string): SearchParameter | undefined {
+    return this.byUrl.get(url);
+  }
+
+  private register(sp: SearchParameter, status: SearchParamStatus): void {
+    const url = sp.url ?? `urn:local:SearchParameter/${sp.base.join('-')}-${sp.code}`;
+    const previous = this.byUrl.get(url);
+    if (previous) {
+      for (const b of previous.base) this.byBase.get(b)?.delete(previous.code);
+    }
+    this.byUrl.set(url, sp);
+    this.status.set(url, status);
+    for (const b of sp.base) {
+      let m = this.byBase.get(b);
+      if (!m) this.byBase.set(b, (m = new Map()));
+      m.set(sp.code, url);
+    }
+    this.invalidate();
+  }
+
+  private invalidate(): void {
+    this.compiled.clear();
+    this.version++;
+  }
+
+  private compile(expression: string): CompiledExpression {
+    let c = this.expressionCache.get(expression);
+    if (!c) {
+      c = compileExpression(expression);
+      this.expressionCache.set(expression, c);
+    }
+    return c;
+  }
+
+  private build(resourceType: string): Map<string, CompiledSearchParam> {
+    const out = new Map<string, CompiledSearchParam>();
+    for (const base of ['Resource', 'DomainResource', resourceType]) {
+      if (base === 'DomainResource' && (resourceType === 'Bundle' || resourceType === 'Binary' || resourceType === 'Parameters')) continue;
+      for (const url of this.byBase.get(base)?.values() ?? []) {
+        const sp = this.byUrl.get(url)!;
+        const expression =
+          sp.expression && !resourceColumnParams.has(sp.code)
+            ? expressionForType(sp.expression, base === resourceType ? resourceType : base, sp.base)
+            : undefined;
+        const components: CompiledComponent[] = [];
+        for (const c of sp.component ?? []) {
+          const def = this.byUrl.get(c.definition);
+          if (def && c.expression) components.push({ definition: c.definition, type: def.type, accessor: this.compile(c.expression) });
+        }
+        out.set(sp.code, {
+          code: sp.code,
+          type: sp.type,
+          url,
+          resourceType,
+          expression,
+          accessor: expression ? this.compile(expression) : undefined,
+          target: sp.target ?? [],
+          components,
+          definition: sp,
+          status: this.status.get(url) ?? 'ready',
+        });
+      }
+    }
+    return out;
+  }
+
+  private entry(resourceType: string): { map: Map<string, CompiledSearchParam>; list: CompiledSearchParam[] } {
+    let e = this.compiled.get(resourceType);
+    if (!e) {
+      const map = this.build(resourceType);
+      e = { map, list: [...map.values()] };
+      this.compiled.set(resourceType, e);
+    }
+    return e;
+  }
+
+  private table(resourceType: string): Map<string, CompiledSearchParam> {
+    return this.entry(resourceType).map;
+  }
+
+  /** Compiled params of a resource type, including the Resource/DomainResource ones (cached; do not mutate). */
+  forType(resourceType: string): readonly CompiledSearchParam[] {
+    return this.entry(resourceType).list;
+  }
+
+  get(resourceType: string, code: string): CompiledSearchParam | undefined {
+    return this.table(resourceType).get(code);
+  }
+
+  /** Like `get` but refuses unknown and not-yet-reindexed params with a 400. */
+  require(resourceType: string, code: string): CompiledSearchParam {
+    const p = this.get(resourceType, code);
+    if (!p) throw errors.incorrect(`Unknown search parameter '${code}' for resource type ${resourceType}`, [code]);
+    if (p.status === 'pending-reindex') {
+      throw errors.incorrect(
+        `Search parameter '${code}' (${p.url}) was added recently and its reindex is not finished yet; it cannot be used until then`,
+        [code],
+      );
+    }
+    return p;
+  }
+
+  isKnownResourceType(type: string): boolean {
+    return isResourceType(type);
+  }
+}

@@ -1,0 +1,292 @@
+import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
+import { sql, type Kysely } from 'kysely';
+import { loadR4Bundle } from '../fhir/definitions/load.js';
+import { errors } from '../fhir/errors.js';
+import { applyElements, applySummary } from '../fhir/summary/index.js';
+import { parseSearch } from './parse.js';
+import type { SearchParameterRegistry } from './registry.js';
+import type { IncludeSpec, SearchRequest } from './request.js';
+import { accessCondition, FilterCompiler, type Target } from './sql/filter.js';
+import { keysetCondition, orderBy, sortPlan } from './sql/sort.js';
+import { Aliases, and, col, type Cond } from './sql/util.js';
+import { Terminology } from './terminology.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyDb = Kysely<any>;
+
+export interface SearchInput {
+  resourceType?: string;
+  compartment?: { type: string; id: string };
+  params: [string, string][];
+  /** e.g. http://localhost:8080/fhir */
+  baseUrl: string;
+  strict?: boolean;
+  /** Reserved: SMART scope filter, applied in `sql/filter.ts#accessCondition`. */
+  accessFilter?: unknown;
+}
+
+interface Row {
+  resource_type: string;
+  id: string;
+  content: Resource | string;
+  [k: `k${number}`]: string | null;
+}
+
+interface Cursor {
+  /** sort key values of the boundary row (text), incl. resource_type and id tiebreakers */
+  k: Array<string | null>;
+  /** n = rows after the boundary, p = rows before it */
+  d: 'n' | 'p';
+}
+
+/** Includes per path are capped so one page cannot pull in an unbounded graph. */
+const MAX_INCLUDES_PER_PATH = 1000;
+const MAX_ITERATE_DEPTH = 4;
+
+function encodeCursor(c: Cursor): string {
+  return Buffer.from(JSON.stringify(c), 'utf8').toString('base64url');
+}
+
+function decodeCursor(s: string, keyCount: number): Cursor {
+  try {
+    const c = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as Cursor;
+    if ((c.d === 'n' || c.d === 'p') && Array.isArray(c.k) && c.k.length === keyCount && c.k.every((v) => v === null || typeof v === 'string')) return c;
+  } catch {
+    // fall through
+  }
+  throw errors.incorrect('Invalid _cursor (it belongs to a different search or was altered)', ['_cursor']);
+}
+
+function contentOf(row: { content: Resource | string }): Resource {
+  return typeof row.content === 'string' ? (JSON.parse(row.content) as Resource) : row.content;
+}
+
+/**
+ * FHIR R4 search over the `resource` table and the search index tables. One SQL statement for
+ * the page (filters as EXISTS semi-joins, `_sort` as joins on flagged sort rows, keyset paging),
+ * one for the total when asked, and one per include path (per `:iterate` level).
+ */
+export class SearchService {
+  private readonly db: AnyDb;
+  private readonly registry: SearchParameterRegistry;
+  private readonly terminology: Terminology;
+  private compartments?: Map<string, Map<string, string[]>>;
+
+  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: Terminology }) {
+    this.db = deps.db;
+    this.registry = deps.registry;
+    this.terminology = deps.terminology ?? new Terminology();
+  }
+
+  /** Parses without running (e.g. to validate a query early or to match in memory later). */
+  parse(input: Pick<SearchInput, 'resourceType' | 'params' | 'strict' | 'baseUrl'>): SearchRequest {
+    return parseSearch(this.registry, input.params, { resourceType: input.resourceType, strict: input.strict, baseUrl: input.baseUrl });
+  }
+
+  async search(input: SearchInput): Promise<Bundle> {
+    const req = this.parse(input);
+    const db = this.db;
+    const aliases = new Aliases();
+    const compiler = new FilterCompiler(this.terminology, aliases, input.accessFilter);
+    const where = this.whereClause(req, compiler, input);
+    const plan = sortPlan(req.sort, 'r');
+    const joins = plan.joins.length ? sql.join(plan.joins, sql` `) : sql``;
+    const summaryCount = req.summary === 'count' || req.count === 0;
+
+    let cursor: Cursor | undefined;
+    if (req.cursor) cursor = decodeCursor(req.cursor, plan.keys.length);
+
+    let rows: Row[] = [];
+    let hasMoreForward = false;
+    let hasMoreBackward = false;
+    if (!summaryCount) {
+      const reverse = cursor?.d === 'p';
+      const keyset = cursor ? keysetCondition(plan.keys, cursor.k, reverse) : sql`TRUE`;
+      const keyCols = sql.join(
+        plan.keys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
+        sql`, `,
+      );
+      const q = sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
+        FROM resource r ${joins}
+        WHERE ${where} AND ${keyset}
+        ORDER BY ${orderBy(plan.keys, reverse)}
+        LIMIT ${req.count + 1}`;
+      rows = (await q.execute(db)).rows;
+      const more = rows.length > req.count;
+      if (more) rows = rows.slice(0, req.count);
+      if (reverse) {
+        rows.reverse();
+        hasMoreBackward = more;
+        hasMoreForward = true;
+      } else {
+        hasMoreForward = more;
+        hasMoreBackward = cursor !== undefined;
+      }
+    }
+
+    let total: number | undefined;
+    const totalMode = req.total ?? (cursor ? 'none' : 'accurate');
+    if (summaryCount || totalMode === 'accurate') {
+      const r = await sql<{ n: string | number }>`SELECT count(*) AS n FROM resource r WHERE ${where}`.execute(db);
+      total = Number(r.rows[0]!.n);
+    } else if (totalMode === 'estimate') {
+      const r = await sql<{ 'QUERY PLAN': unknown }>`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${where}`.execute(db);
+      const plan0 = r.rows[0]?.['QUERY PLAN'];
+      const parsed = (typeof plan0 === 'string' ? JSON.parse(plan0) : plan0) as Array<{ Plan: { 'Plan Rows': number } }>;
+      total = parsed?.[0]?.Plan?.['Plan Rows'];
+    }
+
+    const matches = rows.map(contentOf);
+    const included = summaryCount ? [] : await this.includes(req, matches, input.accessFilter);
+
+    const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset' };
+    if (total !== undefined) bundle.total = total;
+    bundle.link = this.links(input, req, rows, plan.keys.length, hasMoreForward, hasMoreBackward);
+    const entries: BundleEntry[] = [];
+    for (const r of matches) entries.push({ fullUrl: `${input.baseUrl}/${r.resourceType}/${r.id}`, resource: this.shape(r, req) as FhirResource, search: { mode: 'match' } });
+    for (const r of included) entries.push({ fullUrl: `${input.baseUrl}/${r.resourceType}/${r.id}`, resource: this.shape(r, req) as FhirResource, search: { mode: 'include' } });
+    if (req.unknown.length) {
+      const oo: OperationOutcome = {
+        resourceType: 'OperationOutcome',
+        issue: req.unknown.map((name) => ({
+          severity: 'warning',
+          code: 'not-supported',
+          diagnostics: `Search parameter '${name}' is not known and was ignored`,
+          expression: [name],
+        })),
+      };
+      entries.push({ resource: oo, search: { mode: 'outcome' } });
+    }
+    if (entries.length) bundle.entry = entries;
+    return bundle;
+  }
+
+  /**
+   * Ids of current resources matching `query` (`identifier=sys|val&…`, as in If-None-Exist),
+   * at most `limit`, run on `executor` (the caller's transaction) when given. Unknown
+   * parameters are refused: a conditional write must never match more than the client meant.
+   */
+  async findIds(resourceType: string, query: string, opts: { limit: number; executor?: AnyDb }): Promise<string[]> {
+    const params = [...new URLSearchParams(query.startsWith('?') ? query.slice(1) : query)] as [string, string][];
+    if (params.length === 0) throw errors.incorrect('A conditional request needs search parameters');
+    const req = parseSearch(this.registry, params, { resourceType, strict: true });
+    const compiler = new FilterCompiler(this.terminology, new Aliases(), undefined);
+    const where = this.whereClause(req, compiler, { resourceType });
+    const limit = Math.max(1, Math.min(opts.limit, 1000));
+    const r = await sql<{ id: string }>`SELECT r.id FROM resource r WHERE ${where} ORDER BY r.id LIMIT ${limit}`.execute(opts.executor ?? this.db);
+    return r.rows.map((x) => x.id);
+  }
+
+  private whereClause(req: SearchRequest, compiler: FilterCompiler, input: Pick<SearchInput, 'compartment' | 'accessFilter' | 'resourceType'>): Cond {
+    const conds: Cond[] = [sql`r.deleted = false`];
+    if (req.types.length === 1) conds.unshift(sql`r.resource_type = ${req.types[0]!}`);
+    else if (req.types.length > 1) conds.unshift(sql`r.resource_type = ANY(${req.types}::text[])`);
+    const target: Target = { type: col('r', 'resource_type'), id: col('r', 'id'), resourceAlias: 'r' };
+    if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types));
+    for (const f of req.filters) conds.push(compiler.compile(f, target));
+    conds.push(accessCondition(input.accessFilter, target));
+    return and(conds);
+  }
+
+  private compartmentDefs(): Map<string, Map<string, string[]>> {
+    if (!this.compartments) {
+      this.compartments = new Map();
+      const def = loadR4Bundle('compartmentdefinition-patient.json') as unknown as CompartmentDefinition;
+      const m = new Map<string, string[]>();
+      for (const r of def.resource ?? []) if (r.param?.length) m.set(r.code, r.param);
+      this.compartments.set(def.code, m);
+    }
+    return this.compartments;
+  }
+
+  /** `Patient/123/Observation`: the resource refers to the compartment owner through one of the def's params. */
+  private compartmentCondition(c: { type: string; id: string }, types: string[]): Cond {
+    const def = this.compartmentDefs().get(c.type);
+    if (!def) throw errors.unsupported(`Compartment ${c.type} is not supported`);
+    if (!/^[A-Za-z0-9\-.]{1,64}$/.test(c.id)) throw errors.incorrect(`Invalid compartment id '${c.id.slice(0, 64)}'`);
+    const alts: Cond[] = [];
+    const params = new Set<string>();
+    for (const t of types) for (const p of def.get(t) ?? []) params.add(p);
+    if (params.size) {
+      alts.push(
+        sql`EXISTS (SELECT 1 FROM search_reference cm WHERE cm.resource_type = r.resource_type AND cm.resource_id = r.id AND cm.param = ANY(${[...params]}::text[]) AND cm.target_type = ${c.type} AND cm.target_id = ${c.id})`,
+      );
+    }
+    if (types.includes(c.type)) alts.push(sql`r.id = ${c.id}`);
+    if (alts.length === 0) return sql`FALSE`;
+    return alts.length === 1 ? alts[0]! : sql`(${sql.join(alts, sql` OR `)})`;
+  }
+
+  private async includes(req: SearchRequest, matches: Resource[], accessFilter: unknown): Promise<Resource[]> {
+    if (matches.length === 0 || (req.includes.length === 0 && req.revincludes.length === 0)) return [];
+    const seen = new Set(matches.map((r) => `${r.resourceType}/${r.id}`));
+    const out: Resource[] = [];
+    let current = matches;
+    for (let depth = 0; depth <= MAX_ITERATE_DEPTH && current.length; depth++) {
+      const specs = depth === 0 ? { inc: req.includes, rev: req.revincludes } : { inc: req.includes.filter((s) => s.iterate), rev: req.revincludes.filter((s) => s.iterate) };
+      if (!specs.inc.length && !specs.rev.length) break;
+      const next: Resource[] = [];
+      for (const spec of specs.inc) for (const r of await this.includePath(spec, current, false, accessFilter)) addNew(r);
+      for (const spec of specs.rev) for (const r of await this.includePath(spec, current, true, accessFilter)) addNew(r);
+      current = next;
+      function addNew(r: Resource) {
+        const key = `${r.resourceType}/${r.id}`;
+        if (seen.has(key)) return;
+        seen.add(key);
+        out.push(r);
+        next.push(r);
+      }
+    }
+    return out;
+  }
+
+  /** ONE query for one include path over a whole page (never a query per resource). */
+  private async includePath(spec: IncludeSpec, from: Resource[], rev: boolean, accessFilter: unknown): Promise<Resource[]> {
+    const source = spec.sourceType === '*' ? undefined : spec.sourceType;
+    const resources = rev ? from : from.filter((r) => !source || r.resourceType === source);
+    if (resources.length === 0) return [];
+    const types = resources.map((r) => r.resourceType);
+    const ids = resources.map((r) => r.id!);
+    const conds: Cond[] = [sql`x.deleted = false`];
+    if (source) conds.push(sql`f.resource_type = ${source}`);
+    if (spec.param) conds.push(sql`f.param = ${spec.param}`);
+    if (spec.targetType) conds.push(sql`f.target_type = ${spec.targetType}`);
+    const target: Target = { type: col('x', 'resource_type'), id: col('x', 'id'), resourceAlias: 'x' };
+    conds.push(accessCondition(accessFilter, target));
+    const pairs = sql`(SELECT * FROM unnest(${types}::text[], ${ids}::text[]))`;
+    const q = rev
+      ? sql<Row>`SELECT DISTINCT x.resource_type, x.id, x.content FROM search_reference f
+          JOIN resource x ON x.resource_type = f.resource_type AND x.id = f.resource_id
+          WHERE (f.target_type, f.target_id) IN ${pairs} AND ${and(conds)}
+          ORDER BY x.resource_type, x.id LIMIT ${MAX_INCLUDES_PER_PATH}`
+      : sql<Row>`SELECT DISTINCT x.resource_type, x.id, x.content FROM search_reference f
+          JOIN resource x ON x.resource_type = f.target_type AND x.id = f.target_id
+          WHERE (f.resource_type, f.resource_id) IN ${pairs} AND ${and(conds)}
+          ORDER BY x.resource_type, x.id LIMIT ${MAX_INCLUDES_PER_PATH}`;
+    return (await q.execute(this.db)).rows.map(contentOf);
+  }
+
+  private shape(r: Resource, req: SearchRequest): Resource {
+    let out = r;
+    if (req.summary && req.summary !== 'false' && req.summary !== 'count') out = applySummary(out, req.summary);
+    if (req.elements?.length) out = applyElements(out, req.elements);
+    return out;
+  }
+
+  private links(input: SearchInput, req: SearchRequest, rows: Row[], keyCount: number, more: boolean, before: boolean): BundleLink[] {
+    const path = input.compartment
+      ? `${input.baseUrl}/${input.compartment.type}/${input.compartment.id}/${input.resourceType ?? '*'}`
+      : input.resourceType
+        ? `${input.baseUrl}/${input.resourceType}`
+        : input.baseUrl;
+    const qs = (extra: Array<[string, string]>) => {
+      const p = new URLSearchParams([...req.canonical, ...extra]).toString();
+      return p ? `${path}?${p}` : path;
+    };
+    const keysOf = (row: Row) => Array.from({ length: keyCount }, (_, i) => row[`k${i}`] ?? null);
+    const links: BundleLink[] = [{ relation: 'self', url: qs(req.cursor ? [['_cursor', req.cursor]] : []) }];
+    if (more && rows.length) links.push({ relation: 'next', url: qs([['_cursor', encodeCursor({ k: keysOf(rows[rows.length - 1]!), d: 'n' })]]) });
+    if (before && rows.length) links.push({ relation: 'previous', url: qs([['_cursor', encodeCursor({ k: keysOf(rows[0]!), d: 'p' })]]) });
+    return links;
+  }
+}

@@ -1,0 +1,186 @@
+import { sql } from 'kysely';
+import { COMPOSITE, DATE, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
+import type { CompiledSearchParam } from '../registry.js';
+import type { ChainFilter, Filter, HasFilter, ParamFilter, ParamValue, ReferenceValue, SpecialParam } from '../request.js';
+import type { Terminology } from '../terminology.js';
+import { dateCond } from './date.js';
+import { numberCond } from './number.js';
+import { quantityCond } from './quantity.js';
+import { referenceCond } from './reference.js';
+import { stringCond } from './string.js';
+import { codeSetCond, hierarchyCond, ofTypeCond, textCond, tokenCond } from './token.js';
+import { uriCond } from './uri.js';
+import { Aliases, and, col, FALSE, or, TRUE, type Cond } from './util.js';
+
+/** The resource a filter is evaluated for, as SQL expressions (a row of `resource` or an index row). */
+export interface Target {
+  type: Cond;
+  id: Cond;
+  /** Alias of a `resource` row when the target is one (gives `last_updated` directly). */
+  resourceAlias?: string;
+}
+
+/**
+ * Reserved: SMART scope / consent filtering. Every place that lets a resource into a result —
+ * matches, includes, chain targets, `_has` sources — calls this ONE function, so applying
+ * access rules later is a change here only. It currently ignores the filter.
+ */
+export function accessCondition(accessFilter: unknown, target: Target): Cond {
+  void accessFilter;
+  void target;
+  return TRUE;
+}
+
+const tableByType: Record<string, string> = {
+  token: TOKEN,
+  string: STRING,
+  date: DATE,
+  number: NUMBER,
+  quantity: QUANTITY,
+  reference: REFERENCE,
+  uri: URI,
+  composite: COMPOSITE,
+};
+
+function refCode(v: ReferenceValue): string {
+  return v.type && v.id ? `${v.type}/${v.id}` : (v.url ?? v.id ?? '');
+}
+
+export class FilterCompiler {
+  constructor(
+    private readonly terminology: Terminology,
+    private readonly aliases: Aliases,
+    private readonly accessFilter: unknown,
+    private readonly now = Date.now(),
+  ) {}
+
+  compile(f: Filter, target: Target): Cond {
+    switch (f.kind) {
+      case 'param':
+        return 'special' in f.param ? this.special(f, f.param, target) : this.param(f, f.param, target);
+      case 'chain':
+        return this.chain(f, target);
+      case 'has':
+        return this.has(f, target);
+    }
+  }
+
+  private special(f: ParamFilter, p: SpecialParam, target: Target): Cond {
+    if (p.code === '_id') {
+      if (f.values[0]?.kind === 'missing') return f.values[0].v ? FALSE : TRUE;
+      const ids = f.values.flatMap((v) => (v.kind === 'token' && v.v.code !== undefined ? [v.v.code] : []));
+      const c = sql`${target.id} = ANY(${ids}::text[])`;
+      return f.modifier === 'not' ? sql`NOT ${c}` : c;
+    }
+    // _lastUpdated
+    if (f.values[0]?.kind === 'missing') return f.values[0].v ? FALSE : TRUE;
+    if (target.resourceAlias) {
+      const r = target.resourceAlias;
+      return or(f.values.map((v) => (v.kind === 'date' ? dateCond(r, 'last_updated', 'last_updated', v.v, this.now) : FALSE)));
+    }
+    const a = this.aliases.next('lu');
+    return sql`EXISTS (SELECT 1 FROM resource ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'id')} = ${target.id} AND ${or(
+      f.values.map((v) => (v.kind === 'date' ? dateCond(a, 'last_updated', 'last_updated', v.v, this.now) : FALSE)),
+    )})`;
+  }
+
+  private param(f: ParamFilter, p: CompiledSearchParam, target: Target): Cond {
+    const table = tableByType[p.type];
+    if (!table) return FALSE;
+    const a = this.aliases.next('s');
+    const base = sql`SELECT 1 FROM ${sql.raw(table)} ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${col(a, 'param')} = ${p.code}`;
+    const first = f.values[0];
+    if (first?.kind === 'missing') return first.v ? sql`NOT EXISTS (${base})` : sql`EXISTS (${base})`;
+    const conds = f.values.map((v) => this.value(a, p, f.modifier, v));
+    const negate = f.modifier === 'not' || f.modifier === 'not-in';
+    const exists = sql`EXISTS (${base} AND ${or(conds)})`;
+    return negate ? sql`NOT ${exists}` : exists;
+  }
+
+  private value(a: string, p: CompiledSearchParam, modifier: string | undefined, v: ParamValue): Cond {
+    switch (v.kind) {
+      case 'token':
+        if (modifier === 'of-type') return ofTypeCond(a, v.v);
+        if (modifier === 'above' || modifier === 'below') return hierarchyCond(a, this.terminology, v.v, modifier);
+        return tokenCond(a, 'system', 'code', v.v);
+      case 'text':
+        return textCond(a, v.v);
+      case 'valueset':
+        return codeSetCond(a, this.terminology.expand(v.url));
+      case 'string':
+        return stringCond(a, 'value', 'exact', v.v, modifier);
+      case 'uri':
+        return uriCond(a, 'value', v.v, modifier);
+      case 'date':
+        return dateCond(a, 'low', 'high', v.v, this.now);
+      case 'number':
+        return numberCond(a, 'low', 'high', v.v);
+      case 'quantity':
+        return quantityCond(a, v.v);
+      case 'reference':
+        return referenceCond(a, v.v, modifier && /^[A-Z]/.test(modifier) ? modifier : undefined);
+      case 'composite':
+        return this.composite(a, p, v.parts);
+      case 'missing':
+        return TRUE;
+    }
+  }
+
+  private composite(a: string, p: CompiledSearchParam, parts: ParamValue[]): Cond {
+    const conds: Cond[] = [];
+    parts.forEach((part, i) => {
+      const c = i === 0 ? 'c1' : i === 1 ? 'c2' : 'c3';
+      switch (part.kind) {
+        case 'token':
+          conds.push(tokenCond(a, `${c}_system`, `${c}_code`, part.v));
+          break;
+        case 'reference':
+          conds.push(sql`${col(a, `${c}_code`)} = ${refCode(part.v)}`);
+          break;
+        case 'string':
+          conds.push(stringCond(a, `${c}_code`, undefined, part.v));
+          break;
+        case 'uri':
+          conds.push(sql`${col(a, `${c}_code`)} = ${part.v}`);
+          break;
+        case 'quantity': {
+          const q = part.v;
+          if (q.canon) {
+            conds.push(sql`${col(a, `${c}_code`)} = ${q.canon.code}`);
+            conds.push(numberCond(a, `${c}_low`, `${c}_high`, { prefix: q.prefix, value: q.canon.value, low: q.canon.low, high: q.canon.high }));
+          } else {
+            if (q.system !== undefined) conds.push(sql`${col(a, `${c}_system`)} = ${q.system}`);
+            if (q.code !== undefined) conds.push(sql`${col(a, `${c}_code`)} = ${q.code}`);
+            conds.push(numberCond(a, `${c}_low`, `${c}_high`, q));
+          }
+          break;
+        }
+        case 'date':
+          conds.push(dateCond(a, `${c}_date_low`, `${c}_date_high`, part.v, this.now));
+          break;
+        case 'number':
+          conds.push(numberCond(a, `${c}_low`, `${c}_high`, part.v));
+          break;
+        default:
+          conds.push(FALSE);
+      }
+    });
+    void p;
+    return and(conds);
+  }
+
+  private chain(f: ChainFilter, target: Target): Cond {
+    const a = this.aliases.next('c');
+    const inner: Target = {
+      type: f.targetTypes.length === 1 ? sql`${f.targetTypes[0]!}::text` : col(a, 'target_type'),
+      id: col(a, 'target_id'),
+    };
+    return sql`EXISTS (SELECT 1 FROM search_reference ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${col(a, 'param')} = ${f.param.code} AND ${col(a, 'target_type')} = ANY(${f.targetTypes}::text[]) AND ${col(a, 'target_id')} IS NOT NULL AND ${this.compile(f.inner, inner)} AND ${accessCondition(this.accessFilter, inner)})`;
+  }
+
+  private has(f: HasFilter, target: Target): Cond {
+    const a = this.aliases.next('h');
+    const source: Target = { type: sql`${f.sourceType}::text`, id: col(a, 'resource_id') };
+    return sql`EXISTS (SELECT 1 FROM search_reference ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${f.sourceType} AND ${col(a, 'param')} = ${f.referenceParam.code} AND ${col(a, 'target_type')} = ${target.type} AND ${col(a, 'target_id')} = ${target.id} AND ${this.compile(f.inner, source)} AND ${accessCondition(this.accessFilter, source)})`;
+  }
+}

@@ -1,0 +1,100 @@
+import { sql } from 'kysely';
+import { errors } from '../../fhir/errors.js';
+import { DATE, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
+import type { SortKey } from '../request.js';
+import { and, col, FALSE, or, type Cond } from './util.js';
+
+/** One ORDER BY key: its SQL expression, the type to cast cursor values to, its direction. */
+export interface OrderKey {
+  expr: Cond;
+  type: 'text' | 'timestamptz' | 'numeric';
+  desc: boolean;
+}
+
+export interface SortPlan {
+  joins: Cond[];
+  keys: OrderKey[];
+}
+
+const sortColumn: Record<string, { table: string; asc: string; desc: string; type: OrderKey['type'] }> = {
+  token: { table: TOKEN, asc: 'code', desc: 'code', type: 'text' },
+  string: { table: STRING, asc: 'value', desc: 'value', type: 'text' },
+  date: { table: DATE, asc: 'low', desc: 'high', type: 'timestamptz' },
+  number: { table: NUMBER, asc: 'low', desc: 'high', type: 'numeric' },
+  quantity: { table: QUANTITY, asc: 'low', desc: 'high', type: 'numeric' },
+  uri: { table: URI, asc: 'value', desc: 'value', type: 'text' },
+  reference: { table: REFERENCE, asc: '', desc: '', type: 'text' },
+};
+
+/**
+ * `_sort` keys → LEFT JOINs on the ONE index row flagged as the sort row of each (resource,
+ * param) (`sort_asc` / `sort_desc`, set at index time), plus the tiebreakers
+ * (resource_type, id) that make the order total — required for keyset paging.
+ */
+export function sortPlan(sort: SortKey[], r: string): SortPlan {
+  const joins: Cond[] = [];
+  const keys: OrderKey[] = [];
+  sort.forEach((s, i) => {
+    if ('special' in s.param) {
+      keys.push(s.param.code === '_id' ? { expr: col(r, 'id'), type: 'text', desc: s.desc } : { expr: col(r, 'last_updated'), type: 'timestamptz', desc: s.desc });
+      return;
+    }
+    const spec = sortColumn[s.param.type];
+    if (!spec) throw errors.incorrect(`Cannot sort on ${s.param.type} parameter '${s.name}'`, ['_sort']);
+    const a = `o${i}`;
+    joins.push(
+      sql`LEFT JOIN ${sql.raw(spec.table)} ${sql.raw(a)} ON ${col(a, 'resource_type')} = ${col(r, 'resource_type')} AND ${col(a, 'resource_id')} = ${col(r, 'id')} AND ${col(a, 'param')} = ${s.param.code} AND ${col(a, s.desc ? 'sort_desc' : 'sort_asc')}`,
+    );
+    const expr =
+      s.param.type === 'reference'
+        ? sql`COALESCE(${col(a, 'target_type')} || '/' || ${col(a, 'target_id')}, ${col(a, 'url')})`
+        : col(a, s.desc ? spec.desc : spec.asc);
+    keys.push({ expr, type: spec.type, desc: s.desc });
+  });
+  keys.push({ expr: col(r, 'resource_type'), type: 'text', desc: false });
+  keys.push({ expr: col(r, 'id'), type: 'text', desc: false });
+  return { joins, keys };
+}
+
+/** ORDER BY clause; `reverse` walks backwards (for `previous` pages). NULLs always sort last. */
+export function orderBy(keys: OrderKey[], reverse: boolean): Cond {
+  return sql.join(
+    keys.map((k) => {
+      const desc = k.desc !== reverse;
+      return sql`${k.expr} ${sql.raw(desc ? 'DESC' : 'ASC')} ${sql.raw(reverse ? 'NULLS FIRST' : 'NULLS LAST')}`;
+    }),
+    sql`, `,
+  );
+}
+
+function cast(v: string, type: OrderKey['type']): Cond {
+  return sql`CAST(${v} AS ${sql.raw(type)})`;
+}
+
+/**
+ * Keyset condition: rows strictly after (or before, when `reverse`) the cursor row in the
+ * total order of `keys`, with NULLs last. Stable while others write: no OFFSET involved.
+ */
+export function keysetCondition(keys: OrderKey[], values: ReadonlyArray<string | null>, reverse: boolean): Cond {
+  const branches: Cond[] = [];
+  for (let i = 0; i < keys.length; i++) {
+    const prefix: Cond[] = [];
+    for (let j = 0; j < i; j++) {
+      const v = values[j] ?? null;
+      prefix.push(v === null ? sql`${keys[j]!.expr} IS NULL` : sql`${keys[j]!.expr} = ${cast(v, keys[j]!.type)}`);
+    }
+    const k = keys[i]!;
+    const v = values[i] ?? null;
+    let step: Cond;
+    if (!reverse) {
+      if (v === null) step = FALSE;
+      else step = or([sql`${k.expr} ${sql.raw(k.desc ? '<' : '>')} ${cast(v, k.type)}`, sql`${k.expr} IS NULL`]);
+    } else {
+      if (v === null) step = sql`${k.expr} IS NOT NULL`;
+      else step = sql`${k.expr} ${sql.raw(k.desc ? '>' : '<')} ${cast(v, k.type)}`;
+    }
+    if (step === FALSE) continue;
+    branches.push(and([...prefix, step]));
+  }
+  return or(branches);
+}

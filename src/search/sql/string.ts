@@ -1,0 +1,15 @@
+import { sql } from 'kysely';
+import { normalizeString } from '../values.js';
+import { MAX_INDEXED_TEXT } from '../indexer.js';
+import { col, likeEscape, type Cond } from './util.js';
+
+/**
+ * string: default = case/accent-insensitive "starts with"; `:exact` = exact (as stored, values
+ * longer than the index limit are compared on their indexed prefix); `:contains` = anywhere.
+ */
+export function stringCond(alias: string, valueCol: string, exactCol: string | undefined, v: string, modifier?: string): Cond {
+  if (modifier === 'exact' && exactCol) return sql`${col(alias, exactCol)} = ${v.slice(0, MAX_INDEXED_TEXT)}`;
+  const folded = likeEscape(normalizeString(v).slice(0, MAX_INDEXED_TEXT));
+  if (modifier === 'contains') return sql`${col(alias, valueCol)} LIKE ${`%${folded}%`}`;
+  return sql`${col(alias, valueCol)} LIKE ${`${folded}%`}`;
+}

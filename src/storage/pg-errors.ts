@@ -1,0 +1,38 @@
+import { FhirError } from '../fhir/errors.js';
+
+/** PostgreSQL error codes we act on (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
+const SERIALIZATION_FAILURE = '40001';
+const DEADLOCK_DETECTED = '40P01';
+const UNIQUE_VIOLATION = '23505';
+const QUERY_CANCELED = '57014';
+const LOCK_NOT_AVAILABLE = '55P03';
+
+export function pgErrorCode(e: unknown): string | undefined {
+  if (typeof e === 'object' && e !== null && 'code' in e) {
+    const code = (e as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+/** A transaction that failed only because another one raced it; running it again is safe. */
+export function isRetryable(e: unknown): boolean {
+  const code = pgErrorCode(e);
+  return code === SERIALIZATION_FAILURE || code === DEADLOCK_DETECTED || code === UNIQUE_VIOLATION;
+}
+
+/** Maps database errors at the storage edge to FHIR errors; anything else stays a fault. */
+export function mapDatabaseError(e: unknown): unknown {
+  if (e instanceof FhirError) return e;
+  switch (pgErrorCode(e)) {
+    case UNIQUE_VIOLATION:
+    case SERIALIZATION_FAILURE:
+    case DEADLOCK_DETECTED:
+      return new FhirError('conflict', 'the resource was changed by a concurrent request; retry');
+    case QUERY_CANCELED:
+    case LOCK_NOT_AVAILABLE:
+      return new FhirError('unavailable', 'the database did not answer in time; retry later');
+    default:
+      return e;
+  }
+}

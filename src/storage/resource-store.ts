@@ -1,0 +1,261 @@
+import { randomUUID } from 'node:crypto';
+import type { Resource } from 'fhir/r4.js';
+import { sql, type Transaction } from 'kysely';
+import { FhirError } from '../fhir/errors.js';
+import type { Database } from './schema.js';
+import type { Db } from './db.js';
+import { isRetryable, mapDatabaseError } from './pg-errors.js';
+import { flushWrites, type PendingWrite } from './write-sql.js';
+import type { ResourceChange, SearchIndexSource, StoredVersion, WriteMethod } from './types.js';
+
+/** Runs inside the database transaction before the version is stored: validation, rules, derived data. */
+export type BeforeWriteHook = (tx: StoreTransaction, change: ResourceChange) => Promise<void> | void;
+/** Runs after commit with every change of the transaction: subscriptions, audit, jobs. */
+export type AfterCommitHook = (changes: readonly ResourceChange[]) => Promise<void> | void;
+
+/** How many times a transaction that lost a race (serialization, deadlock, duplicate key) is re-run. */
+const MAX_TRANSACTION_ATTEMPTS = 5;
+
+export interface HistoryQuery {
+  resourceType?: string;
+  id?: string;
+  /** Only versions with lastUpdated ≥ since (ISO instant). */
+  since?: string;
+  /** Only versions with lastUpdated ≤ at (inclusive upper bound, ISO instant). */
+  before?: string;
+  count: number;
+  /** Keyset cursor from a previous page. */
+  after?: HistoryCursor;
+}
+
+export interface HistoryCursor {
+  lastUpdated: string;
+  resourceType: string;
+  id: string;
+  versionId: string;
+}
+
+interface VersionRow {
+  resource_type: string;
+  id: string;
+  version_id: string | number;
+  last_updated: Date | string;
+  deleted: boolean;
+  json: string | null;
+  method?: string;
+}
+
+function toStored(row: VersionRow): StoredVersion {
+  const lastUpdated = row.last_updated instanceof Date ? row.last_updated.toISOString() : new Date(row.last_updated).toISOString();
+  const stored: StoredVersion = {
+    resourceType: row.resource_type,
+    id: row.id,
+    versionId: String(row.version_id),
+    lastUpdated,
+    deleted: row.deleted,
+    json: row.json,
+  };
+  if (row.method) stored.method = row.method as WriteMethod;
+  return stored;
+}
+
+type Executor = Db | Transaction<Database>;
+
+/**
+ * The one place where resources are written. Every write runs in a database transaction,
+ * passes the before-write hooks, is stored as a new version with its search index rows
+ * (set-based, one statement per flush), and is announced to after-commit hooks.
+ */
+export class ResourceStore {
+  private readonly beforeWrite: BeforeWriteHook[] = [];
+  private readonly afterCommit: AfterCommitHook[] = [];
+
+  constructor(
+    readonly db: Db,
+    private readonly index: SearchIndexSource,
+  ) {}
+
+  onBeforeWrite(hook: BeforeWriteHook): void {
+    this.beforeWrite.push(hook);
+  }
+
+  onAfterCommit(hook: AfterCommitHook): void {
+    this.afterCommit.push(hook);
+  }
+
+  /** Current version (possibly a delete marker) or undefined when the id was never used. */
+  async read(resourceType: string, id: string, executor: Executor = this.db): Promise<StoredVersion | undefined> {
+    const result = await sql<VersionRow>`
+      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+      FROM resource WHERE resource_type = ${resourceType} AND id = ${id}`.execute(executor);
+    const row = result.rows[0];
+    return row ? toStored(row) : undefined;
+  }
+
+  async vread(resourceType: string, id: string, versionId: string): Promise<StoredVersion | undefined> {
+    if (!/^[0-9]{1,18}$/.test(versionId)) return undefined;
+    const result = await sql<VersionRow>`
+      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
+      FROM resource_history
+      WHERE resource_type = ${resourceType} AND id = ${id} AND version_id = ${versionId}::bigint`.execute(this.db);
+    const row = result.rows[0];
+    return row ? toStored(row) : undefined;
+  }
+
+  /** Versions newest first, keyset-paged so concurrent writes never shift a page. */
+  async history(query: HistoryQuery): Promise<StoredVersion[]> {
+    const conditions = [sql`true`];
+    if (query.resourceType) conditions.push(sql`resource_type = ${query.resourceType}`);
+    if (query.id) conditions.push(sql`id = ${query.id}`);
+    if (query.since) conditions.push(sql`last_updated >= ${query.since}::timestamptz`);
+    if (query.before) conditions.push(sql`last_updated <= ${query.before}::timestamptz`);
+    if (query.after) {
+      const c = query.after;
+      conditions.push(
+        sql`(last_updated, resource_type, id, version_id) < (${c.lastUpdated}::timestamptz, ${c.resourceType}, ${c.id}, ${c.versionId}::bigint)`,
+      );
+    }
+    const result = await sql<VersionRow>`
+      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
+      FROM resource_history
+      WHERE ${sql.join(conditions, sql` AND `)}
+      ORDER BY last_updated DESC, resource_type DESC, id DESC, version_id DESC
+      LIMIT ${query.count}`.execute(this.db);
+    return result.rows.map(toStored);
+  }
+
+  async countHistory(query: Omit<HistoryQuery, 'count' | 'after'>): Promise<number> {
+    const conditions = [sql`true`];
+    if (query.resourceType) conditions.push(sql`resource_type = ${query.resourceType}`);
+    if (query.id) conditions.push(sql`id = ${query.id}`);
+    if (query.since) conditions.push(sql`last_updated >= ${query.since}::timestamptz`);
+    if (query.before) conditions.push(sql`last_updated <= ${query.before}::timestamptz`);
+    const result = await sql<{ n: string | number }>`
+      SELECT count(*) AS n FROM resource_history WHERE ${sql.join(conditions, sql` AND `)}`.execute(this.db);
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  /**
+   * Runs `work` in one database transaction. A run that lost a race with another transaction
+   * is repeated from the start (its effects were rolled back); other errors are mapped to
+   * FHIR errors and leave nothing behind.
+   */
+  async transaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let changes: ResourceChange[] = [];
+      try {
+        const value = await this.db.transaction().execute(async (trx) => {
+          const tx = new StoreTransaction(trx, this, this.index, this.beforeWrite);
+          const result = await work(tx);
+          await tx.flush();
+          changes = tx.changes;
+          return result;
+        });
+        await this.announce(changes);
+        return value;
+      } catch (e) {
+        if (attempt < MAX_TRANSACTION_ATTEMPTS && isRetryable(e)) continue;
+        throw mapDatabaseError(e);
+      }
+    }
+  }
+
+  private async announce(changes: ResourceChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    for (const hook of this.afterCommit) {
+      try {
+        await hook(changes);
+      } catch {
+        // The data is committed; a failing listener must not turn the write into an error.
+        // Listeners own their retries (jobs) and their own error reporting.
+      }
+    }
+  }
+}
+
+/** The write side of one database transaction. Reads through it see its own earlier writes. */
+export class StoreTransaction {
+  readonly changes: ResourceChange[] = [];
+  private pending: PendingWrite[] = [];
+
+  constructor(
+    readonly trx: Transaction<Database>,
+    private readonly store: ResourceStore,
+    private readonly index: SearchIndexSource,
+    private readonly beforeWrite: readonly BeforeWriteHook[],
+  ) {}
+
+  /** Current version, locked until commit so concurrent updates of it queue up. */
+  async readForUpdate(resourceType: string, id: string): Promise<StoredVersion | undefined> {
+    await this.flush();
+    const result = await sql<VersionRow>`
+      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+      FROM resource WHERE resource_type = ${resourceType} AND id = ${id} FOR UPDATE`.execute(this.trx);
+    const row = result.rows[0];
+    return row ? toStored(row) : undefined;
+  }
+
+  /**
+   * Serialises transactions that decide on the same condition (conditional create / update
+   * of one query), so two racing requests cannot both see "no match" and both create.
+   */
+  async lockCondition(key: string): Promise<void> {
+    await this.flush();
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(this.trx);
+  }
+
+  /** Stores a new resource under a fresh server id (or `id`, for update-as-create). */
+  async create(resource: Resource, method: WriteMethod = 'POST', id: string = randomUUID(), previous?: StoredVersion): Promise<ResourceChange> {
+    const versionId = previous ? String(Number(previous.versionId) + 1) : '1';
+    return this.write(method, resource, id, versionId, previous);
+  }
+
+  /** Stores `resource` as the next version after `current`. */
+  async update(resource: Resource, current: StoredVersion, method: WriteMethod = 'PUT'): Promise<ResourceChange> {
+    return this.write(method, resource, current.id, String(Number(current.versionId) + 1), current);
+  }
+
+  async delete(current: StoredVersion): Promise<ResourceChange> {
+    const change: ResourceChange = {
+      method: 'DELETE',
+      resourceType: current.resourceType,
+      id: current.id,
+      versionId: String(Number(current.versionId) + 1),
+      lastUpdated: new Date().toISOString(),
+      previous: current,
+    };
+    for (const hook of this.beforeWrite) await hook(this, change);
+    this.pending.push({ change, json: null, indexRows: new Map() });
+    this.changes.push(change);
+    return change;
+  }
+
+  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion | undefined): Promise<ResourceChange> {
+    const lastUpdated = new Date().toISOString();
+    const resource: Resource = { ...input, id, meta: { ...input.meta, versionId, lastUpdated } };
+    const change: ResourceChange = { method, resourceType: resource.resourceType, id, versionId, lastUpdated, resource, previous };
+    for (const hook of this.beforeWrite) await hook(this, change);
+    const stored = change.resource;
+    if (!stored || stored.id !== id || stored.resourceType !== input.resourceType) {
+      throw new FhirError('fault', 'a before-write hook changed the identity of the resource');
+    }
+    change.json = JSON.stringify(stored);
+    this.pending.push({ change, json: change.json, indexRows: this.index.extract(stored) });
+    this.changes.push(change);
+    return change;
+  }
+
+  /** Writes everything pending in as few statements as possible. */
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    await flushWrites(this.trx, this.index.tables, batch);
+  }
+
+  /** Plain reads (not locking) that see this transaction's own writes. */
+  async read(resourceType: string, id: string): Promise<StoredVersion | undefined> {
+    await this.flush();
+    return this.store.read(resourceType, id, this.trx);
+  }
+}

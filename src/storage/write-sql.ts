@@ -1,0 +1,103 @@
+import { sql, type RawBuilder, type Transaction } from 'kysely';
+import type { Database } from './schema.js';
+import type { IndexTableLayout, ResourceChange } from './types.js';
+
+export interface PendingWrite {
+  change: ResourceChange;
+  /** Resource JSON text; null for a delete. */
+  json: string | null;
+  indexRows: Map<string, unknown[][]>;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
+
+function checkedIdentifier(name: string): string {
+  // Table and column names come from our own index layout, never from input; check anyway.
+  if (!IDENTIFIER.test(name)) throw new Error(`invalid identifier ${name}`);
+  return name;
+}
+
+/**
+ * Writes a batch of versions as ONE statement: current rows upserted, history appended,
+ * old index rows of updated resources deleted and new index rows inserted, each table fed
+ * by a single json_to_recordset. One round trip however many resources and index rows.
+ */
+export async function flushWrites(
+  trx: Transaction<Database>,
+  tables: readonly IndexTableLayout[],
+  writes: readonly PendingWrite[],
+): Promise<void> {
+  // A resource written twice in one batch would make the upsert touch a row twice; such
+  // batches are split (rare: reads flush first, and an update always reads).
+  const seen = new Set<string>();
+  let start = 0;
+  for (let i = 0; i < writes.length; i++) {
+    const key = `${writes[i].change.resourceType}/${writes[i].change.id}`;
+    if (seen.has(key)) {
+      await flushDistinct(trx, tables, writes.slice(start, i));
+      seen.clear();
+      start = i;
+    }
+    seen.add(key);
+  }
+  await flushDistinct(trx, tables, writes.slice(start));
+}
+
+async function flushDistinct(
+  trx: Transaction<Database>,
+  tables: readonly IndexTableLayout[],
+  writes: readonly PendingWrite[],
+): Promise<void> {
+  if (writes.length === 0) return;
+  // Built as text: the resource JSON is embedded as-is, parsed once by PostgreSQL.
+  const versionParts: string[] = [];
+  let anyReplaced = false;
+  for (const w of writes) {
+    const c = w.change;
+    if (c.previous) anyReplaced = true;
+    versionParts.push(
+      `{"t":${JSON.stringify(c.resourceType)},"i":${JSON.stringify(c.id)},"v":${c.versionId},"u":${JSON.stringify(c.lastUpdated)},"d":${c.method === 'DELETE'},"m":${JSON.stringify(c.method)},"c":${w.json ?? 'null'}}`,
+    );
+  }
+  const versions = `[${versionParts.join(',')}]`;
+
+  const ctes: RawBuilder<unknown>[] = [
+    sql`v AS (SELECT * FROM json_to_recordset(${versions}::json) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`,
+    sql`cur AS (
+      INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content)
+      SELECT t, i, v, u, d, c FROM v
+      ON CONFLICT (resource_type, id) DO UPDATE SET
+        version_id = excluded.version_id, last_updated = excluded.last_updated,
+        deleted = excluded.deleted, content = excluded.content)`,
+    sql`hist AS (
+      INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content)
+      SELECT t, i, v, u, d, m, c FROM v)`,
+  ];
+
+  tables.forEach((layout, n) => {
+    const table = sql.id(checkedIdentifier(layout.table));
+    if (anyReplaced) {
+      ctes.push(sql`${sql.raw(`del${n}`)} AS (
+        DELETE FROM ${table} AS x USING v
+        WHERE v.v > 1 AND x.resource_type = v.t AND x.resource_id = v.i)`);
+    }
+    const rows: unknown[][] = [];
+    for (const w of writes) {
+      const tableRows = w.indexRows.get(layout.table);
+      if (!tableRows) continue;
+      for (const values of tableRows) rows.push([w.change.resourceType, w.change.id, ...values]);
+    }
+    if (rows.length === 0) return;
+    const columnNames = ['resource_type', 'resource_id', ...layout.columns.map((c) => checkedIdentifier(c.name))];
+    const columnTypes = ['text', 'text', ...layout.columns.map((c) => c.type)];
+    // Rows go as JSON arrays (compact); unpacked positionally with ->> and casts.
+    const projections = columnNames.map(
+      (name, k) => sql`(r->>${sql.lit(k)})::${sql.raw(columnTypes[k])} AS ${sql.id(name)}`,
+    );
+    ctes.push(sql`${sql.raw(`ins${n}`)} AS (
+      INSERT INTO ${table} (${sql.join(columnNames.map((c) => sql.id(c)))})
+      SELECT ${sql.join(projections)} FROM json_array_elements(${JSON.stringify(rows)}::json) AS r)`);
+  });
+
+  await sql`WITH ${sql.join(ctes, sql`, `)} SELECT 1`.execute(trx);
+}

@@ -1,0 +1,71 @@
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import pg from 'pg';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { buildApp, type ServerApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+
+export const SHARED_DATA = resolve(process.cwd(), '../shared/data');
+
+export const TEST_CLIENT = { id: 'test-client', secret: randomBytes(18).toString('base64url') };
+
+export interface TestApp {
+  server: ServerApp;
+  config: Config;
+  token: string;
+  /** app.inject with the bearer token and FHIR JSON content type filled in. */
+  request(options: InjectOptions): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+/**
+ * A server on the embedded database (memory), or on the real PostgreSQL in a schema of its
+ * own when DATABASE_URL is set, so test files never see each other's data.
+ */
+export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const schema = process.env.DATABASE_URL ? `t_${randomBytes(6).toString('hex')}` : undefined;
+  const config = loadConfig({
+    ...process.env,
+    DATA_DIR: 'memory',
+    PORT: '8080',
+    BASE_URL: 'http://localhost:8080',
+    LOG_LEVEL: 'silent',
+    FHIR_BOOTSTRAP_CLIENT_ID: TEST_CLIENT.id,
+    FHIR_BOOTSTRAP_CLIENT_SECRET: TEST_CLIENT.secret,
+    ...(schema ? { DATABASE_SCHEMA: schema } : {}),
+    ...env,
+  });
+  const server = await buildApp(config);
+  const tokenResponse = await server.http.inject({
+    method: 'POST',
+    url: '/auth/token',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${TEST_CLIENT.id}:${TEST_CLIENT.secret}`).toString('base64')}`,
+    },
+    payload: 'grant_type=client_credentials&scope=system/*.*',
+  });
+  const token = (tokenResponse.json() as { access_token: string }).access_token;
+  return {
+    server,
+    config,
+    token,
+    request(options) {
+      const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...(options.headers as Record<string, string>) };
+      if (options.payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {
+        headers['content-type'] = 'application/fhir+json';
+      }
+      const payload = typeof options.payload === 'object' && options.payload !== null && !Buffer.isBuffer(options.payload) ? JSON.stringify(options.payload) : options.payload;
+      return server.http.inject({ ...options, headers, payload });
+    },
+    async close() {
+      await server.close();
+      if (schema && process.env.DATABASE_URL) {
+        const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      }
+    },
+  };
+}
