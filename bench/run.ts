@@ -21,8 +21,15 @@ function synthea(types: string[], limit: number): Resource[] {
   const out: Resource[] = [];
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.json.gz') && !f.startsWith('0-'))) {
     const bundle = JSON.parse(gunzipSync(readFileSync(join(dir, file))).toString('utf8')) as Bundle;
+    // References as a loaded server holds them: urn:uuid:X → Type/X.
+    const typeOf = new Map((bundle.entry ?? []).map((e) => [e.fullUrl ?? '', e.resource?.resourceType ?? '']));
     for (const e of bundle.entry ?? []) {
-      if (e.resource && types.includes(e.resource.resourceType)) out.push(e.resource);
+      if (!e.resource || !types.includes(e.resource.resourceType)) continue;
+      const text = JSON.stringify(e.resource).replace(/"urn:uuid:([0-9a-f-]{36})"/g, (m, id: string) => {
+        const type = typeOf.get(`urn:uuid:${id}`);
+        return type ? `"${type}/${id}"` : m;
+      });
+      out.push(JSON.parse(text) as Resource);
       if (out.length >= limit) return out;
     }
   }
@@ -55,11 +62,8 @@ async function main(): Promise<void> {
       payload: `grant_type=client_credentials&client_id=bench&client_secret=${clientSecret}&scope=system/*.*`,
     });
     const token = (tokenRes.json() as { access_token: string }).access_token;
-    // Real shapes: Synthea Patients and Observations (with their meta.profile, codes, references
-    // rewritten to plain ids the way a loaded server would hold them).
-    const samples = synthea(['Patient', 'Observation'], 400).map((r) =>
-      JSON.parse(JSON.stringify(r).replace(/"urn:uuid:([0-9a-f-]{36})"/g, '"Patient/$1"')) as Resource,
-    );
+    // Real shapes: Synthea Patients and Observations with their meta.profile, codes and references.
+    const samples = synthea(['Patient', 'Observation'], 400);
     const scale = databaseUrl ? 1 : 0.5;
     const crud: Comparison[] = await benchCrud({
       app,

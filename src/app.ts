@@ -112,11 +112,10 @@ export async function buildApp(config: Config): Promise<ServerApp> {
 
   const http = Fastify({
     bodyLimit: config.bodyLimitBytes,
-    ignoreTrailingSlash: true,
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    routerOptions: { maxParamLength: 256 },
+    routerOptions: { maxParamLength: 256, ignoreTrailingSlash: true },
     logger:
       config.logLevel === 'silent'
         ? false

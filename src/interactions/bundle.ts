@@ -274,7 +274,7 @@ async function resolveConditionalReferences(deps: InteractionDeps, tx: StoreTran
       const q = reference.indexOf('?');
       const type = reference.slice(0, q);
       if (!deps.validator.isResourceType(type)) throw entryError(entry.index, errors.incorrect(`conditional reference ${reference.slice(0, 100)} names no resource type`));
-      const matches = await deps.search.findIds(type, reference.slice(q + 1), { limit: 2, executor: tx.trx });
+      const matches = await deps.search.findIds(type, reference.slice(q + 1), { limit: 2, executor: await tx.executor() });
       if (matches.length !== 1) {
         throw entryError(
           entry.index,

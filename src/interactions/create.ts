@@ -39,5 +39,5 @@ export async function findConditional(deps: InteractionDeps, tx: StoreTransactio
   const normalized = query.replace(/^\?/, '').trim();
   if (normalized === '') throw errors.incorrect('a conditional request needs search parameters');
   await tx.lockCondition(`${resourceType}?${normalized}`);
-  return deps.search.findIds(resourceType, normalized, { limit: 2, executor: tx.trx });
+  return deps.search.findIds(resourceType, normalized, { limit: 2, executor: await tx.executor() });
 }

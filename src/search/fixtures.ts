@@ -1,4 +1,4 @@
-import type { Resource } from 'fhir/r4.js';
+import type { FhirResource } from 'fhir/r4.js';
 
 /** Small hand-made data set with the awkward cases search must get right (used by tests). */
 export const MRN_SYSTEM = 'https://fhir.hospital.example.org/sid/patient-number';
@@ -7,7 +7,7 @@ export const BASE = 'http://localhost:8080/fhir';
 const ucum = 'http://unitsofmeasure.org';
 const loinc = 'http://loinc.org';
 
-export const fixtures: Resource[] = [
+export const fixtures: FhirResource[] = [
   { resourceType: 'Organization', id: 'o1', name: 'General Hospital' },
   { resourceType: 'Organization', id: 'o2', name: 'Small Clinic', partOf: { reference: 'Organization/o1' } },
   { resourceType: 'Practitioner', id: 'pr1', name: [{ family: 'Jones', given: ['Ann'] }] },

@@ -126,7 +126,8 @@ function parseValue(p: CompiledSearchParam | SpecialParam, name: string, raw: st
     case 'uri':
       return { kind: 'uri', v: unescape(raw) };
     case 'date': {
-      const { prefix, rest } = splitPrefix(raw);
+      // An unencoded `+` of a zone offset arrives as a space (form decoding): take it back.
+      const { prefix, rest } = splitPrefix(raw.replace(/(T[\d:.]+) (\d{2}:\d{2})$/, '$1+$2'));
       const r = parseDateRange(rest);
       if (!r) bad(name, `'${raw.slice(0, 50)}' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][Z|±hh:mm], optionally prefixed)`);
       return { kind: 'date', v: { prefix, low: r.low, high: r.high, raw: rest } };

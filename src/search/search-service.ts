@@ -83,35 +83,48 @@ export class SearchService {
     return parseSearch(this.registry, input.params, { resourceType: input.resourceType, strict: input.strict, baseUrl: input.baseUrl });
   }
 
-  async search(input: SearchInput): Promise<Bundle> {
+  /** Compiles the page query of a search (shared by `search` and `explain`). */
+  private compilePage(input: SearchInput) {
     const req = this.parse(input);
-    const db = this.db;
     const aliases = new Aliases();
     const compiler = new FilterCompiler(this.terminology, aliases, input.accessFilter);
     const where = this.whereClause(req, compiler, input);
     const plan = sortPlan(req.sort, 'r');
     const joins = plan.joins.length ? sql.join(plan.joins, sql` `) : sql``;
-    const summaryCount = req.summary === 'count' || req.count === 0;
+    const cursor = req.cursor ? decodeCursor(req.cursor, plan.keys.length) : undefined;
+    const reverse = cursor?.d === 'p';
+    const keyset = cursor ? keysetCondition(plan.keys, cursor.k, reverse) : sql`TRUE`;
+    const keyCols = sql.join(
+      plan.keys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
+      sql`, `,
+    );
+    const page = sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
+        FROM resource r ${joins}
+        WHERE ${where} AND ${keyset}
+        ORDER BY ${orderBy(plan.keys, reverse)}
+        LIMIT ${req.count + 1}`;
+    return { req, where, plan, cursor, reverse, page };
+  }
 
-    let cursor: Cursor | undefined;
-    if (req.cursor) cursor = decodeCursor(req.cursor, plan.keys.length);
+  /** EXPLAIN (ANALYZE) of the page and count queries of a search, for plan checks. */
+  async explain(input: SearchInput, analyze = true): Promise<{ page: string; count: string }> {
+    const { page, where } = this.compilePage(input);
+    const opts = sql.raw(analyze ? '(ANALYZE, BUFFERS, COSTS OFF)' : '(COSTS OFF)');
+    const text = async (q: Cond) =>
+      (await sql<Record<string, string>>`EXPLAIN ${opts} ${q}`.execute(this.db)).rows.map((r) => Object.values(r)[0]).join('\n');
+    return { page: await text(page), count: await text(sql`SELECT count(*) FROM resource r WHERE ${where}`) };
+  }
+
+  async search(input: SearchInput): Promise<Bundle> {
+    const { req, where, plan, cursor, reverse, page } = this.compilePage(input);
+    const db = this.db;
+    const summaryCount = req.summary === 'count' || req.count === 0;
 
     let rows: Row[] = [];
     let hasMoreForward = false;
     let hasMoreBackward = false;
     if (!summaryCount) {
-      const reverse = cursor?.d === 'p';
-      const keyset = cursor ? keysetCondition(plan.keys, cursor.k, reverse) : sql`TRUE`;
-      const keyCols = sql.join(
-        plan.keys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
-        sql`, `,
-      );
-      const q = sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
-        FROM resource r ${joins}
-        WHERE ${where} AND ${keyset}
-        ORDER BY ${orderBy(plan.keys, reverse)}
-        LIMIT ${req.count + 1}`;
-      rows = (await q.execute(db)).rows;
+      rows = (await page.execute(db)).rows;
       const more = rows.length > req.count;
       if (more) rows = rows.slice(0, req.count);
       if (reverse) {

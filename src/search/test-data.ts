@@ -29,3 +29,34 @@ export function loadSynthea(files = Infinity, includeInfrastructure = true): Res
   }
   return out;
 }
+
+/**
+ * Synthea resources with their references resolved as a transaction would: `urn:uuid:` full
+ * URLs and conditional references (`Practitioner?identifier=sys|val`) become `Type/id`.
+ */
+export function loadSyntheaResolved(files = Infinity): Resource[] {
+  const resources = loadSynthea(files);
+  const byUrn = new Map<string, string>();
+  const byIdentifier = new Map<string, string>();
+  for (const r of resources) {
+    byUrn.set(`urn:uuid:${r.id}`, `${r.resourceType}/${r.id}`);
+    for (const i of (r as { identifier?: Array<{ system?: string; value?: string }> }).identifier ?? []) {
+      byIdentifier.set(`${r.resourceType}?identifier=${i.system}|${i.value}`, `${r.resourceType}/${r.id}`);
+    }
+  }
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+    } else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (typeof o.reference === 'string') {
+        const ref = o.reference;
+        const resolved = byUrn.get(ref) ?? byIdentifier.get(ref);
+        if (resolved) o.reference = resolved;
+      }
+      for (const x of Object.values(o)) walk(x);
+    }
+  };
+  for (const r of resources) walk(r);
+  return resources;
+}

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4.js';
-import { sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import { FhirError } from '../fhir/errors.js';
-import type { Database } from './schema.js';
 import type { Db } from './db.js';
 import { isRetryable, mapDatabaseError } from './pg-errors.js';
-import { flushWrites, type PendingWrite } from './write-sql.js';
+import { writeStatements, type PendingWrite } from './write-sql.js';
 import type { ResourceChange, SearchIndexSource, StoredVersion, WriteMethod } from './types.js';
 
 /** Runs inside the database transaction before the version is stored: validation, rules, derived data. */
@@ -59,7 +58,7 @@ function toStored(row: VersionRow): StoredVersion {
   return stored;
 }
 
-type Executor = Db | Transaction<Database>;
+type Executor = Db;
 
 /**
  * The one place where resources are written. Every write runs in a database transaction,
@@ -136,20 +135,29 @@ export class ResourceStore {
   }
 
   /**
-   * Runs `work` in one database transaction. A run that lost a race with another transaction
+   * Runs `work` as one database transaction. A run that lost a race with another transaction
    * is repeated from the start (its effects were rolled back); other errors are mapped to
    * FHIR errors and leave nothing behind.
+   *
+   * BEGIN is sent only once `work` reads or locks something: a write that needs no read (a
+   * plain create) is flushed as a single statement, which PostgreSQL runs atomically on its
+   * own, saving two round trips on the hottest path.
    */
   async transaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       let changes: ResourceChange[] = [];
       try {
-        const value = await this.db.transaction().execute(async (trx) => {
-          const tx = new StoreTransaction(trx, this, this.index, this.beforeWrite);
-          const result = await work(tx);
-          await tx.flush();
-          changes = tx.changes;
-          return result;
+        const value = await this.db.connection().execute(async (connection) => {
+          const tx = new StoreTransaction(connection, this, this.index, this.beforeWrite);
+          try {
+            const result = await work(tx);
+            await tx.commit();
+            changes = tx.changes;
+            return result;
+          } catch (e) {
+            await tx.rollback();
+            throw e;
+          }
         });
         await this.announce(changes);
         return value;
@@ -177,20 +185,34 @@ export class ResourceStore {
 export class StoreTransaction {
   readonly changes: ResourceChange[] = [];
   private pending: PendingWrite[] = [];
+  private begun = false;
 
   constructor(
-    readonly trx: Transaction<Database>,
+    private readonly connection: Db,
     private readonly store: ResourceStore,
     private readonly index: SearchIndexSource,
     private readonly beforeWrite: readonly BeforeWriteHook[],
   ) {}
 
+  /**
+   * The connection of this transaction, with BEGIN sent and pending writes flushed, for SQL
+   * that must see and be part of it (conditional searches, business rules in hooks).
+   */
+  async executor(): Promise<Db> {
+    if (!this.begun) {
+      await sql`BEGIN`.execute(this.connection);
+      this.begun = true;
+    }
+    await this.flush();
+    return this.connection;
+  }
+
   /** Current version, locked until commit so concurrent updates of it queue up. */
   async readForUpdate(resourceType: string, id: string): Promise<StoredVersion | undefined> {
-    await this.flush();
+    const trx = await this.executor();
     const result = await sql<VersionRow>`
       SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
-      FROM resource WHERE resource_type = ${resourceType} AND id = ${id} FOR UPDATE`.execute(this.trx);
+      FROM resource WHERE resource_type = ${resourceType} AND id = ${id} FOR UPDATE`.execute(trx);
     const row = result.rows[0];
     return row ? toStored(row) : undefined;
   }
@@ -200,8 +222,8 @@ export class StoreTransaction {
    * of one query), so two racing requests cannot both see "no match" and both create.
    */
   async lockCondition(key: string): Promise<void> {
-    await this.flush();
-    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(this.trx);
+    const trx = await this.executor();
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(trx);
   }
 
   /** Stores a new resource under a fresh server id (or `id`, for update-as-create). */
@@ -245,17 +267,40 @@ export class StoreTransaction {
     return change;
   }
 
-  /** Writes everything pending in as few statements as possible. */
-  async flush(): Promise<void> {
+  /** Writes everything pending, in as few statements as possible. */
+  private async flush(): Promise<void> {
     if (this.pending.length === 0) return;
-    const batch = this.pending;
+    const statements = writeStatements(this.index.tables, this.pending);
     this.pending = [];
-    await flushWrites(this.trx, this.index.tables, batch);
+    if (statements.length > 1 && !this.begun) {
+      await sql`BEGIN`.execute(this.connection);
+      this.begun = true;
+    }
+    for (const statement of statements) await statement.execute(this.connection);
   }
 
   /** Plain reads (not locking) that see this transaction's own writes. */
   async read(resourceType: string, id: string): Promise<StoredVersion | undefined> {
+    return this.store.read(resourceType, id, await this.executor());
+  }
+
+  /** Flushes and commits; without BEGIN the single flush statement is its own transaction. */
+  async commit(): Promise<void> {
     await this.flush();
-    return this.store.read(resourceType, id, this.trx);
+    if (this.begun) {
+      await sql`COMMIT`.execute(this.connection);
+      this.begun = false;
+    }
+  }
+
+  async rollback(): Promise<void> {
+    this.pending = [];
+    if (!this.begun) return;
+    this.begun = false;
+    try {
+      await sql`ROLLBACK`.execute(this.connection);
+    } catch {
+      // The connection may already be broken; the pool discards it.
+    }
   }
 }

@@ -1,5 +1,4 @@
-import { sql, type RawBuilder, type Transaction } from 'kysely';
-import type { Database } from './schema.js';
+import { sql, type RawBuilder } from 'kysely';
 import type { IndexTableLayout, ResourceChange } from './types.js';
 
 export interface PendingWrite {
@@ -18,37 +17,31 @@ function checkedIdentifier(name: string): string {
 }
 
 /**
- * Writes a batch of versions as ONE statement: current rows upserted, history appended,
- * old index rows of updated resources deleted and new index rows inserted, each table fed
- * by a single json_to_recordset. One round trip however many resources and index rows.
+ * The statements that write a batch of versions: normally ONE, in which current rows are
+ * upserted, history appended, old index rows of replaced resources deleted and new index rows
+ * inserted, each table fed by a single JSON parameter. One round trip however many resources
+ * and index rows.
  */
-export async function flushWrites(
-  trx: Transaction<Database>,
-  tables: readonly IndexTableLayout[],
-  writes: readonly PendingWrite[],
-): Promise<void> {
+export function writeStatements(tables: readonly IndexTableLayout[], writes: readonly PendingWrite[]): RawBuilder<unknown>[] {
   // A resource written twice in one batch would make the upsert touch a row twice; such
   // batches are split (rare: reads flush first, and an update always reads).
+  const statements: RawBuilder<unknown>[] = [];
   const seen = new Set<string>();
   let start = 0;
   for (let i = 0; i < writes.length; i++) {
     const key = `${writes[i].change.resourceType}/${writes[i].change.id}`;
     if (seen.has(key)) {
-      await flushDistinct(trx, tables, writes.slice(start, i));
+      statements.push(statementFor(tables, writes.slice(start, i)));
       seen.clear();
       start = i;
     }
     seen.add(key);
   }
-  await flushDistinct(trx, tables, writes.slice(start));
+  if (start < writes.length) statements.push(statementFor(tables, writes.slice(start)));
+  return statements;
 }
 
-async function flushDistinct(
-  trx: Transaction<Database>,
-  tables: readonly IndexTableLayout[],
-  writes: readonly PendingWrite[],
-): Promise<void> {
-  if (writes.length === 0) return;
+function statementFor(tables: readonly IndexTableLayout[], writes: readonly PendingWrite[]): RawBuilder<unknown> {
   // Built as text: the resource JSON is embedded as-is, parsed once by PostgreSQL.
   const versionParts: string[] = [];
   let anyReplaced = false;
@@ -63,12 +56,17 @@ async function flushDistinct(
 
   const ctes: RawBuilder<unknown>[] = [
     sql`v AS (SELECT * FROM json_to_recordset(${versions}::json) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`,
-    sql`cur AS (
+    // Only batches that replace versions pay for the upsert; fresh ids are plain inserts.
+    anyReplaced
+      ? sql`cur AS (
       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content)
       SELECT t, i, v, u, d, c FROM v
       ON CONFLICT (resource_type, id) DO UPDATE SET
         version_id = excluded.version_id, last_updated = excluded.last_updated,
-        deleted = excluded.deleted, content = excluded.content)`,
+        deleted = excluded.deleted, content = excluded.content)`
+      : sql`cur AS (
+      INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content)
+      SELECT t, i, v, u, d, c FROM v)`,
     sql`hist AS (
       INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content)
       SELECT t, i, v, u, d, m, c FROM v)`,
@@ -99,5 +97,5 @@ async function flushDistinct(
       SELECT ${sql.join(projections)} FROM json_array_elements(${JSON.stringify(rows)}::json) AS r)`);
   });
 
-  await sql`WITH ${sql.join(ctes, sql`, `)} SELECT 1`.execute(trx);
+  return sql`WITH ${sql.join(ctes, sql`, `)} SELECT 1`;
 }

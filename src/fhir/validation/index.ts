@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { OperationOutcomeIssue, Resource, StructureDefinition } from 'fhir/r4.js';
 import { loadJsonOnce, r4DefinitionsDir } from '../definitions/load.js';
+import { FhirError } from '../errors.js';
 import { r4Definitions, type R4Definitions } from './definitions.js';
 import { dedupe, type Issue } from './issues.js';
 import { isObject, type JsonObject } from './json.js';
@@ -48,7 +49,11 @@ export class ResourceValidator {
 
   /** Add / replace a profile at run time (e.g. a StructureDefinition resource was created). */
   addProfile(sd: StructureDefinition): void {
-    if (!sd?.url) throw new TypeError('A StructureDefinition needs a url to be used as a profile');
+    if (typeof sd?.url !== 'string' || sd.url === '') {
+      throw new FhirError('invalid', [
+        { severity: 'error', code: 'required', diagnostics: 'A StructureDefinition needs a url to be used as a profile', expression: ['StructureDefinition.url'] },
+      ]);
+    }
     this.extra.set(stripVersion(sd.url), sd);
     // Other compiled profiles refer to this one by URL only, but a replaced one must be recompiled.
     this.models.clear();
@@ -57,7 +62,13 @@ export class ResourceValidator {
   /** All issues (errors and warnings), each with `expression: [FHIRPath location]`. */
   validate(resource: unknown, opts?: { profiles?: string[] }): OperationOutcomeIssue[] {
     const issues: Issue[] = [];
-    this.resource(resource, undefined, issues, opts?.profiles ?? []);
+    try {
+      this.resource(resource, undefined, issues, (opts?.profiles ?? []).filter((p) => typeof p === 'string'));
+    } catch (e) {
+      // Pathologically deep input can exhaust the stack; that is the input's fault, not a server fault.
+      if (!(e instanceof RangeError)) throw e;
+      issues.push({ severity: 'error', code: 'too-costly', diagnostics: 'The resource is nested too deeply to validate', expression: ['Resource'] });
+    }
     return dedupe(issues);
   }
 
@@ -114,7 +125,7 @@ export class ResourceValidator {
       issues.push({
         severity,
         code: 'not-supported',
-        diagnostics: `Profile ${url} has no snapshot; the resource was not checked against it`,
+        diagnostics: `Profile ${url} has no usable snapshot; the resource was not checked against it`,
         expression: [where],
       });
       return;
@@ -134,7 +145,15 @@ export class ResourceValidator {
       const sd = this.structureDefinition(u);
       // Unknown URLs come from input data and are not cached, so they cannot grow the cache.
       if (!sd) return undefined;
-      model = sd.derivation === 'constraint' ? (compileProfile(sd, this.defs) ?? null) : null;
+      model = null;
+      if (sd.derivation === 'constraint') {
+        try {
+          model = compileProfile(sd, this.defs) ?? null;
+        } catch {
+          // A malformed StructureDefinition (e.g. created at run time) is reported as not usable.
+          model = null;
+        }
+      }
       this.models.set(u, model);
     }
     return model ?? undefined;

@@ -139,7 +139,11 @@ export class ProfileChecker {
   private checkSlices(items: readonly Item[], node: PNode, path: string, ctx: Ctx): void {
     let matchers = this.slicings.get(node);
     if (matchers === undefined) {
-      matchers = compileSlicing(node, this.env) ?? null;
+      try {
+        matchers = compileSlicing(node, this.env) ?? null;
+      } catch {
+        matchers = null; // a malformed slicing definition: treat like one we cannot evaluate
+      }
       this.slicings.set(node, matchers);
     }
     if (!matchers) return; // discriminator we cannot evaluate (e.g. resolve())

@@ -136,7 +136,10 @@ function finish(node: PNode, defs: R4Definitions): boolean {
   const s = node.el.slicing;
   if (s?.discriminator?.length) {
     node.slicing = {
-      discriminators: s.discriminator.map((d) => ({ type: d.type as DiscriminatorType, path: d.path })),
+      discriminators: s.discriminator.map((d) => {
+        if (typeof d.path !== 'string') throw new Error(`${node.el.id}: discriminator without a path`);
+        return { type: d.type as DiscriminatorType, path: d.path };
+      }),
       rules: s.rules ?? 'open',
       ordered: s.ordered ?? false,
     };
@@ -176,7 +179,9 @@ function baseElement(el: ElementDefinition, defs: R4Definitions): ElementNode | 
 function compareWithBase(node: PNode, base: ElementNode): void {
   const el = node.el;
   const baseTypes = base.types.map((t) => t.code);
+  // Only a choice or a Resource-typed element can hold a value of another type than the profile's.
   node.restrictTypes =
+    (node.choice || baseTypes.includes('Resource')) &&
     node.types.length > 0 &&
     (node.types.length !== baseTypes.length || node.types.some((t) => !baseTypes.includes(t)));
 

@@ -81,9 +81,16 @@ export class StructureWalker {
         const entry = children.byKey.get(name);
         if (!entry || !entry.type.primitive) {
           error(issues, 'structure', `${path}.${key}`, `Unknown element '${key}'`);
-        } else {
-          this.primitiveExtension(value, obj[name], entry.node, `${path}.${name}`, issues);
+          continue;
         }
+        if (entry.node.choice && obj[name] === undefined) {
+          // `_valueString` alone is a value of the choice too.
+          if (choicesSeen?.includes(entry.node)) {
+            error(issues, 'structure', `${path}.${key}`, `Only one type may be given for ${entry.node.name}[x]`);
+          }
+          (choicesSeen ??= []).push(entry.node);
+        }
+        this.primitiveExtension(value, obj[name], entry.node, `${path}.${name}`, issues);
         continue;
       }
       const entry = children.byKey.get(key);
@@ -135,6 +142,9 @@ export class StructureWalker {
     }
     if (value.length > node.max) {
       error(issues, 'structure', p, `'${key}' has ${value.length} items, max is ${node.max}`);
+    }
+    if (value.length < node.min) {
+      error(issues, 'required', p, `'${key}' has ${value.length} items, min is ${node.min}`);
     }
     const ext = entry.type.primitive ? obj['_' + key] : undefined;
     for (let i = 0; i < value.length; i++) {

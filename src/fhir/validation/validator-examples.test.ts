@@ -2,35 +2,19 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ResourceValidator } from './index.js';
+import { KNOWN_INVALID_SPEC_EXAMPLES } from './known-invalid-examples.js';
 
 const dir = path.resolve(process.cwd(), '../shared/data/fhir-examples');
 
 /**
- * Examples that ship with R4 4.0.1 but do not conform to R4's own definitions, checked by reading
- * the definitions in profiles-resources.json. Each entry lists every error location we expect, so
- * the list cannot silently cover other problems.
+ * Where each known-invalid example (see known-invalid-examples.ts for the reasons) must be
+ * rejected: every error location we expect, so the list cannot silently cover other problems.
  */
-const KNOWN_INVALID: Record<string, { reason: string; errors: (string | RegExp)[] }> = {
-  'DeviceMetric-example.json': {
-    reason: 'DeviceMetric.parent is Reference(Device); the example refers to DeviceDefinition/dc102',
-    errors: ['DeviceMetric.parent.reference'],
-  },
-  'DeviceUseStatement-example.json': {
-    reason:
-      'DeviceUseStatement.reasonReference allows Condition|Observation|DiagnosticReport|DocumentReference|Media; ' +
-      'the example refers to Procedure/example',
-    errors: ['DeviceUseStatement.reasonReference[0].reference'],
-  },
-  'MedicationRequest-medrx0301.json': {
-    reason: 'MedicationRequest.dispenseRequest.performer is Reference(Organization); the example refers to Practitioner/f001',
-    errors: ['MedicationRequest.dispenseRequest.performer.reference'],
-  },
-  'Questionnaire-qs1.json': {
-    reason:
-      'Questionnaire.item.linkId is 1..1, also for nested items (Questionnaire.item.item → #Questionnaire.item); ' +
-      'only the top-level item of this example has a linkId',
-    errors: [/^Questionnaire\.item\[0\](\.item\[\d+\])+\.linkId$/],
-  },
+const EXPECTED_ERRORS: Record<string, (string | RegExp)[]> = {
+  'DeviceMetric-example.json': ['DeviceMetric.parent.reference'],
+  'DeviceUseStatement-example.json': ['DeviceUseStatement.reasonReference[0].reference'],
+  'MedicationRequest-medrx0301.json': ['MedicationRequest.dispenseRequest.performer.reference'],
+  'Questionnaire-qs1.json': [/^Questionnaire\.item\[0\](\.item\[\d+\])+\.linkId$/],
 };
 
 describe('official R4 examples', () => {
@@ -53,17 +37,23 @@ describe('official R4 examples', () => {
   it('accepts every example except the known-invalid ones', () => {
     const failures: string[] = [];
     for (const file of files) {
-      if (file in KNOWN_INVALID) continue;
+      if (file in KNOWN_INVALID_SPEC_EXAMPLES) continue;
       for (const i of errorsOf(file)) failures.push(`${file}: ${i.expression?.[0]}: ${i.diagnostics}`);
     }
     expect(failures).toEqual([]);
   });
 
-  it.each(Object.entries(KNOWN_INVALID))('rejects %s exactly where the spec is violated', (file, known) => {
+  it('lists a reason and the expected error locations for each known-invalid example', () => {
+    expect(Object.keys(EXPECTED_ERRORS).sort()).toEqual(Object.keys(KNOWN_INVALID_SPEC_EXAMPLES).sort());
+    for (const file of Object.keys(KNOWN_INVALID_SPEC_EXAMPLES)) expect(files).toContain(file);
+  });
+
+  it.each(Object.entries(EXPECTED_ERRORS))('rejects %s exactly where the spec is violated', (file, expected) => {
     const where = errorsOf(file).map((i) => i.expression?.[0] ?? '');
     expect(where.length).toBeGreaterThan(0);
     // Every expected location is reported, and every reported location is an expected one.
-    for (const e of known.errors) expect(where.some((w) => (typeof e === 'string' ? w === e : e.test(w)))).toBe(true);
-    for (const w of where) expect(known.errors.some((e) => (typeof e === 'string' ? w === e : e.test(w)))).toBe(true);
+    const matches = (w: string, e: string | RegExp) => (typeof e === 'string' ? w === e : e.test(w));
+    for (const e of expected) expect(where.some((w) => matches(w, e))).toBe(true);
+    for (const w of where) expect(expected.some((e) => matches(w, e))).toBe(true);
   });
 });
