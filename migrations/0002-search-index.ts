@@ -3,7 +3,8 @@ import { sql, type Kysely } from 'kysely';
 /**
  * Search index tables (see src/search/index-tables.ts for the column meaning and the why).
  * Every table starts with (resource_type, resource_id) — co-location friendly, no FKs.
- * Text columns are COLLATE "C" so prefix LIKE can use plain btree indexes.
+ * Value columns are COLLATE "C" so prefix LIKE can use plain btree indexes; resource_type and
+ * resource_id keep the database collation of `resource` so joins and equivalences line up.
  *
  * Indexes: each table has (resource_type, resource_id, param) for deletes on update and for
  * correlated EXISTS / sort joins, plus value indexes led by (resource_type, param) that end in
@@ -12,7 +13,7 @@ import { sql, type Kysely } from 'kysely';
 export async function up(db: Kysely<unknown>): Promise<void> {
   const stmts = [
     `CREATE TABLE search_token (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       system text COLLATE "C", code text COLLATE "C", text text COLLATE "C",
       type_system text COLLATE "C", type_code text COLLATE "C",
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
@@ -21,14 +22,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     `CREATE INDEX search_token_text ON search_token (resource_type, param, text) WHERE text IS NOT NULL`,
 
     `CREATE TABLE search_string (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       value text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_string_res ON search_string (resource_type, resource_id, param)`,
     `CREATE INDEX search_string_value ON search_string (resource_type, param, value, resource_id)`,
 
     `CREATE TABLE search_date (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       low timestamptz NOT NULL, high timestamptz NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_date_res ON search_date (resource_type, resource_id, param)`,
@@ -36,14 +37,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     `CREATE INDEX search_date_high ON search_date (resource_type, param, high, low, resource_id)`,
 
     `CREATE TABLE search_number (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       low numeric, high numeric,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_number_res ON search_number (resource_type, resource_id, param)`,
     `CREATE INDEX search_number_low ON search_number (resource_type, param, low, high)`,
 
     `CREATE TABLE search_quantity (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       low numeric, high numeric, system text COLLATE "C", code text COLLATE "C", unit text COLLATE "C",
       canon_code text COLLATE "C", canon_low numeric, canon_high numeric,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
@@ -52,8 +53,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     `CREATE INDEX search_quantity_code ON search_quantity (resource_type, param, code, low)`,
 
     `CREATE TABLE search_reference (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
-      target_type text COLLATE "C", target_id text COLLATE "C", target_version text COLLATE "C", url text COLLATE "C",
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
+      target_type text, target_id text, target_version text COLLATE "C", url text COLLATE "C",
       ident_system text COLLATE "C", ident_value text COLLATE "C",
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_reference_res ON search_reference (resource_type, resource_id, param)`,
@@ -64,14 +65,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     `CREATE INDEX search_reference_ident ON search_reference (resource_type, param, ident_value) WHERE ident_value IS NOT NULL`,
 
     `CREATE TABLE search_uri (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       value text COLLATE "C" NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_uri_res ON search_uri (resource_type, resource_id, param)`,
     `CREATE INDEX search_uri_value ON search_uri (resource_type, param, value, resource_id)`,
 
     `CREATE TABLE search_composite (
-      resource_type text COLLATE "C" NOT NULL, resource_id text COLLATE "C" NOT NULL, param text COLLATE "C" NOT NULL,
+      resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       c1_system text COLLATE "C", c1_code text COLLATE "C", c2_system text COLLATE "C", c2_code text COLLATE "C",
       c2_low numeric, c2_high numeric, c2_date_low timestamptz, c2_date_high timestamptz,
       c3_low numeric, c3_high numeric)`,

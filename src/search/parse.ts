@@ -197,6 +197,9 @@ function resolveParam(ctx: Ctx, types: string[], code: string, fullName: string)
     if (found && (found.type !== p.type)) bad(fullName, `it has different types on ${types.join(', ')}; search one type`);
     found ??= p;
   }
+  // Params without an indexable expression (_text, _content, _query, near…) are not supported:
+  // treated like unknown ones rather than silently matching nothing.
+  if (found && (!found.expression || found.type === 'special')) return undefined;
   if (found) ctx.registry.require(found.resourceType, code); // refuses params waiting for reindex
   return found;
 }

@@ -10,6 +10,9 @@ export interface PendingWrite {
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 
+/** Keeps bound parameters (two per replaced resource) far below PostgreSQL's 65,535. */
+const MAX_WRITES_PER_STATEMENT = 5_000;
+
 function checkedIdentifier(name: string): string {
   // Table and column names come from our own index layout, never from input; check anyway.
   if (!IDENTIFIER.test(name)) throw new Error(`invalid identifier ${name}`);
@@ -30,7 +33,7 @@ export function writeStatements(tables: readonly IndexTableLayout[], writes: rea
   let start = 0;
   for (let i = 0; i < writes.length; i++) {
     const key = `${writes[i].change.resourceType}/${writes[i].change.id}`;
-    if (seen.has(key)) {
+    if (seen.has(key) || i - start >= MAX_WRITES_PER_STATEMENT) {
       statements.push(statementFor(tables, writes.slice(start, i)));
       seen.clear();
       start = i;
@@ -72,12 +75,16 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
       SELECT t, i, v, u, d, m, c FROM v)`,
   ];
 
+  // Keys of the replaced resources as a literal VALUES list: the planner then knows how few
+  // they are and deletes through the (resource_type, resource_id) index, never a scan.
+  const replacedKeys = writes
+    .filter((w) => w.change.previous)
+    .map((w) => sql`(${w.change.resourceType}, ${w.change.id})`);
   tables.forEach((layout, n) => {
     const table = sql.id(checkedIdentifier(layout.table));
-    if (anyReplaced) {
+    if (replacedKeys.length > 0) {
       ctes.push(sql`${sql.raw(`del${n}`)} AS (
-        DELETE FROM ${table} AS x USING v
-        WHERE v.v > 1 AND x.resource_type = v.t AND x.resource_id = v.i)`);
+        DELETE FROM ${table} WHERE (resource_type, resource_id) IN (VALUES ${sql.join(replacedKeys)}))`);
     }
     const rows: unknown[][] = [];
     for (const w of writes) {

@@ -63,7 +63,8 @@ export class ResourceValidator {
   validate(resource: unknown, opts?: { profiles?: string[] }): OperationOutcomeIssue[] {
     const issues: Issue[] = [];
     try {
-      this.resource(resource, undefined, issues, (opts?.profiles ?? []).filter((p) => typeof p === 'string'));
+      const requested = Array.isArray(opts?.profiles) ? opts.profiles.filter((p) => typeof p === 'string') : [];
+      this.resource(resource, undefined, issues, requested);
     } catch (e) {
       // Pathologically deep input can exhaust the stack; that is the input's fault, not a server fault.
       if (!(e instanceof RangeError)) throw e;
