@@ -10,7 +10,9 @@ import { generateSigningKey, TokenService, type SigningKeyPair } from './auth/to
 import type { Config } from './config/config.js';
 import { FhirError } from './fhir/errors.js';
 import { loadUsCoreProfiles, ResourceValidator } from './fhir/validation/index.js';
+import cors from '@fastify/cors';
 import { registerErrorHandling } from './http/errors.js';
+import { registerMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
 import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
@@ -128,9 +130,17 @@ export async function buildApp(config: Config): Promise<ServerApp> {
             },
           },
   });
-  http.addHook('onSend', async (request, reply) => {
+  http.addHook('onRequest', (request, reply, done) => {
     reply.header('X-Request-Id', request.id);
+    done();
   });
+  // Browser-based SMART apps call the API from other origins; tokens, not cookies, authorise.
+  await http.register(cors, {
+    origin: true,
+    credentials: false,
+    exposedHeaders: ['Location', 'ETag', 'Last-Modified', 'Content-Location', 'X-Progress', 'Retry-After', 'X-Request-Id'],
+  });
+  registerMetrics(http);
   await registerBodyParsers(http);
   registerErrorHandling(http);
   registerHealthRoutes(http, { ready: async () => void (await sql`SELECT 1`.execute(database.db)) });

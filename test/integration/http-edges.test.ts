@@ -154,6 +154,26 @@ describe('metadata and health', () => {
     expect((await t.server.http.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
   });
 
+  it('/metrics exposes request durations by route pattern, without ids or query values', async () => {
+    await t.request({ method: 'GET', url: '/fhir/Patient/metrics-probe-id?name=Secretname' });
+    const res = await t.server.http.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('http_request_duration_seconds_bucket');
+    expect(res.body).toContain('route="/fhir/:type/:id"');
+    expect(res.body).not.toContain('metrics-probe-id');
+    expect(res.body).not.toContain('Secretname');
+  });
+
+  it('answers CORS preflights for browser apps', async () => {
+    const res = await t.server.http.inject({
+      method: 'OPTIONS',
+      url: '/fhir/Patient',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['access-control-allow-origin']).toBe('https://app.example');
+  });
+
   it('every response carries a request id', async () => {
     const res = await t.server.http.inject({ method: 'GET', url: '/healthz' });
     expect(res.headers['x-request-id']).toBeTruthy();
