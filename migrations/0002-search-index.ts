@@ -38,10 +38,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
     `CREATE TABLE search_number (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
-      low numeric, high numeric,
+      low numeric NOT NULL, high numeric NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_number_res ON search_number (resource_type, resource_id, param)`,
-    `CREATE INDEX search_number_low ON search_number (resource_type, param, low, high)`,
+    `CREATE INDEX search_number_low ON search_number (resource_type, param, low)`,
+    `CREATE INDEX search_number_high ON search_number (resource_type, param, high)`,
 
     `CREATE TABLE search_quantity (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
@@ -49,7 +50,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       canon_code text COLLATE "C", canon_low numeric, canon_high numeric,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_quantity_res ON search_quantity (resource_type, resource_id, param)`,
-    `CREATE INDEX search_quantity_canon ON search_quantity (resource_type, param, canon_code, canon_low)`,
+    `CREATE INDEX search_quantity_canon_low ON search_quantity (resource_type, param, canon_code, canon_low)`,
+    `CREATE INDEX search_quantity_canon_high ON search_quantity (resource_type, param, canon_code, canon_high)`,
     `CREATE INDEX search_quantity_code ON search_quantity (resource_type, param, code, low)`,
 
     `CREATE TABLE search_reference (

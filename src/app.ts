@@ -82,8 +82,13 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   const validator = new ResourceValidator({ strictProfiles: config.strictProfiles, extraProfiles });
   store.onBeforeWrite((_tx, change) => {
     if (!change.resource) return;
-    const problems = validator.validate(change.resource).filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    const issues = validator.validate(change.resource);
+    if (issues.length === 0) return;
+    const problems = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (problems.length > 0) throw new FhirError('invalid', problems);
+    // Warnings (an unknown profile, say) do not stop the write; the client sees them with
+    // Prefer: return=OperationOutcome.
+    (change.issues ??= []).push(...issues);
   });
   const search = new SearchService({ db: database.db, registry });
 

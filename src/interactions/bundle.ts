@@ -9,7 +9,7 @@ import { patchIn, type PatchDocument } from './patch.js';
 import { read, vread } from './read.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { conditionalUpdateIn, updateIn } from './update.js';
-import { checkId, etagOf, storedFromChange } from './versions.js';
+import { checkId, etagOf, changeResult } from './versions.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -296,7 +296,7 @@ async function executeWrite(deps: InteractionDeps, tx: StoreTransaction, entry: 
         if (version) return { status: 200, version };
       }
       const change = await tx.create({ ...entry.resource!, id: target.id }, 'POST', target.id);
-      return { status: 201, version: storedFromChange(change, change.json ?? null), location: true };
+      return changeResult(change, 201, true);
     }
     case 'PUT': {
       if (entry.id) {

@@ -3,7 +3,7 @@ import { errors } from '../fhir/errors.js';
 import type { StoreTransaction } from '../storage/resource-store.js';
 import { requireResourceBody } from './resource-body.js';
 import type { InteractionDeps, InteractionResult, Preconditions } from './types.js';
-import { storedFromChange } from './versions.js';
+import { changeResult } from './versions.js';
 
 /**
  * create: POST [type] (https://hl7.org/fhir/R4/http.html#create), with conditional create
@@ -28,7 +28,7 @@ export async function createIn(deps: InteractionDeps, tx: StoreTransaction, reso
   }
   const { id: _ignored, ...withoutId } = resource;
   const change = await tx.create(withoutId as Resource, 'POST');
-  return { status: 201, version: storedFromChange(change, change.json ?? null), location: true };
+  return changeResult(change, 201, true);
 }
 
 /**

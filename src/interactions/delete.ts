@@ -3,7 +3,7 @@ import type { StoreTransaction } from '../storage/resource-store.js';
 import { findConditional } from './create.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { checkIfMatch } from './update.js';
-import { checkId, storedFromChange } from './versions.js';
+import { checkId, changeResult } from './versions.js';
 
 /**
  * delete: DELETE [type]/[id] (https://hl7.org/fhir/R4/http.html#delete). The deletion is a
@@ -20,7 +20,7 @@ export async function removeIn(tx: StoreTransaction, resourceType: string, id: s
   checkIfMatch(current, ifMatch, `${resourceType}/${id}`);
   if (current.deleted) return { status: 204, version: current };
   const change = await tx.delete(current);
-  return { status: 204, version: storedFromChange(change, null) };
+  return changeResult(change, 204);
 }
 
 /** Conditional delete: DELETE [type]?[search]; one match is deleted, several are a 412. */

@@ -5,7 +5,7 @@ import type { StoreTransaction } from '../storage/resource-store.js';
 import { findConditional } from './create.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { checkIfMatch } from './update.js';
-import { checkId, parseStored, storedFromChange } from './versions.js';
+import { checkId, parseStored, changeResult } from './versions.js';
 
 /** The two patch formats of R4 (https://hl7.org/fhir/R4/http.html#patch). */
 export type PatchDocument = { kind: 'json-patch'; operations: unknown } | { kind: 'fhirpath-patch'; parameters: Parameters };
@@ -42,7 +42,7 @@ export async function patchIn(tx: StoreTransaction, resourceType: string, id: st
     throw errors.invalid([{ severity: 'error', code: 'invalid', diagnostics: 'a patch may not change resourceType or id' }]);
   }
   const change = await tx.update(after, current, 'PATCH');
-  return { status: 200, version: storedFromChange(change, change.json ?? null) };
+  return changeResult(change, 200);
 }
 
 /** Conditional patch: PATCH [type]?[search]. */

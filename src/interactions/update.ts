@@ -5,7 +5,7 @@ import type { StoredVersion } from '../storage/types.js';
 import { findConditional } from './create.js';
 import { requireResourceBody } from './resource-body.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
-import { checkId, storedFromChange, versionFromETag } from './versions.js';
+import { checkId, changeResult, versionFromETag } from './versions.js';
 
 /** update: PUT [type]/[id] (https://hl7.org/fhir/R4/http.html#update), update-as-create included. */
 export async function update(deps: InteractionDeps, resourceType: string, id: string, body: unknown, ifMatch?: string): Promise<InteractionResult> {
@@ -25,10 +25,10 @@ export async function updateIn(tx: StoreTransaction, resource: Resource, ifMatch
   checkIfMatch(current, ifMatch, `${resource.resourceType}/${id}`);
   if (!current || current.deleted) {
     const change = await tx.create(resource, 'PUT', id, current);
-    return { status: 201, version: storedFromChange(change, change.json ?? null), location: true };
+    return changeResult(change, 201, true);
   }
   const change = await tx.update(resource, current, 'PUT');
-  return { status: 200, version: storedFromChange(change, change.json ?? null) };
+  return changeResult(change, 200);
 }
 
 /** If-Match (https://hl7.org/fhir/R4/http.html#concurrency): the client's version must be current. */
@@ -60,7 +60,7 @@ export async function conditionalUpdateIn(deps: InteractionDeps, tx: StoreTransa
       return updateIn(tx, resource, ifMatch);
     }
     const change = await tx.create(resource, 'PUT');
-    return { status: 201, version: storedFromChange(change, change.json ?? null), location: true };
+    return changeResult(change, 201, true);
   }
   const [matchId] = matches;
   if (resource.id !== undefined && resource.id !== matchId) {

@@ -2,6 +2,7 @@ import type { Resource } from 'fhir/r4.js';
 import { errors, FhirError } from '../fhir/errors.js';
 import type { StoredVersion } from '../storage/types.js';
 import type { ResourceChange } from '../storage/types.js';
+import type { InteractionResult } from './types.js';
 
 /** Weak ETag of a version, as the spec writes it: W/"3". */
 export function etagOf(versionId: string): string {
@@ -13,6 +14,14 @@ export function versionFromETag(value: string): string {
   const match = /^\s*(?:W\/)?"?([0-9]{1,18})"?\s*$/.exec(value);
   if (!match) throw errors.incorrect(`If-Match value "${value.slice(0, 40)}" is not an ETag like W/"1"`);
   return match[1];
+}
+
+/** The result of a write: the stored version, plus any warnings the write pipeline raised. */
+export function changeResult(change: ResourceChange, status: number, location = false): InteractionResult {
+  const result: InteractionResult = { status, version: storedFromChange(change, change.json ?? null) };
+  if (location) result.location = true;
+  if (change.issues?.length) result.issues = change.issues;
+  return result;
 }
 
 export function storedFromChange(change: ResourceChange, json: string | null): StoredVersion {

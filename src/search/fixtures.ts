@@ -27,6 +27,7 @@ export const fixtures: FhirResource[] = [
   {
     resourceType: 'Patient',
     id: 'p2',
+    meta: { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' }], source: 'urn:hospital:adt#feed-1' },
     name: [{ family: 'Smith', given: ['John', 'Q'] }],
     gender: 'male',
     birthDate: '1975',

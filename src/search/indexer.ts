@@ -31,6 +31,10 @@ export interface IndexerOptions {
 
 type Row = unknown[];
 
+/** Open ends of Ranges: PostgreSQL numeric accepts ±Infinity. */
+export const NEG_INF = '-Infinity';
+export const POS_INF = 'Infinity';
+
 function cut(s: string, max = MAX_INDEXED_TEXT): string {
   return s.length > max ? s.slice(0, max) : s;
 }
@@ -190,7 +194,11 @@ export function quantityValues(n: TypedValue, out: Row[]): void {
     const cl = low !== null && code && system === UCUM_SYSTEM ? toCanonical(low, code) : null;
     const ch = high !== null && code && system === UCUM_SYSTEM ? toCanonical(high, code) : null;
     const canonOk = (low === null || cl) && (high === null || ch);
-    out.push([low, high, system, code, str(unitSrc.unit) ?? null, canonOk ? (cl ?? ch)!.code : null, canonOk ? cl?.value ?? null : null, canonOk ? ch?.value ?? null : null]);
+    // open ends are ±Infinity (numeric supports them) so comparisons stay plain and indexable
+    out.push([
+      low ?? NEG_INF, high ?? POS_INF, system, code, str(unitSrc.unit) ?? null,
+      canonOk ? (cl ?? ch)!.code : null, canonOk ? cl?.value ?? NEG_INF : null, canonOk ? ch?.value ?? POS_INF : null,
+    ]);
     return;
   }
   if (n.t === 'SampledData') return;
@@ -213,7 +221,7 @@ export function numberValues(n: TypedValue, out: Array<[string | null, string | 
     const o = obj(n.v);
     const low = decimalOf(obj(o?.low)?.value);
     const high = decimalOf(obj(o?.high)?.value);
-    if (low !== null || high !== null) out.push([low, high]);
+    if (low !== null || high !== null) out.push([low ?? NEG_INF, high ?? POS_INF]);
     return;
   }
   const o = obj(n.v);

@@ -21,6 +21,8 @@ export const LIMITS = {
   maxOrValues: 100,
   maxChainDepth: 4,
   maxCount: 1000,
+  maxSortKeys: 8,
+  maxIncludes: 16,
   defaultCount: 20,
 } as const;
 
@@ -343,12 +345,12 @@ export function parseSearch(registry: SearchParameterRegistry, pairs: ReadonlyAr
           break;
         case '_sort':
           for (const key of value.split(',')) req.sort.push(parseSort(ctx, paramTypes, key));
+          if (req.sort.length > LIMITS.maxSortKeys) bad(name, `at most ${LIMITS.maxSortKeys} sort keys`);
           break;
         case '_include':
-          req.includes.push(parseInclude(ctx, name, value, false));
-          break;
         case '_revinclude':
-          req.revincludes.push(parseInclude(ctx, name, value, true));
+          (base === '_include' ? req.includes : req.revincludes).push(parseInclude(ctx, name, value, base === '_revinclude'));
+          if (req.includes.length + req.revincludes.length > LIMITS.maxIncludes) bad(name, `at most ${LIMITS.maxIncludes} include paths`);
           break;
         case '_cursor':
           req.cursor = value;

@@ -1,5 +1,5 @@
 import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { loadR4Bundle } from '../fhir/definitions/load.js';
 import { errors } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
@@ -7,7 +7,7 @@ import { parseSearch } from './parse.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { IncludeSpec, SearchRequest } from './request.js';
 import { accessCondition, FilterCompiler, type Target } from './sql/filter.js';
-import { keysetCondition, orderBy, sortPlan } from './sql/sort.js';
+import { keysetCondition, orderBy, sortPlan, type OrderKey } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology } from './terminology.js';
 
@@ -83,40 +83,54 @@ export class SearchService {
     return parseSearch(this.registry, input.params, { resourceType: input.resourceType, strict: input.strict, baseUrl: input.baseUrl });
   }
 
-  /** Compiles the page query of a search (shared by `search` and `explain`). */
+  /**
+   * Compiles the page query of a search (shared by `search` and `explain`) as one or two
+   * segments read in order until the page is full (see `SortPlan.split`).
+   */
   private compilePage(input: SearchInput) {
     const req = this.parse(input);
     const aliases = new Aliases();
     const compiler = new FilterCompiler(this.terminology, aliases, input.accessFilter);
     const where = this.whereClause(req, compiler, input);
     const plan = sortPlan(req.sort, 'r');
-    const joins = plan.joins.length ? sql.join(plan.joins, sql` `) : sql``;
     const cursor = req.cursor ? decodeCursor(req.cursor, plan.keys.length) : undefined;
     const reverse = cursor?.d === 'p';
-    const keyset = cursor ? keysetCondition(plan.keys, cursor.k, reverse) : sql`TRUE`;
-    const keyCols = sql.join(
-      plan.keys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
-      sql`, `,
-    );
-    const page = sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
-        FROM resource r ${joins}
-        WHERE ${where} AND ${keyset}
-        ORDER BY ${orderBy(plan.keys, reverse)}
-        LIMIT ${req.count + 1}`;
-    return { req, where, plan, cursor, reverse, page };
+    const segment = (joins: Cond[], keys: OrderKey[], extra: Cond) => {
+      const keyset = cursor ? keysetCondition(keys, cursor.k, reverse) : sql`TRUE`;
+      const keyCols = sql.join(
+        keys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
+        sql`, `,
+      );
+      const joinSql = joins.length ? sql.join(joins, sql` `) : sql``;
+      return (limit: number) => sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
+        FROM resource r ${joinSql}
+        WHERE ${where} AND ${extra} AND ${keyset}
+        ORDER BY ${orderBy(keys, reverse)}
+        LIMIT ${limit}`;
+    };
+    let segments: Array<(limit: number) => RawBuilder<Row>>;
+    if (plan.split) {
+      const withValue = segment([plan.split.firstJoin, ...plan.split.restJoins], plan.split.valueKeys, sql`TRUE`);
+      const withoutValue = segment(plan.split.restJoins, plan.split.nullKeys, plan.split.firstMissing);
+      // NULLs sort last: forward pages read rows with a value first, backward pages the reverse.
+      segments = reverse ? [withoutValue, withValue] : [withValue, withoutValue];
+    } else {
+      segments = [segment(plan.joins, plan.keys, sql`TRUE`)];
+    }
+    return { req, where, plan, cursor, reverse, segments };
   }
 
-  /** EXPLAIN (ANALYZE) of the page and count queries of a search, for plan checks. */
+  /** EXPLAIN (ANALYZE) of the first page segment and the count query, for plan checks. */
   async explain(input: SearchInput, analyze = true): Promise<{ page: string; count: string }> {
-    const { page, where } = this.compilePage(input);
+    const { req, segments, where } = this.compilePage(input);
     const opts = sql.raw(analyze ? '(ANALYZE, BUFFERS, COSTS OFF)' : '(COSTS OFF)');
     const text = async (q: Cond) =>
       (await sql<Record<string, string>>`EXPLAIN ${opts} ${q}`.execute(this.db)).rows.map((r) => Object.values(r)[0]).join('\n');
-    return { page: await text(page), count: await text(sql`SELECT count(*) FROM resource r WHERE ${where}`) };
+    return { page: await text(segments[0]!(req.count + 1)), count: await text(sql`SELECT count(*) FROM resource r WHERE ${where}`) };
   }
 
   async search(input: SearchInput): Promise<Bundle> {
-    const { req, where, plan, cursor, reverse, page } = this.compilePage(input);
+    const { req, where, plan, cursor, reverse, segments } = this.compilePage(input);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
 
@@ -124,7 +138,10 @@ export class SearchService {
     let hasMoreForward = false;
     let hasMoreBackward = false;
     if (!summaryCount) {
-      rows = (await page.execute(db)).rows;
+      for (const seg of segments) {
+        if (rows.length > req.count) break;
+        rows.push(...(await seg(req.count + 1 - rows.length).execute(db)).rows);
+      }
       const more = rows.length > req.count;
       if (more) rows = rows.slice(0, req.count);
       if (reverse) {

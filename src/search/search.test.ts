@@ -154,6 +154,9 @@ const cases: Array<[string, string, string[]]> = [
   ['Patient', '_tag=http://example.org/tags|vip', ['p1']],
   ['Patient', '_profile=http://example.org/profile/patient-x', ['p3']],
   ['Patient', '_profile:below=http://example.org/profile', ['p3']],
+  ['Patient', '_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R', ['p2']],
+  ['Patient', '_source=urn:hospital:adt#feed-1', ['p2']],
+  ['Patient', '_security:missing=true', ['p1', 'p3']],
   ['Patient', '_lastUpdated=gt2000-01-01', ['p1', 'p2', 'p3']],
   ['Patient', '_lastUpdated=lt2000-01-01', []],
   ['Encounter', 'identifier=V-1', ['e1']],
@@ -275,6 +278,8 @@ describe('search: results, paging, includes', () => {
     expect(await error('Patient', 'gender:exact=x')).toContain('gender');
     expect(await error('Patient', '_cursor=garbage')).toContain('_cursor');
     expect(await error('Observation', 'subject:Nope=1')).toContain('subject');
+    expect(await error('Patient', `_sort=${Array(20).fill('family').join(',')}`)).toContain('_sort');
+    expect(await error('Patient', 'birthdate=ge2020-01-01T10:00:00+99:00')).toContain('birthdate');
   });
 
   it('hostile strings are just values', async () => {

@@ -1,4 +1,4 @@
-import type { Resource } from 'fhir/r4.js';
+import type { OperationOutcomeIssue, Resource } from 'fhir/r4.js';
 
 /** One stored version of a resource as read from the database. */
 export interface StoredVersion {
@@ -28,6 +28,8 @@ export interface ResourceChange {
   previous?: StoredVersion;
   /** The JSON text that was stored (set once the change is written). */
   json?: string;
+  /** Warnings and information from before-write hooks (e.g. an unknown profile). */
+  issues?: OperationOutcomeIssue[];
 }
 
 /** Column types of search index tables (defined by the search layer). */

@@ -14,7 +14,8 @@ export function dateCond(alias: string, lowCol: string, highCol: string, v: Date
   const sl = sql`${v.low}::timestamptz`;
   const sh = sql`${v.high}::timestamptz`;
   if (lowCol === highCol) return pointCond(low, sl, sh, v, now);
-  const contained = and([sql`${low} >= ${sl}`, sql`${high} <= ${sh}`]);
+  // `low < sh` / `high > sl` below are implied but give the planner an index range.
+  const contained = and([sql`${low} >= ${sl}`, sql`${low} < ${sh}`, sql`${high} <= ${sh}`]);
   switch (v.prefix) {
     case 'eq':
       return contained;
@@ -25,9 +26,9 @@ export function dateCond(alias: string, lowCol: string, highCol: string, v: Date
     case 'lt':
       return sql`${low} < ${sl}`;
     case 'ge':
-      return or([sql`${high} > ${sh}`, contained]);
+      return and([sql`${high} > ${sl}`, or([sql`${high} > ${sh}`, contained])]);
     case 'le':
-      return or([sql`${low} < ${sl}`, contained]);
+      return and([sql`${low} < ${sh}`, or([sql`${low} < ${sl}`, contained])]);
     case 'sa':
       return sql`${low} >= ${sh}`;
     case 'eb':

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { NumberValue } from '../request.js';
-import { and, col, or, type Cond } from './util.js';
+import { and, col, type Cond } from './util.js';
 
 /**
  * number / quantity value comparison on (low, high) columns (a point stores low = high; a
@@ -8,30 +8,31 @@ import { and, col, or, type Cond } from './util.js';
  * (`100` = [99.5, 100.5)); the other prefixes compare with the exact value.
  */
 export function numberCond(alias: string, lowCol: string, highCol: string, v: Pick<NumberValue, 'prefix' | 'value' | 'low' | 'high'>): Cond {
+  // Open Range ends are stored as ±Infinity, so no NULL handling is needed.
   const low = col(alias, lowCol);
   const high = col(alias, highCol);
   const val = sql`${v.value}::numeric`;
-  const inRange = and([sql`${low} >= ${v.low}::numeric`, sql`${high} < ${v.high}::numeric`]);
+  // `low < high bound` is implied by `high < bound` but gives the planner an index range on low.
+  const inRange = and([sql`${low} >= ${v.low}::numeric`, sql`${low} < ${v.high}::numeric`, sql`${high} < ${v.high}::numeric`]);
   switch (v.prefix) {
     case 'eq':
       return inRange;
     case 'ne':
       return sql`NOT COALESCE(${inRange}, FALSE)`;
     case 'gt':
-      return or([sql`${high} > ${val}`, sql`(${high} IS NULL AND ${low} IS NOT NULL)`]);
+      return sql`${high} > ${val}`;
     case 'lt':
-      return or([sql`${low} < ${val}`, sql`(${low} IS NULL AND ${high} IS NOT NULL)`]);
+      return sql`${low} < ${val}`;
     case 'ge':
-      return or([sql`${high} >= ${val}`, sql`(${high} IS NULL AND ${low} IS NOT NULL)`]);
+      return sql`${high} >= ${val}`;
     case 'le':
-      return or([sql`${low} <= ${val}`, sql`(${low} IS NULL AND ${high} IS NOT NULL)`]);
+      return sql`${low} <= ${val}`;
     case 'sa':
       return sql`${low} > ${val}`;
     case 'eb':
       return sql`${high} < ${val}`;
-    case 'ap': {
+    case 'ap':
       // ±10% of the value
       return and([sql`${low} >= ${val} - abs(${val}) * 0.1`, sql`${high} <= ${val} + abs(${val}) * 0.1`]);
-    }
   }
 }

@@ -9,21 +9,30 @@ export interface OrderKey {
   expr: Cond;
   type: 'text' | 'timestamptz' | 'numeric';
   desc: boolean;
+  /** never NULL: ORDER BY may then use the plain btree order (no NULLS clause). */
+  notNull?: boolean;
 }
 
 export interface SortPlan {
   joins: Cond[];
   keys: OrderKey[];
+  /**
+   * When the first key is a search parameter, the page is read in two segments so the first
+   * can be driven by the sort index: rows HAVING a value (`firstJoin` = inner join) and, only if
+   * that segment does not fill the page, rows WITHOUT one (`firstMissing`, key = NULL).
+   */
+  split?: { firstJoin: Cond; firstMissing: Cond; restJoins: Cond[]; nullKeys: OrderKey[]; valueKeys: OrderKey[] };
 }
 
-const sortColumn: Record<string, { table: string; asc: string; desc: string; type: OrderKey['type'] }> = {
-  token: { table: TOKEN, asc: 'code', desc: 'code', type: 'text' },
-  string: { table: STRING, asc: 'value', desc: 'value', type: 'text' },
-  date: { table: DATE, asc: 'low', desc: 'high', type: 'timestamptz' },
-  number: { table: NUMBER, asc: 'low', desc: 'high', type: 'numeric' },
-  quantity: { table: QUANTITY, asc: 'low', desc: 'high', type: 'numeric' },
-  uri: { table: URI, asc: 'value', desc: 'value', type: 'text' },
-  reference: { table: REFERENCE, asc: '', desc: '', type: 'text' },
+/** `valueNotNull`: the sort column is never NULL on an index row (token code and reference can be). */
+const sortColumn: Record<string, { table: string; asc: string; desc: string; type: OrderKey['type']; valueNotNull: boolean }> = {
+  token: { table: TOKEN, asc: 'code', desc: 'code', type: 'text', valueNotNull: false },
+  string: { table: STRING, asc: 'value', desc: 'value', type: 'text', valueNotNull: true },
+  date: { table: DATE, asc: 'low', desc: 'high', type: 'timestamptz', valueNotNull: true },
+  number: { table: NUMBER, asc: 'low', desc: 'high', type: 'numeric', valueNotNull: true },
+  quantity: { table: QUANTITY, asc: 'low', desc: 'high', type: 'numeric', valueNotNull: true },
+  uri: { table: URI, asc: 'value', desc: 'value', type: 'text', valueNotNull: true },
+  reference: { table: REFERENCE, asc: '', desc: '', type: 'text', valueNotNull: false },
 };
 
 /**
@@ -34,6 +43,7 @@ const sortColumn: Record<string, { table: string; asc: string; desc: string; typ
 export function sortPlan(sort: SortKey[], r: string): SortPlan {
   const joins: Cond[] = [];
   const keys: OrderKey[] = [];
+  let first: { firstJoin: Cond; firstMissing: Cond; valueNotNull: boolean } | undefined;
   sort.forEach((s, i) => {
     if ('special' in s.param) {
       keys.push(s.param.code === '_id' ? { expr: col(r, 'id'), type: 'text', desc: s.desc } : { expr: col(r, 'last_updated'), type: 'timestamptz', desc: s.desc });
@@ -42,18 +52,28 @@ export function sortPlan(sort: SortKey[], r: string): SortPlan {
     const spec = sortColumn[s.param.type];
     if (!spec) throw errors.incorrect(`Cannot sort on ${s.param.type} parameter '${s.name}'`, ['_sort']);
     const a = `o${i}`;
-    joins.push(
-      sql`LEFT JOIN ${sql.raw(spec.table)} ${sql.raw(a)} ON ${col(a, 'resource_type')} = ${col(r, 'resource_type')} AND ${col(a, 'resource_id')} = ${col(r, 'id')} AND ${col(a, 'param')} = ${s.param.code} AND ${col(a, s.desc ? 'sort_desc' : 'sort_asc')}`,
-    );
+    const on = sql`${col(a, 'resource_type')} = ${col(r, 'resource_type')} AND ${col(a, 'resource_id')} = ${col(r, 'id')} AND ${col(a, 'param')} = ${s.param.code} AND ${col(a, s.desc ? 'sort_desc' : 'sort_asc')}`;
+    joins.push(sql`LEFT JOIN ${sql.raw(spec.table)} ${sql.raw(a)} ON ${on}`);
+    if (i === 0) {
+      first = {
+        firstJoin: sql`JOIN ${sql.raw(spec.table)} ${sql.raw(a)} ON ${on}`,
+        firstMissing: sql`NOT EXISTS (SELECT 1 FROM ${sql.raw(spec.table)} ${sql.raw(a)} WHERE ${on})`,
+        valueNotNull: spec.valueNotNull,
+      };
+    }
     const expr =
       s.param.type === 'reference'
         ? sql`COALESCE(${col(a, 'target_type')} || '/' || ${col(a, 'target_id')}, ${col(a, 'url')})`
         : col(a, s.desc ? spec.desc : spec.asc);
     keys.push({ expr, type: spec.type, desc: s.desc });
   });
-  keys.push({ expr: col(r, 'resource_type'), type: 'text', desc: false });
-  keys.push({ expr: col(r, 'id'), type: 'text', desc: false });
-  return { joins, keys };
+  keys.push({ expr: col(r, 'resource_type'), type: 'text', desc: false, notNull: true });
+  keys.push({ expr: col(r, 'id'), type: 'text', desc: false, notNull: true });
+  if (!first) return { joins, keys };
+  // In the segment of rows that have a value the first key is never NULL (inner join).
+  const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
+  const nullKeys = keys.map((k, i) => (i === 0 ? { ...k, expr: sql`CAST(NULL AS ${sql.raw(k.type)})`, notNull: true } : k));
+  return { joins, keys, split: { firstJoin: first.firstJoin, firstMissing: first.firstMissing, restJoins: joins.slice(1), nullKeys, valueKeys } };
 }
 
 /** ORDER BY clause; `reverse` walks backwards (for `previous` pages). NULLs always sort last. */
@@ -61,6 +81,7 @@ export function orderBy(keys: OrderKey[], reverse: boolean): Cond {
   return sql.join(
     keys.map((k) => {
       const desc = k.desc !== reverse;
+      if (k.notNull) return sql`${k.expr} ${sql.raw(desc ? 'DESC' : 'ASC')}`;
       return sql`${k.expr} ${sql.raw(desc ? 'DESC' : 'ASC')} ${sql.raw(reverse ? 'NULLS FIRST' : 'NULLS LAST')}`;
     }),
     sql`, `,

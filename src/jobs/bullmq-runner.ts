@@ -1,0 +1,116 @@
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobPayload, type JobRunner, type QueueDefinition } from './types.js';
+
+/** Finished jobs kept in Redis for inspection; the state clients poll is in PostgreSQL anyway. */
+const KEEP_COMPLETED = { age: 24 * 3600, count: 1000 };
+const KEEP_FAILED = { age: 7 * 24 * 3600, count: 1000 };
+/** When a closing worker hands a job back, another process may take it after this delay. */
+const HAND_BACK_DELAY_MS = 1000;
+
+export interface BullMqOptions {
+  redisUrl: string;
+  /**
+   * Key prefix of every queue: processes sharing one database must share it, processes on
+   * different databases (tests, tenants) must not (see `queuePrefix`).
+   */
+  prefix: string;
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Queues on Redis (BullMQ): one Queue (to add) and one Worker per queue definition, job id =
+ * our job row id (so a job is never queued twice), attempts and exponential backoff from the
+ * definition. BullMQ's stalled-job check re-delivers the jobs of a process that died; the job
+ * row's claim decides whether the re-delivery may run.
+ */
+export class BullMqJobRunner implements JobRunner {
+  readonly kind = 'bullmq' as const;
+  private readonly queues = new Map<string, { definition: QueueDefinition; queue: Queue<JobPayload> }>();
+  private readonly workers: Worker<JobPayload>[] = [];
+  private readonly abort = new AbortController();
+  private closed = false;
+
+  private constructor(private readonly options: BullMqOptions) {}
+
+  static async create(definitions: readonly QueueDefinition[], options: BullMqOptions): Promise<BullMqJobRunner> {
+    const runner = new BullMqJobRunner(options);
+    try {
+      for (const definition of definitions) await runner.add(definition);
+    } catch (e) {
+      await runner.close();
+      throw e;
+    }
+    return runner;
+  }
+
+  private connection() {
+    // Workers block on Redis; BullMQ requires maxRetriesPerRequest null for them.
+    return { url: this.options.redisUrl, maxRetriesPerRequest: null };
+  }
+
+  private async add(definition: QueueDefinition): Promise<void> {
+    const queue = new Queue<JobPayload>(definition.name, {
+      connection: this.connection(),
+      prefix: this.options.prefix,
+      defaultJobOptions: {
+        attempts: definition.attempts,
+        backoff: { type: 'exponential', delay: definition.backoffMs },
+        removeOnComplete: KEEP_COMPLETED,
+        removeOnFail: KEEP_FAILED,
+      },
+    });
+    queue.on('error', (e) => this.options.onError?.(e));
+    this.queues.set(definition.name, { definition, queue });
+    const worker = new Worker<JobPayload>(definition.name, (job, token) => this.process(definition, job, token), {
+      connection: this.connection(),
+      prefix: this.options.prefix,
+      concurrency: definition.concurrency,
+    });
+    worker.on('error', (e) => this.options.onError?.(e));
+    this.workers.push(worker);
+    await Promise.all([queue.waitUntilReady(), worker.waitUntilReady()]);
+  }
+
+  private async process(definition: QueueDefinition, job: Job<JobPayload>, token: string | undefined): Promise<void> {
+    const attempt = job.attemptsMade + 1;
+    try {
+      await definition.handler({ jobId: job.data.jobId }, { attempt, maxAttempts: definition.attempts, signal: this.abort.signal });
+    } catch (e) {
+      const postpone = e instanceof RetryLaterError ? e.delayMs : e instanceof JobInterruptedError || this.closed ? HAND_BACK_DELAY_MS : undefined;
+      if (postpone !== undefined) {
+        // Delayed, not failed: the attempt is not counted (BullMQ's documented pattern).
+        await job.moveToDelayed(Date.now() + postpone, token);
+        throw new DelayedError();
+      }
+      if (e instanceof PermanentJobError || attempt >= definition.attempts) {
+        await definition.onGiveUp({ jobId: job.data.jobId }, e);
+        throw new UnrecoverableError(e instanceof Error ? e.message : String(e));
+      }
+      throw e;
+    }
+  }
+
+  async enqueue(queueName: string, payload: JobPayload): Promise<void> {
+    const entry = this.queues.get(queueName);
+    if (!entry) throw new Error(`no queue named ${queueName}`);
+    await entry.queue.add(queueName, { jobId: payload.jobId }, { jobId: payload.jobId });
+  }
+
+  async pause(): Promise<void> {
+    // Local workers only: other processes keep working (pausing the queue would stop them all).
+    await Promise.all(this.workers.map((w) => w.pause(true)));
+  }
+
+  async resume(): Promise<void> {
+    for (const w of this.workers) w.resume();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Running handlers stop at their next checkpoint and hand their job back (moveToDelayed).
+    this.abort.abort(new JobInterruptedError('the job runner is closing'));
+    await Promise.allSettled(this.workers.map((w) => w.close()));
+    await Promise.allSettled([...this.queues.values()].map((q) => q.queue.close()));
+  }
+}

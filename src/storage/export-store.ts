@@ -1,0 +1,168 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { Db } from './db.js';
+
+/**
+ * Which resources of a type belong to an export: all of them (system level), or those in the
+ * compartment of some owners (Patient / Group level). `params` are the compartment
+ * definition's reference search parameters of the scanned type; `ownerIds` undefined means
+ * "of any owner" (Patient-level export of all patients).
+ */
+export type Membership =
+  | { kind: 'all' }
+  | { kind: 'compartment'; ownerType: string; params: readonly string[]; ownerIds?: readonly string[]; isOwnerType: boolean };
+
+export interface ExportRow {
+  id: string;
+  /** content as stored (jsonb text: one line, no raw newlines). */
+  json: string;
+}
+
+export interface ScanChunk {
+  resourceType: string;
+  /** keyset: ids strictly after this one ('' = from the start). */
+  after: string;
+  limit: number;
+  /** the export's transactionTime: later versions are left to the catch-up pass. */
+  until: string;
+  /** _since: only versions changed strictly after this instant. */
+  since?: string;
+  membership: Membership;
+}
+
+export interface OutputChunk {
+  fileNo: number;
+  seq: number;
+  kind: 'output' | 'error';
+  resourceType: string;
+  count: number;
+  body: string;
+}
+
+export interface OutputFile {
+  fileNo: number;
+  kind: 'output' | 'error';
+  resourceType: string;
+  count: number;
+}
+
+/**
+ * Reference-index semi-join: the row refers to an owner through one of the compartment's
+ * params (Patient/123/Observation style, via `search_reference`, the same rows search uses).
+ */
+export function membershipCondition(m: Membership, alias = 'r'): RawBuilder<unknown> {
+  if (m.kind === 'all') return sql`TRUE`;
+  const r = sql.raw(alias);
+  const alts: RawBuilder<unknown>[] = [];
+  if (m.params.length > 0) {
+    const owners = m.ownerIds ? sql`AND cm.target_id = ANY(${[...m.ownerIds]}::text[])` : sql``;
+    alts.push(sql`EXISTS (SELECT 1 FROM search_reference cm
+      WHERE cm.resource_type = ${r}.resource_type AND cm.resource_id = ${r}.id
+        AND cm.param = ANY(${[...m.params]}::text[]) AND cm.target_type = ${m.ownerType} ${owners})`);
+  }
+  if (m.isOwnerType) alts.push(m.ownerIds ? sql`${r}.id = ANY(${[...m.ownerIds]}::text[])` : sql`TRUE`);
+  if (alts.length === 0) return sql`FALSE`;
+  return sql`(${sql.join(alts, sql` OR `)})`;
+}
+
+/**
+ * SQL of bulk export: keyset-paged reads of current resources (one page in memory at a time),
+ * the versions as of the export's transactionTime for rows changed while it ran, and the
+ * NDJSON output chunks.
+ */
+export class ExportStore {
+  constructor(private readonly db: Db) {}
+
+  /** One keyset page of current, not deleted resources last changed in (since, until]. */
+  async scan(q: ScanChunk): Promise<ExportRow[]> {
+    const since = q.since ? sql`AND r.last_updated > ${q.since}::timestamptz` : sql``;
+    const r = await sql<ExportRow>`
+      SELECT r.id, r.content::text AS json FROM resource r
+      WHERE r.resource_type = ${q.resourceType} AND r.id > ${q.after} AND r.deleted = false
+        AND r.last_updated <= ${q.until}::timestamptz ${since} AND ${membershipCondition(q.membership)}
+      ORDER BY r.id LIMIT ${q.limit}`.execute(this.db);
+    return r.rows;
+  }
+
+  /** Ids (keyset-paged) whose current version is newer than `until`: written while the export ran. */
+  async changedAfter(resourceType: string, until: string, after: string, limit: number): Promise<string[]> {
+    const r = await sql<{ id: string }>`
+      SELECT id FROM resource
+      WHERE resource_type = ${resourceType} AND last_updated > ${until}::timestamptz AND id > ${after}
+      ORDER BY id LIMIT ${limit}`.execute(this.db);
+    return r.rows.map((x) => x.id);
+  }
+
+  /** For each id, the version current at `until` if it existed then, was not deleted and changed after `since`. */
+  async versionsAsOf(resourceType: string, ids: string[], until: string, since?: string): Promise<ExportRow[]> {
+    if (ids.length === 0) return [];
+    const r = await sql<ExportRow & { deleted: boolean; last_updated: Date | string }>`
+      SELECT DISTINCT ON (h.id) h.id, h.deleted, h.last_updated, h.content::text AS json
+      FROM resource_history h
+      WHERE h.resource_type = ${resourceType} AND h.id = ANY(${ids}::text[]) AND h.last_updated <= ${until}::timestamptz
+      ORDER BY h.id, h.version_id DESC`.execute(this.db);
+    const sinceMs = since ? Date.parse(since) : undefined;
+    return r.rows
+      .filter((row) => !row.deleted && row.json !== null && (sinceMs === undefined || new Date(row.last_updated).getTime() > sinceMs))
+      .map((row) => ({ id: row.id, json: row.json }));
+  }
+
+  /** The ids among `ids` that satisfy `membership` (judged on the current index rows). */
+  async members(resourceType: string, ids: string[], membership: Membership): Promise<Set<string>> {
+    if (ids.length === 0 || membership.kind === 'all') return new Set(ids);
+    const r = await sql<{ id: string }>`
+      SELECT r.id FROM resource r
+      WHERE r.resource_type = ${resourceType} AND r.id = ANY(${ids}::text[]) AND ${membershipCondition(membership)}`.execute(this.db);
+    return new Set(r.rows.map((x) => x.id));
+  }
+
+  /**
+   * Appends a chunk and records progress in ONE statement, and only while run `runId` still
+   * holds the job: the UPDATE locks the job row, so a cancel either happens before (nothing is
+   * written) or waits for this chunk and then removes it with the rest. False = job lost.
+   */
+  async append(jobId: string, runId: string, chunk: OutputChunk, progress: string): Promise<boolean> {
+    const r = await sql<{ job_id: string }>`
+      WITH j AS (
+        UPDATE job SET progress = ${progress}, heartbeat_at = now(), updated_at = now()
+        WHERE id = ${jobId} AND run_id = ${runId} AND status = 'in-progress'
+        RETURNING id)
+      INSERT INTO export_output (job_id, file_no, seq, kind, resource_type, count, body)
+      SELECT j.id, ${chunk.fileNo}, ${chunk.seq}, ${chunk.kind}, ${chunk.resourceType}, ${chunk.count}, ${chunk.body} FROM j
+      RETURNING job_id`.execute(this.db);
+    return r.rows.length > 0;
+  }
+
+  async removeOutputs(jobIds: string[]): Promise<void> {
+    if (jobIds.length === 0) return;
+    await sql`DELETE FROM export_output WHERE job_id = ANY(${jobIds}::text[])`.execute(this.db);
+  }
+
+  /** The files of a job (for the manifest), in the order they were started. */
+  async files(jobId: string): Promise<OutputFile[]> {
+    const r = await sql<{ file_no: number; kind: 'output' | 'error'; resource_type: string; count: string | number }>`
+      SELECT file_no, kind, resource_type, sum(count) AS count FROM export_output
+      WHERE job_id = ${jobId} GROUP BY file_no, kind, resource_type ORDER BY file_no`.execute(this.db);
+    return r.rows.map((x) => ({ fileNo: Number(x.file_no), kind: x.kind, resourceType: x.resource_type, count: Number(x.count) }));
+  }
+
+  async file(jobId: string, fileNo: number): Promise<{ kind: 'output' | 'error'; resourceType: string } | undefined> {
+    const r = await sql<{ kind: 'output' | 'error'; resource_type: string }>`
+      SELECT kind, resource_type FROM export_output WHERE job_id = ${jobId} AND file_no = ${fileNo} ORDER BY seq LIMIT 1`.execute(this.db);
+    const row = r.rows[0];
+    return row ? { kind: row.kind, resourceType: row.resource_type } : undefined;
+  }
+
+  /** The chunks of a file one at a time, so a download never holds more than one in memory. */
+  async *chunks(jobId: string, fileNo: number): AsyncGenerator<string> {
+    let seq = -1;
+    for (;;) {
+      const r = await sql<{ seq: number; body: string }>`
+        SELECT seq, body FROM export_output WHERE job_id = ${jobId} AND file_no = ${fileNo} AND seq > ${seq}
+        ORDER BY seq LIMIT 1`.execute(this.db);
+      const row = r.rows[0];
+      if (!row) return;
+      seq = Number(row.seq);
+      yield row.body;
+    }
+  }
+}
