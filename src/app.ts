@@ -11,6 +11,7 @@ import type { Config } from './config/config.js';
 import { FhirError } from './fhir/errors.js';
 import { loadUsCoreProfiles, ResourceValidator } from './fhir/validation/index.js';
 import cors from '@fastify/cors';
+import { bulkRoutes } from './http/bulk-routes.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
@@ -18,6 +19,7 @@ import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { buildCapabilityStatement } from './interactions/capabilities.js';
 import type { InteractionDeps } from './interactions/types.js';
+import { BULK_OPERATIONS, createBulk, type BulkComponents } from './operations/export-wiring.js';
 import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
@@ -33,6 +35,8 @@ export interface ServerApp {
   database: DatabaseHandle;
   validator: ResourceValidator;
   registry: SearchParameterRegistry;
+  /** Job runner, Bulk Data export and $everything (tests pause the runner and tune export paging). */
+  bulk: BulkComponents;
   /** Set when the server made itself a development client because none was configured. */
   devClient?: { id: string; secret: string };
   close(): Promise<void>;
@@ -115,6 +119,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       resourceTypes: validator.resourceTypes(),
       searchParams: (type) => registry.forType(type).map((p) => ({ name: p.code, type: p.type, definition: p.url })),
       operations: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
+      typeOperations: BULK_OPERATIONS.types,
+      systemOperations: BULK_OPERATIONS.system,
     }));
 
   const http = Fastify({
@@ -151,6 +157,24 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   registerHealthRoutes(http, { ready: async () => void (await sql`SELECT 1`.execute(database.db)) });
   registerTokenRoutes(http, { clients, tokens });
   await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement });
+  let bulk: BulkComponents;
+  try {
+    bulk = await createBulk({
+      db: database.db,
+      store,
+      search,
+      types: validator,
+      referenceParams: (type) => registry.forType(type).filter((p) => p.type === 'reference'),
+      fhirBase,
+      database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
+      redisUrl: config.redisUrl,
+      log: (message, error) => http.log.error({ err: error }, message),
+    });
+  } catch (e) {
+    await database.close();
+    throw e;
+  }
+  await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase });
 
   let closed = false;
   return {
@@ -159,11 +183,14 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     database,
     validator,
     registry,
+    bulk,
     devClient,
     async close() {
       if (closed) return;
       closed = true;
       await http.close();
+      // Running jobs stop at their next checkpoint and release their claim (database still open).
+      await bulk.close();
       await database.close();
     },
   };

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { FhirError, outcome, statusForCategory, type ErrorCategory } from '../fhir/errors.js';
+import { mapDatabaseError } from '../storage/pg-errors.js';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 
@@ -16,6 +17,8 @@ const fastifyCodes: Record<string, ErrorCategory> = {
 
 function toFhirError(error: FastifyError | Error): FhirError {
   if (error instanceof FhirError) return error;
+  const mapped = mapDatabaseError(error);
+  if (mapped instanceof FhirError) return mapped;
   const code = (error as FastifyError).code;
   const category = code ? fastifyCodes[code] : undefined;
   if (category) return new FhirError(category, error.message);

@@ -6,6 +6,9 @@ import { errors } from '../fhir/errors.js';
 /** JSON media types the FHIR API accepts (https://hl7.org/fhir/R4/http.html#mime-type). */
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json-patch+json'];
 
+/** A JSON `\u0000` escape not itself escaped (an odd run of backslashes before it), or a raw NUL. */
+const ESCAPED_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000|\u0000/;
+
 /** Real FHIR resources nest far less deep; deeper input is refused before anything recurses over it. */
 export const MAX_JSON_DEPTH = 128;
 
@@ -37,6 +40,11 @@ export async function registerBodyParsers(app: FastifyInstance): Promise<void> {
     const text = body as string;
     if (text.trim() === '') {
       done(errors.incorrect('the request body is empty; a JSON resource was expected'), undefined);
+      return;
+    }
+    if (ESCAPED_NUL.test(text)) {
+      // PostgreSQL text and jsonb cannot hold U+0000; FHIR strings never need it.
+      done(errors.incorrect('the request body contains a NUL character (\\u0000), which FHIR strings may not hold'), undefined);
       return;
     }
     if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {

@@ -10,6 +10,10 @@ export interface CapabilityInputs {
   searchParams: (resourceType: string) => Array<{ name: string; type: string; definition?: string }>;
   /** Type-level and instance-level operations offered for every type. */
   operations: Array<{ name: string; definition: string }>;
+  /** Operations offered on some types only (Patient $export, Group $export, $everything). */
+  typeOperations?: Record<string, Array<{ name: string; definition: string }>>;
+  /** Operations at the base URL (system $export). */
+  systemOperations?: Array<{ name: string; definition: string }>;
 }
 
 const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
@@ -35,8 +39,11 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
     conditionalUpdate: true,
     conditionalDelete: 'single',
     searchParam: inputs.searchParams(type).map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition })),
-    operation: inputs.operations.map((o) => ({ name: o.name, definition: o.definition })),
+    operation: [...inputs.operations, ...(inputs.typeOperations?.[type] ?? [])].map((o) => ({ name: o.name, definition: o.definition })),
   }));
+  if (inputs.systemOperations?.length) {
+    rest.operation = [...(rest.operation ?? []), ...inputs.systemOperations.map((o) => ({ name: o.name, definition: o.definition }))];
+  }
   return {
     ...base,
     url: `${inputs.baseUrl}/fhir/metadata`,

@@ -21,10 +21,19 @@ export function isRetryable(e: unknown): boolean {
   return code === SERIALIZATION_FAILURE || code === DEADLOCK_DETECTED || code === UNIQUE_VIOLATION;
 }
 
-/** Maps database errors at the storage edge to FHIR errors; anything else stays a fault. */
+/**
+ * Maps database errors at the storage edge to FHIR errors; anything else stays a fault.
+ * Class 22 (data exception: a NUL character, an out-of-range date or number) can only come
+ * from a value the client sent, so it is the client's 400, not a server fault.
+ */
 export function mapDatabaseError(e: unknown): unknown {
   if (e instanceof FhirError) return e;
-  switch (pgErrorCode(e)) {
+  const code = pgErrorCode(e);
+  if (code?.startsWith('22')) {
+    const detail = e instanceof Error ? e.message.slice(0, 200) : '';
+    return new FhirError('incorrect', `a value in the request cannot be stored or searched: ${detail}`);
+  }
+  switch (code) {
     case UNIQUE_VIOLATION:
     case SERIALIZATION_FAILURE:
     case DEADLOCK_DETECTED:

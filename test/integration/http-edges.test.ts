@@ -48,6 +48,12 @@ describe('bad input never gives a 500 (contract: errors)', () => {
     expect(ctor.statusCode).toBe(400);
   });
 
+  it('a NUL character in a resource is 400, not a database error', async () => {
+    const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: '{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}', headers: { 'content-type': 'application/fhir+json' } });
+    expect(res.statusCode).toBe(400);
+    expectOutcome(res.body);
+  });
+
   it('a body over the limit is 413', async () => {
     const big = JSON.stringify({ resourceType: 'Patient', name: [{ family: 'x'.repeat(300 * 1024) }] });
     const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: big, headers: { 'content-type': 'application/fhir+json' } });
