@@ -62,6 +62,11 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
       throw errors.forbidden(`the access token's scopes do not allow '${permission}' on ${resourceType}`);
     }
   };
+  /** Every type-level route: the type must exist and the token's scopes must allow the action. */
+  const guard = (request: FastifyRequest, resourceType: string, permission: Permission) => {
+    knownType(resourceType);
+    authorize(request, resourceType, permission);
+  };
   const send = (request: FastifyRequest, reply: FastifyReply, result: InteractionResult) =>
     sendResult(request, reply, result, outputOptions(queryOf(request)), deps.fhirBase);
 
@@ -94,21 +99,18 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   });
   app.get<{ Params: TypeParams }>('/:type/_history', async (request, reply) => {
     const { type } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     return send(request, reply, await history(deps, { resourceType: type }, queryOf(request)));
   });
   app.get<{ Params: InstanceParams }>('/:type/:id/_history', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     return send(request, reply, await history(deps, { resourceType: type, id }, queryOf(request)));
   });
 
   // search
   const search = async (request: FastifyRequest, reply: FastifyReply, type: string, params: [string, string][], compartment?: { type: string; id: string }) => {
-    knownType(type);
-    authorize(request, type, 's');
+    guard(request, type, 's');
     const bundle = await deps.search.search({ resourceType: type, params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment });
     return send(request, reply, { status: 200, body: bundle });
   };
@@ -132,30 +134,26 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // create, conditional update / delete / patch at type level
   app.post<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
-    knownType(type);
-    authorize(request, type, 'c');
+    guard(request, type, 'c');
     return send(request, reply, await create(deps, type, request.body, { ifNoneExist: header(request, 'if-none-exist') }));
   });
   app.put<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
-    knownType(type);
-    authorize(request, type, 'u');
+    guard(request, type, 'u');
     const query = rawQuery(request);
     if (!query) throw errors.incorrect('PUT on a type needs search parameters (conditional update) or an id in the URL');
     return send(request, reply, await conditionalUpdate(deps, type, query, request.body, header(request, 'if-match')));
   });
   app.delete<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
-    knownType(type);
-    authorize(request, type, 'd');
+    guard(request, type, 'd');
     const query = rawQuery(request);
     if (!query) throw errors.incorrect('DELETE on a type needs search parameters (conditional delete) or an id in the URL');
     return send(request, reply, await conditionalRemove(deps, type, query));
   });
   app.patch<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
-    knownType(type);
-    authorize(request, type, 'u');
+    guard(request, type, 'u');
     const query = rawQuery(request);
     if (!query) throw errors.incorrect('PATCH on a type needs search parameters (conditional patch) or an id in the URL');
     const document = patchDocumentFrom(header(request, 'content-type'), request.body);
@@ -165,28 +163,24 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // $validate
   app.post<{ Params: TypeParams }>('/:type/$validate', async (request, reply) => {
     const { type } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     return send(request, reply, await validateOperation(deps, type, undefined, request.body));
   });
   app.post<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     return send(request, reply, await validateOperation(deps, type, id, request.body));
   });
   app.get<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     return send(request, reply, await validateOperation(deps, type, id, undefined));
   });
 
   // instance level
   app.get<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     const result = await read(deps, type, id);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
@@ -196,8 +190,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   });
   app.get<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid', async (request, reply) => {
     const { type, id, vid } = request.params;
-    knownType(type);
-    authorize(request, type, 'r');
+    guard(request, type, 'r');
     const result = await vread(deps, type, id, vid);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
@@ -207,21 +200,18 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   });
   app.put<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'u');
+    guard(request, type, 'u');
     return send(request, reply, await update(deps, type, id, request.body, header(request, 'if-match')));
   });
   app.patch<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'u');
+    guard(request, type, 'u');
     const document = patchDocumentFrom(header(request, 'content-type'), request.body);
     return send(request, reply, await patch(deps, type, id, document, header(request, 'if-match')));
   });
   app.delete<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
-    knownType(type);
-    authorize(request, type, 'd');
+    guard(request, type, 'd');
     return send(request, reply, await remove(deps, type, id, header(request, 'if-match')));
   });
 }
