@@ -10,8 +10,10 @@ import { sql, type Kysely } from 'kysely';
  * same job (BullMQ stall recovery, a restart) can only take over once the claim went stale.
  *
  * `export_output` holds the NDJSON files an export wrote, as ordered chunks (one row per
- * keyset page written). Files are in the database rather than on a local disk so any process
- * can serve a download and removing a job removes its files in the same place.
+ * keyset page written), each a gzip member (a file is their concatenation, itself valid gzip).
+ * Files are in the database rather than on a local disk so any process can serve a download
+ * and removing a job removes its files in the same place; gzip (done by the job, off the
+ * database) cuts what PostgreSQL writes (heap, TOAST, WAL) several times over.
  * No foreign keys (see 0001): outputs are removed explicitly with their job.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -44,9 +46,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       kind text NOT NULL,
       resource_type text NOT NULL,
       count integer NOT NULL,
-      body text NOT NULL,
+      body bytea NOT NULL,
       PRIMARY KEY (job_id, file_no, seq)
     )`.execute(db);
+  // Chunks arrive gzip-compressed: PostgreSQL must not try to compress them again.
+  await sql`ALTER TABLE export_output ALTER COLUMN body SET STORAGE EXTERNAL`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

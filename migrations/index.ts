@@ -2,10 +2,12 @@ import type { Migration } from 'kysely';
 import * as m0001 from './0001-resources.js';
 import * as m0002 from './0002-search-index.js';
 import * as m0003 from './0003-jobs.js';
+import * as m0004 from './0004-import.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
   '0001-resources': m0001,
   '0002-search-index': m0002,
   '0003-jobs': m0003,
+  '0004-import': m0004,
 };

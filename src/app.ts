@@ -62,8 +62,21 @@ function loadOwnProfiles(): StructureDefinition[] {
     .filter((r) => r.resourceType === 'StructureDefinition');
 }
 
-/** The one place that builds every component from its dependencies. */
-export async function buildApp(config: Config): Promise<ServerApp> {
+/** The storage and write pipeline without HTTP or jobs: what the server and `npm run import` share. */
+export interface AppCore {
+  database: DatabaseHandle;
+  registry: SearchParameterRegistry;
+  store: ResourceStore;
+  validator: ResourceValidator;
+  search: SearchService;
+  fhirBase: string;
+}
+
+/**
+ * Opens and migrates the database and builds the write pipeline (validation hook, search
+ * index) and search. The caller owns `database` and closes it.
+ */
+export async function buildCore(config: Config): Promise<AppCore> {
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
@@ -95,6 +108,12 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     (change.issues ??= []).push(...issues);
   });
   const search = new SearchService({ db: database.db, registry });
+  return { database, registry, store, validator, search, fhirBase };
+}
+
+/** The one place that builds every component from its dependencies. */
+export async function buildApp(config: Config): Promise<ServerApp> {
+  const { database, registry, store, validator, search, fhirBase } = await buildCore(config);
 
   const signingKey = await loadOrCreateKey<SigningKeyPair>(database.db, 'access-token-signing', generateSigningKey);
   const tokens = await TokenService.create(signingKey, config.baseUrl, config.accessTokenTtlSeconds);

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { OperationOutcome } from 'fhir/r4.js';
 import { scopesAllow } from '../auth/scopes.js';
@@ -25,6 +26,16 @@ const NDJSON = 'application/fhir+ndjson';
 function header(request: FastifyRequest, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** Accept-Encoding lists gzip (or *) with a non-zero quality. */
+export function acceptsGzip(acceptEncoding: string | undefined): boolean {
+  return (acceptEncoding ?? '').split(',').some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') return false;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return !q || Number(q.slice(2)) > 0;
+  });
 }
 
 function information(text: string): string {
@@ -84,8 +95,12 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
 
   app.get<{ Params: { jobId: string; file: string } }>('/$export-output/:jobId/:file', async (request, reply) => {
     const chunks = await deps.exports.file(request.params.jobId, request.params.file, caller(request));
-    // Streamed chunk by chunk from the database: a file is never held in memory whole.
-    return reply.code(200).header('Content-Type', NDJSON).send(Readable.from(chunks));
+    // Streamed chunk by chunk from the database: a file is never held in memory whole. The
+    // chunks are gzip already: passed through to clients that accept gzip, inflated otherwise.
+    reply.code(200).header('Content-Type', NDJSON).header('Vary', 'Accept-Encoding');
+    const stream = Readable.from(chunks);
+    if (acceptsGzip(header(request, 'accept-encoding'))) return reply.header('Content-Encoding', 'gzip').send(stream);
+    return reply.send(stream.pipe(createGunzip()));
   });
 
   for (const ownerType of ['Patient', 'Encounter']) {

@@ -49,3 +49,37 @@ export function conditionalReferences(resource: Resource): Set<string> {
   visit(resource);
   return found;
 }
+
+const CONDITIONAL = /^[A-Z][A-Za-z]+\?/;
+
+/**
+ * `rewriteReferences` and `conditionalReferences` in one walk (the transaction hot path visits
+ * every resource once): rewrites, in place, every string that is a key of `map`, and returns
+ * the conditional `reference` values (`Type?query`) left after rewriting.
+ */
+export function rewriteAndCollect(resource: Resource, map: ReadonlyMap<string, string>): Set<string> {
+  const found = new Set<string>();
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const v: unknown = node[i];
+        if (typeof v === 'string') {
+          const replacement = map.get(v);
+          if (replacement !== undefined) node[i] = replacement;
+        } else if (v !== null && typeof v === 'object') visit(v);
+      }
+      return;
+    }
+    const record = node as Record<string, unknown>;
+    for (const key in record) {
+      const v = record[key];
+      if (typeof v === 'string') {
+        const replacement = map.size > 0 ? map.get(v) : undefined;
+        if (replacement !== undefined) record[key] = replacement;
+        else if (key === 'reference' && CONDITIONAL.test(v)) found.add(v);
+      } else if (v !== null && typeof v === 'object') visit(v);
+    }
+  };
+  visit(resource);
+  return found;
+}

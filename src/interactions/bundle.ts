@@ -1,145 +1,36 @@
 import { randomUUID } from 'node:crypto';
-import type { Binary, Bundle, BundleEntry, FhirResource, Parameters, Resource } from 'fhir/r4.js';
-import { errors, FhirError, statusForCategory } from '../fhir/errors.js';
+import type { Bundle, BundleEntry, Resource } from 'fhir/r4.js';
+import { sql } from 'kysely';
+import { errors, FhirError } from '../fhir/errors.js';
 import type { StoreTransaction } from '../storage/resource-store.js';
-import { conditionalReferences, rewriteReferences } from './bundle-references.js';
+import {
+  entryError,
+  errorEntry,
+  ORDER,
+  parseEntry,
+  patchFromEntry,
+  readEntry,
+  responseEntry,
+  type ParsedEntry,
+  type ReturnPreference,
+} from './bundle-entries.js';
+import { rewriteAndCollect, rewriteReferences } from './bundle-references.js';
 import { findConditional } from './create.js';
 import { conditionalRemoveIn, removeIn } from './delete.js';
-import { patchIn, type PatchDocument } from './patch.js';
-import { read, vread } from './read.js';
+import { patchIn } from './patch.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { conditionalUpdateIn, updateIn } from './update.js';
-import { checkId, etagOf, changeResult } from './versions.js';
+import { changeResult } from './versions.js';
 
-type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+export { BundleEntryError, type ParsedEntry, type ReturnPreference } from './bundle-entries.js';
 
-/** Transaction processing order (R4 http.html#trules): deletes, creates, updates, patches, reads. */
-const ORDER: Record<Method, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 3, GET: 4, HEAD: 4 };
+/**
+ * Write entries of a batch run together in one database transaction of at most this many
+ * (one commit instead of one per entry); an entry's own error still only fails that entry.
+ */
+const BATCH_GROUP_SIZE = 500;
 
-const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 201: '201 Created', 204: '204 No Content', 304: '304 Not Modified' };
-
-interface ParsedEntry {
-  index: number;
-  method: Method;
-  resourceType: string;
-  id?: string;
-  versionId?: string;
-  query?: string;
-  /** For GET entries: the whole relative URL (search, read, history). */
-  url: string;
-  fullUrl?: string;
-  resource?: Resource;
-  ifNoneExist?: string;
-  ifMatch?: string;
-}
-
-export type ReturnPreference = 'minimal' | 'representation' | 'OperationOutcome';
-
-function entryError(index: number, e: unknown): FhirError {
-  const err = e instanceof FhirError ? e : new FhirError('fault', 'internal error while processing the entry');
-  const issues = err.issues.map((i) => ({
-    ...i,
-    diagnostics: `Bundle.entry[${index}]: ${i.diagnostics ?? i.code}`,
-    expression: i.expression?.length ? i.expression.map((x) => `Bundle.entry[${index}].resource.${x.replace(/^[A-Z][A-Za-z]+\./, '')}`) : [`Bundle.entry[${index}]`],
-  }));
-  return new FhirError(err.category, issues, err.headers);
-}
-
-/** Splits an entry's request.url (relative, or absolute on our base) into its parts. */
-function parseEntry(deps: InteractionDeps, entry: BundleEntry, index: number, isType: (t: string) => boolean): ParsedEntry {
-  const request = entry.request;
-  if (!request?.method || !request.url) throw errors.incorrect(`Bundle.entry[${index}] needs request.method and request.url`);
-  const method = request.method as Method;
-  if (!(method in ORDER)) throw errors.incorrect(`Bundle.entry[${index}]: method ${String(method)} is not supported`);
-  let url = request.url.startsWith(`${deps.fhirBase}/`) ? request.url.slice(deps.fhirBase.length + 1) : request.url;
-  url = url.replace(/^\/+/, '');
-  const q = url.indexOf('?');
-  const path = q >= 0 ? url.slice(0, q) : url;
-  const query = q >= 0 ? url.slice(q + 1) : undefined;
-  const segments = path.split('/').filter(Boolean);
-  const [resourceType, id, historyWord, versionId] = segments;
-  if (!resourceType || !isType(resourceType)) {
-    if (method === 'GET' || method === 'HEAD') return { index, method, resourceType: resourceType ?? '', url };
-    throw errors.incorrect(`Bundle.entry[${index}]: "${request.url.slice(0, 100)}" does not name a resource type`);
-  }
-  if (id !== undefined) checkId(id);
-  if (historyWord !== undefined && (historyWord !== '_history' || method !== 'GET')) {
-    if (method !== 'GET' && method !== 'HEAD') throw errors.incorrect(`Bundle.entry[${index}]: unexpected URL "${request.url.slice(0, 100)}"`);
-  }
-  const parsed: ParsedEntry = {
-    index,
-    method,
-    resourceType,
-    id,
-    versionId: historyWord === '_history' ? versionId : undefined,
-    query,
-    url,
-    fullUrl: entry.fullUrl,
-    resource: entry.resource as Resource | undefined,
-    ifNoneExist: request.ifNoneExist,
-    ifMatch: request.ifMatch,
-  };
-  if ((method === 'POST' || method === 'PUT') && !parsed.resource) {
-    throw errors.incorrect(`Bundle.entry[${index}]: ${method} needs a resource`);
-  }
-  if (parsed.resource && (method === 'POST' || method === 'PUT') && parsed.resource.resourceType !== resourceType) {
-    throw errors.incorrect(`Bundle.entry[${index}]: the resource is a ${parsed.resource.resourceType} but the URL names ${resourceType}`);
-  }
-  if (method === 'PUT' && !id && !query) throw errors.incorrect(`Bundle.entry[${index}]: PUT needs an id or a condition in its URL`);
-  if (method === 'DELETE' && !id && !query) throw errors.incorrect(`Bundle.entry[${index}]: DELETE needs an id or a condition in its URL`);
-  if (method === 'PATCH' && !id && !query) throw errors.incorrect(`Bundle.entry[${index}]: PATCH needs an id or a condition in its URL`);
-  return parsed;
-}
-
-/** A PATCH entry's body: Parameters (FHIRPath Patch) or Binary carrying a JSON Patch. */
-function patchFromEntry(entry: ParsedEntry): PatchDocument {
-  const r = entry.resource;
-  if (r?.resourceType === 'Parameters') return { kind: 'fhirpath-patch', parameters: r as Parameters };
-  if (r?.resourceType === 'Binary') {
-    const binary = r as Binary;
-    try {
-      return { kind: 'json-patch', operations: JSON.parse(Buffer.from(binary.data ?? '', 'base64').toString('utf8')) };
-    } catch {
-      throw errors.incorrect(`Bundle.entry[${entry.index}]: the Binary does not hold a JSON Patch`);
-    }
-  }
-  throw errors.incorrect(`Bundle.entry[${entry.index}]: PATCH needs a Parameters (FHIRPath Patch) or Binary (JSON Patch) resource`);
-}
-
-function responseEntry(deps: InteractionDeps, result: InteractionResult, prefer: ReturnPreference): BundleEntry {
-  const v = result.version;
-  const entry: BundleEntry = { response: { status: STATUS_TEXT[result.status] ?? String(result.status) } };
-  if (v) {
-    entry.fullUrl = `${deps.fhirBase}/${v.resourceType}/${v.id}`;
-    entry.response!.etag = etagOf(v.versionId);
-    entry.response!.lastModified = v.lastUpdated;
-    if (result.location) entry.response!.location = `${v.resourceType}/${v.id}/_history/${v.versionId}`;
-    if (prefer === 'representation' && v.json && !v.deleted) entry.resource = JSON.parse(v.json) as FhirResource;
-  }
-  if (result.body) {
-    if (result.body.resourceType === 'OperationOutcome') entry.response!.outcome = result.body;
-    else entry.resource = result.body;
-  }
-  if (prefer === 'OperationOutcome' && !entry.response!.outcome) {
-    entry.response!.outcome = { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', diagnostics: entry.response!.status }] };
-  }
-  return entry;
-}
-
-function errorEntry(e: unknown): BundleEntry {
-  const err = e instanceof FhirError ? e : new FhirError('fault', 'internal error while processing the entry');
-  return { response: { status: String(statusForCategory(err.category)), outcome: err.toOutcome() } };
-}
-
-/** GET / HEAD entries: read, vread, search, run against committed data. */
-async function readEntry(deps: InteractionDeps, entry: ParsedEntry): Promise<InteractionResult> {
-  if (!entry.resourceType) throw errors.incorrect(`Bundle.entry[${entry.index}]: system-level GET is not supported in a Bundle`);
-  if (entry.id && entry.versionId) return vread(deps, entry.resourceType, entry.id, entry.versionId);
-  if (entry.id) return read(deps, entry.resourceType, entry.id);
-  const params = [...new URLSearchParams(entry.query ?? '')];
-  const bundle = await deps.search.search({ resourceType: entry.resourceType, params, baseUrl: deps.fhirBase });
-  return { status: 200, body: bundle };
-}
+const isRead = (p: ParsedEntry) => p.method === 'GET' || p.method === 'HEAD';
 
 /** batch and transaction posted to the base URL (https://hl7.org/fhir/R4/http.html#transaction). */
 export async function processBundle(deps: InteractionDeps, body: unknown, prefer: ReturnPreference): Promise<InteractionResult> {
@@ -150,36 +41,98 @@ export async function processBundle(deps: InteractionDeps, body: unknown, prefer
   if (bundle.type !== 'batch' && bundle.type !== 'transaction') {
     throw errors.incorrect(`Bundle.type must be batch or transaction, not ${String(bundle.type)}`, ['Bundle.type']);
   }
-  const isType = (t: string) => deps.validator.isResourceType(t);
   const entries = bundle.entry ?? [];
-  if (bundle.type === 'batch') return processBatch(deps, entries, isType, prefer);
-  return processTransaction(deps, entries, isType, prefer);
+  if (bundle.type === 'batch') return processBatch(deps, entries, prefer);
+  return processTransaction(deps, entries, prefer);
 }
 
-async function processBatch(deps: InteractionDeps, entries: BundleEntry[], isType: (t: string) => boolean, prefer: ReturnPreference): Promise<InteractionResult> {
-  const out: BundleEntry[] = [];
+async function processBatch(deps: InteractionDeps, entries: BundleEntry[], prefer: ReturnPreference): Promise<InteractionResult> {
+  const isType = (t: string) => deps.validator.isResourceType(t);
+  const out = new Array<BundleEntry>(entries.length);
+  const writes: ParsedEntry[] = [];
+  const reads: ParsedEntry[] = [];
   for (let index = 0; index < entries.length; index++) {
     try {
       const entry = parseEntry(deps, entries[index], index, isType);
-      let result: InteractionResult;
-      if (entry.method === 'GET' || entry.method === 'HEAD') {
-        result = await readEntry(deps, entry);
-      } else {
-        result = await deps.store.transaction(async (tx) => {
-          if (entry.resource) await resolveConditionalReferences(deps, tx, [entry]);
-          const ids = await assignIdentities(deps, tx, [entry]);
-          return executeWrite(deps, tx, entry, ids);
-        });
-      }
-      out.push(responseEntry(deps, result, entry.method === 'GET' ? 'representation' : prefer));
+      (isRead(entry) ? reads : writes).push(entry);
     } catch (e) {
-      out.push(errorEntry(e));
+      out[index] = errorEntry(e);
+    }
+  }
+  for (let start = 0; start < writes.length; start += BATCH_GROUP_SIZE) {
+    const group = writes.slice(start, start + BATCH_GROUP_SIZE);
+    const answered = await batchGroup(deps, group, prefer).catch(() => undefined);
+    if (answered) {
+      for (const [index, entry] of answered) out[index] = entry;
+      continue;
+    }
+    // The group failed as a whole (a race, a database error): every entry on its own.
+    for (const entry of group) {
+      try {
+        const result = await deps.store.transaction((tx) => batchEntryIn(deps, tx, cloneEntry(entry)));
+        out[entry.index] = responseEntry(deps, result, prefer);
+      } catch (e) {
+        out[entry.index] = errorEntry(e);
+      }
+    }
+  }
+  // Batch entries have no interdependencies (R4 http.html#transaction): reads go after writes.
+  for (const entry of reads) {
+    try {
+      out[entry.index] = responseEntry(deps, await readEntry(deps, entry), 'representation');
+    } catch (e) {
+      out[entry.index] = errorEntry(e);
     }
   }
   return { status: 200, body: { resourceType: 'Bundle', type: 'batch-response', entry: out } };
 }
 
-async function processTransaction(deps: InteractionDeps, entries: BundleEntry[], isType: (t: string) => boolean, prefer: ReturnPreference): Promise<InteractionResult> {
+/** Thrown to abandon a batch group: an entry failed after it had written, so the group cannot commit. */
+class GroupAbandoned extends Error {}
+
+/**
+ * Runs the write entries of a batch in ONE database transaction. An entry that fails with a
+ * FHIR error before it wrote anything (validation, 412, 404: the usual failures) is answered
+ * with its error and the others go on; anything else abandons the group (the caller then
+ * runs each entry in a transaction of its own, as before grouping).
+ */
+async function batchGroup(deps: InteractionDeps, group: readonly ParsedEntry[], prefer: ReturnPreference): Promise<Map<number, BundleEntry>> {
+  return deps.store.transaction(async (tx) => {
+    const answered = new Map<number, BundleEntry>();
+    await tx.lockConditions(conditionKeys(group));
+    let failures = 0;
+    for (const original of group) {
+      const entry = cloneEntry(original);
+      const written = tx.changes.length;
+      try {
+        answered.set(entry.index, responseEntry(deps, await batchEntryIn(deps, tx, entry, true), prefer));
+      } catch (e) {
+        if (!(e instanceof FhirError) || tx.changes.length !== written) throw new GroupAbandoned('entry failed after writing', { cause: e });
+        answered.set(entry.index, errorEntry(e));
+        failures++;
+      }
+    }
+    // A failed statement would have aborted the database transaction, and COMMIT would then
+    // silently roll back: make sure the failures were all decided before touching the database.
+    if (failures > 0) await sql`SELECT 1`.execute(await tx.executor());
+    return answered;
+  });
+}
+
+async function batchEntryIn(deps: InteractionDeps, tx: StoreTransaction, entry: ParsedEntry, conditionsLocked = false): Promise<InteractionResult> {
+  if (entry.resource) await resolveConditionalReferences(deps, tx, [entry]);
+  const ids = await assignIdentities(deps, tx, [entry], conditionsLocked);
+  return executeWrite(deps, tx, entry, ids);
+}
+
+/** Entries are changed in place (ids, references) while they are processed: work on copies, so a retried attempt starts from the request. */
+function cloneEntry(entry: ParsedEntry): ParsedEntry {
+  return entry.resource ? { ...entry, resource: structuredClone(entry.resource) } : { ...entry };
+}
+
+/** Parses a transaction's entries and checks its fullUrls are unique. */
+export function parseTransaction(deps: InteractionDeps, entries: readonly BundleEntry[]): ParsedEntry[] {
+  const isType = (t: string) => deps.validator.isResourceType(t);
   const parsed = entries.map((e, i) => parseEntry(deps, e, i, isType));
   const fullUrls = new Set<string>();
   for (const p of parsed) {
@@ -187,26 +140,15 @@ async function processTransaction(deps: InteractionDeps, entries: BundleEntry[],
     if (fullUrls.has(p.fullUrl)) throw errors.incorrect(`Bundle.entry[${p.index}]: fullUrl ${p.fullUrl.slice(0, 100)} appears twice`);
     fullUrls.add(p.fullUrl);
   }
-  const results = new Array<InteractionResult>(parsed.length);
-  const reads: ParsedEntry[] = [];
-  await deps.store.transaction(async (tx) => {
-    // Resources are changed in place below (ids, references): work on copies.
-    for (const p of parsed) if (p.resource) p.resource = structuredClone(p.resource);
-    const ids = await assignIdentities(deps, tx, parsed);
-    await resolveConditionalReferences(deps, tx, parsed);
-    const writes = parsed.filter((p) => p.method !== 'GET' && p.method !== 'HEAD').sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
-    for (const entry of writes) {
-      try {
-        results[entry.index] = await executeWrite(deps, tx, entry, ids);
-      } catch (e) {
-        throw entryError(entry.index, e);
-      }
-    }
-    reads.push(...parsed.filter((p) => p.method === 'GET' || p.method === 'HEAD'));
-  });
+  return parsed;
+}
+
+async function processTransaction(deps: InteractionDeps, entries: BundleEntry[], prefer: ReturnPreference): Promise<InteractionResult> {
+  const parsed = parseTransaction(deps, entries);
+  const results = await deps.store.transaction((tx) => transactionIn(deps, tx, parsed));
   // Reads see the committed outcome of the transaction; they run after commit so they can
   // use the search engine's own connection.
-  for (const entry of reads) {
+  for (const entry of parsed.filter(isRead)) {
     try {
       results[entry.index] = await readEntry(deps, entry);
     } catch (e) {
@@ -219,9 +161,59 @@ async function processTransaction(deps: InteractionDeps, entries: BundleEntry[],
     body: {
       resourceType: 'Bundle',
       type: 'transaction-response',
-      entry: parsed.map((p) => responseEntry(deps, results[p.index], p.method === 'GET' ? 'representation' : prefer)),
+      entry: parsed.map((p) => responseEntry(deps, results[p.index], isRead(p) ? 'representation' : prefer)),
     },
   };
+}
+
+/**
+ * The writes of a transaction Bundle inside `tx` (shared with bulk import, which adds its own
+ * bookkeeping to the same database transaction). Returns the result of each write entry by
+ * entry index; read entries are left for the caller to run after commit. `parsed` is not
+ * changed, so a retried attempt starts from the request again.
+ *
+ * Round trips: one for all conditional-create / conditional-update locks, one per such
+ * condition, one per distinct conditional reference, one that locks and reads every resource
+ * updated by id, then the single flush of all writes at commit.
+ */
+export async function transactionIn(deps: InteractionDeps, tx: StoreTransaction, parsed: readonly ParsedEntry[]): Promise<InteractionResult[]> {
+  const results = new Array<InteractionResult>(parsed.length);
+  const work = parsed.map(cloneEntry);
+  await tx.lockConditions(conditionKeys(work));
+  const ids = await assignIdentities(deps, tx, work, true);
+  await resolveConditionalReferences(deps, tx, work, ids.conditional);
+  const writes = work.filter((p) => !isRead(p)).sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
+  const updated = writes
+    .filter((p) => p.method === 'PUT')
+    .map((p) => ({ resourceType: p.resourceType, id: p.id ?? ids.targets.get(p.index)?.id }))
+    .filter((k): k is { resourceType: string; id: string } => k.id !== undefined);
+  if (updated.length > 1) await tx.prefetchForUpdate(updated);
+  for (const entry of writes) {
+    try {
+      results[entry.index] = await executeWrite(deps, tx, entry, ids);
+    } catch (e) {
+      throw entryError(entry.index, e);
+    }
+  }
+  return results;
+}
+
+/** The conditions a set of entries decides on at identity time, as `findConditional` keys them. */
+function conditionKeys(entries: readonly ParsedEntry[]): string[] {
+  const keys: string[] = [];
+  for (const e of entries) {
+    const condition = e.method === 'POST' ? e.ifNoneExist : e.method === 'PUT' && !e.id ? e.query : undefined;
+    const normalized = condition?.replace(/^\?/, '').trim();
+    if (normalized) keys.push(`${e.resourceType}?${normalized}`);
+  }
+  return keys;
+}
+
+/** `findConditional` for a condition whose lock this transaction already holds. */
+async function findLocked(deps: InteractionDeps, tx: StoreTransaction, resourceType: string, query: string): Promise<string[]> {
+  const normalized = query.replace(/^\?/, '').trim();
+  if (normalized === '') throw errors.incorrect('a conditional request needs search parameters');
+  return deps.search.findIds(resourceType, normalized, { limit: 2, executor: await tx.executor() });
 }
 
 /** Where each write entry goes: a fresh id, an existing match, or its URL id. */
@@ -230,17 +222,20 @@ interface Identities {
   references: Map<string, string>;
   /** entry index → target id (new id for POST, matched id for conditional ones). */
   targets: Map<number, { id: string; existing: boolean }>;
+  /** entry index → the conditional references (`Type?query`) its resource holds. */
+  conditional: Map<number, Set<string>>;
 }
 
-async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, entries: ParsedEntry[]): Promise<Identities> {
+async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, entries: ParsedEntry[], conditionsLocked = false): Promise<Identities> {
   const references = new Map<string, string>();
   const targets = new Map<number, { id: string; existing: boolean }>();
+  const find = (type: string, query: string) => (conditionsLocked ? findLocked(deps, tx, type, query) : findConditional(deps, tx, type, query));
   for (const entry of entries) {
     try {
       if (entry.method === 'POST') {
         let target: { id: string; existing: boolean } = { id: randomUUID(), existing: false };
         if (entry.ifNoneExist) {
-          const matches = await findConditional(deps, tx, entry.resourceType, entry.ifNoneExist);
+          const matches = await find(entry.resourceType, entry.ifNoneExist);
           if (matches.length > 1) throw errors.preconditionFailed(`ifNoneExist "${entry.ifNoneExist.slice(0, 200)}" matches ${matches.length} resources`);
           if (matches.length === 1) target = { id: matches[0], existing: true };
         }
@@ -249,7 +244,7 @@ async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, ent
       } else if (entry.method === 'PUT' && entry.id) {
         if (entry.fullUrl) references.set(entry.fullUrl, `${entry.resourceType}/${entry.id}`);
       } else if (entry.method === 'PUT' && entry.query) {
-        const matches = await findConditional(deps, tx, entry.resourceType, entry.query);
+        const matches = await find(entry.resourceType, entry.query);
         if (matches.length > 1) throw errors.preconditionFailed(`conditional update "${entry.query.slice(0, 200)}" matches more than one ${entry.resourceType}`);
         const id = matches[0] ?? entry.resource?.id ?? randomUUID();
         targets.set(entry.index, { id, existing: matches.length === 1 });
@@ -259,16 +254,27 @@ async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, ent
       throw entryError(entry.index, e);
     }
   }
-  for (const entry of entries) if (entry.resource) rewriteReferences(entry.resource, references);
-  return { references, targets };
+  // One walk per resource: rewrites fullUrl references and notes the conditional ones.
+  const conditional = new Map<number, Set<string>>();
+  for (const entry of entries) {
+    if (!entry.resource) continue;
+    const found = rewriteAndCollect(entry.resource, references);
+    if (found.size > 0) conditional.set(entry.index, found);
+  }
+  return { references, targets, conditional };
 }
 
-/** `Patient?identifier=…` references resolve to the one match; none or several fail the entry. */
-async function resolveConditionalReferences(deps: InteractionDeps, tx: StoreTransaction, entries: ParsedEntry[]): Promise<void> {
+/**
+ * `Patient?identifier=…` references resolve to the one match; none or several fail the entry.
+ * Each distinct reference is looked up once per call. `known` gives the conditional references
+ * of each entry when a walk already collected them.
+ */
+async function resolveConditionalReferences(deps: InteractionDeps, tx: StoreTransaction, entries: ParsedEntry[], known?: Map<number, Set<string>>): Promise<void> {
   const resolved = new Map<string, string>();
   for (const entry of entries) {
     if (!entry.resource) continue;
-    const conditional = conditionalReferences(entry.resource);
+    const conditional = known ? known.get(entry.index) : rewriteAndCollect(entry.resource, new Map());
+    if (!conditional || conditional.size === 0) continue;
     for (const reference of conditional) {
       if (resolved.has(reference)) continue;
       const q = reference.indexOf('?');
@@ -283,7 +289,7 @@ async function resolveConditionalReferences(deps: InteractionDeps, tx: StoreTran
       }
       resolved.set(reference, `${type}/${matches[0]}`);
     }
-    if (conditional.size > 0) rewriteReferences(entry.resource, resolved);
+    rewriteReferences(entry.resource, resolved);
   }
 }
 
@@ -330,4 +336,3 @@ async function executeWrite(deps: InteractionDeps, tx: StoreTransaction, entry: 
       throw errors.incorrect(`Bundle.entry[${entry.index}]: ${entry.method} is not a write`);
   }
 }
-

@@ -96,13 +96,16 @@ export class BullMqJobRunner implements JobRunner {
     await entry.queue.add(queueName, { jobId: payload.jobId }, { jobId: payload.jobId });
   }
 
+  /**
+   * Pauses the queues in Redis, i.e. for every process sharing them (a worker-local pause
+   * cannot stop a job its blocking fetch is already receiving). Running jobs continue.
+   */
   async pause(): Promise<void> {
-    // Local workers only: other processes keep working (pausing the queue would stop them all).
-    await Promise.all(this.workers.map((w) => w.pause(true)));
+    await Promise.all([...this.queues.values()].map((q) => q.queue.pause()));
   }
 
   async resume(): Promise<void> {
-    for (const w of this.workers) w.resume();
+    await Promise.all([...this.queues.values()].map((q) => q.queue.resume()));
   }
 
   async close(): Promise<void> {

@@ -37,7 +37,7 @@ export interface JobRunner {
   readonly kind: 'bullmq' | 'in-process';
   /** Queues `payload`; a job id already queued or running is not queued twice. */
   enqueue(queue: string, payload: JobPayload): Promise<void>;
-  /** Stops taking new jobs (running ones continue); for maintenance windows and tests. */
+  /** Stops starting jobs (running ones continue): for maintenance windows and tests. BullMQ: all processes. */
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** Interrupts running jobs at their next checkpoint and releases connections and timers. */

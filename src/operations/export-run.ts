@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gzip as zlibGzip } from 'node:zlib';
 import type { Group, OperationOutcome, OperationOutcomeIssue } from 'fhir/r4.js';
 import { FhirError, isFhirError } from '../fhir/errors.js';
 import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobContext } from '../jobs/types.js';
@@ -44,6 +46,10 @@ export const STALE_CLAIM_MS = 60_000;
 /** How long a finished export's files stay downloadable. */
 export const EXPORT_RETENTION_MS = 24 * 3600 * 1000;
 
+/** Fast gzip: the aim is fewer bytes through PostgreSQL, not the smallest file. */
+export const EXPORT_GZIP_LEVEL = 1;
+const gzip = promisify(zlibGzip);
+
 /** _typeFilter is checked with SearchService.findIds, whose `_id` takes at most 100 values of ≤ 4096 characters. */
 const FILTER_BATCH_IDS = 100;
 const FILTER_BATCH_CHARS = 3500;
@@ -81,7 +87,8 @@ class OutputWriter {
       file = { fileNo: this.nextFile++, count: 0, seq: 0 };
       this.open.set(key, file);
     }
-    const body = `${lines.join('\n')}\n`;
+    // Compressed here, in libuv's thread pool, so the database stores and logs far fewer bytes.
+    const body = await gzip(`${lines.join('\n')}\n`, { level: EXPORT_GZIP_LEVEL });
     this.written += lines.length;
     const ok = await this.deps.exports.append(this.jobId, this.runId, { fileNo: file.fileNo, seq: file.seq++, kind, resourceType, count: lines.length, body }, progress());
     file.count += lines.length;
@@ -165,10 +172,11 @@ export class ExportRunner {
 
   private async export(request: ExportRequest, writer: OutputWriter, jobId: string, runId: string, ctx: JobContext): Promise<void> {
     const owners = await this.owners(request);
-    for (const [index, resourceType] of request.types.entries()) {
+    const types = await this.deps.exports.presentTypes(request.types);
+    for (const [index, resourceType] of types.entries()) {
       const membership = this.membership(request, resourceType, owners);
       if (!membership) continue;
-      const progress = () => `exporting ${resourceType} (type ${index + 1} of ${request.types.length}), ${writer.written} resources written`;
+      const progress = () => `exporting ${resourceType} (type ${index + 1} of ${types.length}), ${writer.written} resources written`;
       await this.checkpoint(jobId, runId, progress(), ctx);
       const filters = request.typeFilters[resourceType];
       const queries = filters && !filters.includes('') ? filters : undefined;
@@ -187,26 +195,33 @@ export class ExportRunner {
     }
   }
 
-  /** Current versions up to transactionTime, then the as-of versions of rows changed since. */
+  /**
+   * Keyset pages of the type as of transactionTime: current content where it has not changed
+   * since, else the version current then (membership judged on the current index rows).
+   */
   private async scanType(request: ExportRequest, resourceType: string, membership: Membership, emit: (rows: ExportRow[]) => Promise<void>): Promise<void> {
     const { exports, tuning } = this.deps;
     const until = request.transactionTime;
-    for (let after = ''; ; ) {
-      const rows = await exports.scan({ resourceType, after, limit: tuning.chunkSize, until, since: request.since, membership });
+    const limit = tuning.chunkSize;
+    const fetch = (after: string) => {
+      const page = exports.scan({ resourceType, after, limit, until, since: request.since, membership });
+      page.catch(() => undefined); // awaited below; this only keeps an early failure from being "unhandled"
+      return page;
+    };
+    // The next page is read while the current one is written (two pages in memory at most):
+    // on PostgreSQL the read and the write overlap on two pool connections.
+    for (let next = fetch(''); ; ) {
+      const rows = await next;
       if (rows.length === 0) break;
-      after = rows[rows.length - 1]!.id;
-      await emit(rows);
-      if (rows.length < tuning.chunkSize) break;
-    }
-    for (let after = ''; ; ) {
-      const ids = await exports.changedAfter(resourceType, until, after, tuning.chunkSize);
-      if (ids.length === 0) break;
-      after = ids[ids.length - 1]!;
-      // Membership is judged on the current index rows (the as-of version's are not kept).
-      const members = await exports.members(resourceType, ids, membership);
-      const rows = await exports.versionsAsOf(resourceType, ids.filter((id) => members.has(id)), until, request.since);
-      if (rows.length) await emit(rows);
-      if (ids.length < tuning.chunkSize) break;
+      next = rows.length < limit ? Promise.resolve([]) : fetch(rows[rows.length - 1]!.id);
+      const changed = rows.filter((r) => r.changed).map((r) => r.id);
+      const asOf = new Map((await exports.versionsAsOf(resourceType, changed, until, request.since)).map((r) => [r.id, r.json]));
+      const page: ExportRow[] = [];
+      for (const row of rows) {
+        const json = row.changed ? asOf.get(row.id) : row.json;
+        if (json) page.push({ id: row.id, json });
+      }
+      await emit(page);
     }
   }
 

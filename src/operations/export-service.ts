@@ -166,8 +166,11 @@ export class ExportService {
     await this.deps.exports.removeOutputs([jobId]);
   }
 
-  /** A completed export's file as a sequence of NDJSON chunks; output files need read access to their type. */
-  async file(jobId: string, fileName: string, caller: Caller): Promise<AsyncIterable<string>> {
+  /**
+   * A completed export's file as its stored gzip members (concatenated, one gzip stream);
+   * output files need read access to their type.
+   */
+  async file(jobId: string, fileName: string, caller: Caller): Promise<AsyncIterable<Buffer>> {
     const job = await this.visible(jobId, caller);
     const m = /^(\d{1,6})\.ndjson$/.exec(fileName);
     const file = job.status === 'completed' && m ? await this.deps.exports.file(jobId, Number(m[1])) : undefined;

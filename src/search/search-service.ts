@@ -5,8 +5,8 @@ import { errors } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
 import type { SearchParameterRegistry } from './registry.js';
-import type { IncludeSpec, SearchRequest } from './request.js';
-import { accessCondition, FilterCompiler, type Target } from './sql/filter.js';
+import type { Filter, IncludeSpec, SearchRequest } from './request.js';
+import { accessCondition, FilterCompiler, idSelect, type IdSource, type Target } from './sql/filter.js';
 import { keysetCondition, orderBy, sortPlan, type OrderKey } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology } from './terminology.js';
@@ -84,29 +84,50 @@ export class SearchService {
   }
 
   /**
-   * Compiles the page query of a search (shared by `search` and `explain`) as one or two
-   * segments read in order until the page is full (see `SortPlan.split`).
+   * Compiles a search (shared by `search` and `explain`): the page as one or two segments read in
+   * order until the page is full (see `SortPlan.split`), and the count.
+   *
+   * Each page segment finds the page's ids first, in an inner query that needs no resource
+   * content (so it can run on index-only scans: the filters' index rows, the sort rows and the
+   * `resource_live` index), and only then reads the content of those ids.
    */
   private compilePage(input: SearchInput) {
-    const req = this.parse(input);
+    // `Patient/123/*`: every type of the compartment (narrowed by `_type` when given).
+    const everyType = input.compartment !== undefined && (input.resourceType === undefined || input.resourceType === '*');
+    const req = this.parse({ ...input, resourceType: everyType ? undefined : input.resourceType });
+    if (everyType) {
+      const inCompartment = this.compartmentTypes(input.compartment!.type);
+      // no type left: compartmentCondition gives FALSE for an empty list
+      req.types = req.types.length ? req.types.filter((t) => inCompartment.includes(t)) : inCompartment;
+    }
     const aliases = new Aliases();
     const compiler = new FilterCompiler(this.terminology, aliases, input.accessFilter);
+    const single = req.types.length === 1 ? req.types[0]! : undefined;
     const where = this.whereClause(req, compiler, input);
-    const plan = sortPlan(req.sort, 'r');
+    const guaranteed = new Set(req.filters.flatMap((f) => (single && f.kind === 'param' && !('special' in f.param) && compiler.idSource(f, single) ? [f.param.code] : [])));
+    const plan = sortPlan(req.sort, 'r', guaranteed);
     const cursor = req.cursor ? decodeCursor(req.cursor, plan.keys.length) : undefined;
     const reverse = cursor?.d === 'p';
     const segment = (joins: Cond[], keys: OrderKey[], extra: Cond) => {
       const keyset = cursor ? keysetCondition(keys, cursor.k, reverse) : sql`TRUE`;
+      const innerCols = sql.join(
+        keys.map((k, i) => sql`${k.expr} AS ${sql.raw(`s${i}`)}`),
+        sql`, `,
+      );
+      const outerKeys = keys.map((k, i) => ({ ...k, expr: sql.raw(`m.s${i}`) }));
       const keyCols = sql.join(
-        keys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
+        outerKeys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
         sql`, `,
       );
       const joinSql = joins.length ? sql.join(joins, sql` `) : sql``;
       return (limit: number) => sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
-        FROM resource r ${joinSql}
-        WHERE ${where} AND ${extra} AND ${keyset}
-        ORDER BY ${orderBy(keys, reverse)}
-        LIMIT ${limit}`;
+        FROM (SELECT r.resource_type, r.id, ${innerCols}
+          FROM resource r ${joinSql}
+          WHERE ${where} AND ${extra} AND ${keyset}
+          ORDER BY ${orderBy(keys, reverse)}
+          LIMIT ${limit}) m
+        JOIN resource r ON r.resource_type = m.resource_type AND r.id = m.id
+        ORDER BY ${orderBy(outerKeys, reverse)}`;
     };
     let segments: Array<(limit: number) => RawBuilder<Row>>;
     if (plan.split) {
@@ -117,20 +138,51 @@ export class SearchService {
     } else {
       segments = [segment(plan.joins, plan.keys, sql`TRUE`)];
     }
-    return { req, where, plan, cursor, reverse, segments };
+    const count = this.countQuery(req, compiler, input, where);
+    return { req, where, plan, cursor, reverse, segments, count };
+  }
+
+  /**
+   * `SELECT count(*)` of the matches. When a filter reads the type's own index rows (which
+   * exist only for current resources), the count runs on index rows alone, driven by the filter
+   * most likely to be small, the others as semi-joins: no visit of `resource` per match.
+   */
+  private countQuery(req: SearchRequest, compiler: FilterCompiler, input: SearchInput, where: Cond): RawBuilder<{ n: string | number }> {
+    const single = req.types.length === 1 ? req.types[0]! : undefined;
+    if (single) {
+      const sources = req.filters.map((f) => ({ f, s: compiler.idSource(f, single) }));
+      // Patient/123/Patient also holds the owner itself: not a set of reference rows.
+      const ownerType = input.compartment?.type === single;
+      const compartment = input.compartment && !ownerType ? this.compartmentSource(input.compartment, single) : undefined;
+      if (compartment) sources.push({ f: undefined as unknown as Filter, s: compartment });
+      let driver: (typeof sources)[number] | undefined;
+      for (const x of sources) if (x.s?.live && (!driver || x.s.rank < driver.s!.rank)) driver = x;
+      if (driver && (!input.compartment || compartment)) {
+        const d = driver.s!;
+        const target: Target = { type: sql`${single}::text`, id: d.id };
+        const rest: Cond[] = [];
+        for (const x of sources) {
+          if (x === driver) continue;
+          rest.push(x.s ? sql`${d.id} IN (${idSelect(x.s)})` : compiler.compile(x.f, target));
+        }
+        rest.push(accessCondition(input.accessFilter, target));
+        return sql`SELECT count(*) AS n FROM (SELECT DISTINCT ${d.id} FROM ${d.from} WHERE ${d.where} AND ${and(rest)}) x`;
+      }
+    }
+    return sql`SELECT count(*) AS n FROM resource r WHERE ${where}`;
   }
 
   /** EXPLAIN (ANALYZE) of the first page segment and the count query, for plan checks. */
   async explain(input: SearchInput, analyze = true): Promise<{ page: string; count: string }> {
-    const { req, segments, where } = this.compilePage(input);
+    const { req, segments, count } = this.compilePage(input);
     const opts = sql.raw(analyze ? '(ANALYZE, BUFFERS, COSTS OFF)' : '(COSTS OFF)');
     const text = async (q: Cond) =>
       (await sql<Record<string, string>>`EXPLAIN ${opts} ${q}`.execute(this.db)).rows.map((r) => Object.values(r)[0]).join('\n');
-    return { page: await text(segments[0]!(req.count + 1)), count: await text(sql`SELECT count(*) FROM resource r WHERE ${where}`) };
+    return { page: await text(segments[0]!(req.count + 1)), count: await text(count) };
   }
 
   async search(input: SearchInput): Promise<Bundle> {
-    const { req, where, plan, cursor, reverse, segments } = this.compilePage(input);
+    const { req, where, plan, cursor, reverse, segments, count } = this.compilePage(input);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
 
@@ -157,7 +209,7 @@ export class SearchService {
     let total: number | undefined;
     const totalMode = req.total ?? (cursor ? 'none' : 'accurate');
     if (summaryCount || totalMode === 'accurate') {
-      const r = await sql<{ n: string | number }>`SELECT count(*) AS n FROM resource r WHERE ${where}`.execute(db);
+      const r = await count.execute(db);
       total = Number(r.rows[0]!.n);
     } else if (totalMode === 'estimate') {
       const r = await sql<{ 'QUERY PLAN': unknown }>`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${where}`.execute(db);
@@ -209,11 +261,16 @@ export class SearchService {
 
   private whereClause(req: SearchRequest, compiler: FilterCompiler, input: Pick<SearchInput, 'compartment' | 'accessFilter' | 'resourceType'>): Cond {
     const conds: Cond[] = [sql`r.deleted = false`];
-    if (req.types.length === 1) conds.unshift(sql`r.resource_type = ${req.types[0]!}`);
+    const single = req.types.length === 1 ? req.types[0]! : undefined;
+    if (single) conds.unshift(sql`r.resource_type = ${single}`);
     else if (req.types.length > 1) conds.unshift(sql`r.resource_type = ANY(${req.types}::text[])`);
     const target: Target = { type: col('r', 'resource_type'), id: col('r', 'id'), resourceAlias: 'r' };
-    if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types));
-    for (const f of req.filters) conds.push(compiler.compile(f, target));
+    if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types, single));
+    for (const f of req.filters) {
+      // Positive filters as id sets (`r.id IN (…)`): the planner may drive from the smallest.
+      const s = single ? compiler.idSource(f, single) : undefined;
+      conds.push(s ? sql`r.id IN (${idSelect(s)})` : compiler.compile(f, target));
+    }
     conds.push(accessCondition(input.accessFilter, target));
     return and(conds);
   }
@@ -229,20 +286,52 @@ export class SearchService {
     return this.compartments;
   }
 
-  /** `Patient/123/Observation`: the resource refers to the compartment owner through one of the def's params. */
-  private compartmentCondition(c: { type: string; id: string }, types: string[]): Cond {
+  private compartmentDef(c: { type: string; id: string }): Map<string, string[]> {
     const def = this.compartmentDefs().get(c.type);
     if (!def) throw errors.unsupported(`Compartment ${c.type} is not supported`);
     if (!/^[A-Za-z0-9\-.]{1,64}$/.test(c.id)) throw errors.incorrect(`Invalid compartment id '${c.id.slice(0, 64)}'`);
+    return def;
+  }
+
+  /** Resource types that can be in compartment `type` (for `Patient/123/*`), the owner type included. */
+  compartmentTypes(type: string): string[] {
+    const def = this.compartmentDefs().get(type);
+    if (!def) throw errors.unsupported(`Compartment ${type} is not supported`);
+    return [...new Set([...def.keys(), type])].sort();
+  }
+
+  /** Members of compartment `c` of ONE type that refer to the owner (the owner itself is not in it). */
+  private compartmentSource(c: { type: string; id: string }, type: string): IdSource | undefined {
+    const params = this.compartmentDef(c).get(type) ?? [];
+    if (params.length === 0) return undefined;
+    return {
+      from: sql`search_reference cm`,
+      id: col('cm', 'resource_id'),
+      where: sql`cm.target_id = ${c.id} AND cm.target_type = ${c.type} AND cm.resource_type = ${type} AND cm.param = ANY(${params}::text[])`,
+      live: true,
+      rank: 0,
+    };
+  }
+
+  /** `Patient/123/Observation`: the resource refers to the compartment owner through one of the def's params. */
+  private compartmentCondition(c: { type: string; id: string }, types: string[], single: string | undefined): Cond {
+    const def = this.compartmentDef(c);
     const alts: Cond[] = [];
-    const params = new Set<string>();
-    for (const t of types) for (const p of def.get(t) ?? []) params.add(p);
-    if (params.size) {
-      alts.push(
-        sql`EXISTS (SELECT 1 FROM search_reference cm WHERE cm.resource_type = r.resource_type AND cm.resource_id = r.id AND cm.param = ANY(${[...params]}::text[]) AND cm.target_type = ${c.type} AND cm.target_id = ${c.id})`,
-      );
+    if (single) {
+      const s = this.compartmentSource(c, single);
+      if (s) alts.push(sql`r.id IN (${idSelect(s)})`);
+    } else {
+      // Several types: each with its own params, as (type, param) pairs.
+      const pairs: Array<[string, string]> = [];
+      for (const t of types) for (const p of def.get(t) ?? []) pairs.push([t, p]);
+      if (pairs.length) {
+        alts.push(
+          sql`(r.resource_type, r.id) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm WHERE cm.target_id = ${c.id} AND cm.target_type = ${c.type}
+            AND (cm.resource_type, cm.param) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[])))`,
+        );
+      }
     }
-    if (types.includes(c.type)) alts.push(sql`r.id = ${c.id}`);
+    if (types.includes(c.type)) alts.push(single ? sql`r.id = ${c.id}` : sql`(r.resource_type = ${c.type} AND r.id = ${c.id})`);
     if (alts.length === 0) return sql`FALSE`;
     return alts.length === 1 ? alts[0]! : sql`(${sql.join(alts, sql` OR `)})`;
   }
@@ -278,20 +367,24 @@ export class SearchService {
     const types = resources.map((r) => r.resourceType);
     const ids = resources.map((r) => r.id!);
     const conds: Cond[] = [sql`x.deleted = false`];
-    if (source) conds.push(sql`f.resource_type = ${source}`);
-    if (spec.param) conds.push(sql`f.param = ${spec.param}`);
-    if (spec.targetType) conds.push(sql`f.target_type = ${spec.targetType}`);
+    const refConds: Cond[] = [];
+    if (source) refConds.push(sql`f.resource_type = ${source}`);
+    if (spec.param) refConds.push(sql`f.param = ${spec.param}`);
+    if (spec.targetType) refConds.push(sql`f.target_type = ${spec.targetType}`);
     const target: Target = { type: col('x', 'resource_type'), id: col('x', 'id'), resourceAlias: 'x' };
     conds.push(accessCondition(accessFilter, target));
     const pairs = sql`(SELECT * FROM unnest(${types}::text[], ${ids}::text[]))`;
+    // The reference rows pick (type, id) pairs as a semi-join: no DISTINCT over content.
     const q = rev
-      ? sql<Row>`SELECT DISTINCT x.resource_type, x.id, x.content FROM search_reference f
-          JOIN resource x ON x.resource_type = f.resource_type AND x.id = f.resource_id
-          WHERE (f.target_type, f.target_id) IN ${pairs} AND ${and(conds)}
+      ? sql<Row>`SELECT x.resource_type, x.id, x.content FROM resource x
+          WHERE (x.resource_type, x.id) IN (SELECT f.resource_type, f.resource_id FROM search_reference f
+            WHERE (f.target_id, f.target_type) IN (SELECT p.id, p.t FROM ${pairs} AS p(t, id)) AND ${and(refConds)})
+            AND ${and(conds)}
           ORDER BY x.resource_type, x.id LIMIT ${MAX_INCLUDES_PER_PATH}`
-      : sql<Row>`SELECT DISTINCT x.resource_type, x.id, x.content FROM search_reference f
-          JOIN resource x ON x.resource_type = f.target_type AND x.id = f.target_id
-          WHERE (f.resource_type, f.resource_id) IN ${pairs} AND ${and(conds)}
+      : sql<Row>`SELECT x.resource_type, x.id, x.content FROM resource x
+          WHERE (x.resource_type, x.id) IN (SELECT f.target_type, f.target_id FROM search_reference f
+            WHERE (f.resource_type, f.resource_id) IN ${pairs} AND f.target_id IS NOT NULL AND ${and(refConds)})
+            AND ${and(conds)}
           ORDER BY x.resource_type, x.id LIMIT ${MAX_INCLUDES_PER_PATH}`;
     return (await q.execute(this.db)).rows.map(contentOf);
   }

@@ -186,6 +186,12 @@ export class StoreTransaction {
   readonly changes: ResourceChange[] = [];
   private pending: PendingWrite[] = [];
   private begun = false;
+  /**
+   * Versions read and locked by `prefetchForUpdate` (null: no such resource), keyed
+   * `Type/id`. Valid until this transaction writes the key: nobody else can change a locked
+   * row, so `readForUpdate` answers from here without a round trip or a flush.
+   */
+  private readonly locked = new Map<string, StoredVersion | null>();
 
   constructor(
     private readonly connection: Db,
@@ -209,6 +215,8 @@ export class StoreTransaction {
 
   /** Current version, locked until commit so concurrent updates of it queue up. */
   async readForUpdate(resourceType: string, id: string): Promise<StoredVersion | undefined> {
+    const known = this.locked.get(`${resourceType}/${id}`);
+    if (known !== undefined) return known ?? undefined;
     const trx = await this.executor();
     const result = await sql<VersionRow>`
       SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
@@ -218,12 +226,49 @@ export class StoreTransaction {
   }
 
   /**
+   * `readForUpdate` of many resources in ONE statement (a transaction Bundle's or an import
+   * chunk's updates): rows are locked in key order, so two such transactions cannot deadlock
+   * on each other, and later `readForUpdate` calls of these keys need no round trip.
+   */
+  async prefetchForUpdate(keys: ReadonlyArray<{ resourceType: string; id: string }>): Promise<void> {
+    const wanted = new Map<string, { resourceType: string; id: string }>();
+    for (const k of keys) {
+      const key = `${k.resourceType}/${k.id}`;
+      if (!this.locked.has(key)) wanted.set(key, k);
+    }
+    if (wanted.size === 0) return;
+    const trx = await this.executor();
+    const list = [...wanted.values()];
+    const result = await sql<VersionRow>`
+      SELECT r.resource_type, r.id, r.version_id::text AS version_id, r.last_updated, r.deleted, r.content::text AS json
+      FROM resource r
+      JOIN unnest(${list.map((k) => k.resourceType)}::text[], ${list.map((k) => k.id)}::text[]) AS k(t, i)
+        ON r.resource_type = k.t AND r.id = k.i
+      ORDER BY r.resource_type, r.id
+      FOR UPDATE OF r`.execute(trx);
+    for (const key of wanted.keys()) this.locked.set(key, null);
+    for (const row of result.rows) this.locked.set(`${row.resource_type}/${row.id}`, toStored(row));
+  }
+
+  /**
    * Serialises transactions that decide on the same condition (conditional create / update
    * of one query), so two racing requests cannot both see "no match" and both create.
    */
   async lockCondition(key: string): Promise<void> {
+    await this.lockConditions([key]);
+  }
+
+  /** `lockCondition` for many keys in one statement, taken in a fixed order (no deadlocks between two such calls). */
+  async lockConditions(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
     const trx = await this.executor();
-    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(trx);
+    if (keys.length === 1) {
+      await sql`SELECT pg_advisory_xact_lock(hashtextextended(${keys[0]}, 0))`.execute(trx);
+      return;
+    }
+    await sql`
+      SELECT pg_advisory_xact_lock(h) FROM (
+        SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(${[...keys]}::text[]) AS k ORDER BY h) s`.execute(trx);
   }
 
   /** Stores a new resource under a fresh server id (or `id`, for update-as-create). */
@@ -247,6 +292,7 @@ export class StoreTransaction {
       previous: current,
     };
     for (const hook of this.beforeWrite) await hook(this, change);
+    this.locked.delete(`${change.resourceType}/${change.id}`);
     this.pending.push({ change, json: null, indexRows: new Map() });
     this.changes.push(change);
     return change;
@@ -262,6 +308,7 @@ export class StoreTransaction {
       throw new FhirError('fault', 'a before-write hook changed the identity of the resource');
     }
     change.json = JSON.stringify(stored);
+    this.locked.delete(`${change.resourceType}/${id}`);
     this.pending.push({ change, json: change.json, indexRows: this.index.extract(stored) });
     this.changes.push(change);
     return change;

@@ -12,6 +12,33 @@ import { codeSetCond, hierarchyCond, ofTypeCond, textCond, tokenCond } from './t
 import { uriCond } from './uri.js';
 import { Aliases, and, col, FALSE, or, TRUE, type Cond } from './util.js';
 
+/**
+ * A filter as an uncorrelated row source of the ids of ONE resource type that match it:
+ * `SELECT <id> FROM <from> WHERE <where>`. The planner can then drive a search from the
+ * smallest set (or probe it), and counts can be answered from index rows alone.
+ */
+export interface IdSource {
+  from: Cond;
+  /** the id column (may repeat: one resource can have several matching index rows) */
+  id: Cond;
+  where: Cond;
+  /**
+   * Every id is a current (not deleted) resource of the type: true for sets read from the type's
+   * own index rows, which exist only for current versions (a write replaces them, a delete
+   * removes them). False for `_has` (ids are reference targets, possibly deleted).
+   */
+  live: boolean;
+  /** rough selectivity rank, lower = usually fewer rows (driver choice for counts) */
+  rank: number;
+}
+
+export function idSelect(s: IdSource): Cond {
+  return sql`SELECT ${s.id} FROM ${s.from} WHERE ${s.where}`;
+}
+
+/** Rank of a parameter type as a driver: equality-like lookups first, ranges last. */
+const rankByType: Record<string, number> = { token: 0, reference: 0, uri: 0, string: 2, composite: 2, date: 3, number: 3, quantity: 3 };
+
 /** The resource a filter is evaluated for, as SQL expressions (a row of `resource` or an index row). */
 export interface Target {
   type: Cond;
@@ -169,18 +196,93 @@ export class FilterCompiler {
     return and(conds);
   }
 
-  private chain(f: ChainFilter, target: Target): Cond {
-    const a = this.aliases.next('c');
+  /**
+   * The filter as an id source for `type`, or undefined when it cannot be one (negations,
+   * `:missing=true`, `_id`, `_lastUpdated`: those stay correlated conditions on the resource).
+   */
+  idSource(f: Filter, type: string): IdSource | undefined {
+    switch (f.kind) {
+      case 'param':
+        return 'special' in f.param ? undefined : this.paramSource(f, f.param, type);
+      case 'chain':
+        return this.chainSource(f, type);
+      case 'has':
+        return this.hasSource(f, type);
+    }
+  }
+
+  private paramSource(f: ParamFilter, p: CompiledSearchParam, type: string): IdSource | undefined {
+    const table = tableByType[p.type];
+    if (!table || f.modifier === 'not' || f.modifier === 'not-in') return undefined;
+    const first = f.values[0];
+    if (first?.kind === 'missing' && first.v) return undefined;
+    const a = this.aliases.next('s');
+    const conds: Cond[] = [sql`${col(a, 'resource_type')} = ${type}`, sql`${col(a, 'param')} = ${p.code}`];
+    // `:missing=false`: any row of the param
+    if (first?.kind !== 'missing') conds.push(or(f.values.map((v) => this.value(a, p, f.modifier, v))));
+    return { from: sql`${sql.raw(table)} ${sql.raw(a)}`, id: col(a, 'resource_id'), where: and(conds), live: true, rank: rankByType[p.type] ?? 3 };
+  }
+
+  /** Condition that the chain's inner filter holds for the reference target of index row `a`. */
+  private chainTargetCond(f: ChainFilter, a: string): Cond {
+    if (f.targetTypes.length === 1) {
+      const t = f.targetTypes[0]!;
+      const inner = this.idSource(f.inner, t);
+      if (inner) {
+        const conds: Cond[] = [sql`${col(a, 'target_id')} IN (${idSelect(inner)})`];
+        // a `_has` set may name deleted targets: only current ones are chain targets
+        if (!inner.live) conds.push(sql`EXISTS (SELECT 1 FROM resource ${sql.raw(`${a}t`)} WHERE ${col(`${a}t`, 'resource_type')} = ${t} AND ${col(`${a}t`, 'id')} = ${col(a, 'target_id')} AND ${col(`${a}t`, 'deleted')} = false)`);
+        conds.push(accessCondition(this.accessFilter, { type: sql`${t}::text`, id: col(a, 'target_id') }));
+        return and(conds);
+      }
+    }
     const inner: Target = {
       type: f.targetTypes.length === 1 ? sql`${f.targetTypes[0]!}::text` : col(a, 'target_type'),
       id: col(a, 'target_id'),
     };
-    return sql`EXISTS (SELECT 1 FROM search_reference ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${col(a, 'param')} = ${f.param.code} AND ${col(a, 'target_type')} = ANY(${f.targetTypes}::text[]) AND ${col(a, 'target_id')} IS NOT NULL AND ${this.compile(f.inner, inner)} AND ${accessCondition(this.accessFilter, inner)})`;
+    return and([this.compile(f.inner, inner), accessCondition(this.accessFilter, inner)]);
+  }
+
+  private chainSource(f: ChainFilter, type: string): IdSource {
+    const a = this.aliases.next('c');
+    const where = and([
+      sql`${col(a, 'resource_type')} = ${type}`,
+      sql`${col(a, 'param')} = ${f.param.code}`,
+      f.targetTypes.length === 1 ? sql`${col(a, 'target_type')} = ${f.targetTypes[0]!}` : sql`${col(a, 'target_type')} = ANY(${f.targetTypes}::text[])`,
+      sql`${col(a, 'target_id')} IS NOT NULL`,
+      this.chainTargetCond(f, a),
+    ]);
+    return { from: sql`search_reference ${sql.raw(a)}`, id: col(a, 'resource_id'), where, live: true, rank: 1 };
+  }
+
+  /** Condition that the source resource of reference row `a` matches the `_has` inner filter. */
+  private hasSourceCond(f: HasFilter, a: string): Cond {
+    const source: Target = { type: sql`${f.sourceType}::text`, id: col(a, 'resource_id') };
+    // The reference row itself proves the source is current (index rows exist only for those).
+    const inner = this.idSource(f.inner, f.sourceType);
+    const match = inner ? sql`${col(a, 'resource_id')} IN (${idSelect(inner)})` : this.compile(f.inner, source);
+    return and([match, accessCondition(this.accessFilter, source)]);
+  }
+
+  private hasSource(f: HasFilter, type: string): IdSource {
+    const a = this.aliases.next('h');
+    const where = and([
+      sql`${col(a, 'resource_type')} = ${f.sourceType}`,
+      sql`${col(a, 'param')} = ${f.referenceParam.code}`,
+      sql`${col(a, 'target_type')} = ${type}`,
+      sql`${col(a, 'target_id')} IS NOT NULL`,
+      this.hasSourceCond(f, a),
+    ]);
+    return { from: sql`search_reference ${sql.raw(a)}`, id: col(a, 'target_id'), where, live: false, rank: 1 };
+  }
+
+  private chain(f: ChainFilter, target: Target): Cond {
+    const a = this.aliases.next('c');
+    return sql`EXISTS (SELECT 1 FROM search_reference ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${col(a, 'param')} = ${f.param.code} AND ${col(a, 'target_type')} = ANY(${f.targetTypes}::text[]) AND ${col(a, 'target_id')} IS NOT NULL AND ${this.chainTargetCond(f, a)})`;
   }
 
   private has(f: HasFilter, target: Target): Cond {
     const a = this.aliases.next('h');
-    const source: Target = { type: sql`${f.sourceType}::text`, id: col(a, 'resource_id') };
-    return sql`EXISTS (SELECT 1 FROM search_reference ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${f.sourceType} AND ${col(a, 'param')} = ${f.referenceParam.code} AND ${col(a, 'target_type')} = ${target.type} AND ${col(a, 'target_id')} = ${target.id} AND ${this.compile(f.inner, source)} AND ${accessCondition(this.accessFilter, source)})`;
+    return sql`EXISTS (SELECT 1 FROM search_reference ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${f.sourceType} AND ${col(a, 'param')} = ${f.referenceParam.code} AND ${col(a, 'target_type')} = ${target.type} AND ${col(a, 'target_id')} = ${target.id} AND ${this.hasSourceCond(f, a)})`;
   }
 }

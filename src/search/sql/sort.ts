@@ -39,8 +39,9 @@ const sortColumn: Record<string, { table: string; asc: string; desc: string; typ
  * `_sort` keys → LEFT JOINs on the ONE index row flagged as the sort row of each (resource,
  * param) (`sort_asc` / `sort_desc`, set at index time), plus the tiebreakers
  * (resource_type, id) that make the order total — required for keyset paging.
+ * `valueGuaranteed`: params every match has a row of (a positive filter on them).
  */
-export function sortPlan(sort: SortKey[], r: string): SortPlan {
+export function sortPlan(sort: SortKey[], r: string, valueGuaranteed: ReadonlySet<string> = new Set()): SortPlan {
   const joins: Cond[] = [];
   const keys: OrderKey[] = [];
   let first: { firstJoin: Cond; firstMissing: Cond; valueNotNull: boolean } | undefined;
@@ -70,6 +71,12 @@ export function sortPlan(sort: SortKey[], r: string): SortPlan {
   keys.push({ expr: col(r, 'resource_type'), type: 'text', desc: false, notNull: true });
   keys.push({ expr: col(r, 'id'), type: 'text', desc: false, notNull: true });
   if (!first) return { joins, keys };
+  // A positive filter on the first sort parameter means every match has a value: one segment.
+  const p0 = sort[0]!.param;
+  if (!('special' in p0) && valueGuaranteed.has(p0.code)) {
+    const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
+    return { joins: [first.firstJoin, ...joins.slice(1)], keys: valueKeys };
+  }
   // In the segment of rows that have a value the first key is never NULL (inner join).
   const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
   const nullKeys = keys.map((k, i) => (i === 0 ? { ...k, expr: sql`CAST(NULL AS ${sql.raw(k.type)})`, notNull: true } : k));
@@ -116,6 +123,13 @@ export function keysetCondition(keys: OrderKey[], values: ReadonlyArray<string |
     }
     if (step === FALSE) continue;
     branches.push(and([...prefix, step]));
+  }
+  const k0 = keys[0];
+  const v0 = values[0] ?? null;
+  // Implied by the branches, but gives the planner an index range on the first key.
+  if (k0?.notNull && v0 !== null && branches.length > 1) {
+    const bound = sql`${k0.expr} ${sql.raw(k0.desc !== reverse ? '<=' : '>=')} ${cast(v0, k0.type)}`;
+    return and([bound, or(branches)]);
   }
   return or(branches);
 }
