@@ -6,9 +6,23 @@ import { sql, type Kysely } from 'kysely';
  * Value columns are COLLATE "C" so prefix LIKE can use plain btree indexes; resource_type and
  * resource_id keep the database collation of `resource` so joins and equivalences line up.
  *
- * Indexes: each table has (resource_type, resource_id, param) for deletes on update and for
- * correlated EXISTS / sort joins, plus value indexes led by (resource_type, param) that end in
- * resource_id so searches can be answered by index-only scans.
+ * Indexes (each one is paid on every write, so each has a job; measured with
+ * bench/search.ts at 1M Observations, see src/search/README.md):
+ *   - `_res` (resource_type, resource_id, param): deletes on update, correlated probes and
+ *     sort joins. Dates and references carry their values (INCLUDE) so those probes are
+ *     index-only.
+ *   - value indexes led by (resource_type, param, value…) that end in resource_id: a search
+ *     is an index-only range, and with the value fixed the ids come out in id order (pages in
+ *     the default order stop after one page of index entries, counts need no sort).
+ *   - date/number `low`/`high` indexes end in (…, resource_id) with the sort flags included:
+ *     the same index walks `_sort` in order (sort rows are filtered inside the index).
+ *   - references are looked up by target first (target_id is the selective column): one index
+ *     serves `ref=Type/id`, chains, `_has`, `_revinclude` and compartments.
+ *   - `resource_live`: the ids of current resources, so searches check "not deleted" and walk
+ *     the id order without reading the resource rows.
+ * Extended statistics tell the planner how (resource_type, param[, value]) go together (a
+ * type's params are not independent of it); without them row estimates for a param are off by
+ * the product of two frequencies and the planner picks full sorts over index walks.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   const stmts = [
@@ -18,31 +32,31 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       type_system text COLLATE "C", type_code text COLLATE "C",
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_token_res ON search_token (resource_type, resource_id, param)`,
-    `CREATE INDEX search_token_code ON search_token (resource_type, param, code, system, resource_id)`,
-    `CREATE INDEX search_token_text ON search_token (resource_type, param, text) WHERE text IS NOT NULL`,
+    // system after resource_id: `code=X` (any system) also comes out in id order
+    `CREATE INDEX search_token_code ON search_token (resource_type, param, code, resource_id, system)`,
 
     `CREATE TABLE search_string (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       value text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_string_res ON search_string (resource_type, resource_id, param)`,
-    `CREATE INDEX search_string_value ON search_string (resource_type, param, value, resource_id)`,
+    `CREATE INDEX search_string_value ON search_string (resource_type, param, value, resource_id) INCLUDE (sort_asc, sort_desc)`,
 
     `CREATE TABLE search_date (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       low timestamptz NOT NULL, high timestamptz NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
-    `CREATE INDEX search_date_res ON search_date (resource_type, resource_id, param)`,
-    `CREATE INDEX search_date_low ON search_date (resource_type, param, low, high, resource_id)`,
-    `CREATE INDEX search_date_high ON search_date (resource_type, param, high, low, resource_id)`,
+    `CREATE INDEX search_date_res ON search_date (resource_type, resource_id, param) INCLUDE (low, high, sort_asc, sort_desc)`,
+    `CREATE INDEX search_date_low ON search_date (resource_type, param, low, resource_id) INCLUDE (high, sort_asc)`,
+    `CREATE INDEX search_date_high ON search_date (resource_type, param, high, resource_id) INCLUDE (low, sort_desc)`,
 
     `CREATE TABLE search_number (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       low numeric NOT NULL, high numeric NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_number_res ON search_number (resource_type, resource_id, param)`,
-    `CREATE INDEX search_number_low ON search_number (resource_type, param, low)`,
-    `CREATE INDEX search_number_high ON search_number (resource_type, param, high)`,
+    `CREATE INDEX search_number_low ON search_number (resource_type, param, low, resource_id) INCLUDE (high, sort_asc)`,
+    `CREATE INDEX search_number_high ON search_number (resource_type, param, high, resource_id) INCLUDE (low, sort_desc)`,
 
     `CREATE TABLE search_quantity (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
@@ -50,19 +64,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       canon_code text COLLATE "C", canon_low numeric, canon_high numeric,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_quantity_res ON search_quantity (resource_type, resource_id, param)`,
-    `CREATE INDEX search_quantity_canon_low ON search_quantity (resource_type, param, canon_code, canon_low)`,
-    `CREATE INDEX search_quantity_canon_high ON search_quantity (resource_type, param, canon_code, canon_high)`,
-    `CREATE INDEX search_quantity_code ON search_quantity (resource_type, param, code, low)`,
+    `CREATE INDEX search_quantity_canon_low ON search_quantity (resource_type, param, canon_code, canon_low, resource_id) INCLUDE (canon_high)`,
+    `CREATE INDEX search_quantity_canon_high ON search_quantity (resource_type, param, canon_code, canon_high, resource_id) INCLUDE (canon_low)`,
+    // units without a UCUM canonical form (rare): compared on their own code
+    `CREATE INDEX search_quantity_code ON search_quantity (resource_type, param, code, low) WHERE canon_code IS NULL`,
 
     `CREATE TABLE search_reference (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       target_type text, target_id text, target_version text COLLATE "C", url text COLLATE "C",
       ident_system text COLLATE "C", ident_value text COLLATE "C",
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
-    `CREATE INDEX search_reference_res ON search_reference (resource_type, resource_id, param)`,
-    `CREATE INDEX search_reference_target ON search_reference (resource_type, param, target_id, target_type, resource_id)`,
-    // reverse lookups without knowing the param (compartments, _revinclude=*)
-    `CREATE INDEX search_reference_any_target ON search_reference (target_id, target_type, resource_type)`,
+    `CREATE INDEX search_reference_res ON search_reference (resource_type, resource_id, param) INCLUDE (target_type, target_id)`,
+    `CREATE INDEX search_reference_target ON search_reference (target_id, target_type, resource_type, param, resource_id)`,
     `CREATE INDEX search_reference_url ON search_reference (resource_type, param, url) WHERE url IS NOT NULL`,
     `CREATE INDEX search_reference_ident ON search_reference (resource_type, param, ident_value) WHERE ident_value IS NOT NULL`,
 
@@ -80,11 +93,21 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       c3_low numeric, c3_high numeric)`,
     `CREATE INDEX search_composite_res ON search_composite (resource_type, resource_id, param)`,
     `CREATE INDEX search_composite_c1 ON search_composite (resource_type, param, c1_code, c1_system)`,
+
+    `CREATE INDEX resource_live ON resource (resource_type, id) WHERE deleted = false`,
+
+    `CREATE STATISTICS search_token_stats (dependencies, mcv) ON resource_type, param, code FROM search_token`,
+    `CREATE STATISTICS search_string_stats (dependencies, mcv) ON resource_type, param FROM search_string`,
+    `CREATE STATISTICS search_date_stats (dependencies, mcv) ON resource_type, param FROM search_date`,
+    `CREATE STATISTICS search_quantity_stats (dependencies, mcv) ON resource_type, param, canon_code FROM search_quantity`,
+    `CREATE STATISTICS search_reference_stats (dependencies, mcv) ON resource_type, param, target_type FROM search_reference`,
+    `CREATE STATISTICS search_composite_stats (dependencies, mcv) ON resource_type, param, c1_code FROM search_composite`,
   ];
   for (const s of stmts) await sql.raw(s).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
+  await sql.raw('DROP INDEX IF EXISTS resource_live').execute(db);
   for (const t of ['search_token', 'search_string', 'search_date', 'search_number', 'search_quantity', 'search_reference', 'search_uri', 'search_composite']) {
     await sql.raw(`DROP TABLE IF EXISTS ${t}`).execute(db);
   }

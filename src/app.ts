@@ -12,6 +12,7 @@ import { FhirError } from './fhir/errors.js';
 import { loadUsCoreProfiles, ResourceValidator } from './fhir/validation/index.js';
 import cors from '@fastify/cors';
 import { bulkRoutes } from './http/bulk-routes.js';
+import { importRoutes } from './http/import-routes.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
@@ -20,6 +21,7 @@ import { registerHealthRoutes } from './http/health-routes.js';
 import { buildCapabilityStatement } from './interactions/capabilities.js';
 import type { InteractionDeps } from './interactions/types.js';
 import { BULK_OPERATIONS, createBulk, type BulkComponents } from './operations/export-wiring.js';
+import { createImports, type ImportComponents } from './operations/import-wiring.js';
 import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
@@ -37,6 +39,8 @@ export interface ServerApp {
   registry: SearchParameterRegistry;
   /** Job runner, Bulk Data export and $everything (tests pause the runner and tune export paging). */
   bulk: BulkComponents;
+  /** $import service and its job runner (tests pause the runner). */
+  imports: ImportComponents;
   /** Set when the server made itself a development client because none was configured. */
   devClient?: { id: string; secret: string };
   close(): Promise<void>;
@@ -194,6 +198,23 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     throw e;
   }
   await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase });
+  let imports: ImportComponents;
+  try {
+    imports = await createImports({
+      db: database.db,
+      interactions: deps,
+      importDir: config.importDir,
+      concurrency: database.kind === 'postgres' ? 2 : 1,
+      database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
+      redisUrl: config.redisUrl,
+      log: (message, error) => http.log.error({ err: error }, message),
+    });
+  } catch (e) {
+    await bulk.close();
+    await database.close();
+    throw e;
+  }
+  await http.register(importRoutes, { prefix: '/fhir', tokens, imports: imports.service, baseUrl: config.baseUrl });
 
   let closed = false;
   return {
@@ -203,6 +224,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     validator,
     registry,
     bulk,
+    imports,
     devClient,
     async close() {
       if (closed) return;
@@ -210,6 +232,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       await http.close();
       // Running jobs stop at their next checkpoint and release their claim (database still open).
       await bulk.close();
+      await imports.close();
       await database.close();
     },
   };

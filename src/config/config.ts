@@ -22,6 +22,8 @@ export interface Config {
   /** Extra profile packs switched on, e.g. ['us-core']. */
   profilePacks: string[];
   logLevel: string;
+  /** Directory POST /fhir/$import may read files from (FHIR_IMPORT_DIR); unset: inline NDJSON only. */
+  importDir?: string;
 }
 
 export class ConfigError extends Error {}
@@ -64,5 +66,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     strictProfiles: env.FHIR_STRICT_PROFILES === 'true',
     profilePacks: (env.FHIR_PROFILE_PACKS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: env.LOG_LEVEL ?? 'info',
+    importDir: env.FHIR_IMPORT_DIR || undefined,
   };
 }

@@ -6,6 +6,20 @@ const KEEP_COMPLETED = { age: 24 * 3600, count: 1000 };
 const KEEP_FAILED = { age: 7 * 24 * 3600, count: 1000 };
 /** When a closing worker hands a job back, another process may take it after this delay. */
 const HAND_BACK_DELAY_MS = 1000;
+/** A server whose Redis is unreachable at start fails to start rather than hang. */
+const READY_TIMEOUT_MS = 10_000;
+
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} not ready after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface BullMqOptions {
   redisUrl: string;
@@ -43,14 +57,19 @@ export class BullMqJobRunner implements JobRunner {
     return runner;
   }
 
-  private connection() {
-    // Workers block on Redis; BullMQ requires maxRetriesPerRequest null for them.
+  /** Workers block on Redis and must ride out reconnects: BullMQ wants maxRetriesPerRequest null. */
+  private workerConnection() {
     return { url: this.options.redisUrl, maxRetriesPerRequest: null };
+  }
+
+  /** Adding is done inside a kick-off request: fail fast while Redis is away (the client gets 503). */
+  private queueConnection() {
+    return { url: this.options.redisUrl, enableOfflineQueue: false };
   }
 
   private async add(definition: QueueDefinition): Promise<void> {
     const queue = new Queue<JobPayload>(definition.name, {
-      connection: this.connection(),
+      connection: this.queueConnection(),
       prefix: this.options.prefix,
       defaultJobOptions: {
         attempts: definition.attempts,
@@ -62,13 +81,13 @@ export class BullMqJobRunner implements JobRunner {
     queue.on('error', (e) => this.options.onError?.(e));
     this.queues.set(definition.name, { definition, queue });
     const worker = new Worker<JobPayload>(definition.name, (job, token) => this.process(definition, job, token), {
-      connection: this.connection(),
+      connection: this.workerConnection(),
       prefix: this.options.prefix,
       concurrency: definition.concurrency,
     });
     worker.on('error', (e) => this.options.onError?.(e));
     this.workers.push(worker);
-    await Promise.all([queue.waitUntilReady(), worker.waitUntilReady()]);
+    await within(Promise.all([queue.waitUntilReady(), worker.waitUntilReady()]), READY_TIMEOUT_MS, `Redis queue ${definition.name}`);
   }
 
   private async process(definition: QueueDefinition, job: Job<JobPayload>, token: string | undefined): Promise<void> {

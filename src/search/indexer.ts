@@ -65,12 +65,17 @@ export function tokenValues(n: TypedValue, out: Row[]): void {
     case 'CodeableConcept': {
       const cc = obj(v);
       if (!cc) return;
+      const from = out.length;
       for (const c of arr(cc.coding)) {
         const co = obj(c);
         if (co) pushCoding(co, out);
       }
       const text = str(cc.text);
-      if (text) out.push([null, null, cut(normalizeString(text)), null, null]);
+      if (!text) return;
+      // CodeableConcept.text usually repeats a coding's display: that row already answers :text.
+      const folded = cut(normalizeString(text));
+      for (let i = from; i < out.length; i++) if (out[i]![2] === folded) return;
+      out.push([null, null, folded, null, null]);
       return;
     }
     case 'Identifier': {

@@ -13,6 +13,12 @@ export async function countByType(db: Db): Promise<Map<string, number>> {
   return new Map(r.rows.map((row) => [row.resource_type, Number(row.n)]));
 }
 
+/** Versions in the history, all resources together: with `countByType`, shows whether anything was written twice. */
+export async function countVersions(db: Db): Promise<number> {
+  const r = await sql<{ n: string | number }>`SELECT count(*) AS n FROM resource_history`.execute(db);
+  return Number(r.rows[0]?.n ?? 0);
+}
+
 export interface DanglingReference {
   /** the resource holding the reference, as Type/id */
   source: string;

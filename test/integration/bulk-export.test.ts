@@ -1,3 +1,4 @@
+import { gunzipSync } from 'node:zlib';
 import type { OperationOutcome, Patient } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +124,14 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
     expect((await t.server.http.inject({ method: 'GET', url: patientFile, headers: auth })).statusCode).toBe(403);
     expect((await t.server.http.inject({ method: 'GET', url: observationFile, headers: auth })).statusCode).toBe(200);
     expect((await t.request({ method: 'GET', url: patientFile.replace(/\d+\.ndjson$/, '99.ndjson') })).statusCode).toBe(404);
+
+    // gzip-capable clients get the stored gzip as is; the content is the same
+    const plain = await t.request({ method: 'GET', url: observationFile });
+    const zipped = await t.request({ method: 'GET', url: observationFile, headers: { 'accept-encoding': 'gzip, deflate' } });
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(zipped.headers['content-type']).toBe('application/fhir+ndjson');
+    expect(gunzipSync(zipped.rawPayload).toString('utf8')).toBe(plain.body);
   });
 
   it('DELETE on a finished export answers 202; afterwards its status and files are 404 OperationOutcomes', async () => {

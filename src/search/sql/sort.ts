@@ -11,6 +11,8 @@ export interface OrderKey {
   desc: boolean;
   /** never NULL: ORDER BY may then use the plain btree order (no NULLS clause). */
   notNull?: boolean;
+  /** the key is the constant NULL (segment of rows without a value) */
+  constNull?: boolean;
 }
 
 export interface SortPlan {
@@ -79,7 +81,7 @@ export function sortPlan(sort: SortKey[], r: string, valueGuaranteed: ReadonlySe
   }
   // In the segment of rows that have a value the first key is never NULL (inner join).
   const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
-  const nullKeys = keys.map((k, i) => (i === 0 ? { ...k, expr: sql`CAST(NULL AS ${sql.raw(k.type)})`, notNull: true } : k));
+  const nullKeys = keys.map((k, i) => (i === 0 ? { ...k, expr: sql`CAST(NULL AS ${sql.raw(k.type)})`, notNull: true, constNull: true } : k));
   return { joins, keys, split: { firstJoin: first.firstJoin, firstMissing: first.firstMissing, restJoins: joins.slice(1), nullKeys, valueKeys } };
 }
 
@@ -127,7 +129,7 @@ export function keysetCondition(keys: OrderKey[], values: ReadonlyArray<string |
   const k0 = keys[0];
   const v0 = values[0] ?? null;
   // Implied by the branches, but gives the planner an index range on the first key.
-  if (k0?.notNull && v0 !== null && branches.length > 1) {
+  if (k0?.notNull && !k0.constNull && v0 !== null && branches.length > 1) {
     const bound = sql`${k0.expr} ${sql.raw(k0.desc !== reverse ? '<=' : '>=')} ${cast(v0, k0.type)}`;
     return and([bound, or(branches)]);
   }

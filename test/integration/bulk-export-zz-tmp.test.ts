@@ -1,0 +1,20 @@
+import { it } from 'vitest';
+import { Queue, Worker } from 'bullmq';
+it('redis down', async () => {
+  const t0 = Date.now();
+  const log = (m: string) => console.log(Date.now() - t0, m);
+  const q = new Queue('x', { connection: { url: 'redis://127.0.0.1:6390', enableOfflineQueue: false }, prefix: 'down' });
+  let n = 0;
+  q.on('error', (e) => { if (n++ < 3) log('qerr ' + String(e).slice(0, 80)); });
+  const w = new Worker('x', async () => {}, { connection: { url: 'redis://127.0.0.1:6390', maxRetriesPerRequest: null }, prefix: 'down' });
+  w.on('error', (e) => { if (n++ < 6) log('werr ' + String(e).slice(0, 80)); });
+  const timer = setTimeout(() => log('timer fired'), 3000);
+  await Promise.race([Promise.all([q.waitUntilReady(), w.waitUntilReady()]).then(() => log('ready'), (e) => log('ready failed ' + e)), new Promise((r) => setTimeout(r, 4000))]);
+  log('closing q');
+  await Promise.race([q.close().then(() => log('q closed')), new Promise((r) => setTimeout(r, 5000))]);
+  log('closing w');
+  await Promise.race([w.close().then(() => log('w closed')), new Promise((r) => setTimeout(r, 5000))]);
+  log('closing w force');
+  await Promise.race([w.close(true).then(() => log('w closed force')), new Promise((r) => setTimeout(r, 5000))]);
+  clearTimeout(timer);
+}, 60_000);
