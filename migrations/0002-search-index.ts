@@ -41,6 +41,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
     `CREATE INDEX search_string_res ON search_string (resource_type, resource_id, param)`,
     `CREATE INDEX search_string_value ON search_string (resource_type, param, value, resource_id) INCLUDE (sort_asc, sort_desc)`,
+    `CREATE INDEX search_string_multi ON search_string (resource_type, param, resource_id) WHERE NOT (sort_asc AND sort_desc)`,
 
     `CREATE TABLE search_date (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
@@ -49,6 +50,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     `CREATE INDEX search_date_res ON search_date (resource_type, resource_id, param) INCLUDE (low, high, sort_asc, sort_desc)`,
     `CREATE INDEX search_date_low ON search_date (resource_type, param, low, resource_id) INCLUDE (high, sort_asc)`,
     `CREATE INDEX search_date_high ON search_date (resource_type, param, high, resource_id) INCLUDE (low, sort_desc)`,
+    // rows of resources with more than one date for a param: the rare case `_sort` + filter on
+    // the same param must check beyond the sort row (search-service.ts#sortRowBranches)
+    `CREATE INDEX search_date_multi ON search_date (resource_type, param, resource_id) WHERE NOT (sort_asc AND sort_desc)`,
 
     `CREATE TABLE search_number (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,

@@ -1,4 +1,5 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobPayload, type JobRunner, type QueueDefinition } from './types.js';
 
 /** Finished jobs kept in Redis for inspection; the state clients poll is in PostgreSQL anyway. */
@@ -8,6 +9,21 @@ const KEEP_FAILED = { age: 7 * 24 * 3600, count: 1000 };
 const HAND_BACK_DELAY_MS = 1000;
 /** A server whose Redis is unreachable at start fails to start rather than hang. */
 const READY_TIMEOUT_MS = 10_000;
+/** Running jobs hand back their work at the next checkpoint (page): seconds, not minutes. */
+const CLOSE_TIMEOUT_MS = 30_000;
+
+/** One connection attempt and a PING, bounded in time; throws when Redis is not there. */
+async function probe(url: string): Promise<void> {
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: READY_TIMEOUT_MS, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined); // reported by the rejection below
+  try {
+    await within(client.connect().then(() => client.ping()), READY_TIMEOUT_MS, 'Redis');
+  } catch (e) {
+    throw new Error(`Redis at ${new URL(url).host} is not reachable (REDIS_URL): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  } finally {
+    client.disconnect();
+  }
+}
 
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -47,6 +63,8 @@ export class BullMqJobRunner implements JobRunner {
   private constructor(private readonly options: BullMqOptions) {}
 
   static async create(definitions: readonly QueueDefinition[], options: BullMqOptions): Promise<BullMqJobRunner> {
+    // BullMQ objects built against an unreachable Redis retry forever and never close: probe first.
+    await probe(options.redisUrl);
     const runner = new BullMqJobRunner(options);
     try {
       for (const definition of definitions) await runner.add(definition);
@@ -132,7 +150,8 @@ export class BullMqJobRunner implements JobRunner {
     this.closed = true;
     // Running handlers stop at their next checkpoint and hand their job back (moveToDelayed).
     this.abort.abort(new JobInterruptedError('the job runner is closing'));
-    await Promise.allSettled(this.workers.map((w) => w.close()));
-    await Promise.allSettled([...this.queues.values()].map((q) => q.queue.close()));
+    // Bounded: a worker whose Redis went away never finishes closing (BullMQ keeps reconnecting).
+    const closing = Promise.allSettled([...this.workers.map((w) => w.close()), ...[...this.queues.values()].map((q) => q.queue.close())]);
+    await within(closing, CLOSE_TIMEOUT_MS, 'closing the job queues').catch((e: unknown) => this.options.onError?.(e));
   }
 }

@@ -5,9 +5,9 @@ import { errors } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
 import type { SearchParameterRegistry } from './registry.js';
-import type { Filter, IncludeSpec, SearchRequest } from './request.js';
+import type { Filter, IncludeSpec, ParamFilter, SearchRequest } from './request.js';
 import { accessCondition, FilterCompiler, idSelect, type IdSource, type Target } from './sql/filter.js';
-import { keysetCondition, orderBy, sortPlan, type OrderKey } from './sql/sort.js';
+import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, type SortPlan } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology } from './terminology.js';
 
@@ -84,8 +84,8 @@ export class SearchService {
   }
 
   /**
-   * Compiles a search (shared by `search` and `explain`): the page as one or two segments read in
-   * order until the page is full (see `SortPlan.split`), and the count.
+   * Compiles a search (shared by `search` and `explain`): the page (one statement, of one or two
+   * segments, see `SortPlan.split`) and the count.
    *
    * Each page segment finds the page's ids first, in an inner query that needs no resource
    * content (so it can run on index-only scans: the filters' index rows, the sort rows and the
@@ -108,38 +108,79 @@ export class SearchService {
     const plan = sortPlan(req.sort, 'r', guaranteed);
     const cursor = req.cursor ? decodeCursor(req.cursor, plan.keys.length) : undefined;
     const reverse = cursor?.d === 'p';
+    const branches = this.sortRowBranches(req, compiler, input, plan, where);
     const segment = (joins: Cond[], keys: OrderKey[], extra: Cond) => {
       const keyset = cursor ? keysetCondition(keys, cursor.k, reverse) : sql`TRUE`;
       const innerCols = sql.join(
         keys.map((k, i) => sql`${k.expr} AS ${sql.raw(`s${i}`)}`),
         sql`, `,
       );
-      const outerKeys = keys.map((k, i) => ({ ...k, expr: sql.raw(`m.s${i}`) }));
+      const keysOf = (alias: string) => keys.map((k, i) => ({ ...k, expr: sql.raw(`${alias}.s${i}`) }));
+      const outerKeys = keysOf('m');
       const keyCols = sql.join(
         outerKeys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
         sql`, `,
       );
       const joinSql = joins.length ? sql.join(joins, sql` `) : sql``;
-      return (limit: number) => sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols}
-        FROM (SELECT r.resource_type, r.id, ${innerCols}
+      const ids = (w: Cond, limit: number) => sql`SELECT r.resource_type, r.id, ${innerCols}
           FROM resource r ${joinSql}
-          WHERE ${where} AND ${extra} AND ${keyset}
+          WHERE ${w} AND ${extra} AND ${keyset}
           ORDER BY ${orderBy(keys, reverse)}
-          LIMIT ${limit}) m
-        JOIN resource r ON r.resource_type = m.resource_type AND r.id = m.id
-        ORDER BY ${orderBy(outerKeys, reverse)}`;
+          LIMIT ${limit}`;
+      const inner = (limit: number) =>
+        branches.length === 1
+          ? ids(branches[0]!, limit)
+          : sql`SELECT * FROM (${sql.join(
+              branches.map((b) => sql`(${ids(b, limit)})`),
+              sql` UNION ALL `,
+            )}) ab ORDER BY ${orderBy(keysOf('ab'), reverse)} LIMIT ${limit}`;
+      return (limit: number) => sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols},
+          row_number() OVER (ORDER BY ${orderBy(outerKeys, reverse)}) AS ord
+        FROM (${inner(limit)}) m
+        JOIN resource r ON r.resource_type = m.resource_type AND r.id = m.id`;
     };
-    let segments: Array<(limit: number) => RawBuilder<Row>>;
+    let page: (limit: number) => RawBuilder<Row>;
     if (plan.split) {
       const withValue = segment([plan.split.firstJoin, ...plan.split.restJoins], plan.split.valueKeys, sql`TRUE`);
       const withoutValue = segment(plan.split.restJoins, plan.split.nullKeys, plan.split.firstMissing);
       // NULLs sort last: forward pages read rows with a value first, backward pages the reverse.
-      segments = reverse ? [withoutValue, withValue] : [withValue, withoutValue];
+      const [first, second] = reverse ? [withoutValue, withValue] : [withValue, withoutValue];
+      // One round trip: the second segment sits behind a one-time filter, so it only runs when
+      // the first one did not fill the page (the last page of a sort on a sparse param).
+      page = (limit) => sql<Row>`WITH p1 AS MATERIALIZED (${first(limit)})
+        SELECT * FROM (
+          SELECT 1 AS seg, p1.* FROM p1
+          UNION ALL
+          SELECT 2 AS seg, p2.* FROM (${second(limit)}) p2 WHERE (SELECT count(*) FROM p1) < ${limit}
+        ) u ORDER BY seg, ord LIMIT ${limit}`;
     } else {
-      segments = [segment(plan.joins, plan.keys, sql`TRUE`)];
+      const only = segment(plan.joins, plan.keys, sql`TRUE`);
+      page = (limit) => sql<Row>`SELECT * FROM (${only(limit)}) u ORDER BY ord`;
     }
     const count = this.countQuery(req, compiler, input, where);
-    return { req, where, plan, cursor, reverse, segments, count };
+    return { req, where, plan, cursor, reverse, page, count };
+  }
+
+  /**
+   * `_sort=P` with a filter on P (`date=ge2020&date=lt2022&_sort=date`): as two disjoint
+   * branches of the page query, so the sort index can be walked over the filter's range
+   * instead of from its start.
+   *   A: the resource's sort row itself satisfies the filters on P (an index range on the sort
+   *      index, in sort order) — every match whose P has one value is here;
+   *   B: it does not, yet another row of P does — only possible for resources with several rows
+   *      of P, read from the small `<table>_multi` partial index.
+   * Undefined conditions (no such filter, several types, a split sort) keep the one `where`.
+   */
+  private sortRowBranches(req: SearchRequest, compiler: FilterCompiler, input: SearchInput, plan: SortPlan, where: Cond): Cond[] {
+    const single = req.types.length === 1 ? req.types[0]! : undefined;
+    const p0 = req.sort[0]?.param;
+    if (!single || !p0 || 'special' in p0 || plan.split || !plan.firstTable || !MULTI_ROW_INDEXED.has(plan.firstTable)) return [where];
+    const onSort = req.filters.filter((f): f is ParamFilter => f.kind === 'param' && !('special' in f.param) && f.param.code === p0.code && compiler.idSource(f, single) !== undefined);
+    if (onSort.length === 0) return [where];
+    const onRow = and(onSort.map((f) => compiler.valuesOn(f, 'o0')));
+    const whereA = this.whereClause(req, compiler, input, (f) => (onSort.includes(f as ParamFilter) ? compiler.valuesOn(f as ParamFilter, 'o0') : undefined));
+    const multi = sql`r.id IN (SELECT z.resource_id FROM ${sql.raw(plan.firstTable)} z WHERE z.resource_type = ${single} AND z.param = ${p0.code} AND NOT (z.sort_asc AND z.sort_desc))`;
+    return [whereA, and([where, sql`(${onRow}) IS NOT TRUE`, multi])];
   }
 
   /**
@@ -174,15 +215,15 @@ export class SearchService {
 
   /** EXPLAIN (ANALYZE) of the first page segment and the count query, for plan checks. */
   async explain(input: SearchInput, analyze = true): Promise<{ page: string; count: string }> {
-    const { req, segments, count } = this.compilePage(input);
+    const { req, page, count } = this.compilePage(input);
     const opts = sql.raw(analyze ? '(ANALYZE, BUFFERS, COSTS OFF)' : '(COSTS OFF)');
     const text = async (q: Cond) =>
       (await sql<Record<string, string>>`EXPLAIN ${opts} ${q}`.execute(this.db)).rows.map((r) => Object.values(r)[0]).join('\n');
-    return { page: await text(segments[0]!(req.count + 1)), count: await text(count) };
+    return { page: await text(page(req.count + 1)), count: await text(count) };
   }
 
   async search(input: SearchInput): Promise<Bundle> {
-    const { req, where, plan, cursor, reverse, segments, count } = this.compilePage(input);
+    const { req, where, plan, cursor, reverse, page, count } = this.compilePage(input);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
 
@@ -190,10 +231,7 @@ export class SearchService {
     let hasMoreForward = false;
     let hasMoreBackward = false;
     if (!summaryCount) {
-      for (const seg of segments) {
-        if (rows.length > req.count) break;
-        rows.push(...(await seg(req.count + 1 - rows.length).execute(db)).rows);
-      }
+      rows = (await page(req.count + 1).execute(db)).rows;
       const more = rows.length > req.count;
       if (more) rows = rows.slice(0, req.count);
       if (reverse) {
@@ -259,7 +297,13 @@ export class SearchService {
     return r.rows.map((x) => x.id);
   }
 
-  private whereClause(req: SearchRequest, compiler: FilterCompiler, input: Pick<SearchInput, 'compartment' | 'accessFilter' | 'resourceType'>): Cond {
+  /** `override` may compile a filter differently (undefined: the usual way). */
+  private whereClause(
+    req: SearchRequest,
+    compiler: FilterCompiler,
+    input: Pick<SearchInput, 'compartment' | 'accessFilter' | 'resourceType'>,
+    override?: (f: Filter) => Cond | undefined,
+  ): Cond {
     const conds: Cond[] = [sql`r.deleted = false`];
     const single = req.types.length === 1 ? req.types[0]! : undefined;
     if (single) conds.unshift(sql`r.resource_type = ${single}`);
@@ -267,6 +311,11 @@ export class SearchService {
     const target: Target = { type: col('r', 'resource_type'), id: col('r', 'id'), resourceAlias: 'r' };
     if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types, single));
     for (const f of req.filters) {
+      const o = override?.(f);
+      if (o) {
+        conds.push(o);
+        continue;
+      }
       // Positive filters as id sets (`r.id IN (…)`): the planner may drive from the smallest.
       const s = single ? compiler.idSource(f, single) : undefined;
       conds.push(s ? sql`r.id IN (${idSelect(s)})` : compiler.compile(f, target));

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Bundle, Observation } from 'fhir/r4.js';
+import type { Bundle, Observation, Resource } from 'fhir/r4.js';
+import { sql } from 'kysely';
 import { isFhirError } from '../fhir/errors.js';
 import { BASE, fixtures } from './fixtures.js';
+import { indexTables } from './index-tables.js';
 import { SearchIndexer } from './indexer.js';
 import { SearchParameterRegistry } from './registry.js';
 import { reindex } from './reindex.js';
@@ -181,6 +183,72 @@ describe('search: results, paging, includes', () => {
     expect((b.entry ?? []).map((e) => e.resource!.id).sort()).toEqual(['ob1', 'ob3']);
   });
 
+  it('compartment search across all types: Patient/p1/*', async () => {
+    const p1 = { compartment: { type: 'Patient', id: 'p1' } };
+    const keys = (b: Bundle) => (b.entry ?? []).map((e) => `${e.resource!.resourceType}/${e.resource!.id}`);
+    const all = await run('*', '', p1);
+    expect(keys(all)).toEqual(['Condition/c1', 'Encounter/e1', 'Observation/ob1', 'Observation/ob3', 'Patient/p1', 'RiskAssessment/ra1']);
+    expect(all.total).toBe(6);
+    expect(all.link?.[0]?.url).toBe(`${BASE}/Patient/p1/*`);
+    // the same without a type, narrowed with _type, paged
+    const narrowed = await run(undefined, '_type=Observation,Patient&_count=2', p1);
+    expect(keys(narrowed)).toEqual(['Observation/ob1', 'Observation/ob3']);
+    expect(narrowed.total).toBe(3);
+    const next = narrowed.link?.find((l) => l.relation === 'next')?.url;
+    expect(keys(await run('*', new URL(next!).search.slice(1), p1))).toEqual(['Patient/p1']);
+    // parameters common to all types apply; a type outside the compartment gives nothing
+    expect(keys(await run('*', '_id=ob3,c1,ob2', p1))).toEqual(['Condition/c1', 'Observation/ob3']);
+    expect((await run('*', '_type=Organization', p1)).total).toBe(0);
+    // Patient/p1/Patient holds the owner itself, in the page and in the count
+    const self = await run('Patient', '', p1);
+    expect(keys(self)).toEqual(['Patient/p1']);
+    expect(self.total).toBe(1);
+  });
+
+  it('deleted resources are never matched, counted, _has targets or chain targets', async () => {
+    const extra: Resource[] = [
+      { resourceType: 'Patient', id: 'pdel', name: [{ family: 'Gone' }] },
+      { resourceType: 'Observation', id: 'obdel', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '2345-7' }] }, subject: { reference: 'Patient/pdel' } },
+    ] as unknown as Resource[];
+    await insertResources(t.db, indexer, extra);
+    expect(await ids('Patient', '_has:Observation:subject:code=2345-7')).toEqual(['p1', 'p2', 'pdel']);
+    // delete as storage does: the current row becomes a delete marker, its index rows go
+    await sql`UPDATE resource SET deleted = true, content = NULL WHERE resource_type = 'Patient' AND id = 'pdel'`.execute(t.db);
+    for (const spec of indexTables) await sql`DELETE FROM ${sql.id(spec.table)} WHERE resource_type = 'Patient' AND resource_id = 'pdel'`.execute(t.db);
+    try {
+      const has = await run('Patient', '_has:Observation:subject:code=2345-7');
+      expect((has.entry ?? []).map((e) => e.resource!.id)).toEqual(['p1', 'p2']);
+      expect(has.total).toBe(2);
+      expect((await run('Patient', '_has:Observation:subject:code=2345-7&_summary=count')).total).toBe(2);
+      expect((await run('Observation', 'subject:Patient.name=gone')).total).toBe(0);
+      expect(await ids('Observation', 'subject:Patient._id=pdel')).toEqual([]);
+      expect(await ids('Observation', 'subject:Patient._id=p3')).toEqual(['ob4']);
+    } finally {
+      for (const r of extra) {
+        await sql`DELETE FROM resource WHERE resource_type = ${r.resourceType} AND id = ${r.id!}`.execute(t.db);
+        for (const spec of indexTables) await sql`DELETE FROM ${sql.id(spec.table)} WHERE resource_type = ${r.resourceType} AND resource_id = ${r.id!}`.execute(t.db);
+      }
+    }
+  });
+
+  it('one SQL statement for the page, one for the count, one per include path', async () => {
+    let statements = 0;
+    const counting = t.db.withPlugin({
+      transformQuery: (args) => args.node,
+      transformResult: async (args) => {
+        statements++;
+        return args.result;
+      },
+    });
+    const s = new SearchService({ db: counting, registry });
+    const b = await s.search({ resourceType: 'Observation', params: pairs('_id=ob1,ob2,ob3&_include=Observation:subject&_include=Observation:performer&_revinclude=Encounter:subject'), baseUrl: BASE });
+    expect(b.entry?.filter((e) => e.search?.mode === 'include').map((e) => e.resource!.id).sort()).toEqual(['p1', 'p2', 'pr1']);
+    expect(statements).toBe(1 + 1 + 3);
+    statements = 0;
+    await s.search({ resourceType: 'Observation', params: pairs('code=2345-7&_sort=-date&_total=none'), baseUrl: BASE });
+    expect(statements).toBe(1);
+  });
+
   it('_include, _revinclude and :iterate with search modes', async () => {
     let b = await run('Observation', '_id=ob1&_include=Observation:subject');
     expect((b.entry ?? []).map((e) => `${e.search?.mode}:${e.resource!.id}`)).toEqual(['match:ob1', 'include:p1']);
@@ -200,6 +268,31 @@ describe('search: results, paging, includes', () => {
     expect(await order('_sort=status,-date')).toEqual(['ob5', 'ob3', 'ob1', 'ob4', 'ob2']);
     const pats = ((await run('Patient', '_sort=family,-birthdate')).entry ?? []).map((e) => e.resource!.id);
     expect(pats).toEqual(['p3', 'p1', 'p2']);
+  });
+
+  it('_sort on a filtered param: resources with several values are sorted by their lowest and still found by the others', async () => {
+    const timing = { resourceType: 'Observation', id: 'ob-timing', status: 'final', code: { text: 'x' }, effectiveTiming: { event: ['2019-07-01', '2021-06-01'] } } as unknown as Resource;
+    await insertResources(t.db, indexer, [timing]);
+    try {
+      const order = async (q: string) => ((await run('Observation', q)).entry ?? []).map((e) => e.resource!.id);
+      // its sort row (2019) is outside the range, its other date (2021) inside
+      const all = await order('_sort=date');
+      expect(await order('date=ge2021-01-01&date=lt2022-01-01&_sort=date')).toEqual(all.filter((id) => ['ob-timing'].includes(id)));
+      expect(await order('date=ge2019-06-01&_sort=date')).toEqual(await order('date=ge2019-06-01&_sort=date&_count=1000&_total=accurate'));
+      const b = await run('Observation', 'date=ge2019-06-01&_sort=date&_count=1');
+      const paged: string[] = [];
+      for (let page: Bundle | undefined = b; page; ) {
+        paged.push(...(page.entry ?? []).map((e) => e.resource!.id!));
+        const next = page.link?.find((l) => l.relation === 'next')?.url;
+        page = next ? await run('Observation', new URL(next).search.slice(1)) : undefined;
+      }
+      expect(paged).toEqual(await order('date=ge2019-06-01&_sort=date'));
+      expect(paged).toContain('ob-timing');
+      expect(b.total).toBe(paged.length);
+    } finally {
+      await sql`DELETE FROM resource WHERE id = 'ob-timing'`.execute(t.db);
+      for (const spec of indexTables) await sql`DELETE FROM ${sql.id(spec.table)} WHERE resource_id = 'ob-timing'`.execute(t.db);
+    }
   });
 
   it('keyset paging neither skips nor repeats while others write, and pages back', async () => {

@@ -114,3 +114,18 @@ describe.each(makers)('%s job runner', (_name, make) => {
     expect(rec.runs.get('once')!.length).toBe(1);
   });
 });
+
+describe('in-process job runner recovery', () => {
+  it('picks up unfinished jobs nobody works on when it starts (after a crash or a restart)', async () => {
+    const rec: Recorder = { runs: new Map(), givenUp: new Map() };
+    const d = definition(new Map(), rec);
+    d.recoverable = async () => [{ jobId: 'left-over-1' }, { jobId: 'left-over-2' }];
+    const runner = new InProcessJobRunner([d]);
+    try {
+      await runner.start();
+      await until(() => rec.runs.has('left-over-1') && rec.runs.has('left-over-2'));
+    } finally {
+      await runner.close();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { gunzipSync } from 'node:zlib';
-import type { OperationOutcome, Patient } from 'fhir/r4.js';
+import type { CapabilityStatement, OperationOutcome, Patient } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_EXPORT_TUNING } from '../../src/operations/export-run.js';
@@ -211,6 +211,48 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
     } finally {
       Object.assign(t.server.bulk.tuning, DEFAULT_EXPORT_TUNING);
     }
+  });
+
+  it('splits a type into several files once one holds fileMaxResources', async () => {
+    Object.assign(t.server.bulk.tuning, { chunkSize: 2, fileMaxResources: 4 });
+    try {
+      const manifest = await exportManifest(t, '/fhir/$export?_type=Observation');
+      expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Observation', 4], ['Observation', 2]]);
+      expect(new Set(manifest.output.map((o) => o.url)).size).toBe(2);
+      expect(new Set((await downloadAll(t, manifest)).map((o) => o.id)).size).toBe(6);
+    } finally {
+      Object.assign(t.server.bulk.tuning, DEFAULT_EXPORT_TUNING);
+    }
+  });
+
+  it('reports a failed export as an error status with an OperationOutcome', async () => {
+    const group = (await t.request({ method: 'POST', url: '/fhir/Group', payload: { resourceType: 'Group', type: 'person', actual: true, member: [{ entity: { reference: `Patient/${patients[0]!.id}` } }] } })).json() as { id: string };
+    await t.server.bulk.runner.pause();
+    let status: string;
+    try {
+      status = await startExport(t, `/fhir/Group/${group.id}/$export`);
+      // the Group goes away before the job reads its members: nothing a retry could fix
+      expect((await t.request({ method: 'DELETE', url: `/fhir/Group/${group.id}` })).statusCode).toBeLessThan(300);
+    } finally {
+      await t.server.bulk.runner.resume();
+    }
+    const failed = await waitForExport(t, status);
+    expect(failed.statusCode).toBe(500);
+    const outcome = failed.json() as OperationOutcome;
+    expect(outcome.resourceType).toBe('OperationOutcome');
+    expect(JSON.stringify(outcome)).toContain(`Group/${group.id}`);
+  });
+
+  it('declares the export and $everything operations in the CapabilityStatement', async () => {
+    const cs = (await t.server.http.inject({ method: 'GET', url: '/fhir/metadata' })).json() as CapabilityStatement;
+    expect(cs.instantiates).toContain('http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data');
+    expect(cs.rest![0]!.operation).toContainEqual({ name: 'export', definition: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export' });
+    const ops = (type: string) => cs.rest![0]!.resource!.find((r) => r.type === type)!.operation!.map((o) => o.definition);
+    expect(ops('Patient')).toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export');
+    expect(ops('Patient')).toContain('http://hl7.org/fhir/OperationDefinition/Patient-everything');
+    expect(ops('Group')).toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export');
+    expect(ops('Encounter')).toContain('http://hl7.org/fhir/OperationDefinition/Encounter-everything');
+    expect(ops('Observation')).not.toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export');
   });
 
   it('exports only types the token may read; asking for others is 403', async () => {

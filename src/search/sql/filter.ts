@@ -211,6 +211,16 @@ export class FilterCompiler {
     }
   }
 
+  /**
+   * The value conditions of a positive param filter evaluated on ONE given index row (alias
+   * `a` of the param's table), e.g. the row flagged as the resource's sort row.
+   */
+  valuesOn(f: ParamFilter, a: string): Cond {
+    if ('special' in f.param || f.values[0]?.kind === 'missing') return TRUE;
+    const p = f.param;
+    return or(f.values.map((v) => this.value(a, p, f.modifier, v)));
+  }
+
   private paramSource(f: ParamFilter, p: CompiledSearchParam, type: string): IdSource | undefined {
     const table = tableByType[p.type];
     if (!table || f.modifier === 'not' || f.modifier === 'not-in') return undefined;
@@ -223,24 +233,23 @@ export class FilterCompiler {
     return { from: sql`${sql.raw(table)} ${sql.raw(a)}`, id: col(a, 'resource_id'), where: and(conds), live: true, rank: rankByType[p.type] ?? 3 };
   }
 
-  /** Condition that the chain's inner filter holds for the reference target of index row `a`. */
+  /**
+   * Condition that the chain's inner filter holds for the reference target of index row `a`,
+   * and that the target is a current resource (a reference may point at a deleted one).
+   */
   private chainTargetCond(f: ChainFilter, a: string): Cond {
-    if (f.targetTypes.length === 1) {
-      const t = f.targetTypes[0]!;
-      const inner = this.idSource(f.inner, t);
-      if (inner) {
-        const conds: Cond[] = [sql`${col(a, 'target_id')} IN (${idSelect(inner)})`];
-        // a `_has` set may name deleted targets: only current ones are chain targets
-        if (!inner.live) conds.push(sql`EXISTS (SELECT 1 FROM resource ${sql.raw(`${a}t`)} WHERE ${col(`${a}t`, 'resource_type')} = ${t} AND ${col(`${a}t`, 'id')} = ${col(a, 'target_id')} AND ${col(`${a}t`, 'deleted')} = false)`);
-        conds.push(accessCondition(this.accessFilter, { type: sql`${t}::text`, id: col(a, 'target_id') }));
-        return and(conds);
-      }
+    const one = f.targetTypes.length === 1 ? f.targetTypes[0]! : undefined;
+    const inner: Target = { type: one ? sql`${one}::text` : col(a, 'target_type'), id: col(a, 'target_id') };
+    const conds: Cond[] = [];
+    const set = one ? this.idSource(f.inner, one) : undefined;
+    // A set read from the target type's own index rows holds current resources only.
+    conds.push(set ? sql`${col(a, 'target_id')} IN (${idSelect(set)})` : this.compile(f.inner, inner));
+    if (!set?.live) {
+      const t = `${a}t`;
+      conds.push(sql`EXISTS (SELECT 1 FROM resource ${sql.raw(t)} WHERE ${col(t, 'resource_type')} = ${inner.type} AND ${col(t, 'id')} = ${inner.id} AND ${col(t, 'deleted')} = false)`);
     }
-    const inner: Target = {
-      type: f.targetTypes.length === 1 ? sql`${f.targetTypes[0]!}::text` : col(a, 'target_type'),
-      id: col(a, 'target_id'),
-    };
-    return and([this.compile(f.inner, inner), accessCondition(this.accessFilter, inner)]);
+    conds.push(accessCondition(this.accessFilter, inner));
+    return and(conds);
   }
 
   private chainSource(f: ChainFilter, type: string): IdSource {

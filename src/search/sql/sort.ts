@@ -17,6 +17,8 @@ export interface OrderKey {
 
 export interface SortPlan {
   joins: Cond[];
+  /** table of the first key's sort row (alias `o0`), when it is a search parameter */
+  firstTable?: string;
   keys: OrderKey[];
   /**
    * When the first key is a search parameter, the page is read in two segments so the first
@@ -25,6 +27,13 @@ export interface SortPlan {
    */
   split?: { firstJoin: Cond; firstMissing: Cond; restJoins: Cond[]; nullKeys: OrderKey[]; valueKeys: OrderKey[] };
 }
+
+/**
+ * Tables with a `<table>_multi` partial index on the rows of resources that have more than one
+ * row for a param (`NOT (sort_asc AND sort_desc)`: a lone row carries both flags, and of two or
+ * more rows at least one lacks one). See `sortRowFilter` in search-service.ts.
+ */
+export const MULTI_ROW_INDEXED = new Set([DATE, STRING]);
 
 /** `valueNotNull`: the sort column is never NULL on an index row (token code and reference can be). */
 const sortColumn: Record<string, { table: string; asc: string; desc: string; type: OrderKey['type']; valueNotNull: boolean }> = {
@@ -77,7 +86,7 @@ export function sortPlan(sort: SortKey[], r: string, valueGuaranteed: ReadonlySe
   const p0 = sort[0]!.param;
   if (!('special' in p0) && valueGuaranteed.has(p0.code)) {
     const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
-    return { joins: [first.firstJoin, ...joins.slice(1)], keys: valueKeys };
+    return { joins: [first.firstJoin, ...joins.slice(1)], keys: valueKeys, firstTable: sortColumn[p0.type]!.table };
   }
   // In the segment of rows that have a value the first key is never NULL (inner join).
   const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));

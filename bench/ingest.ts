@@ -1,0 +1,152 @@
+/**
+ * Ingest speed: the Synthea transaction Bundles POSTed to /fhir (fastify inject: parsing,
+ * auth, urn:uuid and conditional reference resolution, validation, index rows, versions) in
+ * resources per second, beside a plain multi-row INSERT of the same resource JSON into a bare
+ * table (one statement per Bundle) at the same concurrency, in the same run. Then the
+ * database is filled with `copies` more copies of the set (fresh ids: every POST creates) and
+ * one more copy is timed: the ingest rate once the database holds ten times as much.
+ *
+ * Exported for bench/run.ts: `benchIngest({ app, token })`; also runnable alone:
+ * `DATABASE_URL=… npx tsx bench/ingest.ts` (schema of its own, dropped afterwards).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import type { Bundle } from 'fhir/r4.js';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { buildApp, type ServerApp } from '../src/app.js';
+import { loadConfig } from '../src/config/config.js';
+import { compare, measure, printComparisons, type Comparison, type Measurement } from './harness.js';
+
+export interface IngestBenchOptions {
+  app: ServerApp;
+  token: string;
+  /** Bundles in flight at once (FHIR and raw alike) */
+  concurrency?: number;
+  /** copies of the set loaded before the "10×" measurement (9: the database then holds 10) */
+  copies?: number;
+  /** Synthea folder (default ../shared/data/synthea) */
+  dir?: string;
+  log?: (line: string) => void;
+}
+
+interface SyntheaSet {
+  batches: string[];
+  transactions: Array<{ text: string; resources: string[] }>;
+  resources: number;
+}
+
+function loadSet(dir: string): SyntheaSet {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json.gz')).sort();
+  const read = (f: string) => gunzipSync(readFileSync(join(dir, f))).toString('utf8');
+  const transactions = files
+    .filter((f) => !f.startsWith('0-'))
+    .map((f) => {
+      const text = read(f);
+      const bundle = JSON.parse(text) as Bundle;
+      return { text, resources: (bundle.entry ?? []).map((e) => JSON.stringify(e.resource)) };
+    });
+  return {
+    batches: files.filter((f) => f.startsWith('0-')).map(read),
+    transactions,
+    resources: transactions.reduce((n, t) => n + t.resources.length, 0),
+  };
+}
+
+/** A per-Bundle measurement restated per resource: throughput in resources/s, latency per Bundle. */
+function perResource(m: Measurement, resources: number, name: string): Measurement {
+  return { ...m, name, operations: resources, perSecond: resources / m.seconds };
+}
+
+export async function benchIngest(o: IngestBenchOptions): Promise<Comparison[]> {
+  const log = o.log ?? ((line: string) => console.log(line));
+  const concurrency = o.concurrency ?? 2;
+  const copies = o.copies ?? 9;
+  const set = loadSet(o.dir ?? resolve(process.cwd(), '../shared/data/synthea'));
+  const db = o.app.database.db;
+  const headers = { authorization: `Bearer ${o.token}`, 'content-type': 'application/fhir+json', prefer: 'return=minimal' };
+  const post = async (text: string) => {
+    const res = await o.app.http.inject({ method: 'POST', url: '/fhir', headers, payload: text });
+    if (res.statusCode !== 200) throw new Error(`ingest failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
+  };
+  const postSet = (name: string) => measure(name, set.transactions.length, concurrency, (i) => post(set.transactions[i].text));
+
+  // Reference data (organisations, practitioners) the transactions point to; not timed.
+  for (const text of set.batches) await post(text);
+
+  await sql`DROP TABLE IF EXISTS bench_ingest_raw`.execute(db);
+  await sql`CREATE TABLE bench_ingest_raw (id text PRIMARY KEY, content jsonb NOT NULL)`.execute(db);
+  const rawInsert = async (i: number) => {
+    const rows = set.transactions[i].resources;
+    const values = sql.join(rows.map((json) => sql`(${randomUUID()}, ${json}::jsonb)`));
+    await sql`INSERT INTO bench_ingest_raw (id, content) VALUES ${values}`.execute(db);
+  };
+  log(`ingest: ${set.transactions.length} transaction Bundles, ${set.resources} resources per copy, concurrency ${concurrency}`);
+  // Warm-up: JIT, plan caches, definition caches (one Bundle each).
+  await rawInsert(0);
+  await sql`TRUNCATE bench_ingest_raw`.execute(db);
+  const raw = perResource(await measure('raw', set.transactions.length, concurrency, rawInsert), set.resources, 'multi-row INSERT');
+  await sql`DROP TABLE bench_ingest_raw`.execute(db);
+
+  const empty = perResource(await postSet('fhir'), set.resources, 'transaction ingest (empty database)');
+  log(`  empty database: ${empty.perSecond.toFixed(0)} resources/s (raw ${raw.perSecond.toFixed(0)})`);
+  const rows: Comparison[] = [
+    compare('transaction Bundles vs multi-row INSERT (resources/s)', empty, raw, { text: 'throughput ≥ 0.3 × raw', met: (c) => c.throughputRatio >= 0.3 }),
+  ];
+  if (copies > 0) {
+    for (let k = 1; k < copies; k++) {
+      const fill = await postSet('fill');
+      log(`  filling: copy ${k + 1} of ${copies + 1} at ${(set.resources / fill.seconds).toFixed(0)} resources/s`);
+    }
+    const full = perResource(await postSet('fhir 10x'), set.resources, `transaction ingest (database holds ${copies + 1}× the set)`);
+    log(`  at ${copies + 1}×: ${full.perSecond.toFixed(0)} resources/s`);
+    rows.push(compare(`ingest at ${copies + 1}× vs empty database`, full, empty, { text: 'throughput ≥ 0.5 × empty', met: (c) => c.throughputRatio >= 0.5 }));
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const databaseUrl = process.env.DATABASE_URL;
+  const schema = databaseUrl ? `bench_${randomBytes(4).toString('hex')}` : undefined;
+  const secret = randomBytes(18).toString('base64url');
+  const config = loadConfig({
+    ...process.env,
+    DATA_DIR: 'memory',
+    LOG_LEVEL: 'silent',
+    FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
+    FHIR_BOOTSTRAP_CLIENT_SECRET: secret,
+    ...(schema ? { DATABASE_SCHEMA: schema } : {}),
+  });
+  const app = await buildApp(config);
+  try {
+    const tokenRes = await app.http.inject({
+      method: 'POST',
+      url: '/auth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `grant_type=client_credentials&client_id=bench&client_secret=${secret}&scope=system/*.*`,
+    });
+    const token = (tokenRes.json() as { access_token: string }).access_token;
+    const concurrency = Number(process.env.BENCH_INGEST_CONCURRENCY ?? 2);
+    // The embedded database keeps everything in memory: no 10× fill there by default.
+    const copies = Number(process.env.BENCH_INGEST_COPIES ?? (databaseUrl ? 9 : 0));
+    const rows = await benchIngest({ app, token, concurrency, copies });
+    printComparisons(`Ingest on ${databaseUrl ? 'postgresql' : 'pglite (embedded, memory)'} (Synthea transaction Bundles, concurrency ${concurrency})`, rows);
+  } finally {
+    await app.close();
+    if (schema && databaseUrl) {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    }
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.dirname, 'ingest.ts')) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
