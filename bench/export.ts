@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { gunzipSync } from 'node:zlib';
 import { sql } from 'kysely';
 import type { ServerApp } from '../src/app.js';
+import { keysetPage } from '../src/storage/export-store.js';
 
 export interface ExportBenchOptions {
   app: ServerApp;
@@ -128,9 +129,10 @@ async function rawExport(o: ExportBenchOptions, dir: string): Promise<{ resource
   for (const type of types) {
     const out = createWriteStream(join(dir, `${type}.ndjson`));
     for (let after = ''; ; ) {
-      const rows = (await sql<{ id: string; json: string }>`
+      // same plan guard as the export (keysetPage): index order, no sort of the whole rest
+      const rows = await keysetPage(db, sql<{ id: string; json: string }>`
         SELECT id, content::text AS json FROM resource
-        WHERE resource_type = ${type} AND id > ${after} AND deleted = false ORDER BY id LIMIT ${limit}`.execute(db)).rows;
+        WHERE resource_type = ${type} AND id > ${after} AND deleted = false ORDER BY id LIMIT ${limit}`);
       if (rows.length === 0) break;
       after = rows[rows.length - 1]!.id;
       const body = `${rows.map((r) => r.json).join('\n')}\n`;

@@ -53,6 +53,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     // rows of resources with more than one date for a param: the rare case `_sort` + filter on
     // the same param must check beyond the sort row (search-service.ts#sortRowBranches)
     `CREATE INDEX search_date_multi ON search_date (resource_type, param, resource_id) WHERE NOT (sort_asc AND sort_desc)`,
+    // rows wider than a day (periods, partial dates) and open ones: their widest span turns a
+    // bound on one column into a bound on the other (src/search/sql/date.ts#widest)
+    `CREATE INDEX search_date_span ON search_date (resource_type, param, (CASE WHEN isfinite(low) AND isfinite(high) THEN high - low END))
+      WHERE (CASE WHEN isfinite(low) AND isfinite(high) THEN high - low > interval '24 hours' ELSE true END)`,
 
     `CREATE TABLE search_number (
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,

@@ -1,85 +1,51 @@
 import type { Resource } from 'fhir/r4.js';
 
-/**
- * Rewrites, in place, every reference inside `resource` (nested elements, contained
- * resources, extensions) whose value is a key of `map`: `Reference.reference` values and any
- * other string equal to a bundle `fullUrl` (uri / canonical elements), per R4 http.html#trules.
- * Also rewrites `urn:uuid:…#frag`-less exact matches only; contained `#id` refs are untouched.
- */
-export function rewriteReferences(resource: Resource, map: ReadonlyMap<string, string>): void {
-  if (map.size === 0) return;
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const v = node[i];
-        if (typeof v === 'string') {
-          const replacement = map.get(v);
-          if (replacement !== undefined) node[i] = replacement;
-        } else if (v !== null && typeof v === 'object') visit(v);
-      }
-      return;
-    }
-    if (node === null || typeof node !== 'object') return;
-    const record = node as Record<string, unknown>;
-    for (const key of Object.keys(record)) {
-      const v = record[key];
-      if (typeof v === 'string') {
-        const replacement = map.get(v);
-        if (replacement !== undefined) record[key] = replacement;
-      } else if (v !== null && typeof v === 'object') visit(v);
-    }
-  };
-  visit(resource);
-}
-
-/** Collects every `reference` value that is a conditional reference (`Type?query`). */
-export function conditionalReferences(resource: Resource): Set<string> {
-  const found = new Set<string>();
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      for (const v of node) if (v !== null && typeof v === 'object') visit(v);
-      return;
-    }
-    if (node === null || typeof node !== 'object') return;
-    for (const [key, v] of Object.entries(node as Record<string, unknown>)) {
-      if (key === 'reference' && typeof v === 'string' && /^[A-Z][A-Za-z]+\?/.test(v)) found.add(v);
-      else if (v !== null && typeof v === 'object') visit(v);
-    }
-  };
-  visit(resource);
-  return found;
-}
-
 const CONDITIONAL = /^[A-Z][A-Za-z]+\?/;
 
+export interface Rewritten {
+  /** `resource` itself when nothing changed, else a copy sharing every unchanged subtree */
+  resource: Resource;
+  /** conditional `reference` values (`Type?query`) left after rewriting */
+  conditional: Set<string>;
+}
+
 /**
- * `rewriteReferences` and `conditionalReferences` in one walk (the transaction hot path visits
- * every resource once): rewrites, in place, every string that is a key of `map`, and returns
- * the conditional `reference` values (`Type?query`) left after rewriting.
+ * Rewrites every string inside `resource` that is a key of `map` — `Reference.reference`
+ * values and any other string equal to a bundle `fullUrl` (uri / canonical elements, nested
+ * elements, contained resources, extensions), per R4 http.html#trules — and collects the
+ * conditional references in the same walk. Contained `#id` references are untouched.
+ *
+ * Copy-on-write: `resource` is never changed; only the objects on the path to a rewritten
+ * string are copied. A transaction can so be re-run from the request after a lost race, and
+ * no resource is deep-copied up front (measured: a full structuredClone of every entry cost
+ * more than the rewriting itself).
  */
-export function rewriteAndCollect(resource: Resource, map: ReadonlyMap<string, string>): Set<string> {
-  const found = new Set<string>();
-  const visit = (node: unknown): void => {
+export function rewriteAndCollect(resource: Resource, map: ReadonlyMap<string, string>): Rewritten {
+  const conditional = new Set<string>();
+  const replace = (v: string, key: string | undefined): string => {
+    const replacement = map.size > 0 ? map.get(v) : undefined;
+    if (replacement !== undefined) return replacement;
+    if (key === 'reference' && CONDITIONAL.test(v)) conditional.add(v);
+    return v;
+  };
+  const visit = (node: object): object => {
     if (Array.isArray(node)) {
+      let out: unknown[] | undefined;
       for (let i = 0; i < node.length; i++) {
         const v: unknown = node[i];
-        if (typeof v === 'string') {
-          const replacement = map.get(v);
-          if (replacement !== undefined) node[i] = replacement;
-        } else if (v !== null && typeof v === 'object') visit(v);
+        const next = typeof v === 'string' ? replace(v, undefined) : v !== null && typeof v === 'object' ? visit(v) : v;
+        if (next !== v) (out ??= node.slice())[i] = next;
       }
-      return;
+      return out ?? node;
     }
     const record = node as Record<string, unknown>;
+    let out: Record<string, unknown> | undefined;
     for (const key in record) {
       const v = record[key];
-      if (typeof v === 'string') {
-        const replacement = map.size > 0 ? map.get(v) : undefined;
-        if (replacement !== undefined) record[key] = replacement;
-        else if (key === 'reference' && CONDITIONAL.test(v)) found.add(v);
-      } else if (v !== null && typeof v === 'object') visit(v);
+      const next = typeof v === 'string' ? replace(v, key) : v !== null && typeof v === 'object' ? visit(v) : v;
+      if (next !== v) (out ??= { ...record })[key] = next;
     }
+    return out ?? record;
   };
-  visit(resource);
-  return found;
+  return { resource: visit(resource) as Resource, conditional };
 }

@@ -14,7 +14,7 @@ import {
   type ParsedEntry,
   type ReturnPreference,
 } from './bundle-entries.js';
-import { rewriteAndCollect, rewriteReferences } from './bundle-references.js';
+import { rewriteAndCollect } from './bundle-references.js';
 import { findConditional } from './create.js';
 import { conditionalRemoveIn, removeIn } from './delete.js';
 import { patchIn } from './patch.js';
@@ -125,9 +125,13 @@ async function batchEntryIn(deps: InteractionDeps, tx: StoreTransaction, entry: 
   return executeWrite(deps, tx, entry, ids);
 }
 
-/** Entries are changed in place (ids, references) while they are processed: work on copies, so a retried attempt starts from the request. */
+/**
+ * The working copy of an entry for one attempt: its `resource` is replaced (never changed in
+ * place: rewriting is copy-on-write) as references are resolved, so a retried attempt
+ * starts from the request.
+ */
 function cloneEntry(entry: ParsedEntry): ParsedEntry {
-  return entry.resource ? { ...entry, resource: structuredClone(entry.resource) } : { ...entry };
+  return { ...entry };
 }
 
 /** Parses a transaction's entries and checks its fullUrls are unique. */
@@ -258,8 +262,9 @@ async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, ent
   const conditional = new Map<number, Set<string>>();
   for (const entry of entries) {
     if (!entry.resource) continue;
-    const found = rewriteAndCollect(entry.resource, references);
-    if (found.size > 0) conditional.set(entry.index, found);
+    const rewritten = rewriteAndCollect(entry.resource, references);
+    entry.resource = rewritten.resource;
+    if (rewritten.conditional.size > 0) conditional.set(entry.index, rewritten.conditional);
   }
   return { references, targets, conditional };
 }
@@ -273,7 +278,7 @@ async function resolveConditionalReferences(deps: InteractionDeps, tx: StoreTran
   const resolved = new Map<string, string>();
   for (const entry of entries) {
     if (!entry.resource) continue;
-    const conditional = known ? known.get(entry.index) : rewriteAndCollect(entry.resource, new Map());
+    const conditional = known ? known.get(entry.index) : rewriteAndCollect(entry.resource, new Map()).conditional;
     if (!conditional || conditional.size === 0) continue;
     for (const reference of conditional) {
       if (resolved.has(reference)) continue;
@@ -289,7 +294,7 @@ async function resolveConditionalReferences(deps: InteractionDeps, tx: StoreTran
       }
       resolved.set(reference, `${type}/${matches[0]}`);
     }
-    rewriteReferences(entry.resource, resolved);
+    entry.resource = rewriteAndCollect(entry.resource, resolved).resource;
   }
 }
 

@@ -103,35 +103,37 @@ export class SearchService {
     const aliases = new Aliases();
     const compiler = new FilterCompiler(this.terminology, aliases, input.accessFilter);
     const single = req.types.length === 1 ? req.types[0]! : undefined;
-    const where = this.whereClause(req, compiler, input);
     const guaranteed = new Set(req.filters.flatMap((f) => (single && f.kind === 'param' && !('special' in f.param) && compiler.idSource(f, single) ? [f.param.code] : [])));
-    const plan = sortPlan(req.sort, 'r', guaranteed);
+    const rTarget: Target = { type: col('r', 'resource_type'), id: col('r', 'id'), resourceAlias: 'r' };
+    const where = this.whereClause(req, compiler, input, { target: rTarget });
+    const plan = sortPlan(req.sort, { ...rTarget, lastUpdated: col('r', 'last_updated') }, guaranteed);
     const cursor = req.cursor ? decodeCursor(req.cursor, plan.keys.length) : undefined;
     const reverse = cursor?.d === 'p';
-    const branches = this.sortRowBranches(req, compiler, input, plan, where);
-    const segment = (joins: Cond[], keys: OrderKey[], extra: Cond) => {
-      const keyset = cursor ? keysetCondition(keys, cursor.k, reverse) : sql`TRUE`;
+
+    /** One id query ordered by `keys` over `from`, for each disjoint branch of `wheres`, then the content. */
+    const segment = (s: { from: Cond; target: Target; joins: Cond[]; keys: OrderKey[]; wheres: Cond[] }) => {
+      const keyset = cursor ? keysetCondition(s.keys, cursor.k, reverse) : sql`TRUE`;
       const innerCols = sql.join(
-        keys.map((k, i) => sql`${k.expr} AS ${sql.raw(`s${i}`)}`),
+        s.keys.map((k, i) => sql`${k.expr} AS ${sql.raw(`s${i}`)}`),
         sql`, `,
       );
-      const keysOf = (alias: string) => keys.map((k, i) => ({ ...k, expr: sql.raw(`${alias}.s${i}`) }));
+      const keysOf = (alias: string) => s.keys.map((k, i) => ({ ...k, expr: sql.raw(`${alias}.s${i}`) }));
       const outerKeys = keysOf('m');
       const keyCols = sql.join(
         outerKeys.map((k, i) => sql`(${k.expr})::text AS ${sql.raw(`k${i}`)}`),
         sql`, `,
       );
-      const joinSql = joins.length ? sql.join(joins, sql` `) : sql``;
-      const ids = (w: Cond, limit: number) => sql`SELECT r.resource_type, r.id, ${innerCols}
-          FROM resource r ${joinSql}
-          WHERE ${w} AND ${extra} AND ${keyset}
-          ORDER BY ${orderBy(keys, reverse)}
+      const joinSql = s.joins.length ? sql.join(s.joins, sql` `) : sql``;
+      const ids = (w: Cond, limit: number) => sql`SELECT ${s.target.type} AS resource_type, ${s.target.id} AS id, ${innerCols}
+          FROM ${s.from} ${joinSql}
+          WHERE ${w} AND ${keyset}
+          ORDER BY ${orderBy(s.keys, reverse)}
           LIMIT ${limit}`;
       const inner = (limit: number) =>
-        branches.length === 1
-          ? ids(branches[0]!, limit)
+        s.wheres.length === 1
+          ? ids(s.wheres[0]!, limit)
           : sql`SELECT * FROM (${sql.join(
-              branches.map((b) => sql`(${ids(b, limit)})`),
+              s.wheres.map((b) => sql`(${ids(b, limit)})`),
               sql` UNION ALL `,
             )}) ab ORDER BY ${orderBy(keysOf('ab'), reverse)} LIMIT ${limit}`;
       return (limit: number) => sql<Row>`SELECT r.resource_type, r.id, r.content, ${keyCols},
@@ -139,10 +141,26 @@ export class SearchService {
         FROM (${inner(limit)}) m
         JOIN resource r ON r.resource_type = m.resource_type AND r.id = m.id`;
     };
+
+    // Rows that have a value of the first sort param: read in hub mode when possible (see
+    // SortPlan.hub) — the sort rows themselves drive, no `resource` probe per row walked.
+    const p0 = req.sort[0]?.param;
+    const hubbable = single !== undefined && p0 !== undefined && !('special' in p0) && !req.sort.some((k) => 'special' in k.param && k.param.code === '_lastUpdated');
+    const valueSegment = () => {
+      if (hubbable) {
+        const hTarget: Target = { type: col('o0', 'resource_type'), id: col('o0', 'resource_id') };
+        const hPlan = sortPlan(req.sort, hTarget, new Set([...guaranteed, p0.code]), true);
+        const hWhere = this.whereClause(req, compiler, input, { target: hTarget });
+        const wheres = this.sortRowBranches(req, compiler, input, hPlan, hWhere, hTarget).map((w) => and([hPlan.hub!.where, w]));
+        return segment({ from: hPlan.hub!.from, target: hTarget, joins: hPlan.joins, keys: hPlan.keys, wheres });
+      }
+      if (plan.split) return segment({ from: sql`resource r`, target: rTarget, joins: [plan.split.firstJoin, ...plan.split.restJoins], keys: plan.split.valueKeys, wheres: [where] });
+      return segment({ from: sql`resource r`, target: rTarget, joins: plan.joins, keys: plan.keys, wheres: this.sortRowBranches(req, compiler, input, plan, where, rTarget) });
+    };
     let page: (limit: number) => RawBuilder<Row>;
     if (plan.split) {
-      const withValue = segment([plan.split.firstJoin, ...plan.split.restJoins], plan.split.valueKeys, sql`TRUE`);
-      const withoutValue = segment(plan.split.restJoins, plan.split.nullKeys, plan.split.firstMissing);
+      const withValue = valueSegment();
+      const withoutValue = segment({ from: sql`resource r`, target: rTarget, joins: plan.split.restJoins, keys: plan.split.nullKeys, wheres: [and([where, plan.split.firstMissing])] });
       // NULLs sort last: forward pages read rows with a value first, backward pages the reverse.
       const [first, second] = reverse ? [withoutValue, withValue] : [withValue, withoutValue];
       // One round trip: the second segment sits behind a one-time filter, so it only runs when
@@ -154,7 +172,7 @@ export class SearchService {
           SELECT 2 AS seg, p2.* FROM (${second(limit)}) p2 WHERE (SELECT count(*) FROM p1) < ${limit}
         ) u ORDER BY seg, ord LIMIT ${limit}`;
     } else {
-      const only = segment(plan.joins, plan.keys, sql`TRUE`);
+      const only = p0 && !('special' in p0) ? valueSegment() : segment({ from: sql`resource r`, target: rTarget, joins: plan.joins, keys: plan.keys, wheres: [where] });
       page = (limit) => sql<Row>`SELECT * FROM (${only(limit)}) u ORDER BY ord`;
     }
     const count = this.countQuery(req, compiler, input, where);
@@ -171,15 +189,18 @@ export class SearchService {
    *      of P, read from the small `<table>_multi` partial index.
    * Undefined conditions (no such filter, several types, a split sort) keep the one `where`.
    */
-  private sortRowBranches(req: SearchRequest, compiler: FilterCompiler, input: SearchInput, plan: SortPlan, where: Cond): Cond[] {
+  private sortRowBranches(req: SearchRequest, compiler: FilterCompiler, input: SearchInput, plan: SortPlan, where: Cond, target: Target): Cond[] {
     const single = req.types.length === 1 ? req.types[0]! : undefined;
     const p0 = req.sort[0]?.param;
     if (!single || !p0 || 'special' in p0 || plan.split || !plan.firstTable || !MULTI_ROW_INDEXED.has(plan.firstTable)) return [where];
     const onSort = req.filters.filter((f): f is ParamFilter => f.kind === 'param' && !('special' in f.param) && f.param.code === p0.code && compiler.idSource(f, single) !== undefined);
     if (onSort.length === 0) return [where];
-    const onRow = and(onSort.map((f) => compiler.valuesOn(f, 'o0')));
-    const whereA = this.whereClause(req, compiler, input, (f) => (onSort.includes(f as ParamFilter) ? compiler.valuesOn(f as ParamFilter, 'o0') : undefined));
-    const multi = sql`r.id IN (SELECT z.resource_id FROM ${sql.raw(plan.firstTable)} z WHERE z.resource_type = ${single} AND z.param = ${p0.code} AND NOT (z.sort_asc AND z.sort_desc))`;
+    const onRow = and(onSort.map((f) => compiler.valuesOn(f, 'o0', single)));
+    const whereA = this.whereClause(req, compiler, input, {
+      target,
+      override: (f) => (onSort.includes(f as ParamFilter) ? compiler.valuesOn(f as ParamFilter, 'o0', single) : undefined),
+    });
+    const multi = sql`${target.id} IN (SELECT z.resource_id FROM ${sql.raw(plan.firstTable)} z WHERE z.resource_type = ${single} AND z.param = ${p0.code} AND NOT (z.sort_asc AND z.sort_desc))`;
     return [whereA, and([where, sql`(${onRow}) IS NOT TRUE`, multi])];
   }
 
@@ -297,28 +318,33 @@ export class SearchService {
     return r.rows.map((x) => x.id);
   }
 
-  /** `override` may compile a filter differently (undefined: the usual way). */
+  /**
+   * The filters on `target`: a `resource` row (alias r, checked not deleted), or an index row
+   * (hub mode: a row of the type's own index tables is proof the resource is current).
+   * `override` may compile a filter differently (undefined: the usual way).
+   */
   private whereClause(
     req: SearchRequest,
     compiler: FilterCompiler,
     input: Pick<SearchInput, 'compartment' | 'accessFilter' | 'resourceType'>,
-    override?: (f: Filter) => Cond | undefined,
+    opts: { target?: Target; override?: (f: Filter) => Cond | undefined } = {},
   ): Cond {
-    const conds: Cond[] = [sql`r.deleted = false`];
+    const target: Target = opts.target ?? { type: col('r', 'resource_type'), id: col('r', 'id'), resourceAlias: 'r' };
+    const conds: Cond[] = [];
     const single = req.types.length === 1 ? req.types[0]! : undefined;
-    if (single) conds.unshift(sql`r.resource_type = ${single}`);
-    else if (req.types.length > 1) conds.unshift(sql`r.resource_type = ANY(${req.types}::text[])`);
-    const target: Target = { type: col('r', 'resource_type'), id: col('r', 'id'), resourceAlias: 'r' };
-    if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types, single));
+    if (single) conds.push(sql`${target.type} = ${single}`);
+    else if (req.types.length > 1) conds.push(sql`${target.type} = ANY(${req.types}::text[])`);
+    if (target.resourceAlias) conds.push(sql`${col(target.resourceAlias, 'deleted')} = false`);
+    if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types, single, target));
     for (const f of req.filters) {
-      const o = override?.(f);
+      const o = opts.override?.(f);
       if (o) {
         conds.push(o);
         continue;
       }
-      // Positive filters as id sets (`r.id IN (…)`): the planner may drive from the smallest.
+      // Positive filters as id sets (`id IN (…)`): the planner may drive from the smallest.
       const s = single ? compiler.idSource(f, single) : undefined;
-      conds.push(s ? sql`r.id IN (${idSelect(s)})` : compiler.compile(f, target));
+      conds.push(s ? sql`${target.id} IN (${idSelect(s)})` : compiler.compile(f, target));
     }
     conds.push(accessCondition(input.accessFilter, target));
     return and(conds);
@@ -363,24 +389,24 @@ export class SearchService {
   }
 
   /** `Patient/123/Observation`: the resource refers to the compartment owner through one of the def's params. */
-  private compartmentCondition(c: { type: string; id: string }, types: string[], single: string | undefined): Cond {
+  private compartmentCondition(c: { type: string; id: string }, types: string[], single: string | undefined, target: Target): Cond {
     const def = this.compartmentDef(c);
     const alts: Cond[] = [];
     if (single) {
       const s = this.compartmentSource(c, single);
-      if (s) alts.push(sql`r.id IN (${idSelect(s)})`);
+      if (s) alts.push(sql`${target.id} IN (${idSelect(s)})`);
     } else {
       // Several types: each with its own params, as (type, param) pairs.
       const pairs: Array<[string, string]> = [];
       for (const t of types) for (const p of def.get(t) ?? []) pairs.push([t, p]);
       if (pairs.length) {
         alts.push(
-          sql`(r.resource_type, r.id) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm WHERE cm.target_id = ${c.id} AND cm.target_type = ${c.type}
+          sql`(${target.type}, ${target.id}) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm WHERE cm.target_id = ${c.id} AND cm.target_type = ${c.type}
             AND (cm.resource_type, cm.param) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[])))`,
         );
       }
     }
-    if (types.includes(c.type)) alts.push(single ? sql`r.id = ${c.id}` : sql`(r.resource_type = ${c.type} AND r.id = ${c.id})`);
+    if (types.includes(c.type)) alts.push(single ? sql`${target.id} = ${c.id}` : sql`(${target.type} = ${c.type} AND ${target.id} = ${c.id})`);
     if (alts.length === 0) return sql`FALSE`;
     return alts.length === 1 ? alts[0]! : sql`(${sql.join(alts, sql` OR `)})`;
   }

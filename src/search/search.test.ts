@@ -279,7 +279,7 @@ describe('search: results, paging, includes', () => {
       const all = await order('_sort=date');
       const inRange = await ids('Observation', 'date=ge2021-01-01&date=lt2022-01-01');
       expect(inRange).toContain('ob-timing');
-      expect(await order('date=ge2021-01-01&date=lt2022-01-01&_sort=date')).toEqual(all.filter((id) => inRange.includes(id)));
+      expect(await order('date=ge2021-01-01&date=lt2022-01-01&_sort=date')).toEqual(all.filter((id) => inRange.includes(id!)));
       expect(await order('date=ge2021-01-01&date=lt2022-01-01&_sort=-date')).toEqual(
         ((await run('Observation', '_sort=-date')).entry ?? []).map((e) => e.resource!.id).filter((id) => inRange.includes(id!)),
       );
@@ -288,7 +288,7 @@ describe('search: results, paging, includes', () => {
       const paged: string[] = [];
       for (let page: Bundle | undefined = b; page; ) {
         paged.push(...(page.entry ?? []).map((e) => e.resource!.id!));
-        const next = page.link?.find((l) => l.relation === 'next')?.url;
+        const next: string | undefined = page.link?.find((l) => l.relation === 'next')?.url;
         page = next ? await run('Observation', new URL(next).search.slice(1)) : undefined;
       }
       expect(paged).toEqual(await order('date=ge2019-06-01&_sort=date'));
@@ -297,6 +297,32 @@ describe('search: results, paging, includes', () => {
     } finally {
       await sql`DELETE FROM resource WHERE id = 'ob-timing'`.execute(t.db);
       for (const spec of indexTables) await sql`DELETE FROM ${sql.id(spec.table)} WHERE resource_id = 'ob-timing'`.execute(t.db);
+    }
+  });
+
+  it('date ranges over wide and open periods: bounds implied from the widest row never lose one', async () => {
+    const wide = [
+      { resourceType: 'Encounter', id: 'e-wide', status: 'finished', class: { code: 'IMP' }, period: { start: '2010-03-01', end: '2025-06-30' } },
+      { resourceType: 'Encounter', id: 'e-open', status: 'in-progress', class: { code: 'IMP' }, period: { start: '2012-01-01' } },
+      { resourceType: 'Encounter', id: 'e-short', status: 'finished', class: { code: 'AMB' }, period: { start: '2021-05-01T10:00:00Z', end: '2021-05-01T11:00:00Z' } },
+    ] as unknown as Resource[];
+    const order = async (q: string) => ((await run('Encounter', q)).entry ?? []).map((e) => e.resource!.id);
+    await insertResources(t.db, indexer, wide);
+    try {
+      expect(await order('date=ge2021-01-01&_sort=date')).toEqual(['e-wide', 'e-open', 'e-short']);
+      expect(await order('date=lt2011-01-01&_sort=-date')).toEqual(['e-wide']);
+      expect(await order('date=gt2030-01-01&_sort=date')).toEqual(['e-open']);
+      expect(await order('date=ge2021-01-01&date=le2021-12-31&_sort=-date')).toEqual(['e-open', 'e-wide', 'e-short']);
+      expect(await order('date=ap2021-05-01&_sort=date')).toEqual(['e-wide', 'e-open', 'e-short']);
+      // without the open period the widest row (15 years) still bounds correctly
+      await sql`DELETE FROM search_date WHERE resource_id = 'e-open'`.execute(t.db);
+      expect(await order('date=ge2024-01-01&_sort=date')).toEqual(['e-wide']);
+      expect((await run('Encounter', 'date=ge2024-01-01&_summary=count')).total).toBe(1);
+    } finally {
+      for (const r of wide) {
+        await sql`DELETE FROM resource WHERE id = ${r.id!}`.execute(t.db);
+        for (const spec of indexTables) await sql`DELETE FROM ${sql.id(spec.table)} WHERE resource_id = ${r.id!}`.execute(t.db);
+      }
     }
   });
 

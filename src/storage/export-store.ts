@@ -73,6 +73,20 @@ export function membershipCondition(m: Membership, alias = 'r'): RawBuilder<unkn
 }
 
 /**
+ * Runs one keyset page with sorting disabled, so the plan walks the (resource_type, id) index
+ * in order and stops after LIMIT rows. Right after a bulk load the statistics are stale and the
+ * planner otherwise picks a bitmap scan of the whole rest of the type plus a top-N sort: every
+ * page then costs as much as the remaining type, and a big export turns quadratic (measured:
+ * 130 ms instead of ~5 ms per page of Observation at 32k rows).
+ */
+export async function keysetPage<R>(db: Db, page: RawBuilder<R>): Promise<R[]> {
+  return db.transaction().execute(async (trx) => {
+    await sql`SET LOCAL enable_sort = off`.execute(trx);
+    return (await page.execute(trx)).rows;
+  });
+}
+
+/**
  * SQL of bulk export: keyset-paged reads of current resources (one page in memory at a time),
  * the versions as of the export's transactionTime for rows changed while it ran, and the
  * NDJSON output chunks.
@@ -104,15 +118,15 @@ export class ExportStore {
    */
   async scan(q: ScanChunk): Promise<ScannedRow[]> {
     const since = q.since ? sql`AND r.last_updated > ${q.since}::timestamptz` : sql``;
-    const r = await sql<{ id: string; json: string | null; changed: boolean }>`
+    const page = sql<ScannedRow>`
       SELECT r.id, r.last_updated > ${q.until}::timestamptz AS changed,
         CASE WHEN r.last_updated <= ${q.until}::timestamptz THEN r.content::text END AS json
       FROM resource r
       WHERE r.resource_type = ${q.resourceType} AND r.id > ${q.after}
         AND (r.deleted = false OR r.last_updated > ${q.until}::timestamptz) ${since}
         AND ${membershipCondition(q.membership)}
-      ORDER BY r.id LIMIT ${q.limit}`.execute(this.db);
-    return r.rows;
+      ORDER BY r.id LIMIT ${q.limit}`;
+    return keysetPage(this.db, page);
   }
 
   /** For each id, the version current at `until` if it existed then, was not deleted and changed after `since`. */

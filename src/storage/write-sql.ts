@@ -97,24 +97,25 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
       ctes.push(sql`${sql.raw(`del${n}`)} AS (
         DELETE FROM ${table} WHERE (resource_type, resource_id) IN (VALUES ${sql.join(replacedKeys)}))`);
     }
-    const rows: unknown[][] = [];
+    // One JSON element per resource, [type, id, rows]: the key is not repeated on every row
+    // (less text to build and for PostgreSQL to parse) and the extracted rows are serialised
+    // as they are, without a copy per row.
+    const parts: string[] = [];
     for (const w of writes) {
       const tableRows = w.indexRows.get(layout.table);
-      if (!tableRows) continue;
-      for (const values of tableRows) rows.push([w.change.resourceType, w.change.id, ...values]);
+      if (!tableRows || tableRows.length === 0) continue;
+      parts.push(`[${JSON.stringify(w.change.resourceType)},${JSON.stringify(w.change.id)},${JSON.stringify(tableRows)}]`);
     }
-    if (rows.length === 0) return;
-    const columnNames = ['resource_type', 'resource_id', ...layout.columns.map((c) => checkedIdentifier(c.name))];
-    const columnTypes = ['text', 'text', ...layout.columns.map((c) => c.type)];
-    // Rows go as JSON arrays (compact); unpacked positionally with ->> and casts. jsonb: ->>
-    // on a json element re-parses it for every column, on jsonb it is a lookup (measured:
-    // faster than per-column unnest() arrays too).
-    const projections = columnNames.map(
-      (name, k) => sql`(r->>${sql.lit(k)})::${sql.raw(columnTypes[k])} AS ${sql.id(name)}`,
-    );
+    if (parts.length === 0) return;
+    const columnNames = layout.columns.map((c) => checkedIdentifier(c.name));
+    // Values are unpacked positionally with ->> and casts. jsonb: ->> on a json element
+    // re-parses it for every column, on jsonb it is a lookup (measured: faster than
+    // per-column unnest() arrays too).
+    const projections = layout.columns.map((c, k) => sql`(r->>${sql.lit(k)})::${sql.raw(c.type)} AS ${sql.id(columnNames[k])}`);
     ctes.push(sql`${sql.raw(`ins${n}`)} AS (
-      INSERT INTO ${table} (${sql.join(columnNames.map((c) => sql.id(c)))})
-      SELECT ${sql.join(projections)} FROM jsonb_array_elements(${JSON.stringify(rows)}::jsonb) AS r)`);
+      INSERT INTO ${table} (resource_type, resource_id, ${sql.join(columnNames.map((c) => sql.id(c)))})
+      SELECT w->>0, w->>1, ${sql.join(projections)}
+      FROM jsonb_array_elements(${`[${parts.join(',')}]`}::jsonb) AS w, jsonb_array_elements(w->2) AS r)`);
   });
 
   return sql`WITH ${sql.join(ctes, sql`, `)} SELECT 1`;

@@ -124,7 +124,8 @@ export class FilterCompiler {
     return negate ? sql`NOT ${exists}` : exists;
   }
 
-  private value(a: string, p: CompiledSearchParam, modifier: string | undefined, v: ParamValue): Cond {
+  /** `type`: the one resource type the row belongs to, when known (enables implied date bounds). */
+  private value(a: string, p: CompiledSearchParam, modifier: string | undefined, v: ParamValue, type?: string): Cond {
     switch (v.kind) {
       case 'token':
         if (modifier === 'of-type') return ofTypeCond(a, v.v);
@@ -139,7 +140,7 @@ export class FilterCompiler {
       case 'uri':
         return uriCond(a, 'value', v.v, modifier);
       case 'date':
-        return dateCond(a, 'low', 'high', v.v, this.now);
+        return dateCond(a, 'low', 'high', v.v, this.now, type ? { type, param: p.code } : undefined);
       case 'number':
         return numberCond(a, 'low', 'high', v.v);
       case 'quantity':
@@ -215,10 +216,10 @@ export class FilterCompiler {
    * The value conditions of a positive param filter evaluated on ONE given index row (alias
    * `a` of the param's table), e.g. the row flagged as the resource's sort row.
    */
-  valuesOn(f: ParamFilter, a: string): Cond {
+  valuesOn(f: ParamFilter, a: string, type: string): Cond {
     if ('special' in f.param || f.values[0]?.kind === 'missing') return TRUE;
     const p = f.param;
-    return or(f.values.map((v) => this.value(a, p, f.modifier, v)));
+    return or(f.values.map((v) => this.value(a, p, f.modifier, v, type)));
   }
 
   private paramSource(f: ParamFilter, p: CompiledSearchParam, type: string): IdSource | undefined {
@@ -229,7 +230,7 @@ export class FilterCompiler {
     const a = this.aliases.next('s');
     const conds: Cond[] = [sql`${col(a, 'resource_type')} = ${type}`, sql`${col(a, 'param')} = ${p.code}`];
     // `:missing=false`: any row of the param
-    if (first?.kind !== 'missing') conds.push(or(f.values.map((v) => this.value(a, p, f.modifier, v))));
+    if (first?.kind !== 'missing') conds.push(or(f.values.map((v) => this.value(a, p, f.modifier, v, type))));
     return { from: sql`${sql.raw(table)} ${sql.raw(a)}`, id: col(a, 'resource_id'), where: and(conds), live: true, rank: rankByType[p.type] ?? 3 };
   }
 

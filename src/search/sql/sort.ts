@@ -15,10 +15,24 @@ export interface OrderKey {
   constNull?: boolean;
 }
 
+/** The row being sorted: a `resource` row, or (hub mode) the first key's own sort row. */
+export interface SortTarget {
+  type: Cond;
+  id: Cond;
+  /** `resource.last_updated`; absent in hub mode (no `_sort=_lastUpdated` there) */
+  lastUpdated?: Cond;
+}
+
 export interface SortPlan {
   joins: Cond[];
   /** table of the first key's sort row (alias `o0`), when it is a search parameter */
   firstTable?: string;
+  /**
+   * Hub mode: the first key's sort rows (alias `o0`) are the FROM item of the id query instead of
+   * `resource` (every match has one, and index rows exist only for current resources), so no
+   * probe of `resource` per row walked. `from` and `where` select them; `joins` are the others.
+   */
+  hub?: { from: Cond; where: Cond };
   keys: OrderKey[];
   /**
    * When the first key is a search parameter, the page is read in two segments so the first
@@ -52,25 +66,29 @@ const sortColumn: Record<string, { table: string; asc: string; desc: string; typ
  * (resource_type, id) that make the order total — required for keyset paging.
  * `valueGuaranteed`: params every match has a row of (a positive filter on them).
  */
-export function sortPlan(sort: SortKey[], r: string, valueGuaranteed: ReadonlySet<string> = new Set()): SortPlan {
+export function sortPlan(sort: SortKey[], r: SortTarget, valueGuaranteed: ReadonlySet<string> = new Set(), hub = false): SortPlan {
   const joins: Cond[] = [];
   const keys: OrderKey[] = [];
-  let first: { firstJoin: Cond; firstMissing: Cond; valueNotNull: boolean } | undefined;
+  let first: { firstJoin: Cond; firstMissing: Cond; valueNotNull: boolean; hubWhere: Cond } | undefined;
   sort.forEach((s, i) => {
     if ('special' in s.param) {
-      keys.push(s.param.code === '_id' ? { expr: col(r, 'id'), type: 'text', desc: s.desc } : { expr: col(r, 'last_updated'), type: 'timestamptz', desc: s.desc });
+      if (s.param.code === '_id') keys.push({ expr: r.id, type: 'text', desc: s.desc });
+      else if (r.lastUpdated) keys.push({ expr: r.lastUpdated, type: 'timestamptz', desc: s.desc });
+      else throw new Error('_sort=_lastUpdated needs the resource row');
       return;
     }
     const spec = sortColumn[s.param.type];
     if (!spec) throw errors.incorrect(`Cannot sort on ${s.param.type} parameter '${s.name}'`, ['_sort']);
     const a = `o${i}`;
-    const on = sql`${col(a, 'resource_type')} = ${col(r, 'resource_type')} AND ${col(a, 'resource_id')} = ${col(r, 'id')} AND ${col(a, 'param')} = ${s.param.code} AND ${col(a, s.desc ? 'sort_desc' : 'sort_asc')}`;
+    const flag = col(a, s.desc ? 'sort_desc' : 'sort_asc');
+    const on = sql`${col(a, 'resource_type')} = ${r.type} AND ${col(a, 'resource_id')} = ${r.id} AND ${col(a, 'param')} = ${s.param.code} AND ${flag}`;
     joins.push(sql`LEFT JOIN ${sql.raw(spec.table)} ${sql.raw(a)} ON ${on}`);
     if (i === 0) {
       first = {
         firstJoin: sql`JOIN ${sql.raw(spec.table)} ${sql.raw(a)} ON ${on}`,
         firstMissing: sql`NOT EXISTS (SELECT 1 FROM ${sql.raw(spec.table)} ${sql.raw(a)} WHERE ${on})`,
         valueNotNull: spec.valueNotNull,
+        hubWhere: sql`${col(a, 'param')} = ${s.param.code} AND ${flag}`,
       };
     }
     const expr =
@@ -79,15 +97,18 @@ export function sortPlan(sort: SortKey[], r: string, valueGuaranteed: ReadonlySe
         : col(a, s.desc ? spec.desc : spec.asc);
     keys.push({ expr, type: spec.type, desc: s.desc });
   });
-  keys.push({ expr: col(r, 'resource_type'), type: 'text', desc: false, notNull: true });
-  keys.push({ expr: col(r, 'id'), type: 'text', desc: false, notNull: true });
+  keys.push({ expr: r.type, type: 'text', desc: false, notNull: true });
+  keys.push({ expr: r.id, type: 'text', desc: false, notNull: true });
   if (!first) return { joins, keys };
   // A positive filter on the first sort parameter means every match has a value: one segment.
   const p0 = sort[0]!.param;
   if (!('special' in p0) && valueGuaranteed.has(p0.code)) {
     const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
-    return { joins: [first.firstJoin, ...joins.slice(1)], keys: valueKeys, firstTable: sortColumn[p0.type]!.table };
+    const table = sortColumn[p0.type]!.table;
+    if (hub) return { joins: joins.slice(1), keys: valueKeys, firstTable: table, hub: { from: sql`${sql.raw(table)} o0`, where: first.hubWhere } };
+    return { joins: [first.firstJoin, ...joins.slice(1)], keys: valueKeys, firstTable: table };
   }
+  if (hub) throw new Error('hub mode needs a value of the first sort key on every match');
   // In the segment of rows that have a value the first key is never NULL (inner join).
   const valueKeys = keys.map((k, i) => (i === 0 && first!.valueNotNull ? { ...k, notNull: true } : k));
   const nullKeys = keys.map((k, i) => (i === 0 ? { ...k, expr: sql`CAST(NULL AS ${sql.raw(k.type)})`, notNull: true, constNull: true } : k));
