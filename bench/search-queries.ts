@@ -45,6 +45,14 @@ function q(s: string): [string, string][] {
 /** Page size of every query: the FHIR default (20); the SQL asks for 21 to know whether there is a next page, as the service does. */
 const PAGE = 21;
 
+/**
+ * The page's ids from the index tables (index rows exist only for current resources), then
+ * their content: how someone who knows the schema writes a page query.
+ */
+function page(type: string, ids: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`SELECT r.id, r.content FROM (${ids}) m JOIN resource r ON r.resource_type = ${type} AND r.id = m.id ORDER BY m.id`;
+}
+
 export function benchQueries(patients: number): BenchQuery[] {
   const pid = (i: number) => patientId(patientIndex(i, patients));
   return [
@@ -54,10 +62,9 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Patient',
       params: (i) => q(`name=${encodeURIComponent(pick(NAME_PREFIXES, i)[0])}&_total=none`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Patient' AND r.deleted = false
-              AND r.id IN (SELECT s.resource_id FROM search_string s WHERE s.resource_type = 'Patient' AND s.param = 'name' AND s.value LIKE ${`${pick(NAME_PREFIXES, i)[1]}%`})
-            ORDER BY r.id LIMIT ${PAGE}`,
+        page('Patient', sql`SELECT DISTINCT s.resource_id AS id FROM search_string s
+            WHERE s.resource_type = 'Patient' AND s.param = 'name' AND s.value LIKE ${`${pick(NAME_PREFIXES, i)[1]}%`}
+            ORDER BY 1 LIMIT ${PAGE}`),
       ],
       maxStatements: 1,
     },
@@ -67,10 +74,9 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Patient',
       params: (i) => q(`identifier=${MRN_SYSTEM}|${mrn(patientIndex(i, patients))}&_total=none`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Patient' AND r.deleted = false
-              AND r.id IN (SELECT s.resource_id FROM search_token s WHERE s.resource_type = 'Patient' AND s.param = 'identifier' AND s.system = ${MRN_SYSTEM} AND s.code = ${mrn(patientIndex(i, patients))})
-            ORDER BY r.id LIMIT ${PAGE}`,
+        page('Patient', sql`SELECT DISTINCT s.resource_id AS id FROM search_token s
+            WHERE s.resource_type = 'Patient' AND s.param = 'identifier' AND s.system = ${MRN_SYSTEM} AND s.code = ${mrn(patientIndex(i, patients))}
+            ORDER BY 1 LIMIT ${PAGE}`),
       ],
       maxStatements: 1,
     },
@@ -80,11 +86,10 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Observation',
       params: (i) => q(`patient=Patient/${pid(i)}&code=${LOINC}|${pick(VITAL_CODES, i)}&_total=none`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Observation' AND r.deleted = false
-              AND r.id IN (SELECT s.resource_id FROM search_reference s WHERE s.resource_type = 'Observation' AND s.param = 'patient' AND s.target_type = 'Patient' AND s.target_id = ${pid(i)})
-              AND r.id IN (SELECT t.resource_id FROM search_token t WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(VITAL_CODES, i)})
-            ORDER BY r.id LIMIT ${PAGE}`,
+        page('Observation', sql`SELECT DISTINCT s.resource_id AS id FROM search_reference s
+            WHERE s.resource_type = 'Observation' AND s.param = 'patient' AND s.target_type = 'Patient' AND s.target_id = ${pid(i)}
+              AND s.resource_id IN (SELECT t.resource_id FROM search_token t WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(VITAL_CODES, i)})
+            ORDER BY 1 LIMIT ${PAGE}`),
       ],
       maxStatements: 1,
     },
@@ -115,11 +120,10 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Observation',
       params: (i) => q(`subject:Patient.name=${encodeURIComponent(pick(NAME_PREFIXES, i)[0])}&_total=none`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Observation' AND r.deleted = false
-              AND r.id IN (SELECT c.resource_id FROM search_reference c WHERE c.resource_type = 'Observation' AND c.param = 'subject' AND c.target_type = 'Patient'
-                AND c.target_id IN (SELECT s.resource_id FROM search_string s WHERE s.resource_type = 'Patient' AND s.param = 'name' AND s.value LIKE ${`${pick(NAME_PREFIXES, i)[1]}%`}))
-            ORDER BY r.id LIMIT ${PAGE}`,
+        page('Observation', sql`SELECT DISTINCT c.resource_id AS id FROM search_reference c
+            WHERE c.resource_type = 'Observation' AND c.param = 'subject' AND c.target_type = 'Patient'
+              AND c.target_id IN (SELECT s.resource_id FROM search_string s WHERE s.resource_type = 'Patient' AND s.param = 'name' AND s.value LIKE ${`${pick(NAME_PREFIXES, i)[1]}%`})
+            ORDER BY 1 LIMIT ${PAGE}`),
       ],
       maxStatements: 1,
     },
@@ -129,10 +133,9 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Observation',
       params: (i) => q(`code=${LOINC}|${pick(VITAL_CODES, i)}&_include=Observation:patient&_include=Observation:encounter&_total=none`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Observation' AND r.deleted = false
-              AND r.id IN (SELECT t.resource_id FROM search_token t WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(VITAL_CODES, i)})
-            ORDER BY r.id LIMIT ${PAGE}`,
+        page('Observation', sql`SELECT DISTINCT t.resource_id AS id FROM search_token t
+            WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(VITAL_CODES, i)}
+            ORDER BY 1 LIMIT ${PAGE}`),
         // the two include lookups for that page, written against the page's ids
         sql`SELECT DISTINCT x.id, x.content FROM search_reference f JOIN resource x ON x.resource_type = f.target_type AND x.id = f.target_id
             WHERE f.resource_type = 'Observation' AND f.param = 'patient' AND x.deleted = false
@@ -149,12 +152,12 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Patient',
       params: (i) => q(`_has:Observation:patient:code=${LOINC}|${pick(LAB_CODES, i)}&_total=none`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Patient' AND r.deleted = false
+        page('Patient', sql`SELECT p.id FROM resource p
+            WHERE p.resource_type = 'Patient' AND p.deleted = false
               AND EXISTS (SELECT 1 FROM search_reference h JOIN search_token t ON t.resource_type = 'Observation' AND t.resource_id = h.resource_id
-                WHERE h.resource_type = 'Observation' AND h.param = 'patient' AND h.target_type = 'Patient' AND h.target_id = r.id
+                WHERE h.resource_type = 'Observation' AND h.param = 'patient' AND h.target_type = 'Patient' AND h.target_id = p.id
                   AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(LAB_CODES, i)})
-            ORDER BY r.id LIMIT ${PAGE}`,
+            ORDER BY p.id LIMIT ${PAGE}`),
       ],
       maxStatements: 1,
     },
@@ -164,10 +167,9 @@ export function benchQueries(patients: number): BenchQuery[] {
       resourceType: 'Observation',
       params: (i) => q(`code=${LOINC}|${pick(LAB_CODES, i)}&_total=accurate`),
       sql: (i) => [
-        sql`SELECT r.id, r.content FROM resource r
-            WHERE r.resource_type = 'Observation' AND r.deleted = false
-              AND r.id IN (SELECT t.resource_id FROM search_token t WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(LAB_CODES, i)})
-            ORDER BY r.id LIMIT ${PAGE}`,
+        page('Observation', sql`SELECT DISTINCT t.resource_id AS id FROM search_token t
+            WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(LAB_CODES, i)}
+            ORDER BY 1 LIMIT ${PAGE}`),
         sql`SELECT count(DISTINCT t.resource_id) FROM search_token t WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ${pick(LAB_CODES, i)}`,
       ],
       maxStatements: 2,
@@ -214,6 +216,21 @@ export function benchQueries(patients: number): BenchQuery[] {
               AND r.id IN (SELECT s.resource_id FROM search_reference s WHERE s.resource_type = 'Observation' AND s.target_type = 'Patient' AND s.target_id = ${pid(i)}
                 AND s.param IN ('subject', 'performer'))
             ORDER BY r.id LIMIT ${PAGE}`,
+      ],
+      maxStatements: 1,
+    },
+    {
+      name: 'compartment Patient/x/*',
+      mix: false,
+      resourceType: '*',
+      compartment: (i) => ({ type: 'Patient', id: pid(i) }),
+      params: () => q('_total=none'),
+      sql: (i) => [
+        sql`SELECT r.id, r.content FROM resource r
+            WHERE r.deleted = false AND ((r.resource_type, r.id) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm
+                WHERE cm.target_id = ${pid(i)} AND cm.target_type = 'Patient' AND cm.param IN ('subject', 'patient', 'performer', 'participant'))
+              OR (r.resource_type = 'Patient' AND r.id = ${pid(i)}))
+            ORDER BY r.resource_type, r.id LIMIT ${PAGE}`,
       ],
       maxStatements: 1,
     },

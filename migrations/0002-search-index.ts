@@ -104,6 +104,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
     `CREATE INDEX resource_live ON resource (resource_type, id) WHERE deleted = false`,
 
+    // Searches read a page (or count) by walking indexes; parallel workers cost more to start
+    // (10–20 ms on a busy 2-core host) than the walk itself, and a server serving many users
+    // has no idle cores to lend (bench: `code=X&_sort=date` 19–27 ms → 4.6 ms without them).
+    ...['search_token', 'search_string', 'search_date', 'search_number', 'search_quantity', 'search_reference', 'search_uri', 'search_composite'].map(
+      (t) => `ALTER TABLE ${t} SET (parallel_workers = 0)`,
+    ),
+
     `CREATE STATISTICS search_token_stats (dependencies, mcv) ON resource_type, param, code FROM search_token`,
     `CREATE STATISTICS search_string_stats (dependencies, mcv) ON resource_type, param FROM search_string`,
     `CREATE STATISTICS search_date_stats (dependencies, mcv) ON resource_type, param FROM search_date`,

@@ -1,6 +1,6 @@
 import { EXPORT_QUEUE } from '../operations/export-service.js';
 import { EXPORT_RETENTION_MS, failureOutcome, STALE_CLAIM_MS, type ExportRunner } from '../operations/export-run.js';
-import type { ExportStore } from '../storage/export-store.js';
+import type { ExportFiles } from '../storage/export-files.js';
 import type { JobStore } from '../storage/job-store.js';
 import type { QueueDefinition } from './types.js';
 
@@ -14,7 +14,7 @@ export const EXPORT_CONCURRENCY = 1;
 export interface ExportWorkerDeps {
   runner: ExportRunner;
   jobs: JobStore;
-  exports: ExportStore;
+  files: ExportFiles;
 }
 
 /** The `export` queue: Bulk Data $export jobs (payload: the job row id). */
@@ -26,7 +26,7 @@ export function exportQueue(deps: ExportWorkerDeps): QueueDefinition {
     concurrency: EXPORT_CONCURRENCY,
     handler: (payload, ctx) => deps.runner.run(payload.jobId, ctx),
     async onGiveUp(payload, error) {
-      await deps.exports.removeOutputs([payload.jobId]);
+      await deps.files.remove([payload.jobId]);
       await deps.jobs.fail(payload.jobId, failureOutcome(error), EXPORT_RETENTION_MS);
     },
     async recoverable() {

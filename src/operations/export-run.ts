@@ -4,6 +4,7 @@ import { gzip as zlibGzip } from 'node:zlib';
 import type { Group, OperationOutcome, OperationOutcomeIssue } from 'fhir/r4.js';
 import { FhirError, isFhirError } from '../fhir/errors.js';
 import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobContext } from '../jobs/types.js';
+import type { ExportFiles } from '../storage/export-files.js';
 import type { ExportRow, ExportStore, Membership, OutputFile } from '../storage/export-store.js';
 import type { JobStore } from '../storage/job-store.js';
 import type { ResourceStore } from '../storage/resource-store.js';
@@ -57,6 +58,7 @@ const FILTER_BATCH_CHARS = 3500;
 export interface ExportRunDeps {
   jobs: JobStore;
   exports: ExportStore;
+  files: ExportFiles;
   store: Pick<ResourceStore, 'read'>;
   search: { findIds(resourceType: string, query: string, opts: { limit: number }): Promise<string[]> };
   patientCompartment: Compartment;
@@ -68,10 +70,11 @@ export interface ExportRunDeps {
 /** The run lost its job: cancelled by the client, or claimed by another run after a stall. */
 class JobLostError extends Error {}
 
-/** Appends NDJSON chunks to per-type files; one database statement per chunk (with the heartbeat). */
+/** Appends NDJSON chunks to per-type files (each append also records progress and the heartbeat). */
 class OutputWriter {
   private nextFile = 0;
   private readonly open = new Map<string, { fileNo: number; count: number; seq: number }>();
+  private readonly done: OutputFile[] = [];
   written = 0;
 
   constructor(
@@ -86,13 +89,20 @@ class OutputWriter {
     if (!file || file.count >= this.deps.tuning.fileMaxResources) {
       file = { fileNo: this.nextFile++, count: 0, seq: 0 };
       this.open.set(key, file);
+      this.done.push({ fileNo: file.fileNo, kind, resourceType, count: 0 });
     }
     // Compressed here, in libuv's thread pool, so the database stores and logs far fewer bytes.
     const body = await gzip(`${lines.join('\n')}\n`, { level: EXPORT_GZIP_LEVEL });
     this.written += lines.length;
-    const ok = await this.deps.exports.append(this.jobId, this.runId, { fileNo: file.fileNo, seq: file.seq++, kind, resourceType, count: lines.length, body }, progress());
+    const ok = await this.deps.files.append(this.jobId, this.runId, { fileNo: file.fileNo, seq: file.seq++, kind, resourceType, count: lines.length, body }, progress());
     file.count += lines.length;
+    this.done[file.fileNo]!.count = file.count;
     if (!ok) throw new JobLostError();
+  }
+
+  /** The files written, in the order they were started (the manifest's order). */
+  files(): OutputFile[] {
+    return this.done.map((f) => ({ ...f }));
   }
 }
 
@@ -141,7 +151,7 @@ export class ExportRunner {
   constructor(private readonly deps: ExportRunDeps) {}
 
   async run(jobId: string, ctx: JobContext): Promise<void> {
-    const { jobs, exports } = this.deps;
+    const { jobs, files } = this.deps;
     const runId = randomUUID();
     const claim = await jobs.claim(jobId, runId, STALE_CLAIM_MS);
     if (claim === 'gone') return;
@@ -149,17 +159,16 @@ export class ExportRunner {
     try {
       const job = await jobs.get(jobId);
       if (!job) return;
-      await exports.removeOutputs([jobId]);
+      await files.remove([jobId]);
       const writer = new OutputWriter(this.deps, jobId, runId);
       await this.export(job.request as ExportRequest, writer, jobId, runId, ctx);
-      const files = await exports.files(jobId);
-      const result: ExportResult = { files };
+      const result: ExportResult = { files: writer.files() };
       if (!(await jobs.complete(jobId, runId, result, EXPORT_RETENTION_MS))) throw new JobLostError();
     } catch (e) {
       if (e instanceof JobLostError) {
         // Cancelled: the client no longer wants the files. Taken over: the new run rewrites them.
         const now = await jobs.get(jobId);
-        if (!now || now.status === 'cancelled') await exports.removeOutputs([jobId]);
+        if (!now || now.status === 'cancelled') await files.remove([jobId]);
         return;
       }
       await jobs.release(jobId, runId);

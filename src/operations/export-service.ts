@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { OperationOutcome } from 'fhir/r4.js';
 import { errors, FhirError } from '../fhir/errors.js';
 import type { JobRunner } from '../jobs/types.js';
-import type { ExportStore } from '../storage/export-store.js';
+import type { ExportFiles } from '../storage/export-files.js';
 import type { JobRecord, JobStore } from '../storage/job-store.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 import { compartmentTypes, type Compartment } from './export-compartments.js';
@@ -48,7 +48,7 @@ export type ExportStatus =
 
 export interface ExportServiceDeps {
   jobs: JobStore;
-  exports: ExportStore;
+  files: ExportFiles;
   runner: JobRunner;
   store: Pick<ResourceStore, 'read'>;
   search: FilterParser;
@@ -163,7 +163,7 @@ export class ExportService {
     const previous = await this.deps.jobs.cancel(jobId);
     if (previous === undefined) throw errors.notFound(`no export ${jobId.slice(0, 64)}`);
     // A running job may still be writing its current chunk; it removes its files itself when it notices.
-    await this.deps.exports.removeOutputs([jobId]);
+    await this.deps.files.remove([jobId]);
   }
 
   /**
@@ -173,18 +173,19 @@ export class ExportService {
   async file(jobId: string, fileName: string, caller: Caller): Promise<AsyncIterable<Buffer>> {
     const job = await this.visible(jobId, caller);
     const m = /^(\d{1,6})\.ndjson$/.exec(fileName);
-    const file = job.status === 'completed' && m ? await this.deps.exports.file(jobId, Number(m[1])) : undefined;
+    const files = job.status === 'completed' ? ((job.result as ExportResult | null)?.files ?? []) : [];
+    const file = m ? files.find((f) => f.fileNo === Number(m[1])) : undefined;
     if (!file) throw errors.notFound(`export ${jobId} has no file ${fileName.slice(0, 40)}`);
     if (file.kind === 'output' && !caller.canRead(file.resourceType)) {
       throw errors.forbidden(`the access token's scopes do not allow reading ${file.resourceType}`);
     }
-    return this.deps.exports.chunks(jobId, Number(m![1]));
+    return this.deps.files.chunks(jobId, file.fileNo);
   }
 
   private async removeExpired(): Promise<void> {
     const ids = await this.deps.jobs.expired(EXPORT_QUEUE, CLEANUP_BATCH);
     if (ids.length === 0) return;
-    await this.deps.exports.removeOutputs(ids);
+    await this.deps.files.remove(ids);
     await this.deps.jobs.remove(ids);
   }
 }

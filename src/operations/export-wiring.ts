@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { queueDefinitions, createJobRunner, queuePrefix } from '../jobs/registry.js';
 import type { JobRunner } from '../jobs/types.js';
 import type { Db } from '../storage/db.js';
+import { DatabaseExportFiles, DiskExportFiles, type ExportFiles } from '../storage/export-files.js';
 import { ExportStore } from '../storage/export-store.js';
 import { JobStore } from '../storage/job-store.js';
 import type { ResourceStore } from '../storage/resource-store.js';
@@ -41,6 +45,8 @@ export interface BulkComponents {
   everything: EverythingDeps;
   /** live settings of export jobs in this process (page size, throttling) */
   tuning: ExportTuning;
+  /** where export files are kept (database table or disk, see exportFiles) */
+  files: ExportFiles;
   close(): Promise<void>;
 }
 
@@ -48,19 +54,20 @@ export interface BulkComponents {
 export async function createBulk(deps: BulkDeps): Promise<BulkComponents> {
   const jobs = new JobStore(deps.db);
   const exportStore = new ExportStore(deps.db);
+  const { files, dispose } = exportFiles(deps, jobs);
   const patient = patientCompartment();
   const types = deps.types;
   const encounter = encounterCompartment({ resourceTypes: () => types.resourceTypes(), referenceParams: deps.referenceParams });
   const tuning: ExportTuning = { ...DEFAULT_EXPORT_TUNING };
-  const runner = new ExportRunner({ jobs, exports: exportStore, store: deps.store, search: deps.search, patientCompartment: patient, fhirBase: deps.fhirBase, tuning, log: deps.log });
-  const jobRunner = await createJobRunner(queueDefinitions({ runner, jobs, exports: exportStore }), {
+  const runner = new ExportRunner({ jobs, exports: exportStore, files, store: deps.store, search: deps.search, patientCompartment: patient, fhirBase: deps.fhirBase, tuning, log: deps.log });
+  const jobRunner = await createJobRunner(queueDefinitions({ runner, jobs, files }), {
     redisUrl: deps.redisUrl,
     prefix: queuePrefix(deps.database),
     onError: (e) => deps.log('job runner error', e),
   });
   const exports = new ExportService({
     jobs,
-    exports: exportStore,
+    files,
     runner: jobRunner,
     store: deps.store,
     search: deps.search,
@@ -80,5 +87,27 @@ export async function createBulk(deps: BulkDeps): Promise<BulkComponents> {
       ['Encounter', encounter],
     ]),
   };
-  return { runner: jobRunner, exports, everything, tuning, close: () => jobRunner.close() };
+  return {
+    runner: jobRunner,
+    exports,
+    everything,
+    tuning,
+    files,
+    async close() {
+      await jobRunner.close();
+      dispose();
+    },
+  };
+}
+
+/**
+ * PostgreSQL: files in the database, so every process serves every download. Embedded
+ * (PGlite, one process by construction): files on disk under DATA_DIR/exports, or in a
+ * temporary folder removed at close when the database itself lives in memory.
+ */
+function exportFiles(deps: BulkDeps, jobs: JobStore): { files: ExportFiles; dispose(): void } {
+  if (deps.database.databaseUrl) return { files: new DatabaseExportFiles(deps.db), dispose: () => undefined };
+  if (deps.database.dataDir !== 'memory') return { files: new DiskExportFiles(join(resolve(deps.database.dataDir), 'exports'), jobs), dispose: () => undefined };
+  const root = mkdtempSync(join(tmpdir(), 'fhir-exports-'));
+  return { files: new DiskExportFiles(root, jobs), dispose: () => rmSync(root, { recursive: true, force: true }) };
 }

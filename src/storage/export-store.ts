@@ -36,16 +36,7 @@ export interface ScanChunk {
   membership: Membership;
 }
 
-export interface OutputChunk {
-  fileNo: number;
-  seq: number;
-  kind: 'output' | 'error';
-  resourceType: string;
-  count: number;
-  /** one gzip member holding the chunk's NDJSON lines */
-  body: Buffer;
-}
-
+/** One file of an export, as listed in the manifest. */
 export interface OutputFile {
   fileNo: number;
   kind: 'output' | 'error';
@@ -87,9 +78,9 @@ export async function keysetPage<R>(db: Db, page: RawBuilder<R>): Promise<R[]> {
 }
 
 /**
- * SQL of bulk export: keyset-paged reads of current resources (one page in memory at a time),
- * the versions as of the export's transactionTime for rows changed while it ran, and the
- * NDJSON output chunks.
+ * SQL of bulk export reads: keyset-paged reads of current resources (one page in memory at a
+ * time) and the versions as of the export's transactionTime for rows changed while it ran.
+ * (The files it writes: export-files.ts.)
  */
 export class ExportStore {
   constructor(private readonly db: Db) {}
@@ -141,57 +132,5 @@ export class ExportStore {
     return r.rows
       .filter((row) => !row.deleted && row.json !== null && (sinceMs === undefined || new Date(row.last_updated).getTime() > sinceMs))
       .map((row) => ({ id: row.id, json: row.json }));
-  }
-
-  /**
-   * Appends a chunk and records progress in ONE statement, and only while run `runId` still
-   * holds the job: the UPDATE locks the job row, so a cancel either happens before (nothing is
-   * written) or waits for this chunk and then removes it with the rest. False = job lost.
-   */
-  async append(jobId: string, runId: string, chunk: OutputChunk, progress: string): Promise<boolean> {
-    const r = await sql<{ job_id: string }>`
-      WITH j AS (
-        UPDATE job SET progress = ${progress}, heartbeat_at = now(), updated_at = now()
-        WHERE id = ${jobId} AND run_id = ${runId} AND status = 'in-progress'
-        RETURNING id)
-      INSERT INTO export_output (job_id, file_no, seq, kind, resource_type, count, body)
-      SELECT j.id, ${chunk.fileNo}, ${chunk.seq}, ${chunk.kind}, ${chunk.resourceType}, ${chunk.count}, ${chunk.body} FROM j
-      RETURNING job_id`.execute(this.db);
-    return r.rows.length > 0;
-  }
-
-  async removeOutputs(jobIds: string[]): Promise<void> {
-    if (jobIds.length === 0) return;
-    await sql`DELETE FROM export_output WHERE job_id = ANY(${jobIds}::text[])`.execute(this.db);
-  }
-
-  /** The files of a job (for the manifest), in the order they were started. */
-  async files(jobId: string): Promise<OutputFile[]> {
-    const r = await sql<{ file_no: number; kind: 'output' | 'error'; resource_type: string; count: string | number }>`
-      SELECT file_no, kind, resource_type, sum(count) AS count FROM export_output
-      WHERE job_id = ${jobId} GROUP BY file_no, kind, resource_type ORDER BY file_no`.execute(this.db);
-    return r.rows.map((x) => ({ fileNo: Number(x.file_no), kind: x.kind, resourceType: x.resource_type, count: Number(x.count) }));
-  }
-
-  async file(jobId: string, fileNo: number): Promise<{ kind: 'output' | 'error'; resourceType: string } | undefined> {
-    const r = await sql<{ kind: 'output' | 'error'; resource_type: string }>`
-      SELECT kind, resource_type FROM export_output WHERE job_id = ${jobId} AND file_no = ${fileNo} ORDER BY seq LIMIT 1`.execute(this.db);
-    const row = r.rows[0];
-    return row ? { kind: row.kind, resourceType: row.resource_type } : undefined;
-  }
-
-  /** The gzip chunks of a file one at a time, so a download never holds more than one in memory. */
-  async *chunks(jobId: string, fileNo: number): AsyncGenerator<Buffer> {
-    let seq = -1;
-    for (;;) {
-      const r = await sql<{ seq: number; body: Uint8Array }>`
-        SELECT seq, body FROM export_output WHERE job_id = ${jobId} AND file_no = ${fileNo} AND seq > ${seq}
-        ORDER BY seq LIMIT 1`.execute(this.db);
-      const row = r.rows[0];
-      if (!row) return;
-      seq = Number(row.seq);
-      // pg gives a Buffer, PGlite a Uint8Array: wrap without copying
-      yield Buffer.isBuffer(row.body) ? row.body : Buffer.from(row.body.buffer, row.body.byteOffset, row.body.byteLength);
-    }
   }
 }
