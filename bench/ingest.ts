@@ -22,7 +22,8 @@ import { compare, measure, printComparisons, type Comparison, type Measurement }
 
 export interface IngestBenchOptions {
   app: ServerApp;
-  token: string;
+  /** a bearer token, or a function giving a current one (the 10× fill outlasts a token's lifetime) */
+  token: string | (() => Promise<string>);
   /** Bundles in flight at once (FHIR and raw alike) */
   concurrency?: number;
   /** copies of the set loaded before the "10×" measurement (9: the database then holds 10) */
@@ -66,8 +67,9 @@ export async function benchIngest(o: IngestBenchOptions): Promise<Comparison[]> 
   const copies = o.copies ?? 9;
   const set = loadSet(o.dir ?? resolve(process.cwd(), '../shared/data/synthea'));
   const db = o.app.database.db;
-  const headers = { authorization: `Bearer ${o.token}`, 'content-type': 'application/fhir+json', prefer: 'return=minimal' };
+  const token = typeof o.token === 'string' ? async () => o.token as string : o.token;
   const post = async (text: string) => {
+    const headers = { authorization: `Bearer ${await token()}`, 'content-type': 'application/fhir+json', prefer: 'return=minimal' };
     const res = await o.app.http.inject({ method: 'POST', url: '/fhir', headers, payload: text });
     if (res.statusCode !== 200) throw new Error(`ingest failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
   };
@@ -121,13 +123,19 @@ async function main(): Promise<void> {
   });
   const app = await buildApp(config);
   try {
-    const tokenRes = await app.http.inject({
-      method: 'POST',
-      url: '/auth/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: `grant_type=client_credentials&client_id=bench&client_secret=${secret}&scope=system/*.*`,
-    });
-    const token = (tokenRes.json() as { access_token: string }).access_token;
+    let current = { token: '', at: 0 };
+    const token = async () => {
+      if (Date.now() - current.at > 60_000) {
+        const tokenRes = await app.http.inject({
+          method: 'POST',
+          url: '/auth/token',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          payload: `grant_type=client_credentials&client_id=bench&client_secret=${secret}&scope=system/*.*`,
+        });
+        current = { token: (tokenRes.json() as { access_token: string }).access_token, at: Date.now() };
+      }
+      return current.token;
+    };
     const concurrency = Number(process.env.BENCH_INGEST_CONCURRENCY ?? 2);
     // The embedded database keeps everything in memory: no 10× fill there by default.
     const copies = Number(process.env.BENCH_INGEST_COPIES ?? (databaseUrl ? 9 : 0));

@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, Resource } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { errors, FhirError } from '../fhir/errors.js';
-import type { StoreTransaction } from '../storage/resource-store.js';
+import { newResourceId, type StoreTransaction } from '../storage/resource-store.js';
 import {
   entryError,
   errorEntry,
@@ -237,7 +236,7 @@ async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, ent
   for (const entry of entries) {
     try {
       if (entry.method === 'POST') {
-        let target: { id: string; existing: boolean } = { id: randomUUID(), existing: false };
+        let target: { id: string; existing: boolean } = { id: newResourceId(), existing: false };
         if (entry.ifNoneExist) {
           const matches = await find(entry.resourceType, entry.ifNoneExist);
           if (matches.length > 1) throw errors.preconditionFailed(`ifNoneExist "${entry.ifNoneExist.slice(0, 200)}" matches ${matches.length} resources`);
@@ -250,7 +249,7 @@ async function assignIdentities(deps: InteractionDeps, tx: StoreTransaction, ent
       } else if (entry.method === 'PUT' && entry.query) {
         const matches = await find(entry.resourceType, entry.query);
         if (matches.length > 1) throw errors.preconditionFailed(`conditional update "${entry.query.slice(0, 200)}" matches more than one ${entry.resourceType}`);
-        const id = matches[0] ?? entry.resource?.id ?? randomUUID();
+        const id = matches[0] ?? entry.resource?.id ?? newResourceId();
         targets.set(entry.index, { id, existing: matches.length === 1 });
         if (entry.fullUrl) references.set(entry.fullUrl, `${entry.resourceType}/${id}`);
       }

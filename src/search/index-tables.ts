@@ -19,7 +19,13 @@
  *   - Numbers/quantities are ranges too (a point stores low = high); Range values fill both.
  *   - Quantities also store a UCUM-canonical code + bounds when the unit is convertible.
  *   - `sort_asc` / `sort_desc` flag the ONE row per (resource, param) holding the smallest /
- *     largest sort key, so `_sort` is a LEFT JOIN on a flagged row instead of an aggregate.
+ *     largest sort key, so `_sort` is a join on a flagged row instead of an aggregate. A lone row
+ *     carries both flags; a resource with several rows for a param has at least one row without
+ *     both (the `*_multi` partial indexes find those few resources).
+ *   - INVARIANT the search relies on: index rows exist only for the CURRENT version of a
+ *     resource that is not deleted (a write replaces them, a delete removes them, reindex
+ *     skips deleted ones). Searches and counts read index rows alone to know a resource is
+ *     live; any writer of these tables (import, reindex, repair) must keep it.
  *   - Text columns use COLLATE "C": byte order makes `LIKE 'abc%'` index-friendly and sorting
  *     deterministic across PGlite and PostgreSQL; case/accent folding is done in JS
  *     (`values.ts#normalizeString`) identically at write and query time.

@@ -61,6 +61,21 @@ function toStored(row: VersionRow): StoredVersion {
 type Executor = Db;
 
 /**
+ * A server-assigned resource id: a UUID version 7 (RFC 9562), i.e. the creation time in
+ * milliseconds followed by random bits. Ids of resources created together sort together,
+ * so the btree indexes that contain the id (primary keys, each search table's
+ * (resource_type, resource_id, …), the reference targets) take new entries on a few hot
+ * pages instead of a random page each: far fewer pages dirtied and written to the WAL per
+ * write. That is what keeps ingest fast once those indexes outgrow memory. Ids remain opaque
+ * to clients; like any UUID they match FHIR's id syntax.
+ */
+export function newResourceId(): string {
+  const time = Date.now().toString(16).padStart(12, '0');
+  // randomUUID is "xxxxxxxx-xxxx-4xxx-Nxxx-xxxxxxxxxxxx": keep its random bits and variant.
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${randomUUID().slice(15)}`;
+}
+
+/**
  * The one place where resources are written. Every write runs in a database transaction,
  * passes the before-write hooks, is stored as a new version with its search index rows
  * (set-based, one statement per flush), and is announced to after-commit hooks.
@@ -272,7 +287,7 @@ export class StoreTransaction {
   }
 
   /** Stores a new resource under a fresh server id (or `id`, for update-as-create). */
-  async create(resource: Resource, method: WriteMethod = 'POST', id: string = randomUUID(), previous?: StoredVersion): Promise<ResourceChange> {
+  async create(resource: Resource, method: WriteMethod = 'POST', id: string = newResourceId(), previous?: StoredVersion): Promise<ResourceChange> {
     const versionId = previous ? String(Number(previous.versionId) + 1) : '1';
     return this.write(method, resource, id, versionId, previous);
   }
