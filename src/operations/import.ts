@@ -64,9 +64,10 @@ const DEFAULT_CHUNK = 1000;
 /** A chunk is also cut at this much JSON, so big resources do not make huge transactions. */
 const CHUNK_CHARS = 16 * 1024 * 1024;
 
-function message(e: unknown): string {
-  if (e instanceof FhirError) return e.message;
-  return e instanceof Error ? `server error: ${e.message}` : 'server error';
+function message(e: unknown, line?: number): string {
+  const text = e instanceof FhirError || e instanceof SyntaxError ? e.message : e instanceof Error ? `server error: ${e.message}` : 'server error';
+  // An NDJSON line went through as a one-entry transaction: its line number says where, not the entry.
+  return line === undefined ? text : text.replace(/Bundle\.entry\[\d+\](\.resource)?[:.] ?/g, '');
 }
 
 /** Entries of a collection Bundle as transaction entries: resources with an id keep it (PUT), others are created (POST). */
@@ -141,7 +142,7 @@ export class Importer {
     const report: InputReport = { name: source.name, status: 'imported', resources: 0, errors: 0 };
     const fail = (e: unknown, line?: number) => {
       report.errors++;
-      this.issue(summary, options, { input: source.name, line, message: message(e) });
+      this.issue(summary, options, { input: source.name, line, message: message(e, line) });
     };
     try {
       const format = formatOf(source);

@@ -389,26 +389,29 @@ export class SearchService {
   }
 
   /** `Patient/123/Observation`: the resource refers to the compartment owner through one of the def's params. */
+  /**
+   * Members of the compartment as ONE set (`IN (… UNION ALL owner)`): an `OR` with the owner
+   * would turn the semi-join into a filter over every resource of the types.
+   */
   private compartmentCondition(c: { type: string; id: string }, types: string[], single: string | undefined, target: Target): Cond {
     const def = this.compartmentDef(c);
-    const alts: Cond[] = [];
+    const owner = types.includes(c.type);
     if (single) {
       const s = this.compartmentSource(c, single);
-      if (s) alts.push(sql`${target.id} IN (${idSelect(s)})`);
-    } else {
-      // Several types: each with its own params, as (type, param) pairs.
-      const pairs: Array<[string, string]> = [];
-      for (const t of types) for (const p of def.get(t) ?? []) pairs.push([t, p]);
-      if (pairs.length) {
-        alts.push(
-          sql`(${target.type}, ${target.id}) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm WHERE cm.target_id = ${c.id} AND cm.target_type = ${c.type}
-            AND (cm.resource_type, cm.param) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[])))`,
-        );
-      }
+      const sets: Cond[] = s ? [idSelect(s)] : [];
+      if (owner) sets.push(sql`SELECT ${c.id}::text`);
+      return sets.length ? sql`${target.id} IN (${sql.join(sets, sql` UNION ALL `)})` : sql`FALSE`;
     }
-    if (types.includes(c.type)) alts.push(single ? sql`${target.id} = ${c.id}` : sql`(${target.type} = ${c.type} AND ${target.id} = ${c.id})`);
-    if (alts.length === 0) return sql`FALSE`;
-    return alts.length === 1 ? alts[0]! : sql`(${sql.join(alts, sql` OR `)})`;
+    // Several types: each with its own params, as (type, param) pairs.
+    const pairs: Array<[string, string]> = [];
+    for (const t of types) for (const p of def.get(t) ?? []) pairs.push([t, p]);
+    const sets: Cond[] = [];
+    if (pairs.length) {
+      sets.push(sql`SELECT cm.resource_type, cm.resource_id FROM search_reference cm WHERE cm.target_id = ${c.id} AND cm.target_type = ${c.type}
+        AND (cm.resource_type, cm.param) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[]))`);
+    }
+    if (owner) sets.push(sql`SELECT ${c.type}::text, ${c.id}::text`);
+    return sets.length ? sql`(${target.type}, ${target.id}) IN (${sql.join(sets, sql` UNION ALL `)})` : sql`FALSE`;
   }
 
   private async includes(req: SearchRequest, matches: Resource[], accessFilter: unknown): Promise<Resource[]> {
