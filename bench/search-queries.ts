@@ -227,9 +227,9 @@ export function benchQueries(patients: number): BenchQuery[] {
       params: () => q('_total=none'),
       sql: (i) => [
         sql`SELECT r.id, r.content FROM resource r
-            WHERE r.deleted = false AND ((r.resource_type, r.id) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm
-                WHERE cm.target_id = ${pid(i)} AND cm.target_type = 'Patient' AND cm.param IN ('subject', 'patient', 'performer', 'participant'))
-              OR (r.resource_type = 'Patient' AND r.id = ${pid(i)}))
+            WHERE r.deleted = false AND (r.resource_type, r.id) IN (SELECT cm.resource_type, cm.resource_id FROM search_reference cm
+                WHERE cm.target_id = ${pid(i)} AND cm.target_type = 'Patient' AND cm.param IN ('subject', 'patient', 'performer', 'participant')
+              UNION ALL SELECT 'Patient', ${pid(i)})
             ORDER BY r.resource_type, r.id LIMIT ${PAGE}`,
       ],
       maxStatements: 1,
