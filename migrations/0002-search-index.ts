@@ -39,7 +39,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       resource_type text NOT NULL, resource_id text NOT NULL, param text COLLATE "C" NOT NULL,
       value text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL,
       sort_asc boolean NOT NULL DEFAULT false, sort_desc boolean NOT NULL DEFAULT false)`,
-    `CREATE INDEX search_string_res ON search_string (resource_type, resource_id, param)`,
+    // value included: a chain's probe of its target (`subject:Patient.name=…`) stays index-only
+    `CREATE INDEX search_string_res ON search_string (resource_type, resource_id, param) INCLUDE (value)`,
     `CREATE INDEX search_string_value ON search_string (resource_type, param, value, resource_id) INCLUDE (sort_asc, sort_desc)`,
     `CREATE INDEX search_string_multi ON search_string (resource_type, param, resource_id) WHERE NOT (sort_asc AND sort_desc)`,
 

@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     const controller = new AbortController();
     // Ctrl-C: stop after the current commits; the next run resumes from there.
     process.once('SIGINT', () => controller.abort(new Error('interrupted')));
-    const summary = await importer.run(sources, {
+    const running = importer.run(sources, {
       scope: 'cli',
       concurrency: options.concurrency ?? (core.database.kind === 'postgres' ? 2 : 1),
       chunkSize: options.chunk,
@@ -120,7 +120,15 @@ async function main(): Promise<void> {
         bar?.update(Math.min(bytes, total), { resources, rate, file: e.input.slice(0, 40) });
       },
     });
-    bar?.stop();
+    let summary: ImportSummary;
+    try {
+      summary = await running;
+    } catch (e) {
+      if (controller.signal.aborted) throw new Error('interrupted: what was committed stays; run the same command again to resume');
+      throw e;
+    } finally {
+      bar?.stop();
+    }
     printSummary(summary);
     failed = summary.inputs.some((i) => i.status === 'failed');
     if (options.check) {

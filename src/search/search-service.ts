@@ -1,15 +1,15 @@
-import type { Bundle, BundleEntry, BundleLink, CompartmentDefinition, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
+import type { Bundle, BundleEntry, BundleLink, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { loadR4Bundle } from '../fhir/definitions/load.js';
 import { errors } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { Filter, IncludeSpec, ParamFilter, SearchRequest } from './request.js';
-import { accessCondition, FilterCompiler, idSelect, type IdSource, type Target } from './sql/filter.js';
+import { accessCondition, FilterCompiler, idSelect, type Target } from './sql/filter.js';
 import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, type SortPlan } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology } from './terminology.js';
+import { compartmentCondition, compartmentSource, compartmentTypes } from './compartment.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = Kysely<any>;
@@ -70,7 +70,6 @@ export class SearchService {
   private readonly db: AnyDb;
   private readonly registry: SearchParameterRegistry;
   private readonly terminology: Terminology;
-  private compartments?: Map<string, Map<string, string[]>>;
 
   constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: Terminology }) {
     this.db = deps.db;
@@ -96,7 +95,7 @@ export class SearchService {
     const everyType = input.compartment !== undefined && (input.resourceType === undefined || input.resourceType === '*');
     const req = this.parse({ ...input, resourceType: everyType ? undefined : input.resourceType });
     if (everyType) {
-      const inCompartment = this.compartmentTypes(input.compartment!.type);
+      const inCompartment = compartmentTypes(input.compartment!.type);
       // no type left: compartmentCondition gives FALSE for an empty list
       req.types = req.types.length ? req.types.filter((t) => inCompartment.includes(t)) : inCompartment;
     }
@@ -215,7 +214,7 @@ export class SearchService {
       const sources = req.filters.map((f) => ({ f, s: compiler.idSource(f, single) }));
       // Patient/123/Patient also holds the owner itself: not a set of reference rows.
       const ownerType = input.compartment?.type === single;
-      const compartment = input.compartment && !ownerType ? this.compartmentSource(input.compartment, single) : undefined;
+      const compartment = input.compartment && !ownerType ? compartmentSource(input.compartment, single) : undefined;
       if (compartment) sources.push({ f: undefined as unknown as Filter, s: compartment });
       let driver: (typeof sources)[number] | undefined;
       for (const x of sources) if (x.s?.live && (!driver || x.s.rank < driver.s!.rank)) driver = x;
@@ -335,7 +334,7 @@ export class SearchService {
     if (single) conds.push(sql`${target.type} = ${single}`);
     else if (req.types.length > 1) conds.push(sql`${target.type} = ANY(${req.types}::text[])`);
     if (target.resourceAlias) conds.push(sql`${col(target.resourceAlias, 'deleted')} = false`);
-    if (input.compartment) conds.push(this.compartmentCondition(input.compartment, req.types, single, target));
+    if (input.compartment) conds.push(compartmentCondition(input.compartment, req.types, single, target));
     for (const f of req.filters) {
       const o = opts.override?.(f);
       if (o) {
@@ -348,70 +347,6 @@ export class SearchService {
     }
     conds.push(accessCondition(input.accessFilter, target));
     return and(conds);
-  }
-
-  private compartmentDefs(): Map<string, Map<string, string[]>> {
-    if (!this.compartments) {
-      this.compartments = new Map();
-      const def = loadR4Bundle('compartmentdefinition-patient.json') as unknown as CompartmentDefinition;
-      const m = new Map<string, string[]>();
-      for (const r of def.resource ?? []) if (r.param?.length) m.set(r.code, r.param);
-      this.compartments.set(def.code, m);
-    }
-    return this.compartments;
-  }
-
-  private compartmentDef(c: { type: string; id: string }): Map<string, string[]> {
-    const def = this.compartmentDefs().get(c.type);
-    if (!def) throw errors.unsupported(`Compartment ${c.type} is not supported`);
-    if (!/^[A-Za-z0-9\-.]{1,64}$/.test(c.id)) throw errors.incorrect(`Invalid compartment id '${c.id.slice(0, 64)}'`);
-    return def;
-  }
-
-  /** Resource types that can be in compartment `type` (for `Patient/123/*`), the owner type included. */
-  compartmentTypes(type: string): string[] {
-    const def = this.compartmentDefs().get(type);
-    if (!def) throw errors.unsupported(`Compartment ${type} is not supported`);
-    return [...new Set([...def.keys(), type])].sort();
-  }
-
-  /** Members of compartment `c` of ONE type that refer to the owner (the owner itself is not in it). */
-  private compartmentSource(c: { type: string; id: string }, type: string): IdSource | undefined {
-    const params = this.compartmentDef(c).get(type) ?? [];
-    if (params.length === 0) return undefined;
-    return {
-      from: sql`search_reference cm`,
-      id: col('cm', 'resource_id'),
-      where: sql`cm.target_id = ${c.id} AND cm.target_type = ${c.type} AND cm.resource_type = ${type} AND cm.param = ANY(${params}::text[])`,
-      live: true,
-      rank: 0,
-    };
-  }
-
-  /** `Patient/123/Observation`: the resource refers to the compartment owner through one of the def's params. */
-  /**
-   * Members of the compartment as ONE set (`IN (… UNION ALL owner)`): an `OR` with the owner
-   * would turn the semi-join into a filter over every resource of the types.
-   */
-  private compartmentCondition(c: { type: string; id: string }, types: string[], single: string | undefined, target: Target): Cond {
-    const def = this.compartmentDef(c);
-    const owner = types.includes(c.type);
-    if (single) {
-      const s = this.compartmentSource(c, single);
-      const sets: Cond[] = s ? [idSelect(s)] : [];
-      if (owner) sets.push(sql`SELECT ${c.id}::text`);
-      return sets.length ? sql`${target.id} IN (${sql.join(sets, sql` UNION ALL `)})` : sql`FALSE`;
-    }
-    // Several types: each with its own params, as (type, param) pairs.
-    const pairs: Array<[string, string]> = [];
-    for (const t of types) for (const p of def.get(t) ?? []) pairs.push([t, p]);
-    const sets: Cond[] = [];
-    if (pairs.length) {
-      sets.push(sql`SELECT cm.resource_type, cm.resource_id FROM search_reference cm WHERE cm.target_id = ${c.id} AND cm.target_type = ${c.type}
-        AND (cm.resource_type, cm.param) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[]))`);
-    }
-    if (owner) sets.push(sql`SELECT ${c.type}::text, ${c.id}::text`);
-    return sets.length ? sql`(${target.type}, ${target.id}) IN (${sql.join(sets, sql` UNION ALL `)})` : sql`FALSE`;
   }
 
   private async includes(req: SearchRequest, matches: Resource[], accessFilter: unknown): Promise<Resource[]> {
