@@ -25,6 +25,7 @@ import { createImports, type ImportComponents } from './operations/import-wiring
 import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
+import { runtimeSearchParameters, type RuntimeSearchParameters } from './workflows/search-parameters.js';
 import { SearchService } from './search/search-service.js';
 import { openDatabase, type DatabaseHandle } from './storage/db.js';
 import { loadOrCreateKey } from './storage/key-store.js';
@@ -41,6 +42,8 @@ export interface ServerApp {
   bulk: BulkComponents;
   /** $import service and its job runner (tests pause the runner). */
   imports: ImportComponents;
+  /** Run-time SearchParameters and their reindex progress. */
+  searchParameters: RuntimeSearchParameters;
   /** Set when the server made itself a development client because none was configured. */
   devClient?: { id: string; secret: string };
   close(): Promise<void>;
@@ -74,6 +77,7 @@ export interface AppCore {
   validator: ResourceValidator;
   search: SearchService;
   fhirBase: string;
+  searchParameters: RuntimeSearchParameters;
 }
 
 /**
@@ -112,12 +116,13 @@ export async function buildCore(config: Config): Promise<AppCore> {
     (change.issues ??= []).push(...issues);
   });
   const search = new SearchService({ db: database.db, registry });
-  return { database, registry, store, validator, search, fhirBase };
+  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log: config.logLevel === 'silent' ? () => undefined : (m) => console.log(m) });
+  return { database, registry, store, validator, search, fhirBase, searchParameters };
 }
 
 /** The one place that builds every component from its dependencies. */
 export async function buildApp(config: Config): Promise<ServerApp> {
-  const { database, registry, store, validator, search, fhirBase } = await buildCore(config);
+  const { database, registry, store, validator, search, fhirBase, searchParameters } = await buildCore(config);
 
   const signingKey = await loadOrCreateKey<SigningKeyPair>(database.db, 'access-token-signing', generateSigningKey);
   const tokens = await TokenService.create(signingKey, config.baseUrl, config.accessTokenTtlSeconds);
@@ -179,7 +184,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   registerErrorHandling(http);
   registerHealthRoutes(http, { ready: async () => void (await sql`SELECT 1`.execute(database.db)) });
   registerTokenRoutes(http, { clients, tokens });
-  await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement });
+  await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement, reindexStatus: () => searchParameters.status() });
   let bulk: BulkComponents;
   try {
     bulk = await createBulk({
@@ -223,6 +228,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     database,
     validator,
     registry,
+    searchParameters,
     bulk,
     imports,
     devClient,
@@ -233,6 +239,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       // Running jobs stop at their next checkpoint and release their claim (database still open).
       await bulk.close();
       await imports.close();
+      await searchParameters.idle();
       await database.close();
     },
   };

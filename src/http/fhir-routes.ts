@@ -28,6 +28,8 @@ declare module 'fastify' {
 export interface FhirRouteDeps extends InteractionDeps {
   tokens: TokenService;
   capabilityStatement: () => Resource;
+  /** Progress of run-time SearchParameter reindexing (this process). */
+  reindexStatus: () => Array<{ url: string; state: string; resourcesDone: number; error?: string }>;
 }
 
 type TypeParams = { type: string };
@@ -90,6 +92,24 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
       if (type && permission && deps.validator.isResourceType(type)) authorize(request, type, permission);
     }
     return send(request, reply, await processBundle(deps, request.body, preferReturn(request)));
+  });
+
+  // Reindex progress of SearchParameters created at run time: a Parameters resource.
+  app.get('/SearchParameter/$reindex-status', async (request, reply) => {
+    authorize(request, 'SearchParameter', 'r');
+    const body = {
+      resourceType: 'Parameters',
+      parameter: deps.reindexStatus().map((s) => ({
+        name: 'searchParameter',
+        part: [
+          { name: 'url', valueUri: s.url },
+          { name: 'state', valueCode: s.state },
+          { name: 'resourcesDone', valueInteger: s.resourcesDone },
+          ...(s.error ? [{ name: 'error', valueString: s.error }] : []),
+        ],
+      })),
+    };
+    return reply.type(FHIR_JSON).send(JSON.stringify(body));
   });
 
   // history: system, type, instance

@@ -131,6 +131,12 @@ export class SearchParameterRegistry {
    * (see `reindex.ts`), because existing resources have no rows for it yet.
    */
   add(sp: SearchParameter, options: { ready?: boolean } = {}): void {
+    this.check(sp);
+    this.register(sp, options.ready ? 'ready' : 'pending-reindex');
+  }
+
+  /** Throws when `sp` could not be used: missing code/type/base, or an expression that does not compile. */
+  check(sp: SearchParameter): void {
     if (!sp.code || !sp.type || !sp.base?.length) throw errors.incorrect('SearchParameter needs code, type and base');
     if (sp.expression) {
       for (const base of sp.base) {
@@ -138,7 +144,6 @@ export class SearchParameterRegistry {
         if (e) this.compile(e); // throws early on an expression neither path can compile
       }
     }
-    this.register(sp, options.ready ? 'ready' : 'pending-reindex');
   }
 
   markReady(url: string): void {

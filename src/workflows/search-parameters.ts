@@ -1,0 +1,95 @@
+import type { SearchParameter } from 'fhir/r4.js';
+import type { Kysely } from 'kysely';
+import { FhirError } from '../fhir/errors.js';
+import type { SearchIndexer } from '../search/indexer.js';
+import { reindex } from '../search/reindex.js';
+import type { SearchParameterRegistry } from '../search/registry.js';
+import type { SearchService } from '../search/search-service.js';
+import type { ResourceStore } from '../storage/resource-store.js';
+
+/** Progress of the background reindex of one run-time SearchParameter. */
+export interface ReindexStatus {
+  url: string;
+  state: 'running' | 'ready' | 'failed';
+  resourcesDone: number;
+  error?: string;
+}
+
+export interface RuntimeSearchParameters {
+  /** Reindex progress by SearchParameter url (this process). */
+  status(): ReindexStatus[];
+  /** Waits for every reindex this process started (tests, shutdown). */
+  idle(): Promise<void>;
+}
+
+/**
+ * SearchParameter resources created at run time (https://hl7.org/fhir/R4/searchparameter.html):
+ * an active one is checked before it is stored (its expression must compile), then added to
+ * the registry as pending, its base types are reindexed in the background, and only then do
+ * searches accept it (until then they are refused with a 400 naming the parameter).
+ * Known gap: other server processes learn of it at their next start.
+ */
+export async function runtimeSearchParameters(deps: {
+  store: ResourceStore;
+  registry: SearchParameterRegistry;
+  indexer: SearchIndexer;
+  search: SearchService;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  db: Kysely<any>;
+  log: (message: string) => void;
+}): Promise<RuntimeSearchParameters> {
+  const statuses = new Map<string, ReindexStatus>();
+  const running = new Set<Promise<void>>();
+
+  const activate = (sp: SearchParameter) => {
+    if (!sp.url) return;
+    deps.registry.add(sp);
+    const status: ReindexStatus = { url: sp.url, state: 'running', resourcesDone: 0 };
+    statuses.set(sp.url, status);
+    const job = reindex({ db: deps.db, registry: deps.registry, indexer: deps.indexer }, { url: sp.url, onProgress: (n) => (status.resourcesDone = n) })
+      .then(() => {
+        status.state = 'ready';
+        deps.log(`search parameter ${sp.url} is ready (${status.resourcesDone} resources reindexed)`);
+      })
+      .catch((e: unknown) => {
+        status.state = 'failed';
+        status.error = e instanceof Error ? e.message : String(e);
+        deps.log(`reindex for search parameter ${sp.url} failed: ${status.error}`);
+      })
+      .finally(() => running.delete(job));
+    running.add(job);
+  };
+
+  deps.store.onBeforeWrite((_tx, change) => {
+    const sp = change.resource as SearchParameter | undefined;
+    if (sp?.resourceType !== 'SearchParameter' || sp.status !== 'active') return;
+    if (!sp.url) throw new FhirError('invalid', [{ severity: 'error', code: 'required', diagnostics: 'an active SearchParameter needs a url', expression: ['SearchParameter.url'] }]);
+    try {
+      // Compiles the expression against a scratch registry entry without activating it.
+      deps.registry.check(sp);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      throw new FhirError('invalid', [{ severity: 'error', code: 'invalid', diagnostics: `the SearchParameter cannot be used: ${message}`, expression: ['SearchParameter.expression'] }]);
+    }
+  });
+  deps.store.onAfterCommit((changes) => {
+    for (const change of changes) {
+      const sp = change.resource as SearchParameter | undefined;
+      if (sp?.resourceType === 'SearchParameter' && sp.status === 'active') activate(sp);
+    }
+  });
+
+  // Parameters created before this process started: registered and reindexed again (idempotent).
+  const ids = await deps.search.findIds('SearchParameter', 'status=active', { limit: 1000 });
+  for (const id of ids) {
+    const stored = await deps.store.read('SearchParameter', id);
+    if (stored?.json) activate(JSON.parse(stored.json) as SearchParameter);
+  }
+
+  return {
+    status: () => [...statuses.values()].map((s) => ({ ...s })),
+    idle: async () => {
+      while (running.size > 0) await Promise.all([...running]);
+    },
+  };
+}
