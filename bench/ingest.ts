@@ -9,16 +9,14 @@
  * Exported for bench/run.ts: `benchIngest({ app, token })`; also runnable alone:
  * `DATABASE_URL=… npx tsx bench/ingest.ts` (schema of its own, dropped afterwards).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Bundle } from 'fhir/r4.js';
 import { sql } from 'kysely';
-import pg from 'pg';
-import { buildApp, type ServerApp } from '../src/app.js';
-import { loadConfig } from '../src/config/config.js';
-import { compare, measure, printComparisons, type Comparison, type Measurement } from './harness.js';
+import type { ServerApp } from '../src/app.js';
+import { compare, measure, type Comparison, type Measurement } from './harness.js';
 
 export interface IngestBenchOptions {
   app: ServerApp;
@@ -118,54 +116,4 @@ export async function benchIngest(o: IngestBenchOptions): Promise<Comparison[]> 
     rows.push(compare(`ingest at ${copies + 1}× vs empty database`, full, empty, { text: 'throughput ≥ 0.5 × empty', met: (c) => c.throughputRatio >= 0.5 }));
   }
   return rows;
-}
-
-async function main(): Promise<void> {
-  const databaseUrl = process.env.DATABASE_URL;
-  const schema = databaseUrl ? `bench_${randomBytes(4).toString('hex')}` : undefined;
-  const secret = randomBytes(18).toString('base64url');
-  const config = loadConfig({
-    ...process.env,
-    DATA_DIR: 'memory',
-    LOG_LEVEL: 'silent',
-    FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
-    FHIR_BOOTSTRAP_CLIENT_SECRET: secret,
-    ...(schema ? { DATABASE_SCHEMA: schema } : {}),
-  });
-  const app = await buildApp(config);
-  try {
-    let current = { token: '', at: 0 };
-    const token = async () => {
-      if (Date.now() - current.at > 60_000) {
-        const tokenRes = await app.http.inject({
-          method: 'POST',
-          url: '/auth/token',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          payload: `grant_type=client_credentials&client_id=bench&client_secret=${secret}&scope=system/*.*`,
-        });
-        current = { token: (tokenRes.json() as { access_token: string }).access_token, at: Date.now() };
-      }
-      return current.token;
-    };
-    const concurrency = Number(process.env.BENCH_INGEST_CONCURRENCY ?? 2);
-    // The embedded database keeps everything in memory: no 10× fill there by default.
-    const copies = Number(process.env.BENCH_INGEST_COPIES ?? (databaseUrl ? 9 : 0));
-    const rows = await benchIngest({ app, token, concurrency, copies });
-    printComparisons(`Ingest on ${databaseUrl ? 'postgresql' : 'pglite (embedded, memory)'} (Synthea transaction Bundles, concurrency ${concurrency})`, rows);
-  } finally {
-    await app.close();
-    if (schema && databaseUrl) {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await client.end();
-    }
-  }
-}
-
-if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.dirname, 'ingest.ts')) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
 }
