@@ -13,6 +13,7 @@ import { read, vread } from '../interactions/read.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
 import { conditionalUpdate, update } from '../interactions/update.js';
 import { validateOperation } from '../operations/validate.js';
+import { compartmentTypes } from '../search/compartment.js';
 import { notModified, outputOptions, preferReturn, preferStrict, sendResult, FHIR_JSON } from './respond.js';
 
 declare module 'fastify' {
@@ -148,7 +149,18 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.get<{ Params: InstanceParams & { target: string } }>('/:type/:id/:target', async (request, reply) => {
     const { type, id, target } = request.params;
     knownType(type);
-    return search(request, reply, target, [...queryOf(request)], { type, id });
+    if (target !== '*') return search(request, reply, target, [...queryOf(request)], { type, id });
+    // Everything in the compartment, limited to the types the token may search.
+    const params: [string, string][] = [...queryOf(request)];
+    const members = [...new Set([type, ...compartmentTypes(type)])];
+    const allowed = members.filter((t) => request.auth && scopesAllow(request.auth.scopes, t, 's'));
+    if (allowed.length === 0) throw errors.forbidden(`the access token's scopes allow searching none of the ${type} compartment types`);
+    const requested = params.filter(([name]) => name === '_type').flatMap(([, v]) => v.split(','));
+    const refused = requested.filter((t) => !allowed.includes(t));
+    if (refused.length > 0) throw errors.forbidden(`the access token's scopes do not allow searching ${refused.join(', ').slice(0, 200)}`);
+    if (requested.length === 0 && allowed.length < members.length) params.push(['_type', allowed.join(',')]);
+    const bundle = await deps.search.search({ resourceType: '*', params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment: { type, id } });
+    return send(request, reply, { status: 200, body: bundle });
   });
 
   // create, conditional update / delete / patch at type level

@@ -266,7 +266,10 @@ export class SearchService {
 
     let total: number | undefined;
     const totalMode = req.total ?? (cursor ? 'none' : 'accurate');
-    if (summaryCount || totalMode === 'accurate') {
+    if (totalMode === 'accurate' && !summaryCount && !cursor && !hasMoreForward) {
+      // The first page holds every match: no count query needed.
+      total = rows.length;
+    } else if (summaryCount || totalMode === 'accurate') {
       const r = await count.execute(db);
       total = Number(r.rows[0]!.n);
     } else if (totalMode === 'estimate') {

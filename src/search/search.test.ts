@@ -241,8 +241,15 @@ describe('search: results, paging, includes', () => {
       },
     });
     const s = new SearchService({ db: counting, registry });
-    const b = await s.search({ resourceType: 'Observation', params: pairs('_id=ob1,ob2,ob3&_include=Observation:subject&_include=Observation:performer&_revinclude=Encounter:subject'), baseUrl: BASE });
+    const q = '_id=ob1,ob2,ob3&_include=Observation:subject&_include=Observation:performer&_revinclude=Encounter:subject';
+    const b = await s.search({ resourceType: 'Observation', params: pairs(q), baseUrl: BASE });
     expect(b.entry?.filter((e) => e.search?.mode === 'include').map((e) => e.resource!.id).sort()).toEqual(['p1', 'p2', 'pr1']);
+    // every match fits on the first page: its size is the total, no count query
+    expect(b.total).toBe(3);
+    expect(statements).toBe(1 + 3);
+    statements = 0;
+    const paged = await s.search({ resourceType: 'Observation', params: pairs(`${q}&_count=2`), baseUrl: BASE });
+    expect(paged.total).toBe(3);
     expect(statements).toBe(1 + 1 + 3);
     statements = 0;
     await s.search({ resourceType: 'Observation', params: pairs('code=2345-7&_sort=-date&_total=none'), baseUrl: BASE });

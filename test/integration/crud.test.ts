@@ -344,6 +344,21 @@ describe('conditional interactions (http.html#ccreate, #cond-update, #cdelete)',
   });
 });
 
+describe('compartment search (R4 compartmentdefinition.html)', () => {
+  it('Patient/x/* returns the patient and its compartment, and Patient/x/Observation only observations', async () => {
+    const p = await createPatient('Compartment');
+    const obs = await t.request({ method: 'POST', url: '/fhir/Observation', payload: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${p.id}` } } });
+    const enc = await t.request({ method: 'POST', url: '/fhir/Encounter', payload: { resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' }, subject: { reference: `Patient/${p.id}` } } });
+    await createPatient('Other');
+    const all = (await t.request({ method: 'GET', url: `/fhir/Patient/${p.id}/*` })).json() as Bundle;
+    expect(all.entry?.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`).sort()).toEqual(
+      [`Patient/${p.id}`, `Observation/${obs.json().id}`, `Encounter/${enc.json().id}`].sort(),
+    );
+    const observations = (await t.request({ method: 'GET', url: `/fhir/Patient/${p.id}/Observation` })).json() as Bundle;
+    expect(observations.entry?.map((e) => e.resource?.id)).toEqual([obs.json().id]);
+  });
+});
+
 describe('$validate (resource-operation-validate)', () => {
   it('type level: OperationOutcome with errors and their locations', async () => {
     const ok = await t.request({ method: 'POST', url: '/fhir/Patient/$validate', payload: patient('Valid') });
