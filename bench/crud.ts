@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import type { ServerApp } from '../src/app.js';
+import { startWriteProfile, stopWriteProfile } from '../src/storage/write-profile.js';
 import { compare, measure, type Comparison } from './harness.js';
 
 export interface CrudBenchOptions {
@@ -51,7 +52,9 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   await measure('warm raw insert', 200, o.concurrency, rawCreate);
 
   const rawInsert = await measure('raw INSERT', o.creates, o.concurrency, rawCreate);
+  startWriteProfile();
   const fhirCreateM = await measure('FHIR create', o.creates, o.concurrency, fhirCreate);
+  const createProfile = stopWriteProfile();
 
   const rawSelectOp = async (i: number) => {
     const r = await sql<{ content: unknown }>`SELECT content FROM bench_raw WHERE id = ${rawIds[i % rawIds.length]}`.execute(db);
@@ -72,6 +75,7 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   const rawUpdate = await measure('raw UPDATE by pk', o.updates, o.concurrency, async (i) => {
     await sql`UPDATE bench_raw SET content = ${texts[i % texts.length]}::jsonb WHERE id = ${rawIds[i % rawIds.length]}`.execute(db);
   });
+  startWriteProfile();
   const fhirUpdate = await measure('FHIR update', o.updates, o.concurrency, async (i) => {
     const { type, id } = fhirIds[i % fhirIds.length];
     const body = bodies.find((b) => b.resourceType === type) as Resource;
@@ -83,6 +87,11 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
     });
     if (res.statusCode !== 200) throw new Error(`update failed: ${res.statusCode} ${res.body.slice(0, 200)}`);
   });
+
+  const updateProfile = stopWriteProfile();
+  // Where a write's time goes, per stage (see src/storage/write-profile.ts).
+  console.log(createProfile?.format('profile of FHIR create'));
+  console.log(updateProfile?.format('profile of FHIR update'));
 
   await sql`DROP TABLE bench_raw`.execute(db);
   return [

@@ -7,6 +7,7 @@ export interface Measurement {
   perSecond: number;
   p50Ms: number;
   p95Ms: number;
+  p99Ms?: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -42,6 +43,38 @@ export async function measure(name: string, count: number, concurrency: number, 
     perSecond: count / seconds,
     p50Ms: percentile(latencies, 50),
     p95Ms: percentile(latencies, 95),
+    p99Ms: percentile(latencies, 99),
+  };
+}
+
+/**
+ * Like `measure`, but for a fixed wall time instead of a fixed count (how an HTTP load
+ * generator runs): `concurrency` callers each start a new call as soon as theirs returns.
+ */
+export async function measureFor(name: string, seconds: number, concurrency: number, operation: (i: number) => Promise<void>): Promise<Measurement> {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  const until = started + seconds * 1000;
+  const worker = async () => {
+    while (performance.now() < until) {
+      const i = next++;
+      const t0 = performance.now();
+      await operation(i);
+      latencies.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    name,
+    operations: latencies.length,
+    seconds: elapsed,
+    perSecond: latencies.length / elapsed,
+    p50Ms: percentile(latencies, 50),
+    p95Ms: percentile(latencies, 95),
+    p99Ms: percentile(latencies, 99),
   };
 }
 
@@ -55,6 +88,16 @@ export interface Comparison {
   p50Ratio: number;
   aim?: string;
   met?: boolean;
+}
+
+/** Sets an aim on the rows whose `what` matches and that carry none yet (sections written before the aim was). */
+export function withAim(rows: Comparison[], what: RegExp, aim: { text: string; met: (c: Comparison) => boolean }): Comparison[] {
+  for (const c of rows) {
+    if (c.aim || !what.test(c.what)) continue;
+    c.aim = aim.text;
+    c.met = aim.met(c);
+  }
+  return rows;
 }
 
 export function compare(what: string, fhir: Measurement, raw: Measurement, aim?: { text: string; met: (c: Comparison) => boolean }): Comparison {

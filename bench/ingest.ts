@@ -16,6 +16,7 @@ import { gunzipSync } from 'node:zlib';
 import type { Bundle } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import type { ServerApp } from '../src/app.js';
+import { startWriteProfile, stopWriteProfile } from '../src/storage/write-profile.js';
 import { compare, measure, type Comparison, type Measurement } from './harness.js';
 
 export interface IngestBenchOptions {
@@ -98,7 +99,10 @@ export async function benchIngest(o: IngestBenchOptions): Promise<Comparison[]> 
   };
   log(`ingest: ${set.transactions.length} transaction Bundles, ${set.resources} resources per copy, concurrency ${concurrency}`);
   const raw = await rawRun('multi-row INSERT');
+  startWriteProfile();
   const empty = perResource(await postSet('fhir'), set.resources, 'transaction ingest (empty database)');
+  // Where a write's time goes, per stage (see src/storage/write-profile.ts).
+  log(`  ${stopWriteProfile()?.format('profile of transaction ingest') ?? ''}`);
   log(`  empty database: ${empty.perSecond.toFixed(0)} resources/s (raw ${raw.perSecond.toFixed(0)})`);
   const rows: Comparison[] = [
     compare('transaction Bundles vs multi-row INSERT, empty database (resources/s)', empty, raw, { text: 'throughput ≥ 0.3 × raw', met: (c) => c.throughputRatio >= 0.3 }),

@@ -1,50 +1,37 @@
 /**
  * `npm run bench`: every figure beside a raw baseline measured in the same run, printed as a
- * ratio and written to bench/report-<timestamp>.json. Uses DATABASE_URL when set (each section
- * in a schema of its own, dropped afterwards), else the embedded database in memory.
+ * ratio beside its aim and written to bench/report-<timestamp>.json. Uses DATABASE_URL when set
+ * (each section in a schema of its own, dropped afterwards), else the embedded database in memory.
  *
- * Sections: crud, export, ingest, search (default: all; search needs DATABASE_URL and takes
- * ~15 minutes). Choose with `npm run bench -- crud,export` or BENCH_SECTIONS=crud,export.
- * BENCH_INGEST_COPIES (default 9 on PostgreSQL) and BENCH_SEARCH_PATIENTS (default 100000)
- * size the long sections.
+ *   npm run bench                          all sections (crud, export, ingest, import, search, http)
+ *   npm run bench -- crud,http             some sections (or BENCH_SECTIONS=crud,http)
+ *   npm run bench -- --quick               every section at a small scale, ~2 minutes (or BENCH_QUICK=1)
+ *
+ * Sizes: BENCH_INGEST_COPIES (default 9 on PostgreSQL, 0 on PGlite), BENCH_SEARCH_PATIENTS
+ * (default 100000 on PostgreSQL = 1 M Observations, 2000 on PGlite = 20 k), BENCH_HTTP_SECONDS
+ * (default 4 per figure), BENCH_HTTP_CONNECTIONS (default 1,8,32), BENCH_HTTP_PATIENTS (500),
+ * BENCH_HTTP_SAMPLES (400); BENCH_REPORT chooses the report file. docs/benchmarks.md describes
+ * each section and its baseline.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-import { join, resolve } from 'node:path';
-import type { Bundle, Resource } from 'fhir/r4.js';
+import { mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { buildApp, type ServerApp } from '../src/app.js';
 import { loadConfig } from '../src/config/config.js';
 import { benchCrud } from './crud.js';
+import { benchEnvironment, loadNow, printEnvironment } from './environment.js';
 import { benchExport, printExportBench } from './export.js';
-import { printComparisons } from './harness.js';
+import { printComparisons, withAim, type Comparison } from './harness.js';
+import { benchHttp, type HttpBenchReport } from './http.js';
+import { benchImport, type ImportBenchResult } from './import.js';
 import { benchIngest } from './ingest.js';
-import { benchSearch } from './search.js';
+import { SHARED_DATA, syntheaResources } from './samples.js';
+import { benchSearch, type SearchBenchReport } from './search.js';
 
-const SHARED = resolve(process.cwd(), '../shared/data');
-const SECTIONS = ['crud', 'export', 'ingest', 'search'] as const;
+const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http'] as const;
 type Section = (typeof SECTIONS)[number];
-
-function synthea(types: string[], limit: number): Resource[] {
-  const dir = join(SHARED, 'synthea');
-  const out: Resource[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json.gz') && !f.startsWith('0-'))) {
-    const bundle = JSON.parse(gunzipSync(readFileSync(join(dir, file))).toString('utf8')) as Bundle;
-    // References as a loaded server holds them: urn:uuid:X → Type/X.
-    const typeOf = new Map((bundle.entry ?? []).map((e) => [e.fullUrl ?? '', e.resource?.resourceType ?? '']));
-    for (const e of bundle.entry ?? []) {
-      if (!e.resource || !types.includes(e.resource.resourceType)) continue;
-      const text = JSON.stringify(e.resource).replace(/"urn:uuid:([0-9a-f-]{36})"/g, (m, id: string) => {
-        const type = typeOf.get(`urn:uuid:${id}`);
-        return type ? `"${type}/${id}"` : m;
-      });
-      out.push(JSON.parse(text) as Resource);
-      if (out.length >= limit) return out;
-    }
-  }
-  return out;
-}
 
 /** A fresh app (own schema on PostgreSQL) with a token source, closed and dropped afterwards. */
 async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) => Promise<T>): Promise<T> {
@@ -89,60 +76,154 @@ async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) =
 }
 
 function chosenSections(): Section[] {
-  const raw = process.argv[2] ?? process.env.BENCH_SECTIONS ?? SECTIONS.join(',');
+  const raw = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? process.env.BENCH_SECTIONS ?? SECTIONS.join(',');
   const chosen = raw.split(',').map((s) => s.trim()) as Section[];
   for (const s of chosen) if (!SECTIONS.includes(s)) throw new Error(`unknown bench section "${s}"; choose from ${SECTIONS.join(', ')}`);
   return chosen;
 }
 
+/** A Synthea folder holding the reference-data batches and the `bundles` smallest transaction Bundles (symlinks). */
+function syntheaSubset(bundles: number): { dir: string; remove: () => void } {
+  const source = join(SHARED_DATA, 'synthea');
+  const dir = mkdtempSync(join(tmpdir(), 'bench-synthea-'));
+  const files = readdirSync(source).filter((f) => f.endsWith('.json.gz')).sort();
+  const bySize = files.filter((f) => !f.startsWith('0-')).sort((x, y) => statSync(join(source, x)).size - statSync(join(source, y)).size);
+  const chosen = [...files.filter((f) => f.startsWith('0-')), ...bySize.slice(0, bundles)];
+  for (const f of chosen) symlinkSync(join(source, f), join(dir, f));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+const QUICK_BUNDLES = 10;
+
+interface AimLine {
+  section: string;
+  aim: string;
+  figure: string;
+  met: boolean;
+}
+
+const f2 = (n: number) => n.toFixed(2);
+
+function comparisonAims(section: string, rows: Comparison[]): AimLine[] {
+  return rows
+    .filter((r) => r.aim)
+    .map((r) => ({ section, aim: `${r.what}: ${r.aim}`, figure: `throughput ${f2(r.throughputRatio)}×, p50 ${f2(r.p50Ratio)}×`, met: r.met === true }));
+}
+
 async function main(): Promise<void> {
   const databaseUrl = process.env.DATABASE_URL;
-  const database = databaseUrl ? 'postgresql' : 'pglite (embedded, memory)';
-  const report: Record<string, unknown> = { startedAt: new Date().toISOString(), database, node: process.version };
+  const quick = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+  const started = Date.now();
+  const environment = await benchEnvironment(databaseUrl);
+  const database = environment.database;
+  const report: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, environment };
   const sections = chosenSections();
+  const aims: AimLine[] = [];
+  const tookSeconds: Partial<Record<Section, number>> = {};
+  // Quick runs ingest and import the same few Bundles.
+  const subset = quick ? syntheaSubset(QUICK_BUNDLES) : undefined;
+  try {
+    await runSections();
+  } finally {
+    subset?.remove();
+  }
 
-  if (sections.includes('crud')) {
-    report.crud = await withApp(async (app, token) => {
-      const scale = databaseUrl ? 1 : 0.5;
-      const rows = await benchCrud({
-        app,
-        token: await token(),
-        samples: synthea(['Patient', 'Observation'], 400),
-        creates: Math.round(3000 * scale),
-        reads: Math.round(6000 * scale),
-        updates: Math.round(2000 * scale),
-        concurrency: 8,
+  async function runSections(): Promise<void> {
+    console.log(`npm run bench${quick ? ' --quick (small scale: figures are indicative only)' : ''}: ${sections.join(', ')}`);
+    printEnvironment(environment);
+
+    if (sections.includes('crud')) {
+      const t0 = Date.now();
+      report.crud = await withApp(async (app, token) => {
+        const scale = quick ? 0.1 : databaseUrl ? 1 : 0.5;
+        const rows = await benchCrud({
+          app,
+          token: await token(),
+          samples: syntheaResources(['Patient', 'Observation'], 400),
+          creates: Math.round(3000 * scale),
+          reads: Math.round(6000 * scale),
+          updates: Math.round(2000 * scale),
+          concurrency: 8,
+        });
+        withAim(rows, /^update/, { text: 'throughput ≥ 0.3 × raw', met: (c) => c.throughputRatio >= 0.3 });
+        printComparisons(`CRUD on ${database} (concurrency 8, fastify inject, Synthea Patient/Observation JSON; load ${loadNow()})`, rows);
+        aims.push(...comparisonAims('crud (inject)', rows));
+        return rows;
       });
-      printComparisons(`CRUD on ${database} (concurrency 8, fastify inject, Synthea Patient/Observation JSON)`, rows);
-      return rows;
-    });
-  }
-  if (sections.includes('export')) {
-    report.export = await withApp(async (app, token) => {
-      const result = await benchExport({ app, token: await token(), patients: databaseUrl ? 100 : 20 });
-      printExportBench(`Bulk Data export on ${database}`, result);
-      return result;
-    });
-  }
-  if (sections.includes('ingest')) {
-    report.ingest = await withApp(async (app, token) => {
-      const copies = Number(process.env.BENCH_INGEST_COPIES ?? (databaseUrl ? 9 : 0));
-      const rows = await benchIngest({ app, token, concurrency: 2, copies });
-      printComparisons(`Transaction ingest on ${database} (Synthea Bundles, concurrency 2)`, rows);
-      return rows;
-    });
-  }
-  if (sections.includes('search')) {
-    if (!databaseUrl) {
-      console.log('\nsearch: skipped (needs DATABASE_URL: it loads 1,000,000 Observations into PostgreSQL)');
-    } else {
-      report.search = await benchSearch({ databaseUrl, patients: Number(process.env.BENCH_SEARCH_PATIENTS ?? 100_000) });
+      tookSeconds.crud = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('export')) {
+      const t0 = Date.now();
+      report.export = await withApp(async (app, token) => {
+        const result = await benchExport({ app, token: await token(), patients: quick ? 5 : databaseUrl ? 100 : 20, ...(quick ? { repeats: 1 } : {}) });
+        printExportBench(`Bulk Data export on ${database}`, result);
+        return result;
+      });
+      tookSeconds.export = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('ingest')) {
+      const t0 = Date.now();
+      report.ingest = await withApp(async (app, token) => {
+        const copies = quick ? 0 : Number(process.env.BENCH_INGEST_COPIES ?? (databaseUrl ? 9 : 0));
+        const rows = await benchIngest({ app, token, concurrency: 2, copies, ...(subset ? { dir: subset.dir } : {}) });
+        printComparisons(`Transaction ingest on ${database} (Synthea Bundles${subset ? `, the ${QUICK_BUNDLES} smallest` : ''}, concurrency 2; load ${loadNow()})`, rows);
+        aims.push(...comparisonAims('ingest (inject)', rows));
+        return rows;
+      });
+      tookSeconds.ingest = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('import')) {
+      const t0 = Date.now();
+      const result: ImportBenchResult = await benchImport({ databaseUrl, dir: subset?.dir ?? join(SHARED_DATA, 'synthea') });
+      const ingest = (report.ingest as Comparison[] | undefined)?.[0];
+      console.log(
+        `\nnpm run import on ${database} (Synthea${subset ? `, the ${QUICK_BUNDLES} smallest Bundles` : ''}, empty database, own process): ` +
+          `${result.resources} resources in ${result.seconds.toFixed(1)} s = ${result.perSecond.toFixed(0)} resources/s (whole command ${result.wallSeconds.toFixed(1)} s)` +
+          (ingest ? `; transaction ingest ${ingest.fhir.perSecond.toFixed(0)}/s, multi-row INSERT ${ingest.raw.perSecond.toFixed(0)}/s in this run` : ' (run with the ingest section for its baselines)'),
+      );
+      report.import = result;
+      if (ingest) {
+        aims.push({ section: 'import (CLI)', aim: 'npm run import ≥ transaction ingest', figure: `${f2(result.perSecond / ingest.fhir.perSecond)}×`, met: result.perSecond >= ingest.fhir.perSecond });
+        aims.push({ section: 'import (CLI)', aim: 'npm run import ≥ 0.3 × multi-row INSERT', figure: `${f2(result.perSecond / ingest.raw.perSecond)}×`, met: result.perSecond >= 0.3 * ingest.raw.perSecond });
+      }
+      tookSeconds.import = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('search')) {
+      const t0 = Date.now();
+      // PostgreSQL: 10 k and 1 M Observations. PGlite holds everything in memory and loads
+      // ~300 resources/s, so it runs the same mix at a scale it loads in a minute or two.
+      const patients = Number(process.env.BENCH_SEARCH_PATIENTS ?? (quick ? (databaseUrl ? 1000 : 200) : databaseUrl ? 100_000 : 2000));
+      const search: SearchBenchReport = await benchSearch({ databaseUrl, patients, runs: quick ? 5 : databaseUrl ? 60 : 30 });
+      report.search = search;
+      aims.push(...search.aims.map((a) => ({ section: `search (${search.database})`, aim: a.aim, figure: a.detail, met: a.met })));
+      tookSeconds.search = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('http')) {
+      const t0 = Date.now();
+      const http: HttpBenchReport = await benchHttp({
+        databaseUrl,
+        seconds: Number(process.env.BENCH_HTTP_SECONDS ?? (quick ? 1 : 4)),
+        connections: (process.env.BENCH_HTTP_CONNECTIONS ?? '1,8,32').split(',').map(Number),
+        patients: Number(process.env.BENCH_HTTP_PATIENTS ?? (quick ? 100 : 500)),
+        samples: Number(process.env.BENCH_HTTP_SAMPLES ?? (quick ? 100 : 400)),
+      });
+      report.http = http;
+      for (const r of http.rows.filter((x) => x.aim)) {
+        aims.push({ section: 'http (socket)', aim: r.aim!, figure: `throughput ${f2(r.vsRaw)}×, p50 ${f2(r.p50VsRaw)}× (${r.connections} connection${r.connections > 1 ? 's' : ''})`, met: r.met === true });
+      }
+      tookSeconds.http = (Date.now() - t0) / 1000;
     }
   }
 
-  const file = join('bench', `report-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  report.aims = aims;
+  report.tookSeconds = tookSeconds;
+  console.log(`\nsection times: ${Object.entries(tookSeconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}`);
+  console.log(`\nAims on ${database}${quick ? ' (quick run: small scale)' : ''}; load average now ${loadNow()}`);
+  console.log(['section', 'aim', 'figure', ''].join(' | '));
+  for (const a of aims) console.log([a.section, a.aim, a.figure, a.met ? 'met' : 'NOT met'].join(' | '));
+  const file = process.env.BENCH_REPORT ?? join('bench', `report-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify(report, null, 2));
-  console.log(`\nreport written to ${file}`);
+  console.log(`\nreport written to ${file} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 
 main().catch((e: unknown) => {

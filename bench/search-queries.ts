@@ -29,6 +29,12 @@ const VITAL_CODES = ['8867-4', '29463-7', '8302-2', '39156-5', '9279-1', '8310-5
 /** Lab codes: each ~3 % of Observations. */
 const LAB_CODES = ['2339-0', '718-7', '2093-3', '4548-4', '2160-0', '2951-2'];
 
+/** 1,000 codes: two lab codes that exist (~3 % of Observations each) and 998 that do not. */
+function cohortCodes(i: number): string[] {
+  const absent = Array.from({ length: 998 }, (_, k) => `${90000 + ((i * 7 + k) % 5000)}-${k % 10}`);
+  return [pick(LAB_CODES, i), pick(LAB_CODES, i + 1), ...absent];
+}
+
 function pick<T>(list: readonly T[], i: number): T {
   return list[i % list.length]!;
 }
@@ -201,6 +207,22 @@ export function benchQueries(patients: number): BenchQuery[] {
             ORDER BY r.id LIMIT ${PAGE}`,
         sql`SELECT x.id, x.content FROM search_reference f JOIN resource x ON x.resource_type = f.resource_type AND x.id = f.resource_id
             WHERE f.resource_type = 'Observation' AND f.param = 'patient' AND f.target_type = 'Patient' AND f.target_id = ${pid(i)} AND x.deleted = false`,
+      ],
+      maxStatements: 2,
+    },
+    {
+      // A cohort tool's value set: 1,000 LOINC codes (two lab codes present, 998 absent), sent
+      // by GET or POST _search, with the count it needs.
+      name: 'code OR list of 1,000, _total=accurate',
+      mix: false,
+      resourceType: 'Observation',
+      params: (i) => [['code', cohortCodes(i).map((c) => `${LOINC}|${c}`).join(',')], ['_total', 'accurate']],
+      sql: (i) => [
+        page('Observation', sql`SELECT DISTINCT t.resource_id AS id FROM search_token t
+            WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ANY(${cohortCodes(i)}::text[])
+            ORDER BY 1 LIMIT ${PAGE}`),
+        sql`SELECT count(DISTINCT t.resource_id) FROM search_token t
+            WHERE t.resource_type = 'Observation' AND t.param = 'code' AND t.system = ${LOINC} AND t.code = ANY(${cohortCodes(i)}::text[])`,
       ],
       maxStatements: 2,
     },

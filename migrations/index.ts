@@ -3,6 +3,9 @@ import * as m0001 from './0001-resources.js';
 import * as m0002 from './0002-search-index.js';
 import * as m0003 from './0003-jobs.js';
 import * as m0004 from './0004-import.js';
+import * as m0006 from './0006-system-search.js';
+import * as m0008 from './0008-auth.js';
+import * as m0009 from './0009-hl7v2.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +13,7 @@ export const migrations: Record<string, Migration> = {
   '0002-search-index': m0002,
   '0003-jobs': m0003,
   '0004-import': m0004,
+  '0006-system-search': m0006,
+  '0008-auth': m0008,
+  '0009-hl7v2': m0009,
 };

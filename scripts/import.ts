@@ -89,7 +89,9 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const sources = expand(options.paths);
   const config = loadConfig(process.env);
-  const core = await buildCore(config);
+  // An admin's bulk load: a big Bundle is one transaction whose statements may outlast the
+  // time limit meant for request handling.
+  const core = await buildCore({ ...config, databaseStatementTimeoutMs: 0 });
   let failed = false;
   try {
     const importer = new Importer({
@@ -130,6 +132,9 @@ async function main(): Promise<void> {
       bar?.stop();
     }
     printSummary(summary);
+    // Statistics for the imported data before the server plans searches on it (the embedded
+    // database has no autovacuum to gather them).
+    await core.maintenance.afterBulkWrite();
     failed = summary.inputs.some((i) => i.status === 'failed');
     if (options.check) {
       const counts = await countByType(core.database.db);

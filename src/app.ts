@@ -2,17 +2,21 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { StructureDefinition } from 'fhir/r4.js';
+import type { RelatedPerson, StructureDefinition } from 'fhir/r4.js';
 import { sql } from 'kysely';
-import { ClientRegistry, SYSTEM_ALL_SCOPES } from './auth/clients.js';
-import { registerTokenRoutes } from './auth/token-routes.js';
-import { generateSigningKey, TokenService, type SigningKeyPair } from './auth/token-service.js';
+import { signInAuditEvent } from './audit/audit-event.js';
+import { AuditLog } from './audit/audit-log.js';
+import { registerHttpAudit } from './audit/http-audit.js';
+import { createAuthServer, patientLabel, type AuthServer } from './auth/auth-server.js';
+import type { PatientDirectory } from './auth/authorize-routes.js';
+import { generateSigningKey, type SigningKeyPair } from './auth/keys.js';
 import type { Config } from './config/config.js';
 import { FhirError } from './fhir/errors.js';
 import { loadUsCoreProfiles, ResourceValidator } from './fhir/validation/index.js';
 import cors from '@fastify/cors';
 import { bulkRoutes } from './http/bulk-routes.js';
 import { importRoutes } from './http/import-routes.js';
+import { createHl7v2, type Hl7v2Components } from './hl7v2/wiring.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
@@ -20,14 +24,17 @@ import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { buildCapabilityStatement } from './interactions/capabilities.js';
 import type { InteractionDeps } from './interactions/types.js';
-import { BULK_OPERATIONS, createBulk, type BulkComponents } from './operations/export-wiring.js';
-import { createImports, type ImportComponents } from './operations/import-wiring.js';
+import { BULK_OPERATIONS, type BulkComponents } from './operations/export-wiring.js';
+import type { ImportService } from './operations/import-service.js';
+import { createJobs, type JobComponents } from './operations/job-wiring.js';
+import type { JobRunner } from './jobs/types.js';
 import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
-import { runtimeSearchParameters, type RuntimeSearchParameters } from './workflows/search-parameters.js';
+import { runtimeSearchParameters, type RuntimeSearchParameters } from './search/runtime-parameters.js';
 import { SearchService } from './search/search-service.js';
 import { openDatabase, type DatabaseHandle } from './storage/db.js';
+import { DatabaseMaintenance } from './storage/maintenance.js';
 import { loadOrCreateKey } from './storage/key-store.js';
 import { migrateToLatest } from './storage/migrate.js';
 import { ResourceStore } from './storage/resource-store.js';
@@ -38,14 +45,20 @@ export interface ServerApp {
   database: DatabaseHandle;
   validator: ResourceValidator;
   registry: SearchParameterRegistry;
-  /** Job runner, Bulk Data export and $everything (tests pause the runner and tune export paging). */
+  /** The process's one job runner, serving the export and import queues (tests pause it). */
+  jobs: JobRunner;
+  /** Bulk Data export and $everything (tests tune export paging). */
   bulk: BulkComponents;
-  /** $import service and its job runner (tests pause the runner). */
-  imports: ImportComponents;
+  /** $import service. */
+  imports: ImportService;
   /** Run-time SearchParameters and their reindex progress. */
   searchParameters: RuntimeSearchParameters;
+  /** HL7 v2 channel: MLLP listener (main.ts starts it on HL7_MLLP_PORT), ingest, raw message store. */
+  hl7v2: Hl7v2Components;
   /** Set when the server made itself a development client because none was configured. */
   devClient?: { id: string; secret: string };
+  /** The audit trail (tests flush it to see the AuditEvents of their requests). */
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -78,6 +91,8 @@ export interface AppCore {
   search: SearchService;
   fhirBase: string;
   searchParameters: RuntimeSearchParameters;
+  /** ANALYZE / VACUUM where nobody else does them; closing `database` stops it first. */
+  maintenance: DatabaseMaintenance;
 }
 
 /**
@@ -90,9 +105,11 @@ export async function buildCore(config: Config): Promise<AppCore> {
     dataDir: config.dataDir,
     schema: config.databaseSchema,
     poolSize: config.databasePoolSize,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
   });
   try {
-    await migrateToLatest(database.db);
+    // Migrations may build indexes over big tables: not bound by the statement time limit.
+    await migrateToLatest(database.unlimitedDb);
   } catch (e) {
     await database.close();
     throw e;
@@ -115,26 +132,73 @@ export async function buildCore(config: Config): Promise<AppCore> {
     // Prefer: return=OperationOutcome.
     (change.issues ??= []).push(...issues);
   });
+  const log = config.logLevel === 'silent' ? () => undefined : (m: string) => console.log(m);
+  const maintenance = new DatabaseMaintenance({ db: database.unlimitedDb, kind: database.kind, mode: config.databaseMaintenance, log });
+  store.onAfterCommit((changes) => maintenance.noteCommitted(changes.length));
   const search = new SearchService({ db: database.db, registry });
-  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log: config.logLevel === 'silent' ? () => undefined : (m) => console.log(m) });
-  return { database, registry, store, validator, search, fhirBase, searchParameters };
+  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite() });
+  await maintenance.start();
+  const closeDatabase = database.close.bind(database);
+  const owned: DatabaseHandle = {
+    ...database,
+    async close() {
+      await maintenance.close();
+      await closeDatabase();
+    },
+  };
+  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance };
 }
 
 /** The one place that builds every component from its dependencies. */
 export async function buildApp(config: Config): Promise<ServerApp> {
-  const { database, registry, store, validator, search, fhirBase, searchParameters } = await buildCore(config);
+  const { database, registry, store, validator, search, fhirBase, searchParameters, maintenance } = await buildCore(config);
+  // Built first: it also makes AuditEvent unwritable by anyone else, whether auditing is on or off.
+  const audit = new AuditLog({ store, enabled: config.auditEvents, log: (message, error) => (config.logLevel === 'silent' ? undefined : console.error(message, error ?? '')) });
+  const auditSource = { baseUrl: config.baseUrl };
 
-  const signingKey = await loadOrCreateKey<SigningKeyPair>(database.db, 'access-token-signing', generateSigningKey);
-  const tokens = await TokenService.create(signingKey, config.baseUrl, config.accessTokenTtlSeconds);
-  const clients = new ClientRegistry();
+  let auth: AuthServer;
   let devClient: ServerApp['devClient'];
-  if (config.bootstrapClient) {
-    clients.register(config.bootstrapClient.id, config.bootstrapClient.secret, SYSTEM_ALL_SCOPES);
-  } else if (!config.databaseUrl) {
-    // Embedded development mode with nothing configured: a random client, printed once by main.
-    devClient = { id: `dev-${randomUUID().slice(0, 8)}`, secret: randomBytes(24).toString('base64url') };
-    clients.register(devClient.id, devClient.secret, SYSTEM_ALL_SCOPES);
+  try {
+    auth = await createAuthServer({
+      db: database.db,
+      baseUrl: config.baseUrl,
+      accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+      rolesPath: join(ROOT, 'conformance', 'smart-roles.json'),
+      legacyAccessKey: () => loadOrCreateKey<SigningKeyPair>(database.db, 'access-token-signing', () => generateSigningKey('ES256')),
+      tokenRateLimitPerMinute: config.authTokenRateLimit,
+      signInRateLimitPerMinute: config.authSignInRateLimit,
+      onSignIn: (attempt) => audit.record(signInAuditEvent({ ...attempt, recorded: new Date().toISOString() }, auditSource)),
+    });
+    if (config.bootstrapClient) {
+      await auth.clients.ensureSystemClient(config.bootstrapClient.id, config.bootstrapClient.secret);
+    } else if (!config.databaseUrl) {
+      // Embedded development mode with nothing configured: a random client, printed once by main.
+      devClient = { id: `dev-${randomUUID().slice(0, 8)}`, secret: randomBytes(24).toString('base64url') };
+      await auth.clients.ensureSystemClient(devClient.id, devClient.secret, true);
+    }
+    if (config.bootstrapAdmin) await auth.users.ensureBootstrapAdmin(config.bootstrapAdmin.user, config.bootstrapAdmin.password);
+  } catch (e) {
+    await database.close();
+    throw e;
   }
+  const { tokens } = auth;
+  // The standalone-launch patient picker: a first page of patients, by name when asked.
+  const patients: PatientDirectory = {
+    async find(name) {
+      const bundle = await search.search({ resourceType: 'Patient', params: [['_count', '50'], ...(name ? [['name', name] as [string, string]] : [])], baseUrl: fhirBase });
+      return (bundle.entry ?? []).flatMap((e) => (e.resource?.resourceType === 'Patient' && e.resource.id ? [{ id: e.resource.id, label: patientLabel(e.resource) }] : []));
+    },
+    async exists(id) {
+      const found = await store.read('Patient', id);
+      return Boolean(found && !found.deleted);
+    },
+    async relatedPersonPatient(id) {
+      const found = await store.read('RelatedPerson', id);
+      if (!found?.json || found.deleted) return undefined;
+      const reference = (JSON.parse(found.json) as RelatedPerson).patient?.reference ?? '';
+      return /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(reference)?.[1];
+    },
+  };
 
   const deps: InteractionDeps = { store, search, validator, fhirBase };
   const version = packageVersion();
@@ -157,6 +221,9 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: true },
+    // The request line counts against Node's header limit (16 KiB): cohort tools send searches
+    // with OR lists of hundreds of codes by GET (~30 characters each).
+    http: { maxHeaderSize: 128 * 1024 },
     logger:
       config.logLevel === 'silent'
         ? false
@@ -179,47 +246,50 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     credentials: false,
     exposedHeaders: ['Location', 'ETag', 'Last-Modified', 'Content-Location', 'X-Progress', 'Retry-After', 'X-Request-Id'],
   });
-  registerMetrics(http);
+  maintenance.registerMetrics(registerMetrics(http));
   await registerBodyParsers(http);
   registerErrorHandling(http);
+  registerHttpAudit(http, { audit, source: auditSource });
   registerHealthRoutes(http, { ready: async () => void (await sql`SELECT 1`.execute(database.db)) });
-  registerTokenRoutes(http, { clients, tokens });
+  await auth.register(http, patients);
   await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement, reindexStatus: () => searchParameters.status() });
-  let bulk: BulkComponents;
+  let jobs: JobComponents;
   try {
-    bulk = await createBulk({
-      db: database.db,
-      store,
-      search,
-      types: validator,
-      referenceParams: (type) => registry.forType(type).filter((p) => p.type === 'reference'),
-      fhirBase,
+    const log = (message: string, error?: unknown) => http.log.error({ err: error }, message);
+    jobs = await createJobs({
+      exports: {
+        db: database.db,
+        store,
+        search,
+        types: validator,
+        referenceParams: (type) => registry.forType(type).filter((p) => p.type === 'reference'),
+        fhirBase,
+        database: { databaseUrl: config.databaseUrl, dataDir: config.dataDir },
+        log,
+      },
+      imports: { db: database.db, interactions: deps, importDir: config.importDir, concurrency: database.kind === 'postgres' ? 2 : 1, log },
       database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
       redisUrl: config.redisUrl,
-      log: (message, error) => http.log.error({ err: error }, message),
+      log,
     });
   } catch (e) {
     await database.close();
     throw e;
   }
+  const { bulk, imports } = jobs;
   await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase });
-  let imports: ImportComponents;
-  try {
-    imports = await createImports({
-      db: database.db,
-      interactions: deps,
-      importDir: config.importDir,
-      concurrency: database.kind === 'postgres' ? 2 : 1,
-      database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
-      redisUrl: config.redisUrl,
-      log: (message, error) => http.log.error({ err: error }, message),
-    });
-  } catch (e) {
-    await bulk.close();
-    await database.close();
-    throw e;
-  }
-  await http.register(importRoutes, { prefix: '/fhir', tokens, imports: imports.service, baseUrl: config.baseUrl });
+  await http.register(importRoutes, { prefix: '/fhir', tokens, imports, baseUrl: config.baseUrl });
+  const hl7v2 = createHl7v2({
+    interactions: deps,
+    db: database.db,
+    tablesDir: join(ROOT, 'conformance', 'hl7v2'),
+    maxMessageBytes: config.hl7MaxMessageBytes,
+    idleTimeoutMs: config.hl7IdleTimeoutSeconds * 1000,
+    log: (message, error) => http.log.error({ err: error }, message),
+  });
+  await hl7v2.routes(http, tokens);
+  // Messages stored but not mapped when an earlier run stopped: mapped now, in the background.
+  hl7v2.startRecovery();
 
   let closed = false;
   return {
@@ -229,16 +299,22 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     validator,
     registry,
     searchParameters,
+    jobs: jobs.runner,
     bulk,
     imports,
+    hl7v2,
+    audit,
     devClient,
     async close() {
       if (closed) return;
       closed = true;
+      // MLLP first: messages being handled finish and are acknowledged while the database is open.
+      await hl7v2.close();
       await http.close();
+      // Events of the last requests are written while the database is open.
+      await audit.close();
       // Running jobs stop at their next checkpoint and release their claim (database still open).
-      await bulk.close();
-      await imports.close();
+      await jobs.close();
       await searchParameters.idle();
       await database.close();
     },

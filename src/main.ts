@@ -37,6 +37,10 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   await server.http.listen({ port: config.port, host: config.host });
+  if (config.hl7MllpPort !== 0) {
+    const port = await server.hl7v2.listen(config.hl7MllpPort, config.host);
+    server.http.log.info({ port }, 'HL7 v2 MLLP listener started');
+  }
 }
 
 main().catch((e: unknown) => {

@@ -1,69 +1,111 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { ClientRegistry, OAuthClient } from './clients.js';
-import { parseScope } from './scopes.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AuthStore } from '../storage/auth-store.js';
+import { digest, type ClientAuthResult, type ClientService } from './clients.js';
+import type { GrantService } from './grants.js';
+import { clientCredentialsOf, fieldsOf, noStore, oauthError } from './oauth-http.js';
+import { scopesAllow } from './scopes.js';
 import type { TokenService } from './token-service.js';
 
-/** OAuth 2 error response (RFC 6749 §5.2): not an OperationOutcome, as OAuth clients expect. */
-function oauthError(reply: FastifyReply, status: number, error: string, description: string): FastifyReply {
-  if (status === 401) reply.header('WWW-Authenticate', 'Basic realm="fhir-auth"');
-  return reply.code(status).header('Cache-Control', 'no-store').send({ error, error_description: description });
+export interface TokenRouteDeps {
+  clients: ClientService;
+  tokens: TokenService;
+  grants: GrantService;
+  store: AuthStore;
+  /** Requests per minute and client address on /auth/token, /auth/introspect and /auth/revoke. */
+  rateLimitPerMinute: number;
 }
 
-function basicCredentials(header: string | undefined): [string, string] | undefined {
-  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  return [decodeURIComponent(decoded.slice(0, colon)), decodeURIComponent(decoded.slice(colon + 1))];
+const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'];
+
+async function authenticateClient(deps: TokenRouteDeps, request: FastifyRequest, body: Record<string, string>): Promise<ClientAuthResult> {
+  return deps.clients.authenticate(clientCredentialsOf(request, body));
 }
 
-/** A requested scope is granted when an allowed scope covers its type and permissions. */
-function grantable(client: OAuthClient, requested: string): boolean {
-  const wanted = parseScope(requested);
-  if (!wanted) return false;
-  return client.allowedScopes.some((allowedText) => {
-    const allowed = parseScope(allowedText);
-    if (!allowed || allowed.context !== wanted.context) return false;
-    if (allowed.resourceType !== '*' && allowed.resourceType !== wanted.resourceType) return false;
-    return [...wanted.permissions].every((p) => allowed.permissions.has(p));
-  });
-}
+/** POST /auth/token (RFC 6749 §3.2), /auth/introspect (RFC 7662), /auth/revoke (RFC 7009), GET /auth/jwks. */
+export function registerTokenRoutes(app: FastifyInstance, deps: TokenRouteDeps): void {
+  const rateLimit = { max: deps.rateLimitPerMinute, timeWindow: 60_000 };
 
-export function registerTokenRoutes(app: FastifyInstance, deps: { clients: ClientRegistry; tokens: TokenService }): void {
-  app.post('/auth/token', async (request, reply) => {
-    const body = (request.body ?? {}) as Record<string, unknown>;
-    const field = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
-    let credentials: [string, string] | undefined;
-    try {
-      credentials = basicCredentials(request.headers.authorization);
-    } catch {
-      return oauthError(reply, 401, 'invalid_client', 'malformed Basic credentials');
-    }
-    const clientId = credentials?.[0] ?? field('client_id');
-    const secret = credentials?.[1] ?? field('client_secret');
-    const grantType = field('grant_type');
+  app.post('/auth/token', { config: { rateLimit } }, async (request, reply) => {
+    const body = fieldsOf(request.body);
+    const grantType = body.grant_type;
     if (!grantType) return oauthError(reply, 400, 'invalid_request', 'grant_type is required');
-    if (grantType !== 'client_credentials') {
-      return oauthError(reply, 400, 'unsupported_grant_type', `grant_type ${grantType.slice(0, 40)} is not supported here`);
+    if (!GRANT_TYPES.includes(grantType)) {
+      return oauthError(reply, 400, 'unsupported_grant_type', `grant_type ${grantType.slice(0, 40)} is not supported`);
     }
-    if (!clientId || !secret) return oauthError(reply, 401, 'invalid_client', 'client authentication is required');
-    const client = deps.clients.authenticate(clientId, secret);
-    if (!client || !client.grantTypes.includes(grantType)) {
-      return oauthError(reply, 401, 'invalid_client', 'unknown client or wrong secret');
+    const auth = await authenticateClient(deps, request, body);
+    if ('error' in auth) return oauthError(reply, auth.status, 'invalid_client', auth.error);
+    const { client } = auth;
+    if (!client.grantTypes.includes(grantType)) return oauthError(reply, 400, 'unauthorized_client', `this client may not use ${grantType}`);
+    let result;
+    if (grantType === 'client_credentials') {
+      if (client.kind === 'public') return oauthError(reply, 400, 'unauthorized_client', 'public clients cannot use client_credentials');
+      result = await deps.grants.clientCredentials(client, body.scope);
+    } else if (grantType === 'authorization_code') {
+      if (!body.code) return oauthError(reply, 400, 'invalid_request', 'code is required');
+      result = await deps.grants.redeemCode({ code: body.code, client, redirectUri: body.redirect_uri, verifier: body.code_verifier });
+    } else {
+      if (!body.refresh_token) return oauthError(reply, 400, 'invalid_request', 'refresh_token is required');
+      result = await deps.grants.refresh({ token: body.refresh_token, client, scope: body.scope });
     }
-    const requested = (field('scope') ?? '').split(/\s+/).filter(Boolean);
-    const scopes = requested.length > 0 ? requested : client.allowedScopes.slice(0, 1);
-    const refused = scopes.filter((s) => !grantable(client, s));
-    if (refused.length > 0) {
-      return oauthError(reply, 400, 'invalid_scope', `scope not allowed for this client: ${refused.join(' ').slice(0, 200)}`);
+    if ('error' in result) return oauthError(reply, 400, result.error, result.description);
+    return noStore(reply).send(result.ok);
+  });
+
+  /**
+   * Who may introspect: an authenticated confidential client, or a bearer token with system
+   * read rights or of an ADMIN user (resource servers, admin tools).
+   */
+  const introspector = async (request: FastifyRequest, reply: FastifyReply, body: Record<string, string>): Promise<boolean> => {
+    if (/^Bearer\s/i.test(request.headers.authorization ?? '')) {
+      const caller = await deps.tokens.verify(request.headers.authorization).catch(() => undefined);
+      if (caller && ((caller.kind === 'client' && scopesAllow(caller.scopes, '*', 'r')) || caller.role === 'ADMIN')) return true;
+      oauthError(reply, 401, 'invalid_token', 'introspection needs a token with system read rights or of an ADMIN user');
+      return false;
     }
-    const scope = scopes.join(' ');
-    const accessToken = await deps.tokens.issue({ sub: client.id, clientId: client.id, scope });
-    return reply
-      .header('Cache-Control', 'no-store')
-      .header('Pragma', 'no-cache')
-      .send({ access_token: accessToken, token_type: 'Bearer', expires_in: deps.tokens.ttlSeconds, scope });
+    const auth = await authenticateClient(deps, request, body);
+    if ('error' in auth || auth.client.kind === 'public') {
+      oauthError(reply, 401, 'invalid_client', 'error' in auth ? auth.error : 'public clients cannot introspect');
+      return false;
+    }
+    return true;
+  };
+
+  app.post('/auth/introspect', { config: { rateLimit } }, async (request, reply) => {
+    const body = fieldsOf(request.body);
+    if (!(await introspector(request, reply, body))) return reply;
+    if (!body.token) return oauthError(reply, 400, 'invalid_request', 'token is required');
+    noStore(reply);
+    const claims = await deps.tokens.inspect(body.token);
+    if (claims) {
+      const { scope, client_id, sub, exp, iat, iss, aud, patient, encounter, fhirUser, role, jti } = claims;
+      return reply.send({ active: true, token_type: 'Bearer', scope, client_id, sub, exp, iat, iss, aud, jti, patient, encounter, fhirUser, role });
+    }
+    const refresh = await deps.store.getRefresh(digest(body.token));
+    if (refresh && !refresh.spent && !refresh.revoked && refresh.expiresAt.getTime() > Date.now()) {
+      return reply.send({
+        active: true,
+        token_type: 'refresh_token',
+        scope: refresh.scope,
+        client_id: refresh.clientId,
+        sub: refresh.userId,
+        exp: Math.floor(refresh.expiresAt.getTime() / 1000),
+        patient: refresh.context.patient,
+      });
+    }
+    return reply.send({ active: false });
+  });
+
+  app.post('/auth/revoke', { config: { rateLimit } }, async (request, reply) => {
+    const body = fieldsOf(request.body);
+    const auth = await authenticateClient(deps, request, body);
+    if ('error' in auth) return oauthError(reply, auth.status, 'invalid_client', auth.error);
+    if (!body.token) return oauthError(reply, 400, 'invalid_request', 'token is required');
+    const claims = await deps.tokens.inspect(body.token);
+    // RFC 7009 §2.2: a token that is unknown, or not the client's, is answered 200 all the same.
+    if (claims?.client_id === auth.client.clientId) await deps.tokens.revoke(body.token);
+    const refresh = await deps.store.getRefresh(digest(body.token));
+    if (refresh && refresh.clientId === auth.client.clientId) await deps.store.revokeFamily(refresh.familyId);
+    return noStore(reply).code(200).send();
   });
 
   app.get('/auth/jwks', async () => deps.tokens.jwks());

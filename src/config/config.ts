@@ -1,3 +1,5 @@
+import { passwordProblems } from '../auth/password-policy.js';
+
 /**
  * Server configuration from the environment. Names and defaults follow docs/contract.md;
  * no secret has a default value.
@@ -12,11 +14,23 @@ export interface Config {
   /** PostgreSQL schema to use (tests isolate themselves with one schema each). */
   databaseSchema?: string;
   databasePoolSize: number;
+  /** Time limit of one database statement in ms (DATABASE_STATEMENT_TIMEOUT_MS); 0 = none. */
+  databaseStatementTimeoutMs: number;
+  /** Own ANALYZE / VACUUM (DATABASE_MAINTENANCE): auto = on PGlite and on PostgreSQL without autovacuum. */
+  databaseMaintenance: 'auto' | 'on' | 'off';
   redisUrl?: string;
   hl7MllpPort: number;
+  /** Largest HL7 v2 message accepted (MLLP frame or POST /hl7v2 body). */
+  hl7MaxMessageBytes: number;
+  /** An MLLP connection silent this long is closed. */
+  hl7IdleTimeoutSeconds: number;
   bootstrapClient?: { id: string; secret: string };
   bootstrapAdmin?: { user: string; password: string };
   accessTokenTtlSeconds: number;
+  /** Requests per minute and client address on /auth/token, /auth/introspect, /auth/revoke. */
+  authTokenRateLimit: number;
+  /** Sign-in and second-factor attempts per minute and client address. */
+  authSignInRateLimit: number;
   bodyLimitBytes: number;
   strictProfiles: boolean;
   /** Extra profile packs switched on, e.g. ['us-core']. */
@@ -24,6 +38,8 @@ export interface Config {
   logLevel: string;
   /** Directory POST /fhir/$import may read files from (FHIR_IMPORT_DIR); unset: inline NDJSON only. */
   importDir?: string;
+  /** AUDIT_EVENTS=on (default) | off: an AuditEvent for every FHIR request and sign-in. */
+  auditEvents: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -44,10 +60,25 @@ function pairFrom(env: NodeJS.ProcessEnv, a: string, b: string): [string, string
   return undefined;
 }
 
+function onOffFrom(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'on' || raw === 'off') return raw === 'on';
+  throw new ConfigError(`${name} must be on or off, got "${raw}"`);
+}
+
+function maintenanceFrom(env: NodeJS.ProcessEnv): Config['databaseMaintenance'] {
+  const raw = env.DATABASE_MAINTENANCE || 'auto';
+  if (raw === 'auto' || raw === 'on' || raw === 'off') return raw;
+  throw new ConfigError(`DATABASE_MAINTENANCE must be auto, on or off, got "${raw}"`);
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = intFrom(env, 'PORT', 8080);
   const client = pairFrom(env, 'FHIR_BOOTSTRAP_CLIENT_ID', 'FHIR_BOOTSTRAP_CLIENT_SECRET');
   const admin = pairFrom(env, 'FHIR_BOOTSTRAP_ADMIN_USER', 'FHIR_BOOTSTRAP_ADMIN_PASSWORD');
+  const weak = admin ? passwordProblems(admin[1]) : [];
+  if (weak.length > 0) throw new ConfigError(`FHIR_BOOTSTRAP_ADMIN_PASSWORD needs ${weak.join(', ')}`);
   return {
     port,
     host: env.HOST ?? '0.0.0.0',
@@ -56,16 +87,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: env.DATABASE_URL || undefined,
     databaseSchema: env.DATABASE_SCHEMA || undefined,
     databasePoolSize: intFrom(env, 'DATABASE_POOL_SIZE', 10, 1),
+    databaseStatementTimeoutMs: intFrom(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 30_000),
+    databaseMaintenance: maintenanceFrom(env),
     redisUrl: env.REDIS_URL || undefined,
     hl7MllpPort: intFrom(env, 'HL7_MLLP_PORT', 2575),
+    hl7MaxMessageBytes: intFrom(env, 'HL7_MAX_MESSAGE_BYTES', 10 * 1024 * 1024, 1024),
+    hl7IdleTimeoutSeconds: intFrom(env, 'HL7_IDLE_TIMEOUT_SECONDS', 300, 1),
     bootstrapClient: client && { id: client[0], secret: client[1] },
     bootstrapAdmin: admin && { user: admin[0], password: admin[1] },
-    accessTokenTtlSeconds: intFrom(env, 'ACCESS_TOKEN_TTL_SECONDS', 300, 30),
+    // Seed 004 §4.1: access tokens live 15 to 30 minutes.
+    accessTokenTtlSeconds: intFrom(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 30),
+    authTokenRateLimit: intFrom(env, 'AUTH_TOKEN_RATE_LIMIT', 300, 1),
+    authSignInRateLimit: intFrom(env, 'AUTH_SIGNIN_RATE_LIMIT', 30, 1),
     // Synthea transaction Bundles reach 11 MB; leave room for bigger real ones.
     bodyLimitBytes: intFrom(env, 'BODY_LIMIT_BYTES', 64 * 1024 * 1024, 1024),
     strictProfiles: env.FHIR_STRICT_PROFILES === 'true',
     profilePacks: (env.FHIR_PROFILE_PACKS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: env.LOG_LEVEL ?? 'info',
     importDir: env.FHIR_IMPORT_DIR || undefined,
+    auditEvents: onOffFrom(env, 'AUDIT_EVENTS', true),
   };
 }

@@ -17,6 +17,7 @@ export type ErrorCategory =
   | 'too-large' // 413
   | 'unsupported-media-type' // 415
   | 'invalid' // 422: resource fails validation / business rules
+  | 'too-costly' // 400: stopped to protect the server (statement time limit); narrow the request, do not retry as is
   | 'busy' // 429
   | 'fault' // 500: a real server fault
   | 'unavailable'; // 503
@@ -34,6 +35,7 @@ const statusByCategory: Record<ErrorCategory, number> = {
   'too-large': 413,
   'unsupported-media-type': 415,
   invalid: 422,
+  'too-costly': 400,
   busy: 429,
   fault: 500,
   unavailable: 503,
@@ -52,6 +54,7 @@ const issueCodeByCategory: Record<ErrorCategory, OperationOutcomeIssue['code']> 
   'too-large': 'too-costly',
   'unsupported-media-type': 'not-supported',
   invalid: 'invalid',
+  'too-costly': 'too-costly',
   busy: 'throttled',
   fault: 'exception',
   unavailable: 'transient',

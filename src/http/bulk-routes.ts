@@ -1,15 +1,17 @@
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { OperationOutcome } from 'fhir/r4.js';
 import { scopesAllow } from '../auth/scopes.js';
+import { compartmentTypes } from '../search/compartment.js';
+import { accessFilterFor, anyConfined, confinedToPatient } from '../search/sql/access.js';
 import type { TokenService } from '../auth/token-service.js';
 import { errors } from '../fhir/errors.js';
-import { everything, type EverythingDeps } from '../operations/everything.js';
+import { everything, type EverythingCaller, type EverythingDeps } from '../operations/everything.js';
 import type { ExportLevel } from '../operations/export-params.js';
-import { STATUS_RETRY_AFTER_SECONDS, type Caller, type ExportService } from '../operations/export-service.js';
+import type { Caller, ExportService } from '../operations/export-service.js';
+import { sendAccepted, statusRoutes } from './async-operation.js';
 import { queryOf } from './fhir-routes.js';
-import { FHIR_JSON, outputOptions, sendResult } from './respond.js';
+import { outputOptions, sendResult } from './respond.js';
 
 export interface BulkRouteDeps {
   tokens: TokenService;
@@ -38,11 +40,6 @@ export function acceptsGzip(acceptEncoding: string | undefined): boolean {
   });
 }
 
-function information(text: string): string {
-  const oo: OperationOutcome = { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', diagnostics: text }] };
-  return JSON.stringify(oo);
-}
-
 /**
  * Bulk Data export (kick-off, status, cancel, download) and $everything, mounted under /fhir.
  * Static segments (`$export`, `Patient/$export`, `…/$everything`) take precedence over the
@@ -61,6 +58,10 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
   };
 
   const kickOff = (level: ExportLevel) => async (request: FastifyRequest<{ Params: { id?: string } }>, reply: FastifyReply) => {
+    // SMART patient/ scopes: only the token patient's own compartment (Patient/$export, forced to that patient).
+    const filter = request.auth ? accessFilterFor(request.auth) : undefined;
+    const confined = anyConfined(filter);
+    if (confined && !filter?.patient) throw errors.forbidden('patient/ scopes without a patient in context allow no export');
     const { statusUrl } = await deps.exports.kickOff({
       level,
       groupId: request.params.id,
@@ -70,27 +71,20 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
       accept: header(request, 'accept'),
       requestUrl: `${deps.baseUrl}${request.raw.url ?? ''}`,
       caller: caller(request),
+      onlyPatient: confined ? filter?.patient : undefined,
     });
-    return reply.code(202).header('Content-Location', statusUrl).type(FHIR_JSON).send(information(`export started; poll ${statusUrl}`));
+    return sendAccepted(reply, statusUrl, 'export started');
   };
   for (const [path, level] of [['/$export', 'system'], ['/Patient/$export', 'patient'], ['/Group/:id/$export', 'group']] as const) {
     app.get(path, kickOff(level));
     app.post(path, kickOff(level));
   }
 
-  app.get<{ Params: { jobId: string } }>('/$export-status/:jobId', async (request, reply) => {
-    const status = await deps.exports.status(request.params.jobId, caller(request));
-    if (status.state === 'running') {
-      return reply.code(202).header('X-Progress', status.progress.slice(0, 200)).header('Retry-After', String(STATUS_RETRY_AFTER_SECONDS)).send();
-    }
-    if (status.state === 'failed') return reply.code(500).type(FHIR_JSON).send(JSON.stringify(status.outcome));
-    if (status.expires) reply.header('Expires', new Date(status.expires).toUTCString());
-    return reply.code(200).type('application/json').send(JSON.stringify(status.manifest));
-  });
-
-  app.delete<{ Params: { jobId: string } }>('/$export-status/:jobId', async (request, reply) => {
-    await deps.exports.cancel(request.params.jobId, caller(request));
-    return reply.code(202).type(FHIR_JSON).send(information('export cancelled; its files are deleted'));
+  statusRoutes(app, '/$export-status/:jobId', {
+    status: (request, jobId) => deps.exports.status(jobId, caller(request)),
+    cancel: (request, jobId) => deps.exports.cancel(jobId, caller(request)),
+    resultType: 'application/json',
+    cancelled: 'export cancelled; its files are deleted',
   });
 
   app.get<{ Params: { jobId: string; file: string } }>('/$export-output/:jobId/:file', async (request, reply) => {
@@ -107,7 +101,21 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
     app.get<{ Params: { id: string } }>(`/${ownerType}/:id/$everything`, async (request, reply) => {
       const query = queryOf(request);
       const options = outputOptions(new URLSearchParams([...query].filter(([k]) => k === '_pretty' || k === '_format')));
-      const c = caller(request);
+      const own = caller(request);
+      // patient/ scopes: types confined to the token's patient are seen only in that patient's own
+      // $everything (an Encounter's record is not checked against the compartment: refused).
+      const filter = request.auth ? accessFilterFor(request.auth) : undefined;
+      const ownPatient = ownerType === 'Patient' && filter?.patient !== undefined && request.params.id === filter.patient;
+      // Confined types outside the Patient compartment definition (Practitioner, Medication, …) are
+      // never in it: not even its own $everything brings them in.
+      const members = compartmentTypes('Patient');
+      // What the compartment refers to may lie outside it (another patient's Observation named in
+      // an AuditEvent): a confined caller gets the compartment members only.
+      const c: Caller & EverythingCaller = {
+        ...own,
+        canRead: (type) => own.canRead(type) && (!confinedToPatient(filter, type) || (ownPatient && members.includes(type))),
+        membersOnly: anyConfined(filter),
+      };
       const bundle = await everything(deps.everything, ownerType, request.params.id, query, c);
       return sendResult(request, reply, { status: 200, body: bundle }, options, deps.fhirBase);
     });

@@ -2,31 +2,66 @@ import type { FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
 import secureJson from 'secure-json-parse';
 import { errors } from '../fhir/errors.js';
+import { activeWriteProfile, stageStart } from '../storage/write-profile.js';
 
 /** JSON media types the FHIR API accepts (https://hl7.org/fhir/R4/http.html#mime-type). */
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json-patch+json'];
 
-/** A JSON `\u0000` escape not itself escaped (an odd run of backslashes before it), or a raw NUL. */
-const ESCAPED_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000|\u0000/;
-
 /** Real FHIR resources nest far less deep; deeper input is refused before anything recurses over it. */
 export const MAX_JSON_DEPTH = 128;
 
-/** Nesting depth of a JSON text, counting brackets outside strings (one linear pass). */
-export function jsonDepthExceeds(text: string, limit: number): boolean {
+/** What one scan of a JSON body found: nothing wrong, a NUL character, or too deep a nesting. */
+export type JsonTextProblem = 'nul' | 'too-deep' | undefined;
+
+/**
+ * Checks a JSON text before it is parsed: nesting depth (brackets outside strings) and NUL
+ * characters, raw or as a `\u0000` escape inside a string (PostgreSQL text and jsonb cannot hold
+ * U+0000). A Synthea Bundle body is megabytes, checked on every write, so the common case is one
+ * pass that jumps over string contents with native `indexOf` (most of a FHIR body is strings);
+ * only a text that contains `\u0000` somewhere gets the exact character-by-character scan.
+ */
+export function scanJsonText(text: string, depthLimit: number): JsonTextProblem {
+  if (text.indexOf('\0') >= 0) return 'nul';
+  if (text.indexOf('\\u0000') >= 0) return exactScan(text, depthLimit);
+  let depth = 0;
+  const length = text.length;
+  for (let i = 0; i < length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      // to the closing quote: one not preceded by an odd run of backslashes
+      let end = text.indexOf('"', i + 1);
+      while (end > 0) {
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === 92) backslashes++;
+        if ((backslashes & 1) === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      if (end < 0) return undefined; // unterminated string: JSON.parse reports it
+      i = end;
+    } else if (c === 123 || c === 91 /* { [ */) {
+      if (++depth > depthLimit) return 'too-deep';
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return undefined;
+}
+
+/** `scanJsonText` one character at a time, telling a `\u0000` escape from an escaped backslash before `u0000`. */
+function exactScan(text: string, depthLimit: number): JsonTextProblem {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 92 /* \\ */) i++;
-      else if (c === 34 /* " */) inString = false;
+      if (c === 92 /* backslash */) {
+        if (text.charCodeAt(i + 1) === 117 /* u */ && text.startsWith('0000', i + 2)) return 'nul';
+        i++;
+      } else if (c === 34) inString = false;
     } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91 /* { [ */) {
-      if (++depth > limit) return true;
+    else if (c === 123 || c === 91) {
+      if (++depth > depthLimit) return 'too-deep';
     } else if (c === 125 || c === 93) depth--;
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -42,17 +77,21 @@ export async function registerBodyParsers(app: FastifyInstance): Promise<void> {
       done(errors.incorrect('the request body is empty; a JSON resource was expected'), undefined);
       return;
     }
-    if (ESCAPED_NUL.test(text)) {
+    const t = activeWriteProfile ? stageStart() : 0;
+    const problem = scanJsonText(text, MAX_JSON_DEPTH);
+    if (problem === 'nul') {
       // PostgreSQL text and jsonb cannot hold U+0000; FHIR strings never need it.
       done(errors.incorrect('the request body contains a NUL character (\\u0000), which FHIR strings may not hold'), undefined);
       return;
     }
-    if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+    if (problem === 'too-deep') {
       done(errors.incorrect(`the request body nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
       return;
     }
     try {
-      done(null, secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
+      const parsed: unknown = secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
+      activeWriteProfile?.add('parse', t);
+      done(null, parsed);
     } catch (e) {
       const reason = e instanceof SyntaxError ? e.message : 'the body carries a forbidden key (__proto__ or constructor.prototype)';
       done(errors.incorrect(`the request body is not valid JSON: ${reason.slice(0, 200)}`), undefined);

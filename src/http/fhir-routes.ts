@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Resource } from 'fhir/r4.js';
 import { errors } from '../fhir/errors.js';
-import { scopesAllow, type Permission } from '../auth/scopes.js';
+import { scopesAllow as typeScopesAllow, type Permission, type ResourceScope } from '../auth/scopes.js';
 import type { AuthContext, TokenService } from '../auth/token-service.js';
 import type { Bundle } from 'fhir/r4.js';
 import { processBundle } from '../interactions/bundle.js';
+import { checkBundleShape } from '../interactions/bundle-shape.js';
 import { create } from '../interactions/create.js';
 import { conditionalRemove, remove } from '../interactions/delete.js';
 import { history } from '../interactions/history.js';
@@ -14,6 +15,17 @@ import type { InteractionDeps, InteractionResult } from '../interactions/types.j
 import { conditionalUpdate, update } from '../interactions/update.js';
 import { validateOperation } from '../operations/validate.js';
 import { compartmentTypes } from '../search/compartment.js';
+import { accessFilterFor, anyConfined, confinedToPatient, rowRestricted, type AccessFilter } from '../search/sql/access.js';
+
+/**
+ * The token's scopes allow `permission` on `type`: a whole-type scope, or for reads and searches
+ * also a granular v2 scope (`Observation.rs?category=laboratory`), whose filter the search side
+ * applies to every resource (src/search/sql/access.ts).
+ */
+function scopesAllow(scopes: readonly ResourceScope[], type: string, permission: Permission): boolean {
+  if (typeScopesAllow(scopes, type, permission)) return true;
+  return (permission === 'r' || permission === 's') && scopes.some((s) => s.filter !== undefined && s.resourceType === type && s.permissions.has(permission));
+}
 import { notModified, outputOptions, preferReturn, preferStrict, sendResult, FHIR_JSON } from './respond.js';
 
 declare module 'fastify' {
@@ -70,6 +82,41 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     knownType(resourceType);
     authorize(request, resourceType, permission);
   };
+  /** What the caller may see (types, Patient compartment of `patient/` scopes); undefined: all. */
+  const accessOf = (request: FastifyRequest): AccessFilter | undefined => (request.auth ? accessFilterFor(request.auth) : undefined);
+  /**
+   * A type the token sees only partly (`patient/` compartment, granular scope): the resource must
+   * be visible, else 403 (SMART: denials are 403; the id may exist but is not the caller's to see).
+   */
+  const ensureVisible = async (request: FastifyRequest, type: string, id: string) => {
+    const filter = accessOf(request);
+    if (!rowRestricted(filter, type)) return;
+    const found = await deps.search.search({ resourceType: type, params: [['_id', id], ['_summary', 'count']], baseUrl: deps.fhirBase, accessFilter: filter });
+    if ((found.total ?? 0) > 0) return;
+    throw errors.forbidden(`${type}/${id.slice(0, 64)} is outside what the access token may see (patient compartment or granular scope)`);
+  };
+  /**
+   * Writes of a `patient/`-confined type: the new body must be in the token patient's compartment
+   * (checked in memory), and conditional writes are refused (their match would not be confined).
+   */
+  const checkConfinedWrite = (request: FastifyRequest, type: string, write: { conditional: boolean; body?: unknown }) => {
+    const filter = accessOf(request);
+    if (!confinedToPatient(filter, type)) return;
+    if (write.conditional) throw errors.forbidden(`conditional writes of ${type} are not available to a token confined to one patient's compartment`);
+    const body = write.body;
+    // A PATCH body (Parameters, JSON Patch) is not the resource: its target was checked by id.
+    if (typeof body !== 'object' || body === null || (body as Resource).resourceType !== type) return;
+    if (!filter?.patient || !deps.search.inCompartment(body as Resource, { type: 'Patient', id: filter.patient })) {
+      throw errors.forbidden(`the ${type} written is not in the patient compartment the access token is confined to`);
+    }
+  };
+  /** History has no compartment filter: whole-type and system history are refused to `patient/`-confined callers. */
+  const refuseConfinedHistory = (request: FastifyRequest, type?: string) => {
+    const filter = accessOf(request);
+    if (type ? confinedToPatient(filter, type) : anyConfined(filter)) {
+      throw errors.forbidden(`history of ${type ?? 'the whole system'} is not available to a token confined to one patient's compartment`);
+    }
+  };
   const send = (request: FastifyRequest, reply: FastifyReply, result: InteractionResult) =>
     sendResult(request, reply, result, outputOptions(queryOf(request)), deps.fhirBase);
 
@@ -86,13 +133,26 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // batch / transaction at the base URL
   const permissionByMethod: Record<string, Permission> = { GET: 'r', HEAD: 'r', POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };
   app.post('/', async (request, reply) => {
-    const bundle = request.body as Bundle | undefined;
-    for (const entry of bundle?.entry ?? []) {
-      const type = (entry.request?.url ?? '').replace(`${deps.fhirBase}/`, '').split(/[/?]/)[0];
+    // Shape first: the scope check below reads every entry's request.
+    const bundle: Bundle = checkBundleShape(request.body);
+    for (const entry of bundle.entry ?? []) {
+      const path = (entry.request?.url ?? '').replace(`${deps.fhirBase}/`, '');
+      const [type, id] = path.split('?')[0]!.split('/');
       const permission = permissionByMethod[entry.request?.method ?? ''];
-      if (type && permission && deps.validator.isResourceType(type)) authorize(request, type, permission);
+      if (type && permission && deps.validator.isResourceType(type)) {
+        authorize(request, type, permission);
+        // Entries naming one resource of a patient-confined type: it must be in the compartment.
+        if (id && !id.startsWith('$') && !id.startsWith('_')) await ensureVisible(request, type, id);
+        if (permission !== 'r') checkConfinedWrite(request, type, { conditional: path.includes('?') || !!entry.request?.ifNoneExist, body: entry.resource });
+      }
     }
-    return send(request, reply, await processBundle(deps, request.body, preferReturn(request)));
+    // Searches inside the Bundle see what the caller may see (types, includes, compartment).
+    const accessFilter = accessOf(request);
+    const port = deps.search;
+    const scoped: InteractionDeps = accessFilter
+      ? { ...deps, search: { findIds: port.findIds.bind(port), inCompartment: port.inCompartment.bind(port), search: (input) => port.search({ ...input, accessFilter }) } }
+      : deps;
+    return send(request, reply, await processBundle(scoped, request.body, preferReturn(request)));
   });
 
   // Reindex progress of SearchParameters created at run time: a Parameters resource.
@@ -116,23 +176,26 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // history: system, type, instance
   app.get('/_history', async (request, reply) => {
     authorize(request, '*', 'r');
+    refuseConfinedHistory(request);
     return send(request, reply, await history(deps, {}, queryOf(request)));
   });
   app.get<{ Params: TypeParams }>('/:type/_history', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'r');
+    refuseConfinedHistory(request, type);
     return send(request, reply, await history(deps, { resourceType: type }, queryOf(request)));
   });
   app.get<{ Params: InstanceParams }>('/:type/:id/_history', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
+    await ensureVisible(request, type, id);
     return send(request, reply, await history(deps, { resourceType: type, id }, queryOf(request)));
   });
 
   // search
   const search = async (request: FastifyRequest, reply: FastifyReply, type: string, params: [string, string][], compartment?: { type: string; id: string }) => {
     guard(request, type, 's');
-    const bundle = await deps.search.search({ resourceType: type, params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment });
+    const bundle = await deps.search.search({ resourceType: type, params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment, accessFilter: accessOf(request) });
     return send(request, reply, { status: 200, body: bundle });
   };
   app.get<{ Params: TypeParams }>('/:type', async (request, reply) =>
@@ -145,6 +208,31 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
       for (const v of Array.isArray(value) ? value : [value]) params.push([name, String(v)]);
     }
     return search(request, reply, request.params.type, params);
+  });
+  // Whole-system search: every type the token may search, or those named in `_type`.
+  const systemSearch = async (request: FastifyRequest, reply: FastifyReply, params: [string, string][]) => {
+    const scopes = request.auth?.scopes ?? [];
+    const requested = params.filter(([name]) => name === '_type').flatMap(([, v]) => v.split(','));
+    // Unknown types are the search's 400; known ones the token may not search are a 403.
+    const refused = requested.filter((t) => deps.validator.isResourceType(t) && !scopesAllow(scopes, t, 's'));
+    if (refused.length > 0) throw errors.forbidden(`the access token's scopes do not allow searching ${refused.join(', ').slice(0, 200)}`);
+    if (requested.length === 0 && !scopesAllow(scopes, '*', 's')) {
+      const named = new Set(scopes.map((s) => s.resourceType));
+      const allowed = [...named].filter((t) => deps.validator.isResourceType(t) && scopesAllow(scopes, t, 's'));
+      if (allowed.length === 0) throw errors.forbidden("the access token's scopes allow searching no resource type");
+      params.push(['_type', allowed.sort().join(',')]);
+    }
+    const bundle = await deps.search.search({ params, baseUrl: deps.fhirBase, strict: preferStrict(request), accessFilter: accessOf(request) });
+    return send(request, reply, { status: 200, body: bundle });
+  };
+  app.get('/', async (request, reply) => systemSearch(request, reply, [...queryOf(request)]));
+  app.post('/_search', async (request, reply) => {
+    const form = request.body && typeof request.body === 'object' ? (request.body as Record<string, string | string[]>) : {};
+    const params: [string, string][] = [...queryOf(request)];
+    for (const [name, value] of Object.entries(form)) {
+      for (const v of Array.isArray(value) ? value : [value]) params.push([name, String(v)]);
+    }
+    return systemSearch(request, reply, params);
   });
   app.get<{ Params: InstanceParams & { target: string } }>('/:type/:id/:target', async (request, reply) => {
     const { type, id, target } = request.params;
@@ -159,7 +247,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     const refused = requested.filter((t) => !allowed.includes(t));
     if (refused.length > 0) throw errors.forbidden(`the access token's scopes do not allow searching ${refused.join(', ').slice(0, 200)}`);
     if (requested.length === 0 && allowed.length < members.length) params.push(['_type', allowed.join(',')]);
-    const bundle = await deps.search.search({ resourceType: '*', params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment: { type, id } });
+    const bundle = await deps.search.search({ resourceType: '*', params, baseUrl: deps.fhirBase, strict: preferStrict(request), compartment: { type, id }, accessFilter: accessOf(request) });
     return send(request, reply, { status: 200, body: bundle });
   });
 
@@ -167,11 +255,13 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.post<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'c');
+    checkConfinedWrite(request, type, { conditional: header(request, 'if-none-exist') !== undefined, body: request.body });
     return send(request, reply, await create(deps, type, request.body, { ifNoneExist: header(request, 'if-none-exist') }));
   });
   app.put<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'u');
+    checkConfinedWrite(request, type, { conditional: true });
     const query = rawQuery(request);
     if (!query) throw errors.incorrect('PUT on a type needs search parameters (conditional update) or an id in the URL');
     return send(request, reply, await conditionalUpdate(deps, type, query, request.body, header(request, 'if-match')));
@@ -179,6 +269,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.delete<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'd');
+    checkConfinedWrite(request, type, { conditional: true });
     const query = rawQuery(request);
     if (!query) throw errors.incorrect('DELETE on a type needs search parameters (conditional delete) or an id in the URL');
     return send(request, reply, await conditionalRemove(deps, type, query));
@@ -186,6 +277,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.patch<{ Params: TypeParams }>('/:type', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'u');
+    checkConfinedWrite(request, type, { conditional: true });
     const query = rawQuery(request);
     if (!query) throw errors.incorrect('PATCH on a type needs search parameters (conditional patch) or an id in the URL');
     const document = patchDocumentFrom(header(request, 'content-type'), request.body);
@@ -201,11 +293,13 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.post<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
+    await ensureVisible(request, type, id);
     return send(request, reply, await validateOperation(deps, type, id, request.body));
   });
   app.get<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
+    await ensureVisible(request, type, id);
     return send(request, reply, await validateOperation(deps, type, id, undefined));
   });
 
@@ -214,6 +308,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     const { type, id } = request.params;
     guard(request, type, 'r');
     const result = await read(deps, type, id);
+    await ensureVisible(request, type, id);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
       return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();
@@ -224,6 +319,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     const { type, id, vid } = request.params;
     guard(request, type, 'r');
     const result = await vread(deps, type, id, vid);
+    await ensureVisible(request, type, id);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
       return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();
@@ -233,17 +329,21 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.put<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'u');
+    await ensureVisible(request, type, id);
+    checkConfinedWrite(request, type, { conditional: false, body: request.body });
     return send(request, reply, await update(deps, type, id, request.body, header(request, 'if-match')));
   });
   app.patch<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'u');
+    await ensureVisible(request, type, id);
     const document = patchDocumentFrom(header(request, 'content-type'), request.body);
     return send(request, reply, await patch(deps, type, id, document, header(request, 'if-match')));
   });
   app.delete<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'd');
+    await ensureVisible(request, type, id);
     return send(request, reply, await remove(deps, type, id, header(request, 'if-match')));
   });
 }

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { OperationOutcome } from 'fhir/r4.js';
 import type { TokenService } from '../auth/token-service.js';
 import { errors } from '../fhir/errors.js';
-import { IMPORT_RETRY_AFTER_SECONDS, type ImportService } from '../operations/import-service.js';
+import type { ImportService } from '../operations/import-service.js';
+import { sendAccepted, statusRoutes } from './async-operation.js';
 import { FHIR_JSON } from './respond.js';
 
 export interface ImportRouteDeps {
@@ -10,11 +10,6 @@ export interface ImportRouteDeps {
   imports: ImportService;
   /** public server URL without /fhir, to record the kick-off URL */
   baseUrl: string;
-}
-
-function information(text: string): string {
-  const oo: OperationOutcome = { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', diagnostics: text }] };
-  return JSON.stringify(oo);
 }
 
 /**
@@ -40,21 +35,13 @@ export async function importRoutes(app: FastifyInstance, deps: ImportRouteDeps):
   app.post('/$import', async (request, reply) => {
     const owner = admin(request);
     const { statusUrl } = await deps.imports.kickOff(request.body, owner, `${deps.baseUrl}${request.raw.url ?? ''}`);
-    return reply.code(202).header('Content-Location', statusUrl).type(FHIR_JSON).send(information(`import started; poll ${statusUrl}`));
+    return sendAccepted(reply, statusUrl, 'import started');
   });
 
-  app.get<{ Params: { jobId: string } }>('/$import-status/:jobId', async (request, reply) => {
-    const status = await deps.imports.status(request.params.jobId, admin(request));
-    if (status.state === 'running') {
-      return reply.code(202).header('X-Progress', status.progress.slice(0, 200)).header('Retry-After', String(IMPORT_RETRY_AFTER_SECONDS)).send();
-    }
-    if (status.state === 'failed') return reply.code(500).type(FHIR_JSON).send(JSON.stringify(status.outcome));
-    if (status.expires) reply.header('Expires', new Date(status.expires).toUTCString());
-    return reply.code(200).type(FHIR_JSON).send(JSON.stringify(status.report));
-  });
-
-  app.delete<{ Params: { jobId: string } }>('/$import-status/:jobId', async (request, reply) => {
-    await deps.imports.cancel(request.params.jobId, admin(request));
-    return reply.code(202).type(FHIR_JSON).send(information('import cancelled; what it had committed stays'));
+  statusRoutes(app, '/$import-status/:jobId', {
+    status: (request, jobId) => deps.imports.status(jobId, admin(request)),
+    cancel: (request, jobId) => deps.imports.cancel(jobId, admin(request)),
+    resultType: FHIR_JSON,
+    cancelled: 'import cancelled; what it had committed stays',
   });
 }

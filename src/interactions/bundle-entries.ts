@@ -50,14 +50,24 @@ export function entryError(index: number, e: unknown): BundleEntryError {
   return new BundleEntryError(index, new FhirError(err.category, issues, err.headers));
 }
 
-/** Splits an entry's request.url (relative, or absolute on our base) into its parts. */
+/** A problem with one entry's request, located at the element that has it. */
+function requestError(index: number, element: 'url' | 'method', message: string): BundleEntryError {
+  return new BundleEntryError(index, errors.incorrect(`Bundle.entry[${index}]: ${message}`, [`Bundle.entry[${index}].request.${element}`]));
+}
+
+/**
+ * Splits an entry's request.url (relative, or absolute on our base) into its parts. The entry's
+ * JSON shape was checked before (bundle-shape.ts); this decides what the URL means.
+ */
 export function parseEntry(deps: InteractionDeps, entry: BundleEntry, index: number, isType: (t: string) => boolean): ParsedEntry {
   const request = entry.request;
-  if (!request?.method || !request.url) throw errors.incorrect(`Bundle.entry[${index}] needs request.method and request.url`);
+  if (!request?.method || !request.url) throw requestError(index, request?.method ? 'url' : 'method', 'needs request.method and request.url');
   const method = request.method as Method;
-  if (!(method in ORDER)) throw errors.incorrect(`Bundle.entry[${index}]: method ${String(method)} is not supported`);
+  if (!Object.hasOwn(ORDER, method)) throw requestError(index, 'method', `method ${String(method).slice(0, 40)} is not supported`);
+  const shown = request.url.slice(0, 100);
   let url = request.url.startsWith(`${deps.fhirBase}/`) ? request.url.slice(deps.fhirBase.length + 1) : request.url;
   url = url.replace(/^\/+/, '');
+  if (/^[a-z][a-z0-9+.-]*:/i.test(url)) throw requestError(index, 'url', `"${shown}" is an absolute URL of another server; entries name resources on this one (e.g. Patient/123)`);
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;
   const query = q >= 0 ? url.slice(q + 1) : undefined;
@@ -65,11 +75,17 @@ export function parseEntry(deps: InteractionDeps, entry: BundleEntry, index: num
   const [resourceType, id, historyWord, versionId] = segments;
   if (!resourceType || !isType(resourceType)) {
     if (method === 'GET' || method === 'HEAD') return { index, method, resourceType: resourceType ?? '', url };
-    throw errors.incorrect(`Bundle.entry[${index}]: "${request.url.slice(0, 100)}" does not name a resource type`);
+    throw requestError(index, 'url', `"${shown}" does not name a resource type`);
   }
-  if (id !== undefined) checkId(id);
+  if (id !== undefined) {
+    try {
+      checkId(id);
+    } catch {
+      throw requestError(index, 'url', `"${shown}": "${id.slice(0, 70)}" is not a valid resource id`);
+    }
+  }
   if (historyWord !== undefined && (historyWord !== '_history' || method !== 'GET')) {
-    if (method !== 'GET' && method !== 'HEAD') throw errors.incorrect(`Bundle.entry[${index}]: unexpected URL "${request.url.slice(0, 100)}"`);
+    if (method !== 'GET' && method !== 'HEAD') throw requestError(index, 'url', `unexpected URL "${shown}"`);
   }
   const parsed: ParsedEntry = {
     index,
@@ -84,15 +100,14 @@ export function parseEntry(deps: InteractionDeps, entry: BundleEntry, index: num
     ifNoneExist: request.ifNoneExist,
     ifMatch: request.ifMatch,
   };
-  if ((method === 'POST' || method === 'PUT') && !parsed.resource) {
-    throw errors.incorrect(`Bundle.entry[${index}]: ${method} needs a resource`);
-  }
+  const located = (message: string, expression: string) => new BundleEntryError(index, errors.incorrect(`Bundle.entry[${index}]: ${message}`, [`Bundle.entry[${index}].${expression}`]));
+  if ((method === 'POST' || method === 'PUT') && !parsed.resource) throw located(`${method} needs a resource`, 'resource');
   if (parsed.resource && (method === 'POST' || method === 'PUT') && parsed.resource.resourceType !== resourceType) {
-    throw errors.incorrect(`Bundle.entry[${index}]: the resource is a ${parsed.resource.resourceType} but the URL names ${resourceType}`);
+    throw located(`the resource is a ${String(parsed.resource.resourceType).slice(0, 64)} but the URL names ${resourceType}`, 'resource.resourceType');
   }
-  if (method === 'PUT' && !id && !query) throw errors.incorrect(`Bundle.entry[${index}]: PUT needs an id or a condition in its URL`);
-  if (method === 'DELETE' && !id && !query) throw errors.incorrect(`Bundle.entry[${index}]: DELETE needs an id or a condition in its URL`);
-  if (method === 'PATCH' && !id && !query) throw errors.incorrect(`Bundle.entry[${index}]: PATCH needs an id or a condition in its URL`);
+  if ((method === 'PUT' || method === 'DELETE' || method === 'PATCH') && !id && !query) {
+    throw requestError(index, 'url', `${method} needs an id or a condition in its URL`);
+  }
   return parsed;
 }
 

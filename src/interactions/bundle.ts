@@ -1,4 +1,4 @@
-import type { Bundle, BundleEntry, Resource } from 'fhir/r4.js';
+import type { BundleEntry } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { errors, FhirError } from '../fhir/errors.js';
 import { newResourceId, type StoreTransaction } from '../storage/resource-store.js';
@@ -14,6 +14,7 @@ import {
   type ReturnPreference,
 } from './bundle-entries.js';
 import { rewriteAndCollect } from './bundle-references.js';
+import { checkBundleShape, checkEntriesShape } from './bundle-shape.js';
 import { findConditional } from './create.js';
 import { conditionalRemoveIn, removeIn } from './delete.js';
 import { patchIn } from './patch.js';
@@ -33,13 +34,7 @@ const isRead = (p: ParsedEntry) => p.method === 'GET' || p.method === 'HEAD';
 
 /** batch and transaction posted to the base URL (https://hl7.org/fhir/R4/http.html#transaction). */
 export async function processBundle(deps: InteractionDeps, body: unknown, prefer: ReturnPreference): Promise<InteractionResult> {
-  if (typeof body !== 'object' || body === null || (body as Resource).resourceType !== 'Bundle') {
-    throw errors.incorrect('POST to the base URL needs a Bundle of type batch or transaction');
-  }
-  const bundle = body as Bundle;
-  if (bundle.type !== 'batch' && bundle.type !== 'transaction') {
-    throw errors.incorrect(`Bundle.type must be batch or transaction, not ${String(bundle.type)}`, ['Bundle.type']);
-  }
+  const bundle = checkBundleShape(body);
   const entries = bundle.entry ?? [];
   if (bundle.type === 'batch') return processBatch(deps, entries, prefer);
   return processTransaction(deps, entries, prefer);
@@ -136,11 +131,13 @@ function cloneEntry(entry: ParsedEntry): ParsedEntry {
 /** Parses a transaction's entries and checks its fullUrls are unique. */
 export function parseTransaction(deps: InteractionDeps, entries: readonly BundleEntry[]): ParsedEntry[] {
   const isType = (t: string) => deps.validator.isResourceType(t);
-  const parsed = entries.map((e, i) => parseEntry(deps, e, i, isType));
+  const parsed = checkEntriesShape(entries).map((e, i) => parseEntry(deps, e, i, isType));
   const fullUrls = new Set<string>();
   for (const p of parsed) {
     if (!p.fullUrl) continue;
-    if (fullUrls.has(p.fullUrl)) throw errors.incorrect(`Bundle.entry[${p.index}]: fullUrl ${p.fullUrl.slice(0, 100)} appears twice`);
+    if (fullUrls.has(p.fullUrl)) {
+      throw errors.incorrect(`Bundle.entry[${p.index}]: fullUrl ${p.fullUrl.slice(0, 100)} appears twice`, [`Bundle.entry[${p.index}].fullUrl`]);
+    }
     fullUrls.add(p.fullUrl);
   }
   return parsed;

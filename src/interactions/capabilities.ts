@@ -44,6 +44,25 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
   if (inputs.systemOperations?.length) {
     rest.operation = [...(rest.operation ?? []), ...inputs.systemOperations.map((o) => ({ name: o.name, definition: o.definition }))];
   }
+  // Whole-system search (`GET [base]?…`, `POST [base]/_search`) takes the parameters every
+  // resource has (those defined on Resource / DomainResource).
+  if (!rest.interaction?.some((i) => i.code === 'search-system')) rest.interaction = [...(rest.interaction ?? []), { code: 'search-system' }];
+  // (`_text`, `_content`, `_query` have no indexable expression: the search ignores them.)
+  const unindexable = new Set(['_text', '_content', '_query']);
+  rest.searchParam = inputs
+    .searchParams('Resource')
+    .filter((p) => !unindexable.has(p.name))
+    .map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition }));
+  // SMART on FHIR: where the authorization server is (as in /fhir/.well-known/smart-configuration).
+  if (rest.security) {
+    const auth = `${inputs.baseUrl}/auth`;
+    rest.security.extension = [
+      {
+        url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+        extension: ['authorize', 'token', 'register', 'revoke', 'introspect'].map((name) => ({ url: name, valueUri: `${auth}/${name}` })),
+      },
+    ];
+  }
   return {
     ...base,
     url: `${inputs.baseUrl}/fhir/metadata`,

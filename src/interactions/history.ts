@@ -1,14 +1,16 @@
 import type { Bundle, BundleEntry } from 'fhir/r4.js';
 import { errors } from '../fhir/errors.js';
 import type { HistoryCursor } from '../storage/resource-store.js';
+import { countHistoryAt, readHistoryAt } from '../storage/history-at.js';
 import type { StoredVersion } from '../storage/types.js';
+import { parseHistoryPeriod } from './history-period.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { checkId, etagOf } from './versions.js';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
 
-/** A FHIR instant or dateTime with a time zone; `_since` and `_at` need one (R4 http.html#history). */
+/** A FHIR instant or dateTime with a time zone; `_since` needs one (R4 http.html#history). */
 const INSTANT = /^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/;
 
 export function parseCount(raw: string | undefined): number {
@@ -51,9 +53,7 @@ export async function history(deps: InteractionDeps, scope: HistoryScope, params
   if (scope.id !== undefined) checkId(scope.id);
   const count = parseCount(params.get('_count') ?? undefined);
   const since = parseInstant('_since', params.get('_since') ?? undefined);
-  if (params.has('_at')) {
-    throw errors.incorrect('_at on history is not supported yet; use _since');
-  }
+  const at = parseHistoryPeriod(params.getAll('_at'));
   const cursorRaw = params.get('_cursor');
   const after = cursorRaw ? decodeCursor(cursorRaw) : undefined;
 
@@ -63,15 +63,24 @@ export async function history(deps: InteractionDeps, scope: HistoryScope, params
   }
   const query = { resourceType: scope.resourceType, id: scope.id, since };
   // One row more than the page tells whether a next page exists without a count query.
-  const rows = count === 0 ? [] : await deps.store.history({ ...query, count: count + 1, after });
+  let rows: StoredVersion[];
+  let total: number;
+  if (at) {
+    const atQuery = { ...query, ...at };
+    rows = count === 0 ? [] : await readHistoryAt(deps.store.db, atQuery, count + 1, after);
+    total = await countHistoryAt(deps.store.db, atQuery);
+  } else {
+    rows = count === 0 ? [] : await deps.store.history({ ...query, count: count + 1, after });
+    total = await deps.store.countHistory(query);
+  }
   const page = rows.slice(0, count);
-  const total = await deps.store.countHistory(query);
 
   const path = [scope.resourceType, scope.id].filter(Boolean).join('/');
   const base = `${deps.fhirBase}/${path ? `${path}/` : ''}_history`;
   const linkParams = (extra: Record<string, string>) => {
     const p = new URLSearchParams();
     if (since) p.set('_since', params.get('_since') as string);
+    for (const value of params.getAll('_at')) p.append('_at', value);
     p.set('_count', String(count));
     for (const [k, v] of Object.entries(extra)) p.set(k, v);
     return `${base}?${p.toString()}`;

@@ -1,4 +1,5 @@
-import type { Bundle, FhirResource, OperationOutcome } from 'fhir/r4.js';
+import type { Bundle, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
+import type { AccessFilter } from '../search/sql/access.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 import type { StoredVersion } from '../storage/types.js';
 
@@ -11,7 +12,11 @@ export interface SearchPort {
     params: [string, string][];
     baseUrl: string;
     strict?: boolean;
+    /** The caller's scope filter (see src/search/sql/access.ts); undefined sees everything. */
+    accessFilter?: AccessFilter;
   }): Promise<Bundle>;
+  /** Whether a resource body (not yet stored) is in compartment `c`. */
+  inCompartment(resource: Resource, c: { type: string; id: string }): boolean;
 }
 
 export interface ValidationPort {

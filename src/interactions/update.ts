@@ -15,7 +15,13 @@ export async function update(deps: InteractionDeps, resourceType: string, id: st
   if (resource.id !== id) {
     throw errors.incorrect(`the resource id "${String(resource.id).slice(0, 64)}" does not match the URL id "${id}"`, ['id']);
   }
-  return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
+  if (ifMatch !== undefined) return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
+  // Without If-Match nothing needs reading first: one statement stores the next version.
+  return deps.store.transaction(async (tx) => {
+    const change = await tx.put(resource, 'PUT');
+    const created = !change.previous || change.previous.deleted;
+    return changeResult(change, created ? 201 : 200, created);
+  });
 }
 
 /** The update step inside an open transaction. */

@@ -1,16 +1,50 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
+import { EXPORT_RETENTION_MS, failureOutcome, type ExportRunner } from '../operations/export-run.js';
+import { EXPORT_QUEUE } from '../operations/export-service.js';
+import { importFailure, IMPORT_QUEUE, IMPORT_RETENTION_MS, type ImportJobRunner } from '../operations/import-job.js';
+import type { ExportFiles } from '../storage/export-files.js';
+import type { JobStore } from '../storage/job-store.js';
 import { BullMqJobRunner } from './bullmq-runner.js';
-import { exportQueue, type ExportWorkerDeps } from './export-worker.js';
 import { InProcessJobRunner } from './in-process-runner.js';
+import { jobRowQueue } from './job-rows.js';
 import type { JobRunner, QueueDefinition } from './types.js';
 
-/** Everything the workers of all queues need; each worker file takes its part. */
-export type WorkerDeps = ExportWorkerDeps;
+/** What the workers of all queues need. */
+export interface WorkerDeps {
+  jobs: JobStore;
+  export: { runner: ExportRunner; files: ExportFiles };
+  import: { runner: ImportJobRunner };
+}
 
-/** The queue registry: one definition per queue, each from its worker file. */
+/**
+ * The queue registry: every queue with its worker. A process runs one job runner serving all
+ * of them (`createJobRunner(queueDefinitions(…))`); the job data is the job row id only.
+ */
 export function queueDefinitions(deps: WorkerDeps): QueueDefinition[] {
-  return [exportQueue(deps)];
+  const { jobs } = deps;
+  return [
+    // Bulk Data $export: a given-up export's partial files go.
+    jobRowQueue({
+      name: EXPORT_QUEUE,
+      jobs,
+      run: (jobId, ctx) => deps.export.runner.run(jobId, ctx),
+      async giveUp(jobId, error) {
+        await deps.export.files.remove([jobId]);
+        await jobs.fail(jobId, failureOutcome(error), EXPORT_RETENTION_MS);
+      },
+    }),
+    // $import: what a given-up import committed stays; its inline inputs and progress rows go.
+    jobRowQueue({
+      name: IMPORT_QUEUE,
+      jobs,
+      run: (jobId, ctx) => deps.import.runner.run(jobId, ctx),
+      async giveUp(jobId, error) {
+        await jobs.fail(jobId, importFailure(error), IMPORT_RETENTION_MS);
+        await deps.import.runner.cleanUp(jobId);
+      },
+    }),
+  ];
 }
 
 export interface RunnerOptions {

@@ -20,6 +20,8 @@ export interface EverythingDeps {
 
 export interface EverythingCaller {
   canRead(resourceType: string): boolean;
+  /** Confined to a patient compartment: the compartment only, without the resources it refers to. */
+  membersOnly?: boolean;
 }
 
 /** R4 $everything parameters we support; `start`/`end` (care dates) are refused rather than ignored. */
@@ -79,7 +81,7 @@ export async function everything(deps: EverythingDeps, ownerType: string, ownerI
 
   const pairs: Array<[string, string]> = [];
   for (const [type, params] of compartment.params) for (const p of params) pairs.push([type, p]);
-  const q: EverythingQuery = { ownerType, ownerId, pairs, types, since };
+  const q: EverythingQuery = { ownerType, ownerId, pairs, types, since, membersOnly: caller.membersOnly };
   // One row more than the page tells whether there is a next page without a count.
   const rows = count === 0 ? [] : await everythingPage(deps.db, q, after, count + 1);
   const page = rows.slice(0, count);

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as zlibGzip } from 'node:zlib';
 import type { Group, OperationOutcome, OperationOutcomeIssue } from 'fhir/r4.js';
 import { FhirError, isFhirError } from '../fhir/errors.js';
-import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobContext } from '../jobs/types.js';
+import { JobLostError, runClaimed } from '../jobs/job-rows.js';
+import { JobInterruptedError, PermanentJobError, type JobContext } from '../jobs/types.js';
 import type { ExportFiles } from '../storage/export-files.js';
 import type { ExportRow, ExportStore, Membership, OutputFile } from '../storage/export-store.js';
 import type { JobStore } from '../storage/job-store.js';
@@ -42,8 +42,6 @@ export interface ExportTuning {
 }
 
 export const DEFAULT_EXPORT_TUNING: ExportTuning = { chunkSize: 1000, fileMaxResources: 100_000, throttleMs: 0 };
-/** A claim whose heartbeat is older than this belongs to a dead run and may be taken over. */
-export const STALE_CLAIM_MS = 60_000;
 /** How long a finished export's files stay downloadable. */
 export const EXPORT_RETENTION_MS = 24 * 3600 * 1000;
 
@@ -66,9 +64,6 @@ export interface ExportRunDeps {
   tuning: ExportTuning;
   log?: (message: string, error?: unknown) => void;
 }
-
-/** The run lost its job: cancelled by the client, or claimed by another run after a stall. */
-class JobLostError extends Error {}
 
 /** Appends NDJSON chunks to per-type files (each append also records progress and the heartbeat). */
 class OutputWriter {
@@ -152,31 +147,15 @@ export class ExportRunner {
 
   async run(jobId: string, ctx: JobContext): Promise<void> {
     const { jobs, files } = this.deps;
-    const runId = randomUUID();
-    const claim = await jobs.claim(jobId, runId, STALE_CLAIM_MS);
-    if (claim === 'gone') return;
-    if (claim === 'busy') throw new RetryLaterError('another run holds this export', STALE_CLAIM_MS);
-    try {
-      const job = await jobs.get(jobId);
-      if (!job) return;
+    const cleanUp = (id: string) => files.remove([id]);
+    await runClaimed({ jobs, what: 'export', cleanUp, log: this.deps.log }, jobId, ctx, async (job, runId) => {
+      // A retried or resumed run starts over: the partial files of the previous run go first.
       await files.remove([jobId]);
       const writer = new OutputWriter(this.deps, jobId, runId);
       await this.export(job.request as ExportRequest, writer, jobId, runId, ctx);
       const result: ExportResult = { files: writer.files() };
       if (!(await jobs.complete(jobId, runId, result, EXPORT_RETENTION_MS))) throw new JobLostError();
-    } catch (e) {
-      if (e instanceof JobLostError) {
-        // Cancelled: the client no longer wants the files. Taken over: the new run rewrites them.
-        const now = await jobs.get(jobId);
-        if (!now || now.status === 'cancelled') await files.remove([jobId]);
-        return;
-      }
-      await jobs.release(jobId, runId);
-      if (ctx.signal.aborted) throw new JobInterruptedError('export interrupted by shutdown');
-      if (isFhirError(e) && e.status < 500) throw new PermanentJobError(e.message, { cause: e });
-      this.deps.log?.(`export ${jobId} attempt ${ctx.attempt} failed`, e);
-      throw e;
-    }
+    });
   }
 
   private async export(request: ExportRequest, writer: OutputWriter, jobId: string, runId: string, ctx: JobContext): Promise<void> {

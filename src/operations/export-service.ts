@@ -1,19 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import type { OperationOutcome } from 'fhir/r4.js';
-import { errors, FhirError } from '../fhir/errors.js';
+import { errors } from '../fhir/errors.js';
 import type { JobRunner } from '../jobs/types.js';
 import type { ExportFiles } from '../storage/export-files.js';
-import type { JobRecord, JobStore } from '../storage/job-store.js';
+import type { JobStore } from '../storage/job-store.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 import { compartmentTypes, type Compartment } from './export-compartments.js';
 import { checkAccept, checkPrefer, parseExportParams, type ExportLevel, type FilterParser } from './export-params.js';
+import { AsyncJobs, type AsyncJobStatus } from './async-jobs.js';
 import { EXPORT_RETENTION_MS, failureOutcome, type ExportRequest, type ExportResult } from './export-run.js';
 
 export const EXPORT_QUEUE = 'export';
-/** Poll interval suggested to clients (Retry-After) while an export runs. */
-export const STATUS_RETRY_AFTER_SECONDS = 2;
-/** Expired jobs removed per kick-off: retention costs nothing when nobody exports. */
-const CLEANUP_BATCH = 20;
 
 /** Who is asking: the OAuth client (jobs belong to it) and what its scopes let it read. */
 export interface Caller {
@@ -31,6 +26,11 @@ export interface KickOffInput {
   /** the full kick-off URL, echoed as `request` in the manifest */
   requestUrl: string;
   caller: Caller;
+  /**
+   * The caller is confined to this patient's compartment (SMART `patient/` scopes): only a
+   * Patient-level export of that one patient is allowed.
+   */
+  onlyPatient?: string;
 }
 
 export interface ExportManifest {
@@ -41,10 +41,7 @@ export interface ExportManifest {
   error: Array<{ type: string; url: string; count: number }>;
 }
 
-export type ExportStatus =
-  | { state: 'running'; progress: string }
-  | { state: 'completed'; manifest: ExportManifest; expires?: string }
-  | { state: 'failed'; outcome: OperationOutcome };
+export type ExportStatus = AsyncJobStatus<ExportManifest>;
 
 export interface ExportServiceDeps {
   jobs: JobStore;
@@ -58,14 +55,16 @@ export interface ExportServiceDeps {
   fhirBase: string;
 }
 
-const JOB_ID = /^[0-9a-f-]{36}$/;
-
 /**
  * Bulk Data export as seen by clients: kick-off (validates, records the job, queues it),
  * status / manifest, cancellation and file downloads. Knows nothing of HTTP.
  */
 export class ExportService {
-  constructor(private readonly deps: ExportServiceDeps) {}
+  private readonly asyncJobs: AsyncJobs;
+
+  constructor(private readonly deps: ExportServiceDeps) {
+    this.asyncJobs = new AsyncJobs(deps, { queue: EXPORT_QUEUE, what: 'export', retentionMs: EXPORT_RETENTION_MS, failure: failureOutcome, cleanUp: (ids) => deps.files.remove(ids) });
+  }
 
   statusUrl(jobId: string): string {
     return `${this.deps.fhirBase}/$export-status/${jobId}`;
@@ -86,6 +85,11 @@ export class ExportService {
       fhirBase: deps.fhirBase,
       lenient,
     });
+    if (input.onlyPatient !== undefined) {
+      if (input.level !== 'patient') throw errors.forbidden("a token confined to one patient's compartment may only export that patient (Patient/$export)");
+      if (params.patients?.some((id) => id !== input.onlyPatient)) throw errors.forbidden('the patient parameter names a patient outside the compartment the access token is confined to');
+      params.patients = [input.onlyPatient];
+    }
     if (input.level === 'group') {
       if (!input.caller.canRead('Group')) throw errors.forbidden('the access token does not allow reading Group');
       const group = await deps.store.read('Group', input.groupId ?? '');
@@ -103,15 +107,7 @@ export class ExportService {
       requestUrl: input.requestUrl,
       warnings: params.warnings,
     };
-    await this.removeExpired();
-    const jobId = randomUUID();
-    await deps.jobs.create({ id: jobId, queue: EXPORT_QUEUE, owner: input.caller.clientId, request });
-    try {
-      await deps.runner.enqueue(EXPORT_QUEUE, { jobId });
-    } catch {
-      await deps.jobs.fail(jobId, failureOutcome(undefined), EXPORT_RETENTION_MS);
-      throw new FhirError('unavailable', 'the job queue is not reachable; try again later');
-    }
+    const jobId = await this.asyncJobs.start(input.caller.clientId, request);
     return { jobId, statusUrl: this.statusUrl(jobId) };
   }
 
@@ -127,41 +123,24 @@ export class ExportService {
     return allowed;
   }
 
-  /** The job if `caller` may see it: its own, an export, not cancelled, not expired. */
-  private async visible(jobId: string, caller: Caller): Promise<JobRecord> {
-    const job = JOB_ID.test(jobId) ? await this.deps.jobs.get(jobId) : undefined;
-    const expired = job?.expiresAt !== null && job?.expiresAt !== undefined && Date.parse(job.expiresAt) < Date.now();
-    if (!job || job.queue !== EXPORT_QUEUE || job.owner !== caller.clientId || job.status === 'cancelled' || expired) {
-      throw errors.notFound(`no export ${jobId.slice(0, 64)} (unknown, cancelled or expired)`);
-    }
-    return job;
-  }
-
   async status(jobId: string, caller: Caller): Promise<ExportStatus> {
-    const job = await this.visible(jobId, caller);
-    if (job.status === 'failed') return { state: 'failed', outcome: (job.error as OperationOutcome | null) ?? failureOutcome(undefined) };
-    if (job.status !== 'completed') return { state: 'running', progress: job.status === 'accepted' ? 'queued' : (job.progress ?? 'started') };
-    const request = job.request as ExportRequest;
-    const files = (job.result as ExportResult | null)?.files ?? [];
-    const entry = (f: ExportResult['files'][number]) => ({ type: f.resourceType, url: this.fileUrl(jobId, f.fileNo), count: f.count });
-    return {
-      state: 'completed',
-      expires: job.expiresAt ?? undefined,
-      manifest: {
+    return this.asyncJobs.status(jobId, caller.clientId, (job) => {
+      const request = job.request as ExportRequest;
+      const files = (job.result as ExportResult | null)?.files ?? [];
+      const entry = (f: ExportResult['files'][number]) => ({ type: f.resourceType, url: this.fileUrl(jobId, f.fileNo), count: f.count });
+      return {
         transactionTime: request.transactionTime,
         request: request.requestUrl,
         requiresAccessToken: true,
         output: files.filter((f) => f.kind === 'output').map(entry),
         error: files.filter((f) => f.kind === 'error').map(entry),
-      },
-    };
+      };
+    });
   }
 
   /** Cancels a running export or deletes a finished one with its files; afterwards its status is 404. */
   async cancel(jobId: string, caller: Caller): Promise<void> {
-    await this.visible(jobId, caller);
-    const previous = await this.deps.jobs.cancel(jobId);
-    if (previous === undefined) throw errors.notFound(`no export ${jobId.slice(0, 64)}`);
+    await this.asyncJobs.cancel(jobId, caller.clientId);
     // A running job may still be writing its current chunk; it removes its files itself when it notices.
     await this.deps.files.remove([jobId]);
   }
@@ -171,7 +150,7 @@ export class ExportService {
    * output files need read access to their type.
    */
   async file(jobId: string, fileName: string, caller: Caller): Promise<AsyncIterable<Buffer>> {
-    const job = await this.visible(jobId, caller);
+    const job = await this.asyncJobs.visible(jobId, caller.clientId);
     const m = /^(\d{1,6})\.ndjson$/.exec(fileName);
     const files = job.status === 'completed' ? ((job.result as ExportResult | null)?.files ?? []) : [];
     const file = m ? files.find((f) => f.fileNo === Number(m[1])) : undefined;
@@ -180,12 +159,5 @@ export class ExportService {
       throw errors.forbidden(`the access token's scopes do not allow reading ${file.resourceType}`);
     }
     return this.deps.files.chunks(jobId, file.fileNo);
-  }
-
-  private async removeExpired(): Promise<void> {
-    const ids = await this.deps.jobs.expired(EXPORT_QUEUE, CLEANUP_BATCH);
-    if (ids.length === 0) return;
-    await this.deps.files.remove(ids);
-    await this.deps.jobs.remove(ids);
   }
 }

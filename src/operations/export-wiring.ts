@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { queueDefinitions, createJobRunner, queuePrefix } from '../jobs/registry.js';
+import type { WorkerDeps } from '../jobs/registry.js';
 import type { JobRunner } from '../jobs/types.js';
 import type { Db } from '../storage/db.js';
 import { DatabaseExportFiles, DiskExportFiles, type ExportFiles } from '../storage/export-files.js';
@@ -34,24 +34,30 @@ export interface BulkDeps {
   types: { isResourceType(type: string): boolean; resourceTypes(): string[] };
   referenceParams: ReferenceParamSource['referenceParams'];
   fhirBase: string;
-  database: { databaseUrl?: string; schema?: string; dataDir: string };
-  redisUrl?: string;
+  /** where export files go: the database on PostgreSQL, disk under dataDir embedded */
+  database: { databaseUrl?: string; dataDir: string };
   log: (message: string, error?: unknown) => void;
 }
 
 export interface BulkComponents {
-  runner: JobRunner;
   exports: ExportService;
   everything: EverythingDeps;
   /** live settings of export jobs in this process (page size, throttling) */
   tuning: ExportTuning;
   /** where export files are kept (database table or disk, see exportFiles) */
   files: ExportFiles;
-  close(): Promise<void>;
 }
 
-/** Builds the job runner, its workers and the export / $everything services from their dependencies. */
-export async function createBulk(deps: BulkDeps): Promise<BulkComponents> {
+/** The export side of the job wiring: the `export` queue's worker first, then (given the one job runner) the services. */
+export interface ExportWiring {
+  worker: WorkerDeps['export'];
+  services(runner: JobRunner): BulkComponents;
+  /** Removes the temporary export folder of an in-memory database (at close). */
+  dispose(): void;
+}
+
+/** Builds the export runner and files, and the export / $everything services once the job runner exists. */
+export function exportWiring(deps: BulkDeps): ExportWiring {
   const jobs = new JobStore(deps.db);
   const exportStore = new ExportStore(deps.db);
   const { files, dispose } = exportFiles(deps, jobs);
@@ -60,22 +66,6 @@ export async function createBulk(deps: BulkDeps): Promise<BulkComponents> {
   const encounter = encounterCompartment({ resourceTypes: () => types.resourceTypes(), referenceParams: deps.referenceParams });
   const tuning: ExportTuning = { ...DEFAULT_EXPORT_TUNING };
   const runner = new ExportRunner({ jobs, exports: exportStore, files, store: deps.store, search: deps.search, patientCompartment: patient, fhirBase: deps.fhirBase, tuning, log: deps.log });
-  const jobRunner = await createJobRunner(queueDefinitions({ runner, jobs, files }), {
-    redisUrl: deps.redisUrl,
-    prefix: queuePrefix(deps.database),
-    onError: (e) => deps.log('job runner error', e),
-  });
-  const exports = new ExportService({
-    jobs,
-    files,
-    runner: jobRunner,
-    store: deps.store,
-    search: deps.search,
-    isResourceType: (t) => types.isResourceType(t),
-    resourceTypes: () => types.resourceTypes(),
-    patientCompartment: patient,
-    fhirBase: deps.fhirBase,
-  });
   const everything: EverythingDeps = {
     db: deps.db,
     store: deps.store,
@@ -88,15 +78,24 @@ export async function createBulk(deps: BulkDeps): Promise<BulkComponents> {
     ]),
   };
   return {
-    runner: jobRunner,
-    exports,
-    everything,
-    tuning,
-    files,
-    async close() {
-      await jobRunner.close();
-      dispose();
-    },
+    worker: { runner, files },
+    dispose,
+    services: (jobRunner) => ({
+      exports: new ExportService({
+        jobs,
+        files,
+        runner: jobRunner,
+        store: deps.store,
+        search: deps.search,
+        isResourceType: (t) => types.isResourceType(t),
+        resourceTypes: () => types.resourceTypes(),
+        patientCompartment: patient,
+        fhirBase: deps.fhirBase,
+      }),
+      everything,
+      tuning,
+      files,
+    }),
   };
 }
 

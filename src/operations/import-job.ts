@@ -1,22 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import type { OperationOutcome, OperationOutcomeIssue } from 'fhir/r4.js';
 import { FhirError, isFhirError } from '../fhir/errors.js';
-import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobContext, type QueueDefinition } from '../jobs/types.js';
+import { JobLostError, runClaimed } from '../jobs/job-rows.js';
+import { PermanentJobError, type JobContext } from '../jobs/types.js';
 import type { ImportStateStore } from '../storage/import-state.js';
 import type { JobStore } from '../storage/job-store.js';
 import { resolveAllowedFile, type ImportSource } from './import-sources.js';
 import type { Importer, ImportSummary } from './import.js';
 
 export const IMPORT_QUEUE = 'import';
-/** A claim whose heartbeat is older than this belongs to a dead run and may be taken over. */
-export const IMPORT_STALE_CLAIM_MS = 60_000;
 /** How long a finished import's report stays readable at its status URL. */
 export const IMPORT_RETENTION_MS = 24 * 3600 * 1000;
-/** Imports per process at once: one saturates the database (the machine has 2 cores). */
-const IMPORT_CONCURRENCY = 1;
-/** A failing run (the database restarted) is tried again; the next run resumes where it stopped. */
-const IMPORT_ATTEMPTS = 3;
-const IMPORT_BACKOFF_MS = 10_000;
 /** Progress is written to the job row at most this often (it is also the heartbeat). */
 const CHECKPOINT_INTERVAL_MS = 1000;
 
@@ -48,11 +41,6 @@ export interface ImportJobDeps {
 
 /** The job's scope in import_progress: a resumed run of the job skips what earlier runs committed. */
 export const jobScope = (jobId: string) => `job:${jobId}`;
-
-/** The run lost its job: cancelled by the client, or taken over after a stall. */
-class JobLostError extends Error {
-  override readonly name = 'ImportStopped';
-}
 
 /** The OperationOutcome a failed import reports on its status URL. */
 export function importFailure(error: unknown): OperationOutcome {
@@ -88,14 +76,8 @@ export class ImportJobRunner {
   constructor(private readonly deps: ImportJobDeps) {}
 
   async run(jobId: string, ctx: JobContext): Promise<void> {
-    const { jobs, state } = this.deps;
-    const runId = randomUUID();
-    const claim = await jobs.claim(jobId, runId, IMPORT_STALE_CLAIM_MS);
-    if (claim === 'gone') return;
-    if (claim === 'busy') throw new RetryLaterError('another run holds this import', IMPORT_STALE_CLAIM_MS);
-    try {
-      const job = await jobs.get(jobId);
-      if (!job) return;
+    const { jobs } = this.deps;
+    await runClaimed({ jobs, what: 'import', cleanUp: (id) => this.cleanUp(id), log: this.deps.log }, jobId, ctx, async (job, runId) => {
       const sources = await this.sources(jobId, job.request as ImportJobRequest);
       let last = 0;
       let resources = 0;
@@ -113,18 +95,7 @@ export class ImportJobRunner {
       const result: ImportJobResult = { inputs: summary.inputs, resources: summary.resources, errorCount: summary.errorCount, issues: summary.issues, seconds: summary.seconds };
       if (!(await jobs.complete(jobId, runId, result, IMPORT_RETENTION_MS))) throw new JobLostError();
       await this.cleanUp(jobId);
-    } catch (e) {
-      if (e instanceof JobLostError) {
-        const now = await jobs.get(jobId);
-        if (!now || now.status === 'cancelled') await this.cleanUp(jobId);
-        return;
-      }
-      await jobs.release(jobId, runId);
-      if (ctx.signal.aborted) throw new JobInterruptedError('import interrupted by shutdown');
-      if (isFhirError(e) && e.status < 500) throw new PermanentJobError(e.message, { cause: e });
-      this.deps.log?.(`import ${jobId} attempt ${ctx.attempt} failed`, e);
-      throw e;
-    }
+    });
   }
 
   /** Inputs are resolved again at run time: the import directory may have changed since the kick-off. */
@@ -148,22 +119,4 @@ export class ImportJobRunner {
     await this.deps.state.removeInputs(jobId);
     await this.deps.state.removeScope(jobScope(jobId));
   }
-}
-
-/** The `import` queue for the job runner of src/jobs (in-process, or BullMQ with REDIS_URL). */
-export function importQueue(deps: ImportJobDeps, runner: ImportJobRunner): QueueDefinition {
-  return {
-    name: IMPORT_QUEUE,
-    attempts: IMPORT_ATTEMPTS,
-    backoffMs: IMPORT_BACKOFF_MS,
-    concurrency: IMPORT_CONCURRENCY,
-    handler: (payload, ctx) => runner.run(payload.jobId, ctx),
-    async onGiveUp(payload, error) {
-      await deps.jobs.fail(payload.jobId, importFailure(error), IMPORT_RETENTION_MS);
-      await runner.cleanUp(payload.jobId);
-    },
-    async recoverable() {
-      return (await deps.jobs.recoverable(IMPORT_QUEUE, IMPORT_STALE_CLAIM_MS)).map((jobId) => ({ jobId }));
-    },
-  };
 }

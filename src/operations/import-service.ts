@@ -1,22 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import type { OperationOutcome, Parameters, ParametersParameter } from 'fhir/r4.js';
-import { errors, FhirError } from '../fhir/errors.js';
+import { errors } from '../fhir/errors.js';
 import type { JobRunner } from '../jobs/types.js';
 import type { ImportStateStore } from '../storage/import-state.js';
-import type { JobRecord, JobStore } from '../storage/job-store.js';
+import type { JobStore } from '../storage/job-store.js';
+import { AsyncJobs, type AsyncJobStatus } from './async-jobs.js';
 import { importFailure, importReport, IMPORT_QUEUE, IMPORT_RETENTION_MS, type ImportJobRequest, type ImportJobResult, type ImportJobRunner } from './import-job.js';
 import { formatOf, resolveAllowedFile } from './import-sources.js';
 
-/** Poll interval suggested to clients (Retry-After) while an import runs. */
-export const IMPORT_RETRY_AFTER_SECONDS = 2;
-const JOB_ID = /^[0-9a-f-]{36}$/;
-const CLEANUP_BATCH = 20;
 const MAX_INPUTS = 1000;
 
-export type ImportStatus =
-  | { state: 'running'; progress: string }
-  | { state: 'completed'; report: OperationOutcome; expires?: string }
-  | { state: 'failed'; outcome: OperationOutcome };
+/** A completed import's result is its report, an OperationOutcome. */
+export type ImportStatus = AsyncJobStatus<OperationOutcome>;
 
 export interface ImportServiceDeps {
   jobs: JobStore;
@@ -44,7 +38,15 @@ function partValue(part: ParametersParameter): string | undefined {
  * Optional `input.type` (valueCode) is accepted and ignored: every line says its type.
  */
 export class ImportService {
-  constructor(private readonly deps: ImportServiceDeps) {}
+  private readonly asyncJobs: AsyncJobs;
+
+  constructor(private readonly deps: ImportServiceDeps) {
+    // A job's inline inputs and progress rows go with it.
+    const cleanUp = async (ids: string[]) => {
+      for (const id of ids) await deps.jobRunner.cleanUp(id);
+    };
+    this.asyncJobs = new AsyncJobs(deps, { queue: IMPORT_QUEUE, what: 'import', retentionMs: IMPORT_RETENTION_MS, failure: importFailure, cleanUp });
+  }
 
   statusUrl(jobId: string): string {
     return `${this.deps.fhirBase}/$import-status/${jobId}`;
@@ -52,22 +54,13 @@ export class ImportService {
 
   async kickOff(body: unknown, owner: string, requestUrl: string): Promise<{ jobId: string; statusUrl: string }> {
     const inputs = await this.parse(body);
-    await this.removeExpired();
-    const jobId = randomUUID();
     const inline = inputs.filter((i) => i.kind === 'inline');
     const request: ImportJobRequest = {
       requestUrl,
       inputs: inputs.map((i) => (i.kind === 'file' ? { kind: 'file', url: i.url, name: i.name } : { kind: 'inline', inputNo: inline.indexOf(i), name: i.name })),
     };
-    await this.deps.state.saveInputs(jobId, inline.map((i) => i.text));
-    await this.deps.jobs.create({ id: jobId, queue: IMPORT_QUEUE, owner, request });
-    try {
-      await this.deps.runner.enqueue(IMPORT_QUEUE, { jobId });
-    } catch {
-      await this.deps.jobs.fail(jobId, importFailure(undefined), IMPORT_RETENTION_MS);
-      await this.deps.jobRunner.cleanUp(jobId);
-      throw new FhirError('unavailable', 'the job queue is not reachable; try again later');
-    }
+    // Inline NDJSON is stored beside the job (not in its request) before the job is queued.
+    const jobId = await this.asyncJobs.start(owner, request, (id) => this.deps.state.saveInputs(id, inline.map((i) => i.text)));
     return { jobId, statusUrl: this.statusUrl(jobId) };
   }
 
@@ -101,35 +94,14 @@ export class ImportService {
     return out;
   }
 
-  /** The job if `owner` may see it: its own import, not cancelled, not expired. */
-  private async visible(jobId: string, owner: string): Promise<JobRecord> {
-    const job = JOB_ID.test(jobId) ? await this.deps.jobs.get(jobId) : undefined;
-    const expired = job?.expiresAt !== null && job?.expiresAt !== undefined && Date.parse(job.expiresAt) < Date.now();
-    if (!job || job.queue !== IMPORT_QUEUE || job.owner !== owner || job.status === 'cancelled' || expired) {
-      throw errors.notFound(`no import ${jobId.slice(0, 64)} (unknown, cancelled or expired)`);
-    }
-    return job;
-  }
-
   async status(jobId: string, owner: string): Promise<ImportStatus> {
-    const job = await this.visible(jobId, owner);
-    if (job.status === 'failed') return { state: 'failed', outcome: (job.error as OperationOutcome | null) ?? importFailure(undefined) };
-    if (job.status !== 'completed') return { state: 'running', progress: job.status === 'accepted' ? 'queued' : (job.progress ?? 'started') };
-    return { state: 'completed', report: importReport(job.result as ImportJobResult), expires: job.expiresAt ?? undefined };
+    return this.asyncJobs.status(jobId, owner, (job) => importReport(job.result as ImportJobResult));
   }
 
   /** Stops a running import (what it committed stays) or forgets a finished one; afterwards its status is 404. */
   async cancel(jobId: string, owner: string): Promise<void> {
-    await this.visible(jobId, owner);
-    const previous = await this.deps.jobs.cancel(jobId);
-    if (previous === undefined) throw errors.notFound(`no import ${jobId.slice(0, 64)}`);
+    const previous = await this.asyncJobs.cancel(jobId, owner);
+    // A running import cleans up itself when it notices (its inputs are in use until then).
     if (previous !== 'in-progress') await this.deps.jobRunner.cleanUp(jobId);
-  }
-
-  private async removeExpired(): Promise<void> {
-    const ids = await this.deps.jobs.expired(IMPORT_QUEUE, CLEANUP_BATCH);
-    if (ids.length === 0) return;
-    for (const id of ids) await this.deps.jobRunner.cleanUp(id);
-    await this.deps.jobs.remove(ids);
   }
 }

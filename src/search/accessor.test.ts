@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Resource } from 'fhir/r4.js';
 import { compileExpression, type CompiledExpression } from './expression.js';
 import { SearchParameterRegistry, splitUnion } from './registry.js';
-import { loadFhirExamples, loadSynthea } from './test-data.js';
+import { loadFhirExamples, loadSynthea } from '../../test/support/shared-data.js';
 
 /**
  * The compiled accessors must find exactly what fhirpath finds, for every parameter over every

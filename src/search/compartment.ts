@@ -1,7 +1,10 @@
-import type { CompartmentDefinition } from 'fhir/r4.js';
+import type { CompartmentDefinition, Resource } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { loadR4Bundle } from '../fhir/definitions/load.js';
 import { errors } from '../fhir/errors.js';
+import type { TypedValue } from './expression.js';
+import { referenceValues } from './indexer.js';
+import type { SearchParameterRegistry } from './registry.js';
 import { idSelect, type IdSource, type Target } from './sql/filter.js';
 import { col, type Cond } from './sql/util.js';
 
@@ -80,4 +83,40 @@ export function compartmentCondition(c: { type: string; id: string }, types: str
   }
   if (owner) sets.push(sql`SELECT ${c.type}::text, ${c.id}::text`);
   return sets.length ? sql`(${target.type}, ${target.id}) IN (${sql.join(sets, sql` UNION ALL `)})` : sql`FALSE`;
+}
+
+/**
+ * `target` is in compartment `c` (any member type, the owner included): the condition SMART
+ * `patient/` scopes confine every search, include, chain and `_has` to (see `sql/access.ts`).
+ */
+export function compartmentMembership(c: { type: string; id: string }, target: Target): Cond {
+  const def = compartmentDef(c);
+  const pairs: Array<[string, string]> = [];
+  for (const [t, params] of def) for (const p of params) pairs.push([t, p]);
+  return sql`((${target.type} = ${c.type} AND ${target.id} = ${c.id}) OR (${target.type}, ${target.id}) IN (
+    SELECT am.resource_type, am.resource_id FROM search_reference am WHERE am.target_id = ${c.id} AND am.target_type = ${c.type}
+      AND (am.resource_type, am.param) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[]))))`;
+}
+
+/**
+ * Whether `resource` (not yet stored: a create or update body) is in compartment `c`: evaluated
+ * in memory with the same params and reference parsing the index uses, so a write under
+ * `patient/` scopes can be checked before it lands.
+ */
+export function resourceInCompartment(registry: SearchParameterRegistry, resource: Resource, c: { type: string; id: string }): boolean {
+  if (resource.resourceType === c.type) return resource.id === c.id;
+  const params = compartmentDef(c).get(resource.resourceType) ?? [];
+  for (const p of registry.forType(resource.resourceType)) {
+    if (!p.accessor || !params.includes(p.code)) continue;
+    let nodes: TypedValue[];
+    try {
+      nodes = p.accessor.evaluate(resource);
+    } catch {
+      continue;
+    }
+    const rows: unknown[][] = [];
+    for (const n of nodes) referenceValues(n, rows, []);
+    if (rows.some((r) => r[0] === c.type && r[1] === c.id)) return true;
+  }
+  return false;
 }

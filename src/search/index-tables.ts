@@ -92,10 +92,14 @@ export const indexTables: readonly IndexTableSpec[] = [
   {
     // one row per combination of component values of ONE composite instance (e.g. one
     // Observation.component): c1 is token-like, c2 token/string/quantity/date/number, c3 number.
+    // A quantity c2 is stored UCUM-canonical in c2_* when convertible (unit searches compare
+    // across units) and also as written in c2_value_* (a search value without a unit compares
+    // with the value as stored, like the plain quantity parameter).
     table: COMPOSITE,
     columns: [
       t('param'), t('c1_system'), t('c1_code'), t('c2_system'), t('c2_code'),
       n('c2_low'), n('c2_high'), ts('c2_date_low'), ts('c2_date_high'), n('c3_low'), n('c3_high'),
+      n('c2_value_low'), n('c2_value_high'),
     ],
   },
 ];

@@ -4,8 +4,8 @@ import { sql } from 'kysely';
 import { SearchIndexer } from './indexer.js';
 import { COMPOSITE, DATE, QUANTITY, REFERENCE, STRING, TOKEN } from './index-tables.js';
 import { SearchParameterRegistry } from './registry.js';
-import { loadFhirExamples, loadSynthea } from './test-data.js';
-import { insertResources, openTestDb, type TestDb } from './test-support.js';
+import { loadFhirExamples, loadSynthea } from '../../test/support/shared-data.js';
+import { insertResources, openTestDb, type TestDb } from '../../test/support/search-db.js';
 
 const registry = new SearchParameterRegistry();
 const indexer = new SearchIndexer(registry, { baseUrls: ['http://localhost:8080/fhir'] });

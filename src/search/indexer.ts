@@ -342,11 +342,14 @@ interface Cell {
   high: string | null;
   dlow: string | null;
   dhigh: string | null;
+  /** quantity as written (low/high may be UCUM-canonical) */
+  vlow: string | null;
+  vhigh: string | null;
 }
 
 function componentCells(type: string, nodes: TypedValue[], baseUrls: readonly string[]): Cell[] {
   const cells: Cell[] = [];
-  const empty = { system: null, code: null, low: null, high: null, dlow: null, dhigh: null };
+  const empty = { system: null, code: null, low: null, high: null, dlow: null, dhigh: null, vlow: null, vhigh: null };
   for (const n of nodes) {
     switch (type) {
       case 'token': {
@@ -376,9 +379,11 @@ function componentCells(type: string, nodes: TypedValue[], baseUrls: readonly st
         const rows: Row[] = [];
         quantityValues(n, rows);
         for (const r of rows) {
-          // canonical when convertible so the search side can compare across units
-          if (r[5] !== null) cells.push({ ...empty, system: UCUM_SYSTEM, code: r[5] as string, low: r[6] as string | null, high: r[7] as string | null });
-          else cells.push({ ...empty, system: r[2] as string | null, code: r[3] as string | null, low: r[0] as string | null, high: r[1] as string | null });
+          // canonical when convertible so the search side can compare across units; the value
+          // as written too, for searches without a unit
+          const written = { vlow: r[0] as string | null, vhigh: r[1] as string | null };
+          if (r[5] !== null) cells.push({ ...empty, ...written, system: UCUM_SYSTEM, code: r[5] as string, low: r[6] as string | null, high: r[7] as string | null });
+          else cells.push({ ...empty, ...written, system: r[2] as string | null, code: r[3] as string | null, low: r[0] as string | null, high: r[1] as string | null });
         }
         break;
       }
@@ -516,7 +521,7 @@ export class SearchIndexer {
               for (const c3 of third ?? [null]) {
                 rows.push([
                   p.code, a.system, a.code, b2.system, b2.code, b2.low, b2.high, b2.dlow, b2.dhigh,
-                  c3 ? c3.low : null, c3 ? c3.high : null,
+                  c3 ? c3.low : null, c3 ? c3.high : null, b2.vlow, b2.vhigh,
                 ]);
               }
             }

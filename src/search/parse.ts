@@ -14,11 +14,19 @@ import type {
 import { toCanonical, UCUM_SYSTEM } from './ucum.js';
 import { decimalToString, parseDateRange, parseDecimal, precisionRange } from './values.js';
 
-/** Limits that keep hostile queries cheap (all answered with a 400, never a 500). */
+/**
+ * Limits that keep hostile queries cheap (all answered with a 400, never a 500). A whole
+ * parameter value is bounded only by the URL / body limits: cohort tools send OR lists of
+ * hundreds of codes. Values that compile to one array parameter (`= ANY($1)`: token codes,
+ * references, `_id`, exact uris) may number up to `maxOrValues`; values that need one SQL
+ * condition each (string prefixes, dates, numbers, quantities, `:text`, …) up to `maxOrConditions`.
+ */
 export const LIMITS = {
   maxParams: 100,
+  /** one value of an OR list */
   maxValueLength: 4096,
-  maxOrValues: 100,
+  maxOrValues: 10_000,
+  maxOrConditions: 1000,
   maxChainDepth: 4,
   maxCount: 1000,
   maxSortKeys: 8,
@@ -185,6 +193,8 @@ const modifiersByType: Record<string, ReadonlySet<string>> = {
 interface Ctx {
   registry: SearchParameterRegistry;
   strict: boolean;
+  /** system search: a parameter of some types but not of all searched ones is an error */
+  systemSearch: boolean;
   unknown: string[];
   baseUrl?: string;
 }
@@ -217,6 +227,7 @@ function parseFilter(ctx: Ctx, types: string[], name: string, value: string, dep
     const refParam = ctx.registry.get(sourceType, refCode);
     if (!refParam || refParam.type !== 'reference') bad(name, `${sourceType} has no reference parameter '${refCode}'`);
     ctx.registry.require(sourceType, refCode);
+    if (types[0] === 'Resource') bad(name, '_has in a search of every type needs _type naming the types it refers to');
     if (refParam.target.length && !types.some((t) => refParam.target.includes(t))) {
       bad(name, `${sourceType}.${refCode} does not refer to ${types.join('/')}`);
     }
@@ -245,7 +256,12 @@ function parseFilter(ctx: Ctx, types: string[], name: string, value: string, dep
   const code = colon >= 0 ? name.slice(0, colon) : name;
   const modifier = colon >= 0 ? name.slice(colon + 1) : undefined;
   const p = resolveParam(ctx, types, code, name);
-  if (!p) return unknownParam(ctx, name);
+  if (!p) {
+    if (ctx.systemSearch && depth === 0 && ctx.registry.isKnownCode(code)) {
+      bad(name, types[0] === 'Resource' ? 'a search of every type takes only parameters common to all resources (_id, _lastUpdated, _tag, _profile, _security, _source, …); name the types with _type' : `it is not defined for every type in _type (${types.join(', ').slice(0, 200)})`);
+    }
+    return unknownParam(ctx, name);
+  }
   if (modifier !== undefined) {
     const isTypeModifier = p.type === 'reference' && /^[A-Z][A-Za-z]+$/.test(modifier);
     if (isTypeModifier) {
@@ -259,12 +275,31 @@ function parseFilter(ctx: Ctx, types: string[], name: string, value: string, dep
     return { kind: 'param', name, param: p, modifier, values: [{ kind: 'missing', v: value === 'true' }] };
   }
   const raws = splitEscaped(value, ',');
-  if (raws.length > LIMITS.maxOrValues) bad(name, `at most ${LIMITS.maxOrValues} values may be ORed`);
+  if (raws.length > LIMITS.maxOrValues) bad(name, `at most ${LIMITS.maxOrValues} values may be ORed (${raws.length} given)`);
   const values = raws.map((raw) => {
     if (raw === '') bad(name, 'empty value');
+    if (raw.length > LIMITS.maxValueLength) bad(name, `a value is too long (at most ${LIMITS.maxValueLength} characters each)`);
     return parseValue(p, name, raw, modifier, ctx.registry, ctx.baseUrl);
   });
+  const listable = values.filter((v) => arrayCompilable(v, modifier)).length;
+  if (values.length - listable > LIMITS.maxOrConditions) {
+    bad(name, `at most ${LIMITS.maxOrConditions} values of this kind may be ORed (token codes, references, ids and exact uris: ${LIMITS.maxOrValues})`);
+  }
   return { kind: 'param', name, param: p, modifier, values };
+}
+
+/** Whether a value joins the others in one array parameter (see `sql/lists.ts`), not an OR branch of its own. */
+export function arrayCompilable(v: ParamValue, modifier: string | undefined): boolean {
+  switch (v.kind) {
+    case 'token':
+      return (modifier === undefined || modifier === 'not') && v.v.code !== undefined;
+    case 'reference':
+      return v.v.id !== undefined && v.v.version === undefined && v.v.url === undefined && v.v.identValue === undefined && v.v.identSystem === undefined;
+    case 'uri':
+      return modifier === undefined;
+    default:
+      return false;
+  }
 }
 
 function unknownParam(ctx: Ctx, name: string): undefined {
@@ -296,7 +331,7 @@ function parseInclude(ctx: Ctx, name: string, value: string, rev: boolean): Incl
  */
 export function parseSearch(registry: SearchParameterRegistry, pairs: ReadonlyArray<readonly [string, string]>, options: ParseOptions = {}): SearchRequest {
   if (pairs.length > LIMITS.maxParams) throw errors.incorrect(`At most ${LIMITS.maxParams} search parameters are allowed`);
-  const ctx: Ctx = { registry, strict: options.strict ?? false, unknown: [], baseUrl: options.baseUrl };
+  const ctx: Ctx = { registry, strict: options.strict ?? false, systemSearch: options.resourceType === undefined, unknown: [], baseUrl: options.baseUrl };
   let types: string[];
   const systemSearch = options.resourceType === undefined;
   if (options.resourceType !== undefined) {
@@ -321,7 +356,11 @@ export function parseSearch(registry: SearchParameterRegistry, pairs: ReadonlyAr
     canonical: [],
   };
   for (const [name, value] of pairs) {
-    if (name.length > 512 || value.length > LIMITS.maxValueLength) bad(name.slice(0, 64), `too long (at most ${LIMITS.maxValueLength} characters)`);
+    if (name.length > 512) bad(name.slice(0, 64), 'parameter name too long (at most 512 characters)');
+    // Filters are checked per OR value (parseFilter); result parameters as a whole.
+    if (value.length > LIMITS.maxValueLength && resultParams.has(name.split(':', 1)[0]!)) {
+      bad(name.slice(0, 64), `too long (at most ${LIMITS.maxValueLength} characters)`);
+    }
     const base = name.split(':', 1)[0]!;
     if (name !== '_cursor') req.canonical.push([name, value]);
     if (resultParams.has(base)) {

@@ -263,6 +263,12 @@ export class SearchParameterRegistry {
     return p;
   }
 
+  /** Whether some resource type (or Resource itself) has a parameter `code`. */
+  isKnownCode(code: string): boolean {
+    for (const m of this.byBase.values()) if (m.has(code)) return true;
+    return false;
+  }
+
   isKnownResourceType(type: string): boolean {
     return isResourceType(type);
   }

@@ -5,11 +5,13 @@ import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { Filter, IncludeSpec, ParamFilter, SearchRequest } from './request.js';
-import { accessCondition, FilterCompiler, idSelect, type Target } from './sql/filter.js';
+import type { AccessFilter } from './sql/access.js';
+import { accessCondition, FilterCompiler, idSelect, inSource, type Target, type TypeSet } from './sql/filter.js';
+import { allResourceTypes } from './fhir-model.js';
 import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, type SortPlan } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology } from './terminology.js';
-import { compartmentCondition, compartmentSource, compartmentTypes } from './compartment.js';
+import { compartmentCondition, compartmentSource, compartmentTypes, resourceInCompartment } from './compartment.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = Kysely<any>;
@@ -21,8 +23,8 @@ export interface SearchInput {
   /** e.g. http://localhost:8080/fhir */
   baseUrl: string;
   strict?: boolean;
-  /** Reserved: SMART scope filter, applied in `sql/filter.ts#accessCondition`. */
-  accessFilter?: unknown;
+  /** The caller's SMART scope filter (undefined: sees everything), applied in `sql/filter.ts#accessCondition`. */
+  accessFilter?: AccessFilter;
 }
 
 interface Row {
@@ -57,6 +59,19 @@ function decodeCursor(s: string, keyCount: number): Cursor {
   throw errors.incorrect('Invalid _cursor (it belongs to a different search or was altered)', ['_cursor']);
 }
 
+let everyType: readonly string[] | undefined;
+
+/**
+ * The types index-row sets are read for: the one type, the listed ones, or — system search
+ * without `_type` — every resource type, so the sets' (resource_type, param, …) indexes stay
+ * usable (one descent per type) where no type at all would mean a full index scan.
+ */
+function setTypes(req: SearchRequest): TypeSet {
+  if (req.types.length === 1) return req.types[0]!;
+  if (req.types.length > 1) return req.types;
+  return (everyType ??= allResourceTypes().sort());
+}
+
 function contentOf(row: { content: Resource | string }): Resource {
   return typeof row.content === 'string' ? (JSON.parse(row.content) as Resource) : row.content;
 }
@@ -75,6 +90,30 @@ export class SearchService {
     this.db = deps.db;
     this.registry = deps.registry;
     this.terminology = deps.terminology ?? new Terminology();
+  }
+
+  /**
+   * Parses the queries of granular scopes into filters. Only plain parameters count (no chains,
+   * `_has` or result parameters); a query that is not grants nothing.
+   */
+  private resolveAccess(filter: AccessFilter | undefined, baseUrl: string): AccessFilter | undefined {
+    if (!filter?.granular) return filter;
+    const granular = filter.granular.map((g) => {
+      if (g.filters) return g;
+      try {
+        const req = this.parse({ resourceType: g.type, params: [...new URLSearchParams(g.query)] as [string, string][], strict: true, baseUrl });
+        const plain = req.filters.length > 0 && req.filters.every((f) => f.kind === 'param') && !req.includes.length && !req.revincludes.length;
+        return plain ? { ...g, filters: req.filters } : g;
+      } catch {
+        return g;
+      }
+    });
+    return { ...filter, granular };
+  }
+
+  /** Whether a resource body (not yet stored) is in compartment `c` (checks writes under `patient/` scopes). */
+  inCompartment(resource: Resource, c: { type: string; id: string }): boolean {
+    return resourceInCompartment(this.registry, resource, c);
   }
 
   /** Parses without running (e.g. to validate a query early or to match in memory later). */
@@ -210,6 +249,21 @@ export class SearchService {
    */
   private countQuery(req: SearchRequest, compiler: FilterCompiler, input: SearchInput, where: Cond): RawBuilder<{ n: string | number }> {
     const single = req.types.length === 1 ? req.types[0]! : undefined;
+    if (!single && !input.compartment) {
+      // Several types (system search): the same, on (type, id) pairs of the index rows.
+      const types = setTypes(req);
+      const sources = req.filters.map((f) => ({ f, s: compiler.idSource(f, types) }));
+      let driver: (typeof sources)[number] | undefined;
+      for (const x of sources) if (x.s?.live && (!driver || x.s.rank < driver.s!.rank)) driver = x;
+      if (driver) {
+        const d = driver.s!;
+        const target: Target = { type: d.type!, id: d.id };
+        const rest: Cond[] = [];
+        for (const x of sources) if (x !== driver) rest.push(x.s ? inSource(target, x.s) : compiler.compile(x.f, target));
+        rest.push(accessCondition(input.accessFilter, target, compiler));
+        return sql`SELECT count(*) AS n FROM (SELECT DISTINCT ${d.type!}, ${d.id} FROM ${d.from} WHERE ${d.where} AND ${and(rest)}) x`;
+      }
+    }
     if (single) {
       const sources = req.filters.map((f) => ({ f, s: compiler.idSource(f, single) }));
       // Patient/123/Patient also holds the owner itself: not a set of reference rows.
@@ -226,7 +280,7 @@ export class SearchService {
           if (x === driver) continue;
           rest.push(x.s ? sql`${d.id} IN (${idSelect(x.s)})` : compiler.compile(x.f, target));
         }
-        rest.push(accessCondition(input.accessFilter, target));
+        rest.push(accessCondition(input.accessFilter, target, compiler));
         return sql`SELECT count(*) AS n FROM (SELECT DISTINCT ${d.id} FROM ${d.from} WHERE ${d.where} AND ${and(rest)}) x`;
       }
     }
@@ -235,7 +289,7 @@ export class SearchService {
 
   /** EXPLAIN (ANALYZE) of the first page segment and the count query, for plan checks. */
   async explain(input: SearchInput, analyze = true): Promise<{ page: string; count: string }> {
-    const { req, page, count } = this.compilePage(input);
+    const { req, page, count } = this.compilePage({ ...input, accessFilter: this.resolveAccess(input.accessFilter, input.baseUrl) });
     const opts = sql.raw(analyze ? '(ANALYZE, BUFFERS, COSTS OFF)' : '(COSTS OFF)');
     const text = async (q: Cond) =>
       (await sql<Record<string, string>>`EXPLAIN ${opts} ${q}`.execute(this.db)).rows.map((r) => Object.values(r)[0]).join('\n');
@@ -243,6 +297,7 @@ export class SearchService {
   }
 
   async search(input: SearchInput): Promise<Bundle> {
+    input = { ...input, accessFilter: this.resolveAccess(input.accessFilter, input.baseUrl) };
     const { req, where, plan, cursor, reverse, page, count } = this.compilePage(input);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
@@ -338,6 +393,7 @@ export class SearchService {
     else if (req.types.length > 1) conds.push(sql`${target.type} = ANY(${req.types}::text[])`);
     if (target.resourceAlias) conds.push(sql`${col(target.resourceAlias, 'deleted')} = false`);
     if (input.compartment) conds.push(compartmentCondition(input.compartment, req.types, single, target));
+    const types = setTypes(req);
     for (const f of req.filters) {
       const o = opts.override?.(f);
       if (o) {
@@ -345,14 +401,18 @@ export class SearchService {
         continue;
       }
       // Positive filters as id sets (`id IN (…)`): the planner may drive from the smallest.
-      const s = single ? compiler.idSource(f, single) : undefined;
-      conds.push(s ? sql`${target.id} IN (${idSelect(s)})` : compiler.compile(f, target));
+      const s = compiler.idSource(f, types);
+      conds.push(s ? inSource(target, s) : compiler.compile(f, target));
+      // `_id` over every type: name the types too, so the (type, id) indexes can be used.
+      if (req.types.length === 0 && f.kind === 'param' && 'special' in f.param && f.param.code === '_id' && f.modifier === undefined && f.values[0]?.kind !== 'missing') {
+        conds.push(sql`${target.type} = ANY(${[...types]}::text[])`);
+      }
     }
-    conds.push(accessCondition(input.accessFilter, target));
+    conds.push(accessCondition(input.accessFilter, target, compiler));
     return and(conds);
   }
 
-  private async includes(req: SearchRequest, matches: Resource[], accessFilter: unknown): Promise<Resource[]> {
+  private async includes(req: SearchRequest, matches: Resource[], accessFilter: AccessFilter | undefined): Promise<Resource[]> {
     if (matches.length === 0 || (req.includes.length === 0 && req.revincludes.length === 0)) return [];
     const seen = new Set(matches.map((r) => `${r.resourceType}/${r.id}`));
     const out: Resource[] = [];
@@ -376,7 +436,7 @@ export class SearchService {
   }
 
   /** ONE query for one include path over a whole page (never a query per resource). */
-  private async includePath(spec: IncludeSpec, from: Resource[], rev: boolean, accessFilter: unknown): Promise<Resource[]> {
+  private async includePath(spec: IncludeSpec, from: Resource[], rev: boolean, accessFilter: AccessFilter | undefined): Promise<Resource[]> {
     const source = spec.sourceType === '*' ? undefined : spec.sourceType;
     const resources = rev ? from : from.filter((r) => !source || r.resourceType === source);
     if (resources.length === 0) return [];
@@ -388,7 +448,7 @@ export class SearchService {
     if (spec.param) refConds.push(sql`f.param = ${spec.param}`);
     if (spec.targetType) refConds.push(sql`f.target_type = ${spec.targetType}`);
     const target: Target = { type: col('x', 'resource_type'), id: col('x', 'id'), resourceAlias: 'x' };
-    conds.push(accessCondition(accessFilter, target));
+    conds.push(accessCondition(accessFilter, target, new FilterCompiler(this.terminology, new Aliases(), accessFilter)));
     const pairs = sql`(SELECT * FROM unnest(${types}::text[], ${ids}::text[]))`;
     // The reference rows pick (type, id) pairs as a semi-join: no DISTINCT over content.
     const q = rev

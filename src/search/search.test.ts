@@ -2,13 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bundle, Observation, Resource } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { isFhirError } from '../fhir/errors.js';
-import { BASE, fixtures } from './fixtures.js';
+import { BASE, fixtures } from '../../test/support/search-fixtures.js';
 import { indexTables } from './index-tables.js';
 import { SearchIndexer } from './indexer.js';
 import { SearchParameterRegistry } from './registry.js';
 import { reindex } from './reindex.js';
 import { SearchService } from './search-service.js';
-import { insertResources, openTestDb, type TestDb } from './test-support.js';
+import { insertResources, openTestDb, type TestDb } from '../../test/support/search-db.js';
 
 const registry = new SearchParameterRegistry();
 const indexer = new SearchIndexer(registry, { baseUrls: [BASE] });

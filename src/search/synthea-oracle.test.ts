@@ -4,8 +4,8 @@ import { compileExpression, type CompiledExpression, type TypedValue } from './e
 import { SearchIndexer } from './indexer.js';
 import { SearchParameterRegistry, type CompiledSearchParam } from './registry.js';
 import { SearchService } from './search-service.js';
-import { loadSyntheaResolved } from './test-data.js';
-import { insertResources, openTestDb, type TestDb } from './test-support.js';
+import { loadSyntheaResolved } from '../../test/support/shared-data.js';
+import { insertResources, openTestDb, type TestDb } from '../../test/support/search-db.js';
 import { normalizeString, parseDateRange } from './values.js';
 
 /**

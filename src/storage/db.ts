@@ -1,4 +1,3 @@
-import { PGlite } from '@electric-sql/pglite';
 import {
   CompiledQuery,
   Kysely,
@@ -12,7 +11,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import pg from 'pg';
-import { mkdirSync } from 'node:fs';
+import { PgliteThread } from './pglite-thread.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -25,11 +24,24 @@ export interface DatabaseOptions {
   /** Schema to use on a real server (created if missing); tests use one schema per app. */
   schema?: string;
   poolSize?: number;
+  /**
+   * Time limit of one statement in ms (0 = none). PostgreSQL enforces it as statement_timeout;
+   * on the embedded database the server thread gives the statement up (see PgliteConnection).
+   */
+  statementTimeoutMs?: number;
 }
 
 export interface DatabaseHandle {
+  /** For requests: every statement has the configured time limit. */
   db: Db;
+  /**
+   * The same database without a statement time limit, for work that is long by nature:
+   * migrations and maintenance (VACUUM, ANALYZE). On PostgreSQL a small pool of its own; on
+   * the embedded database the same single connection, taken between requests.
+   */
+  unlimitedDb: Db;
   kind: 'pglite' | 'postgres';
+  statementTimeoutMs: number;
   close(): Promise<void>;
 }
 
@@ -40,11 +52,13 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) {
     throw new Error(`invalid schema name "${options.schema}"`);
   }
-  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.schema, options.poolSize ?? 10);
-  return openPglite(options.dataDir);
+  const timeout = options.statementTimeoutMs ?? 0;
+  if (!Number.isInteger(timeout) || timeout < 0) throw new Error(`invalid statement time limit ${timeout}`);
+  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.schema, options.poolSize ?? 10, timeout);
+  return openPglite(options.dataDir, timeout);
 }
 
-async function openPostgres(url: string, schema: string | undefined, poolSize: number): Promise<DatabaseHandle> {
+async function openPostgres(url: string, schema: string | undefined, poolSize: number, statementTimeoutMs: number): Promise<DatabaseHandle> {
   if (schema) {
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -54,42 +68,81 @@ async function openPostgres(url: string, schema: string | undefined, poolSize: n
       await admin.end();
     }
   }
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: poolSize,
-    // search_path is set per connection so the same SQL serves every schema.
-    options: schema ? `-c search_path=${schema}` : undefined,
-  });
+  // search_path and statement_timeout are set per connection (start-up options), so the same
+  // SQL serves every schema and no statement needs a SET of its own.
+  const settings = (timeoutMs: number | undefined) =>
+    [schema ? `-c search_path=${schema}` : '', timeoutMs !== undefined ? `-c statement_timeout=${timeoutMs}` : ''].filter(Boolean).join(' ') || undefined;
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, options: settings(statementTimeoutMs > 0 ? statementTimeoutMs : undefined) });
+  const unlimitedPool = new pg.Pool({ connectionString: url, max: 2, options: settings(0) });
   // An idle client that loses its server connection must not crash the process.
   pool.on('error', () => undefined);
+  unlimitedPool.on('error', () => undefined);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind: 'postgres', close: () => db.destroy() };
+  const unlimitedDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: unlimitedPool }) });
+  return {
+    db,
+    unlimitedDb,
+    kind: 'postgres',
+    statementTimeoutMs,
+    async close() {
+      await unlimitedDb.destroy();
+      await db.destroy();
+    },
+  };
 }
 
-async function openPglite(dataDir: string): Promise<DatabaseHandle> {
-  let pglite: PGlite;
-  if (dataDir === 'memory') {
-    pglite = new PGlite();
-  } else {
-    mkdirSync(dataDir, { recursive: true });
-    pglite = new PGlite(dataDir);
-  }
-  await pglite.waitReady;
-  const db = new Kysely<Database>({ dialect: new PgliteDialect(pglite) });
-  return { db, kind: 'pglite', close: () => db.destroy() };
+async function openPglite(dataDir: string, statementTimeoutMs: number): Promise<DatabaseHandle> {
+  const session = new PgliteSession(await PgliteThread.start(dataDir));
+  const db = new Kysely<Database>({ dialect: new PgliteDialect(session, statementTimeoutMs) });
+  const unlimitedDb = new Kysely<Database>({ dialect: new PgliteDialect(session, 0) });
+  return {
+    db,
+    unlimitedDb,
+    kind: 'pglite',
+    statementTimeoutMs,
+    async close() {
+      await unlimitedDb.destroy();
+      await db.destroy();
+      await session.close();
+    },
+  };
 }
 
 /**
- * Kysely dialect for PGlite. PGlite is one connection, so the driver hands it out to one
- * user at a time; a transaction holds it from BEGIN to COMMIT.
+ * The one connection of the embedded database, handed out to one user at a time (a
+ * transaction holds it from BEGIN to COMMIT). Both Kysely handles (with and without the
+ * statement limit) queue here, so maintenance runs between requests, never inside one.
  */
+class PgliteSession {
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(readonly thread: PgliteThread) {}
+
+  async acquire(): Promise<() => void> {
+    const previous = this.queue;
+    let release!: () => void;
+    this.queue = new Promise<void>((resolve) => (release = resolve));
+    await previous;
+    return release;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    await this.thread.close();
+  }
+}
+
+/** Kysely dialect for the embedded database (PGlite on its worker thread). */
 class PgliteDialect implements Dialect {
-  constructor(private readonly pglite: PGlite) {}
+  constructor(
+    private readonly session: PgliteSession,
+    private readonly statementTimeoutMs: number,
+  ) {}
   createAdapter() {
     return new PostgresAdapter();
   }
   createDriver(): Driver {
-    return new PgliteDriver(this.pglite);
+    return new PgliteDriver(this.session, this.statementTimeoutMs);
   }
   createIntrospector(db: Kysely<unknown>) {
     return new PostgresIntrospector(db);
@@ -101,18 +154,17 @@ class PgliteDialect implements Dialect {
 
 class PgliteDriver implements Driver {
   private readonly connection: PgliteConnection;
-  private queue: Promise<void> = Promise.resolve();
   private release: (() => void) | undefined;
 
-  constructor(private readonly pglite: PGlite) {
-    this.connection = new PgliteConnection(pglite);
+  constructor(
+    private readonly session: PgliteSession,
+    statementTimeoutMs: number,
+  ) {
+    this.connection = new PgliteConnection(session.thread, statementTimeoutMs);
   }
   async init(): Promise<void> {}
   async acquireConnection(): Promise<DatabaseConnection> {
-    const previous = this.queue;
-    let release!: () => void;
-    this.queue = new Promise<void>((resolve) => (release = resolve));
-    await previous;
+    const release = await this.session.acquire();
     this.release = release;
     return this.connection;
   }
@@ -131,20 +183,84 @@ class PgliteDriver implements Driver {
     release?.();
   }
   async destroy(): Promise<void> {
-    await this.queue;
-    await this.pglite.close();
+    // The session (and the thread) is shared by both handles; DatabaseHandle.close ends it.
   }
 }
 
+const BEGINS_TRANSACTION = /^\s*(BEGIN|START\s+TRANSACTION)\b/i;
+const ENDS_TRANSACTION = /^\s*(COMMIT|END|ROLLBACK|ABORT)\b(?!\s+TO\b)/i;
+/** Statements that are bookkeeping, never slow: no limit (a COMMIT given up would leave the caller unsure). */
+const CONTROL = /^\s*(COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|SET|RESET|SHOW)\b/i;
+const READ_ONLY = /^\s*(SELECT|WITH|VALUES|TABLE|EXPLAIN)\b/i;
+const WRITES = /\b(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER|TRUNCATE|COPY|VACUUM|ANALYZE)\b/i;
+const SET_TIMEOUT = /^\s*SET\s+(SESSION\s+|LOCAL\s+)?statement_timeout\s*(?:=|TO)\s*(?:'?\s*(\d+)\s*(ms|s|min)?\s*'?|(DEFAULT))\s*;?\s*$/i;
+const RESET_TIMEOUT = /^\s*RESET\s+statement_timeout\s*;?\s*$/i;
+
+/**
+ * The statement time limit on the embedded database, where PostgreSQL's own statement_timeout
+ * does nothing (the wasm build has no timer signal). It follows the same settings —
+ * `SET [LOCAL] statement_timeout`, `RESET statement_timeout` — so callers treat both databases alike.
+ *
+ * Which statements are limited: everything inside a transaction (a statement given up there
+ * makes the worker fail the transaction, so its effects are rolled back as on PostgreSQL) and
+ * read-only statements outside one. A lone write statement is not limited: it cannot be
+ * stopped, and answering "timed out" for a write that then commits would mislead the client.
+ */
 class PgliteConnection implements DatabaseConnection {
-  constructor(private readonly pglite: PGlite) {}
-  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
-    const result = await this.pglite.query<R>(compiled.sql, compiled.parameters as unknown[]);
-    return {
-      rows: result.rows,
-      numAffectedRows: result.affectedRows !== undefined ? BigInt(result.affectedRows) : undefined,
-    };
+  private inTransaction = false;
+  private sessionLimitMs: number;
+  private localLimitMs: number | undefined;
+
+  constructor(
+    private readonly thread: PgliteThread,
+    private readonly defaultLimitMs: number,
+  ) {
+    this.sessionLimitMs = defaultLimitMs;
   }
+
+  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const text = compiled.sql;
+    const limitMs = this.limitFor(text);
+    this.track(text);
+    try {
+      const result = await this.thread.query(text, compiled.parameters, limitMs);
+      return {
+        rows: result.rows as R[],
+        numAffectedRows: result.affectedRows !== undefined ? BigInt(result.affectedRows) : undefined,
+      };
+    } catch (e) {
+      if (BEGINS_TRANSACTION.test(text)) this.inTransaction = false;
+      throw e;
+    }
+  }
+
+  private limitFor(text: string): number {
+    if (CONTROL.test(text)) return 0;
+    const limit = this.inTransaction && this.localLimitMs !== undefined ? this.localLimitMs : this.sessionLimitMs;
+    if (this.inTransaction || BEGINS_TRANSACTION.test(text)) return limit;
+    return READ_ONLY.test(text) && !WRITES.test(text) ? limit : 0;
+  }
+
+  private track(text: string): void {
+    if (BEGINS_TRANSACTION.test(text)) {
+      this.inTransaction = true;
+    } else if (ENDS_TRANSACTION.test(text)) {
+      this.inTransaction = false;
+      this.localLimitMs = undefined;
+    } else if (RESET_TIMEOUT.test(text)) {
+      this.sessionLimitMs = this.defaultLimitMs;
+    } else {
+      const set = SET_TIMEOUT.exec(text);
+      if (!set) return;
+      const value = set[4] ? this.defaultLimitMs : Number(set[2]) * (set[3]?.toLowerCase() === 's' ? 1000 : set[3]?.toLowerCase() === 'min' ? 60_000 : 1);
+      if (set[1]?.trim().toUpperCase() === 'LOCAL') {
+        if (this.inTransaction) this.localLimitMs = value;
+      } else {
+        this.sessionLimitMs = value;
+      }
+    }
+  }
+
   // eslint-disable-next-line require-yield
   async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
     throw new Error('streaming is not supported on the embedded database; page with keyset queries');

@@ -10,6 +10,11 @@ export interface EverythingQuery {
   types?: readonly string[];
   /** _since (exclusive) */
   since?: string;
+  /**
+   * Only the owner and its compartment members, not what they refer to: for callers confined to
+   * a patient compartment (SMART `patient/` scopes), whose referenced resources may be outside it.
+   */
+  membersOnly?: boolean;
 }
 
 export interface EverythingRow {
@@ -37,6 +42,7 @@ function everythingSql(q: EverythingQuery) {
   const memberParams = q.pairs.map((p) => p[1]);
   const types = q.types ? sql`AND r.resource_type = ANY(${[...q.types]}::text[])` : sql``;
   const since = q.since ? sql`AND r.last_updated > ${q.since}::timestamptz` : sql``;
+  const referenced = q.membersOnly ? sql`AND false` : sql``;
   const keyed = sql`
     WITH members AS (
       SELECT ${q.ownerType}::text AS resource_type, ${q.ownerId}::text AS id
@@ -51,7 +57,7 @@ function everythingSql(q: EverythingQuery) {
       UNION ALL
       SELECT f.target_type, f.target_id, false FROM search_reference f
       JOIN members m ON f.resource_type = m.resource_type AND f.resource_id = m.id
-      WHERE f.target_type IS NOT NULL AND f.target_id IS NOT NULL
+      WHERE f.target_type IS NOT NULL AND f.target_id IS NOT NULL ${referenced}
     ),
     keyed AS (SELECT resource_type, id, bool_or(member) AS member FROM reached GROUP BY resource_type, id)`;
   return { keyed, filter: sql`r.deleted = false ${types} ${since}` };

@@ -3,7 +3,7 @@ import { appendFile, mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { Db } from './db.js';
-import type { JobStore } from './job-store.js';
+import { checkpointStatement, type JobStore } from './job-store.js';
 
 export interface OutputChunk {
   fileNo: number;
@@ -45,10 +45,7 @@ export class DatabaseExportFiles implements ExportFiles {
    */
   async append(jobId: string, runId: string, chunk: OutputChunk, progress: string): Promise<boolean> {
     const r = await sql<{ job_id: string }>`
-      WITH j AS (
-        UPDATE job SET progress = ${progress}, heartbeat_at = now(), updated_at = now()
-        WHERE id = ${jobId} AND run_id = ${runId} AND status = 'in-progress'
-        RETURNING id)
+      WITH j AS (${checkpointStatement(jobId, runId, progress)})
       INSERT INTO export_output (job_id, file_no, seq, kind, resource_type, count, body)
       SELECT j.id, ${chunk.fileNo}, ${chunk.seq}, ${chunk.kind}, ${chunk.resourceType}, ${chunk.count}, ${chunk.body} FROM j
       RETURNING job_id`.execute(this.db);

@@ -70,6 +70,27 @@ function toRecord(row: JobRow): JobRecord {
 }
 
 /**
+ * The one definition of a job a run may take: unfinished, and nobody holds it (never claimed,
+ * released, or its holder's heartbeat is older than `staleMs`, so that run is presumed dead).
+ * `claim` takes such a job; `recoverable` lists them for runners without a durable queue.
+ */
+function claimable(staleMs: number) {
+  return sql`status IN ('accepted', 'in-progress')
+    AND (run_id IS NULL OR heartbeat_at IS NULL OR heartbeat_at < now() - ${staleMs} * interval '1 millisecond')`;
+}
+
+/**
+ * Progress + heartbeat of run `runId` while it still holds the job; no row returned = the run
+ * lost it. Export files embed it in their append statement (one statement, one row lock).
+ */
+export function checkpointStatement(id: string, runId: string, progress: string) {
+  return sql<{ id: string }>`
+    UPDATE job SET progress = ${progress}, heartbeat_at = now(), updated_at = now()
+    WHERE id = ${id} AND run_id = ${runId} AND status = 'in-progress'
+    RETURNING id`;
+}
+
+/**
  * The `job` table: the state of background jobs that clients poll. Every transition is one
  * conditional UPDATE, so concurrent processes (an API process cancelling, a worker writing
  * progress, a second delivery of the same job) never overwrite each other's decision.
@@ -97,8 +118,7 @@ export class JobStore {
   async claim(id: string, runId: string, staleMs: number): Promise<ClaimResult> {
     const r = await sql<{ id: string }>`
       UPDATE job SET status = 'in-progress', run_id = ${runId}, heartbeat_at = now(), updated_at = now(), attempts = attempts + 1
-      WHERE id = ${id} AND status IN ('accepted', 'in-progress')
-        AND (run_id IS NULL OR heartbeat_at IS NULL OR heartbeat_at < now() - ${staleMs} * interval '1 millisecond')
+      WHERE id = ${id} AND ${claimable(staleMs)}
       RETURNING id`.execute(this.db);
     if (r.rows.length > 0) return 'claimed';
     const current = await sql<{ status: JobStatus }>`SELECT status FROM job WHERE id = ${id}`.execute(this.db);
@@ -108,10 +128,7 @@ export class JobStore {
 
   /** Progress + heartbeat; false when the run lost the job (cancelled, or taken over). */
   async checkpoint(id: string, runId: string, progress: string): Promise<boolean> {
-    const r = await sql<{ id: string }>`
-      UPDATE job SET progress = ${progress}, heartbeat_at = now(), updated_at = now()
-      WHERE id = ${id} AND run_id = ${runId} AND status = 'in-progress'
-      RETURNING id`.execute(this.db);
+    const r = await checkpointStatement(id, runId, progress).execute(this.db);
     return r.rows.length > 0;
   }
 
@@ -156,8 +173,7 @@ export class JobStore {
   async recoverable(queue: string, staleMs: number, limit = 100): Promise<string[]> {
     const r = await sql<{ id: string }>`
       SELECT id FROM job
-      WHERE queue = ${queue} AND status IN ('accepted', 'in-progress')
-        AND (run_id IS NULL OR heartbeat_at IS NULL OR heartbeat_at < now() - ${staleMs} * interval '1 millisecond')
+      WHERE queue = ${queue} AND ${claimable(staleMs)}
       ORDER BY created_at LIMIT ${limit}`.execute(this.db);
     return r.rows.map((x) => x.id);
   }

@@ -39,8 +39,11 @@ export function mapDatabaseError(e: unknown): unknown {
     case DEADLOCK_DETECTED:
       return new FhirError('conflict', 'the resource was changed by a concurrent request; retry');
     case QUERY_CANCELED:
+      // The statement time limit (DATABASE_STATEMENT_TIMEOUT_MS) stopped it. The same request
+      // would be stopped again, so this is not "retry later": the client should narrow it.
+      return new FhirError('too-costly', 'the request took longer than the server allows for one database statement; narrow the search (more specific parameters, a smaller _count)');
     case LOCK_NOT_AVAILABLE:
-      return new FhirError('unavailable', 'the database did not answer in time; retry later');
+      return new FhirError('unavailable', 'the database did not answer in time; retry later', { 'Retry-After': '5' });
     default:
       return e;
   }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4.js';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { FhirError } from '../fhir/errors.js';
 import type { Db } from './db.js';
 import { isRetryable, mapDatabaseError } from './pg-errors.js';
-import { writeStatements, type PendingWrite } from './write-sql.js';
+import { executePrepared } from './prepared-write.js';
+import { writeStatements, type BlindResult, type PendingWrite } from './write-sql.js';
 import type { ResourceChange, SearchIndexSource, StoredVersion, WriteMethod } from './types.js';
+import { activeWriteProfile, stageStart } from './write-profile.js';
 
 /** Runs inside the database transaction before the version is stored: validation, rules, derived data. */
 export type BeforeWriteHook = (tx: StoreTransaction, change: ResourceChange) => Promise<void> | void;
@@ -163,7 +165,7 @@ export class ResourceStore {
       let changes: ResourceChange[] = [];
       try {
         const value = await this.db.connection().execute(async (connection) => {
-          const tx = new StoreTransaction(connection, this, this.index, this.beforeWrite);
+          const tx = new StoreTransaction(connection, this, this.index, this.beforeWrite, attempt);
           try {
             const result = await work(tx);
             await tx.commit();
@@ -196,6 +198,33 @@ export class ResourceStore {
   }
 }
 
+/** Puts the versions a write statement chose into the changes of its blind writes. */
+function settleBlindWrites(writes: readonly PendingWrite[], rows: readonly BlindResult[]): void {
+  const byKey = new Map(rows.map((r) => [`${r.t}/${r.i}`, r]));
+  for (const w of writes) {
+    const change = w.change;
+    const row = byKey.get(`${change.resourceType}/${change.id}`);
+    if (!row) throw new FhirError('fault', `the write of ${change.resourceType}/${change.id} returned no version`);
+    if (row.pv !== null) {
+      change.previous = {
+        resourceType: change.resourceType,
+        id: change.id,
+        versionId: row.pv,
+        lastUpdated: row.pu instanceof Date ? row.pu.toISOString() : new Date(row.pu ?? 0).toISOString(),
+        deleted: row.pd === true,
+        json: null,
+      };
+    }
+    if (row.v !== change.versionId) {
+      change.versionId = row.v;
+      if (change.resource) {
+        change.resource = { ...change.resource, meta: { ...change.resource.meta, versionId: row.v } };
+        change.json = JSON.stringify(change.resource);
+      }
+    }
+  }
+}
+
 /** The write side of one database transaction. Reads through it see its own earlier writes. */
 export class StoreTransaction {
   readonly changes: ResourceChange[] = [];
@@ -207,12 +236,16 @@ export class StoreTransaction {
    * row, so `readForUpdate` answers from here without a round trip or a flush.
    */
   private readonly locked = new Map<string, StoredVersion | null>();
+  /** Set once a blind `put` has been written on its own: nothing may follow it. */
+  private sealed = false;
 
   constructor(
     private readonly connection: Db,
     private readonly store: ResourceStore,
     private readonly index: SearchIndexSource,
     private readonly beforeWrite: readonly BeforeWriteHook[],
+    /** 1 for the first run of the transaction's work, more when it is re-run after losing a race. */
+    private readonly attempt = 1,
   ) {}
 
   /**
@@ -221,7 +254,9 @@ export class StoreTransaction {
    */
   async executor(): Promise<Db> {
     if (!this.begun) {
+      const t = activeWriteProfile ? stageStart() : 0;
       await sql`BEGIN`.execute(this.connection);
+      activeWriteProfile?.add('read', t);
       this.begun = true;
     }
     await this.flush();
@@ -233,9 +268,11 @@ export class StoreTransaction {
     const known = this.locked.get(`${resourceType}/${id}`);
     if (known !== undefined) return known ?? undefined;
     const trx = await this.executor();
+    const t = activeWriteProfile ? stageStart() : 0;
     const result = await sql<VersionRow>`
       SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
       FROM resource WHERE resource_type = ${resourceType} AND id = ${id} FOR UPDATE`.execute(trx);
+    activeWriteProfile?.add('read', t);
     const row = result.rows[0];
     return row ? toStored(row) : undefined;
   }
@@ -253,6 +290,7 @@ export class StoreTransaction {
     }
     if (wanted.size === 0) return;
     const trx = await this.executor();
+    const t = activeWriteProfile ? stageStart() : 0;
     const list = [...wanted.values()];
     const result = await sql<VersionRow>`
       SELECT r.resource_type, r.id, r.version_id::text AS version_id, r.last_updated, r.deleted, r.content::text AS json
@@ -261,6 +299,7 @@ export class StoreTransaction {
         ON r.resource_type = k.t AND r.id = k.i
       ORDER BY r.resource_type, r.id
       FOR UPDATE OF r`.execute(trx);
+    activeWriteProfile?.add('read', t);
     for (const key of wanted.keys()) this.locked.set(key, null);
     for (const row of result.rows) this.locked.set(`${row.resource_type}/${row.id}`, toStored(row));
   }
@@ -277,13 +316,15 @@ export class StoreTransaction {
   async lockConditions(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
     const trx = await this.executor();
+    const t = activeWriteProfile ? stageStart() : 0;
     if (keys.length === 1) {
       await sql`SELECT pg_advisory_xact_lock(hashtextextended(${keys[0]}, 0))`.execute(trx);
-      return;
+    } else {
+      await sql`
+        SELECT pg_advisory_xact_lock(h) FROM (
+          SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(${[...keys]}::text[]) AS k ORDER BY h) s`.execute(trx);
     }
-    await sql`
-      SELECT pg_advisory_xact_lock(h) FROM (
-        SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(${[...keys]}::text[]) AS k ORDER BY h) s`.execute(trx);
+    activeWriteProfile?.add('read', t);
   }
 
   /** Stores a new resource under a fresh server id (or `id`, for update-as-create). */
@@ -292,12 +333,37 @@ export class StoreTransaction {
     return this.write(method, resource, id, versionId, previous);
   }
 
+  /**
+   * update by id (update-as-create when there is no current version) as the whole of a
+   * transaction, WITHOUT reading the current row first: one round trip instead of four
+   * (BEGIN, SELECT … FOR UPDATE, write, COMMIT). The write statement takes the version after
+   * the current row and writes it into meta.versionId; a concurrent writer that slipped in
+   * between makes it fail with a duplicate history key, and the re-run (attempt > 1) takes
+   * the locking path, so racing updates of one resource always make progress.
+   * `change.previous` tells what was replaced (versionId, lastUpdated, deleted; json null).
+   * The write is stored before this returns; the transaction takes no further writes.
+   */
+  async put(resource: Resource, method: WriteMethod = 'PUT'): Promise<ResourceChange> {
+    const id = resource.id;
+    if (id === undefined) throw new FhirError('fault', 'put needs a resource with an id');
+    if (this.begun || this.attempt > 1 || this.pending.length > 0) {
+      const current = await this.readForUpdate(resource.resourceType, id);
+      return !current || current.deleted ? this.create(resource, method, id, current) : this.update(resource, current, method);
+    }
+    // '1' until the statement tells: right for update-as-create, fixed below otherwise.
+    const change = await this.write(method, resource, id, '1', undefined, true);
+    await this.flush();
+    this.sealed = true;
+    return change;
+  }
+
   /** Stores `resource` as the next version after `current`. */
   async update(resource: Resource, current: StoredVersion, method: WriteMethod = 'PUT'): Promise<ResourceChange> {
     return this.write(method, resource, current.id, String(Number(current.versionId) + 1), current);
   }
 
   async delete(current: StoredVersion): Promise<ResourceChange> {
+    this.checkNotSealed();
     const change: ResourceChange = {
       method: 'DELETE',
       resourceType: current.resourceType,
@@ -306,25 +372,52 @@ export class StoreTransaction {
       lastUpdated: new Date().toISOString(),
       previous: current,
     };
-    for (const hook of this.beforeWrite) await hook(this, change);
+    for (const hook of this.beforeWrite) {
+      const pending = hook(this, change);
+      if (pending) await pending;
+    }
     this.locked.delete(`${change.resourceType}/${change.id}`);
     this.pending.push({ change, json: null, indexRows: new Map() });
     this.changes.push(change);
     return change;
   }
 
-  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion | undefined): Promise<ResourceChange> {
+  private checkNotSealed(): void {
+    if (this.sealed) throw new FhirError('fault', 'a transaction that stored a blind put takes no further writes');
+  }
+
+  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion | undefined, blind = false): Promise<ResourceChange> {
+    this.checkNotSealed();
     const lastUpdated = new Date().toISOString();
     const resource: Resource = { ...input, id, meta: { ...input.meta, versionId, lastUpdated } };
     const change: ResourceChange = { method, resourceType: resource.resourceType, id, versionId, lastUpdated, resource, previous };
-    for (const hook of this.beforeWrite) await hook(this, change);
+    const profile = activeWriteProfile;
+    let t = profile ? stageStart() : 0;
+    for (const hook of this.beforeWrite) {
+      // Awaited only when asynchronous: validation is synchronous, and an await per hook per
+      // resource lets other requests' work run in between for nothing.
+      const pending = hook(this, change);
+      if (pending) await pending;
+    }
+    if (profile) {
+      profile.add('validate', t);
+      t = stageStart();
+    }
     const stored = change.resource;
     if (!stored || stored.id !== id || stored.resourceType !== input.resourceType) {
       throw new FhirError('fault', 'a before-write hook changed the identity of the resource');
     }
     change.json = JSON.stringify(stored);
+    if (profile) {
+      profile.add('build', t);
+      t = stageStart();
+    }
     this.locked.delete(`${change.resourceType}/${id}`);
-    this.pending.push({ change, json: change.json, indexRows: this.index.extract(stored) });
+    this.pending.push({ change, json: change.json, indexRows: this.index.extract(stored), blind });
+    if (profile) {
+      profile.add('extract', t);
+      profile.resources++;
+    }
     this.changes.push(change);
     return change;
   }
@@ -332,13 +425,26 @@ export class StoreTransaction {
   /** Writes everything pending, in as few statements as possible. */
   private async flush(): Promise<void> {
     if (this.pending.length === 0) return;
+    const profile = activeWriteProfile;
+    let t = profile ? stageStart() : 0;
     const statements = writeStatements(this.index.tables, this.pending);
     this.pending = [];
+    if (profile) {
+      profile.add('build', t);
+      t = stageStart();
+    }
     if (statements.length > 1 && !this.begun) {
       await sql`BEGIN`.execute(this.connection);
       this.begun = true;
     }
-    for (const statement of statements) await statement.execute(this.connection);
+    for (const statement of statements) {
+      // A lone statement outside BEGIN is its own transaction: run it prepared (see prepared-write.ts).
+      const result = this.begun
+        ? await this.connection.executeQuery<BlindResult>(CompiledQuery.raw(statement.sql, statement.parameters))
+        : await executePrepared(this.connection, this.index.tables, statement);
+      if (statement.blind.length > 0) settleBlindWrites(statement.blind, result.rows);
+    }
+    if (profile) profile.add('sql', t);
   }
 
   /** Plain reads (not locking) that see this transaction's own writes. */
@@ -350,7 +456,9 @@ export class StoreTransaction {
   async commit(): Promise<void> {
     await this.flush();
     if (this.begun) {
+      const t = activeWriteProfile ? stageStart() : 0;
       await sql`COMMIT`.execute(this.connection);
+      activeWriteProfile?.add('commit', t);
       this.begun = false;
     }
   }

@@ -1,4 +1,3 @@
-import { sql, type RawBuilder } from 'kysely';
 import type { IndexTableLayout, ResourceChange } from './types.js';
 
 export interface PendingWrite {
@@ -6,6 +5,39 @@ export interface PendingWrite {
   /** Resource JSON text; null for a delete. */
   json: string | null;
   indexRows: Map<string, unknown[][]>;
+  /**
+   * An update by id that did not read the current row first: the statement computes the
+   * version (current + 1, or 1) and writes it into the content's meta.versionId. Its history
+   * row takes that version number too, so a writer that committed between this statement's
+   * snapshot and its row lock makes the history insert fail with a duplicate key (retried),
+   * never a lost update or stale index rows.
+   */
+  blind?: boolean;
+}
+
+/** One write statement as text and parameters (sent as is: nothing to compile per write). */
+export interface WriteStatement {
+  sql: string;
+  parameters: string[];
+  /**
+   * Statements of one shape have the same text (it depends only on the layout and on what
+   * this key says), so a connection can prepare the text once and then execute it by name.
+   */
+  shape: string;
+  /** The blind writes of this statement, in the order of the rows it returns. */
+  blind: PendingWrite[];
+}
+
+/** What the statement returns for each blind write. */
+export interface BlindResult {
+  t: string;
+  i: string;
+  /** the version written */
+  v: string;
+  /** the version replaced (null: none) */
+  pv: string | null;
+  pd: boolean | null;
+  pu: Date | string | null;
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
@@ -30,10 +62,10 @@ function checkedIdentifier(name: string): string {
  * inserted, each table fed by a single JSON parameter. One round trip however many resources
  * and index rows.
  */
-export function writeStatements(tables: readonly IndexTableLayout[], writes: readonly PendingWrite[]): RawBuilder<unknown>[] {
+export function writeStatements(tables: readonly IndexTableLayout[], writes: readonly PendingWrite[]): WriteStatement[] {
   // A resource written twice in one batch would make the upsert touch a row twice; such
-  // batches are split (rare: reads flush first, and an update always reads).
-  const statements: RawBuilder<unknown>[] = [];
+  // batches are split (rare: reads flush first, and a blind put is written on its own).
+  const statements: WriteStatement[] = [];
   const seen = new Set<string>();
   let start = 0;
   let chars = 0;
@@ -53,49 +85,88 @@ export function writeStatements(tables: readonly IndexTableLayout[], writes: rea
   return statements;
 }
 
-function statementFor(tables: readonly IndexTableLayout[], writes: readonly PendingWrite[]): RawBuilder<unknown> {
-  // Built as text: the resource JSON is embedded as-is, parsed once by PostgreSQL.
+/** The fixed text of each index table's insert, built once per layout. `$P` stands for its parameter. */
+const insertTexts = new WeakMap<readonly IndexTableLayout[], string[]>();
+
+function insertTextsFor(tables: readonly IndexTableLayout[]): string[] {
+  let texts = insertTexts.get(tables);
+  if (!texts) {
+    texts = tables.map((layout) => {
+      const table = checkedIdentifier(layout.table);
+      const columns = layout.columns.map((c) => checkedIdentifier(c.name));
+      // Values are unpacked positionally with ->> and casts. jsonb: ->> on a json element
+      // re-parses it for every column, on jsonb it is a lookup (measured: faster than
+      // per-column unnest() arrays too).
+      const projections = layout.columns.map((c, k) => `(r->>${k})::${c.type}`);
+      return `INSERT INTO ${table} (resource_type, resource_id, ${columns.join(', ')})
+      SELECT w->>0, w->>1, ${projections.join(', ')}
+      FROM jsonb_array_elements($P::jsonb) AS w, jsonb_array_elements(w->2) AS r`;
+    });
+    insertTexts.set(tables, texts);
+  }
+  return texts;
+}
+
+function statementFor(tables: readonly IndexTableLayout[], writes: readonly PendingWrite[]): WriteStatement {
+  // The resource JSON is embedded as is in one jsonb parameter, parsed once by PostgreSQL.
   const versionParts: string[] = [];
+  const blind: PendingWrite[] = [];
   let anyReplaced = false;
   for (const w of writes) {
     const c = w.change;
     if (c.previous) anyReplaced = true;
+    if (w.blind) blind.push(w);
     versionParts.push(
-      `{"t":${JSON.stringify(c.resourceType)},"i":${JSON.stringify(c.id)},"v":${c.versionId},"u":${JSON.stringify(c.lastUpdated)},"d":${c.method === 'DELETE'},"m":${JSON.stringify(c.method)},"c":${w.json ?? 'null'}}`,
+      `{"t":${JSON.stringify(c.resourceType)},"i":${JSON.stringify(c.id)},"v":${w.blind ? 'null' : c.versionId},"u":${JSON.stringify(c.lastUpdated)},"d":${c.method === 'DELETE'},"m":${JSON.stringify(c.method)},"c":${w.json ?? 'null'}}`,
     );
   }
-  const versions = `[${versionParts.join(',')}]`;
-
-  const ctes: RawBuilder<unknown>[] = [
+  const parameters: string[] = [`[${versionParts.join(',')}]`];
+  const ctes: string[] = [];
+  if (blind.length === 0) {
     // jsonb, not json: the text is parsed once, and each content is then a jsonb value that
     // needs no second parse (json_to_recordset re-parses every field; measured ~20% slower).
-    sql`v AS (SELECT * FROM jsonb_to_recordset(${versions}::jsonb) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`,
-    // Only batches that replace versions pay for the upsert; fresh ids are plain inserts.
-    anyReplaced
-      ? sql`cur AS (
+    ctes.push(`v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`);
+  } else {
+    // Blind writes take the version after the current row as this statement sees it.
+    ctes.push(`x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`);
+    ctes.push(`v AS (
+      SELECT x.t, x.i, coalesce(x.v, p.version_id + 1, 1) AS v, x.u, x.d, x.m,
+        CASE WHEN x.v IS NULL THEN jsonb_set(x.c, '{meta,versionId}', to_jsonb((coalesce(p.version_id, 0) + 1)::text)) ELSE x.c END AS c,
+        x.v IS NULL AS blind, p.version_id AS pv, p.deleted AS pd, p.last_updated AS pu
+      FROM x LEFT JOIN resource p ON x.v IS NULL AND p.resource_type = x.t AND p.id = x.i)`);
+  }
+  // Only batches that replace versions pay for the upsert; fresh ids are plain inserts.
+  ctes.push(
+    anyReplaced || blind.length > 0
+      ? `cur AS (
       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content)
       SELECT t, i, v, u, d, c FROM v
       ON CONFLICT (resource_type, id) DO UPDATE SET
         version_id = excluded.version_id, last_updated = excluded.last_updated,
         deleted = excluded.deleted, content = excluded.content)`
-      : sql`cur AS (
+      : `cur AS (
       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content)
       SELECT t, i, v, u, d, c FROM v)`,
-    sql`hist AS (
+  );
+  ctes.push(`hist AS (
       INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content)
-      SELECT t, i, v, u, d, m, c FROM v)`,
-  ];
+      SELECT t, i, v, u, d, m, c FROM v)`);
 
-  // Keys of the replaced resources as a literal VALUES list: the planner then knows how few
-  // they are and deletes through the (resource_type, resource_id) index, never a scan.
-  const replacedKeys = writes
-    .filter((w) => w.change.previous)
-    .map((w) => sql`(${w.change.resourceType}, ${w.change.id})`);
+  // Keys of the replaced resources as a VALUES list: the planner then knows how few they are
+  // and deletes through the (resource_type, resource_id) index, never a scan. Blind writes
+  // delete too (nothing to find when the resource is new).
+  const keyRows: string[] = [];
+  for (const w of writes) {
+    if (!w.change.previous && !w.blind) continue;
+    parameters.push(w.change.resourceType, w.change.id);
+    keyRows.push(`($${parameters.length - 1}::text, $${parameters.length}::text)`);
+  }
+  const replacedKeys = keyRows.join(', ');
+  const inserts = insertTextsFor(tables);
+  let tablesWritten = 0;
   tables.forEach((layout, n) => {
-    const table = sql.id(checkedIdentifier(layout.table));
     if (replacedKeys.length > 0) {
-      ctes.push(sql`${sql.raw(`del${n}`)} AS (
-        DELETE FROM ${table} WHERE (resource_type, resource_id) IN (VALUES ${sql.join(replacedKeys)}))`);
+      ctes.push(`del${n} AS (DELETE FROM ${checkedIdentifier(layout.table)} WHERE (resource_type, resource_id) IN (VALUES ${replacedKeys}))`);
     }
     // One JSON element per resource, [type, id, rows]: the key is not repeated on every row
     // (less text to build and for PostgreSQL to parse) and the extracted rows are serialised
@@ -107,16 +178,12 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
       parts.push(`[${JSON.stringify(w.change.resourceType)},${JSON.stringify(w.change.id)},${JSON.stringify(tableRows)}]`);
     }
     if (parts.length === 0) return;
-    const columnNames = layout.columns.map((c) => checkedIdentifier(c.name));
-    // Values are unpacked positionally with ->> and casts. jsonb: ->> on a json element
-    // re-parses it for every column, on jsonb it is a lookup (measured: faster than
-    // per-column unnest() arrays too).
-    const projections = layout.columns.map((c, k) => sql`(r->>${sql.lit(k)})::${sql.raw(c.type)} AS ${sql.id(columnNames[k])}`);
-    ctes.push(sql`${sql.raw(`ins${n}`)} AS (
-      INSERT INTO ${table} (resource_type, resource_id, ${sql.join(columnNames.map((c) => sql.id(c)))})
-      SELECT w->>0, w->>1, ${sql.join(projections)}
-      FROM jsonb_array_elements(${`[${parts.join(',')}]`}::jsonb) AS w, jsonb_array_elements(w->2) AS r)`);
+    parameters.push(`[${parts.join(',')}]`);
+    tablesWritten |= 1 << n;
+    ctes.push(`ins${n} AS (${inserts[n].replace('$P', `$${parameters.length}`)})`);
   });
 
-  return sql`WITH ${sql.join(ctes, sql`, `)} SELECT 1`;
+  const result = blind.length > 0 ? `SELECT t, i, v::text AS v, pv::text AS pv, pd, pu FROM v WHERE blind` : `SELECT 1`;
+  const shape = `${blind.length > 0 ? 'b' : anyReplaced ? 'r' : 'c'}${keyRows.length}_${tablesWritten.toString(36)}`;
+  return { sql: `WITH ${ctes.join(', ')} ${result}`, parameters, blind, shape };
 }

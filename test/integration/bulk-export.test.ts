@@ -33,7 +33,7 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
       }
     }
     await t.request({ method: 'POST', url: '/fhir/Practitioner', payload: { resourceType: 'Practitioner', name: [{ family: 'Doe' }] } });
-    expect(t.server.bulk.runner.kind).toBe(env.REDIS_URL === '' ? 'in-process' : 'bullmq');
+    expect(t.server.jobs.kind).toBe(env.REDIS_URL === '' ? 'in-process' : 'bullmq');
   });
   afterAll(async () => {
     await t?.close();
@@ -92,7 +92,7 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
   });
 
   it('answers 202 with X-Progress and Retry-After while running, then the manifest; files need the token and the scope', async () => {
-    await t.server.bulk.runner.pause();
+    await t.server.jobs.pause();
     let status: string;
     try {
       status = await startExport(t, '/fhir/$export?_type=Patient,Observation');
@@ -101,7 +101,7 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
       expect(running.headers['x-progress']).toBe('queued');
       expect(Number(running.headers['retry-after'])).toBeGreaterThan(0);
     } finally {
-      await t.server.bulk.runner.resume();
+      await t.server.jobs.resume();
     }
     const done = await waitForExport(t, status);
     expect(done.statusCode).toBe(200);
@@ -175,7 +175,7 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
   });
 
   it('exports the state at transactionTime: writes after the kick-off are left out', async () => {
-    await t.server.bulk.runner.pause();
+    await t.server.jobs.pause();
     let status: string;
     try {
       status = await startExport(t, '/fhir/$export?_type=Patient');
@@ -183,7 +183,7 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
       expect((await t.request({ method: 'PUT', url: `/fhir/Patient/${changed.id}`, payload: changed })).statusCode).toBe(200);
       expect((await t.request({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', gender: 'female' } })).statusCode).toBe(201);
     } finally {
-      await t.server.bulk.runner.resume();
+      await t.server.jobs.resume();
     }
     const done = await waitForExport(t, status);
     const resources = (await downloadAll(t, done.json() as Manifest)) as Patient[];
@@ -228,14 +228,14 @@ describe.each(runners)('Bulk Data export protocol ($name)', ({ env }) => {
 
   it('reports a failed export as an error status with an OperationOutcome', async () => {
     const group = (await t.request({ method: 'POST', url: '/fhir/Group', payload: { resourceType: 'Group', type: 'person', actual: true, member: [{ entity: { reference: `Patient/${patients[0]!.id}` } }] } })).json() as { id: string };
-    await t.server.bulk.runner.pause();
+    await t.server.jobs.pause();
     let status: string;
     try {
       status = await startExport(t, `/fhir/Group/${group.id}/$export`);
       // the Group goes away before the job reads its members: nothing a retry could fix
       expect((await t.request({ method: 'DELETE', url: `/fhir/Group/${group.id}` })).statusCode).toBeLessThan(300);
     } finally {
-      await t.server.bulk.runner.resume();
+      await t.server.jobs.resume();
     }
     const failed = await waitForExport(t, status);
     expect(failed.statusCode).toBe(500);

@@ -158,6 +158,53 @@ describe('update (http.html#update)', () => {
     expect((await t.request({ method: 'PUT', url: '/fhir/Patient/abc', payload: patient('Other', { id: 'xyz' }) })).statusCode).toBe(400);
   });
 
+  it('an update of a deleted resource re-creates it (201) as the next version, searchable again', async () => {
+    const created = await createPatient('Revived');
+    expect((await t.request({ method: 'DELETE', url: `/fhir/Patient/${created.id}` })).statusCode).toBe(204);
+    const res = await t.request({ method: 'PUT', url: `/fhir/Patient/${created.id}`, payload: { ...created, name: [{ family: 'RevivedAgain' }] } });
+    expect(res.statusCode).toBe(201);
+    expect(res.json().meta.versionId).toBe('3');
+    expect(res.headers.etag).toBe('W/"3"');
+    expect(res.headers.location).toBe(`http://localhost:8080/fhir/Patient/${created.id}/_history/3`);
+    const vread = await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}/_history/3` });
+    expect(vread.json().meta.versionId).toBe('3');
+    const found = (await t.request({ method: 'GET', url: '/fhir/Patient?family=RevivedAgain' })).json() as Bundle;
+    expect(found.entry?.map((e) => e.resource?.id)).toEqual([created.id]);
+  });
+
+  it('racing plain updates of one resource all land, as consecutive versions, with only the last one indexed', async () => {
+    const created = await createPatient('RaceUpd');
+    const n = 6;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) => t.request({ method: 'PUT', url: `/fhir/Patient/${created.id}`, payload: { ...created, name: [{ family: `RaceUpd${i}` }] } })),
+    );
+    expect(results.map((r) => r.statusCode)).toEqual(Array(n).fill(200));
+    const versions = results.map((r) => Number(r.json().meta.versionId)).sort((a, b) => a - b);
+    expect(versions).toEqual(Array.from({ length: n }, (_, i) => i + 2));
+    // each answer's body and ETag name the version that was stored under that number
+    for (const r of results) {
+      const v = r.json().meta.versionId as string;
+      expect(r.headers.etag).toBe(`W/"${v}"`);
+      const stored = (await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}/_history/${v}` })).json() as Patient;
+      expect(stored.name?.[0]?.family).toBe(r.json().name[0].family);
+      expect(stored.meta?.versionId).toBe(v);
+    }
+    const current = (await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}` })).json() as Patient;
+    expect(current.meta?.versionId).toBe(String(n + 1));
+    const history = (await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}/_history` })).json() as Bundle;
+    expect(history.total ?? history.entry?.length).toBe(n + 1);
+    // the index holds the current version's names only
+    const stale = (await t.request({ method: 'GET', url: '/fhir/Patient?family:exact=RaceUpd' })).json() as Bundle;
+    expect(stale.entry ?? []).toEqual([]);
+    const matches = (await t.request({ method: 'GET', url: `/fhir/Patient?_id=${created.id}&family=${current.name?.[0]?.family}` })).json() as Bundle;
+    expect(matches.entry?.length).toBe(1);
+    for (let i = 0; i < n; i++) {
+      const family = `RaceUpd${i}`;
+      const hits = (await t.request({ method: 'GET', url: `/fhir/Patient?_id=${created.id}&family:exact=${family}&_summary=count` })).json() as Bundle;
+      expect(hits.total).toBe(family === current.name?.[0]?.family ? 1 : 0);
+    }
+  });
+
   it('an invalid update is 422 and keeps the old version', async () => {
     const created = await createPatient('Keep');
     const res = await t.request({ method: 'PUT', url: `/fhir/Patient/${created.id}`, payload: { ...created, birthDate: '2020-13-45' } });

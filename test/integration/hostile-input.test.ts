@@ -59,6 +59,21 @@ describe('hostile search input (R4 search.html#errors)', () => {
     );
   }, 300_000);
 
+  it('generated history parameters (_at, _since, _count, _cursor) never give a 500', async () => {
+    const value = fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('2024', 'ge2024-05', 'lt2024-05-01T10:00:00Z', 'eq9999-12-31', 'gt0000', 'le2024-02-29', '2024-05-01T10:00:00.1234567890Z', 'sa2024'));
+    const name = fc.constantFrom('_at', '_since', '_count', '_cursor');
+    const scope = fc.constantFrom('/fhir/_history', '/fhir/Patient/_history', '/fhir/Patient/x/_history');
+    await fc.assert(
+      fc.asyncProperty(scope, fc.array(fc.tuple(name, value), { minLength: 1, maxLength: 3 }), async (path, params) => {
+        const query = params.map(([n, v]) => `${n}=${encodeURIComponent(v)}`).join('&');
+        const res = await t.request({ method: 'GET', url: `${path}?${query}` });
+        expect(res.statusCode, `${path}?${query} ${res.body.slice(0, 200)}`).toBeLessThan(500);
+        expect(res.json().resourceType).toBe(res.statusCode === 200 ? 'Bundle' : 'OperationOutcome');
+      }),
+      { numRuns: 300 },
+    );
+  }, 300_000);
+
   it('raw garbage in paths and headers never gives a 500', async () => {
     const paths = ['/fhir/Patient/%ZZ', '/fhir/%2e%2e/%2e%2e', `/fhir/Patient/${'a'.repeat(3000)}`, '/fhir/Patient/x/_history/%00', '/fhir/Patient/$validate?mode=%ZZ', '/fhir/Patient?name=%ED%A0%80', '/fhir/Patient?%ED%A0%80=1'];
     for (const url of paths) {

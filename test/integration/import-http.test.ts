@@ -100,7 +100,7 @@ describe('POST /fhir/$import (asynchronous)', () => {
   });
 
   it('a cancelled import is gone from its status URL', async () => {
-    await t.server.imports.runner.pause();
+    await t.server.jobs.pause();
     try {
       const res = await kickOff(params(input({ name: 'ndjson', valueString: JSON.stringify({ resourceType: 'Patient', id: 'never-imported' }) })));
       expect(res.statusCode).toBe(202);
@@ -109,7 +109,7 @@ describe('POST /fhir/$import (asynchronous)', () => {
       expect((await t.request({ method: 'DELETE', url: path })).statusCode).toBe(202);
       expect((await t.request({ method: 'GET', url: path })).statusCode).toBe(404);
     } finally {
-      await t.server.imports.runner.resume();
+      await t.server.jobs.resume();
     }
     expect((await t.request({ method: 'GET', url: '/fhir/$import-status/00000000-0000-4000-8000-000000000000' })).statusCode).toBe(404);
   });

@@ -38,6 +38,8 @@ async function startServer(port: number): Promise<{ child: ChildProcess; output:
     LOG_LEVEL: 'info',
     FHIR_BOOTSTRAP_CLIENT_ID: client.id,
     FHIR_BOOTSTRAP_CLIENT_SECRET: client.secret,
+    // No MLLP listener here (hl7v2-process.test.ts covers it): 2575 may be taken by a parallel run.
+    HL7_MLLP_PORT: '0',
   };
   delete env.DATABASE_URL;
   delete env.REDIS_URL;

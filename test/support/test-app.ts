@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
 import pg from 'pg';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp, type ServerApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 
-export const SHARED_DATA = resolve(process.cwd(), '../shared/data');
+export { sharedDataDir as SHARED_DATA } from './shared-data.js';
 
 export const TEST_CLIENT = { id: 'test-client', secret: randomBytes(18).toString('base64url') };
 
@@ -32,6 +31,9 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     LOG_LEVEL: 'silent',
     FHIR_BOOTSTRAP_CLIENT_ID: TEST_CLIENT.id,
     FHIR_BOOTSTRAP_CLIENT_SECRET: TEST_CLIENT.secret,
+    // AuditEvents arrive asynchronously and would change whole-system searches, history and
+    // exports under other tests' feet; test/integration/audit.test.ts switches them on.
+    AUDIT_EVENTS: 'off',
     ...(schema ? { DATABASE_SCHEMA: schema } : {}),
     ...env,
   });

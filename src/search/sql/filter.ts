@@ -4,12 +4,14 @@ import type { CompiledSearchParam } from '../registry.js';
 import type { ChainFilter, Filter, HasFilter, ParamFilter, ParamValue, ReferenceValue, SpecialParam } from '../request.js';
 import type { Terminology } from '../terminology.js';
 import { dateCond } from './date.js';
+import { lateralListFrom, longListGroup, orValues } from './lists.js';
 import { numberCond } from './number.js';
 import { quantityCond } from './quantity.js';
 import { referenceCond } from './reference.js';
 import { stringCond } from './string.js';
 import { codeSetCond, hierarchyCond, ofTypeCond, textCond, tokenCond } from './token.js';
 import { uriCond } from './uri.js';
+import { accessSql, type AccessFilter } from './access.js';
 import { Aliases, and, col, FALSE, or, TRUE, type Cond } from './util.js';
 
 /**
@@ -21,6 +23,8 @@ export interface IdSource {
   from: Cond;
   /** the id column (may repeat: one resource can have several matching index rows) */
   id: Cond;
+  /** the resource type column, for a set over several types (system search, `Patient/x/*`) */
+  type?: Cond;
   where: Cond;
   /**
    * Every id is a current (not deleted) resource of the type: true for sets read from the type's
@@ -36,6 +40,11 @@ export function idSelect(s: IdSource): Cond {
   return sql`SELECT ${s.id} FROM ${s.from} WHERE ${s.where}`;
 }
 
+/** `target` is in the set: by id for a set of one type, by (type, id) for a set of several. */
+export function inSource(target: Pick<Target, 'type' | 'id'>, s: IdSource): Cond {
+  return s.type ? sql`(${target.type}, ${target.id}) IN (SELECT ${s.type}, ${s.id} FROM ${s.from} WHERE ${s.where})` : sql`${target.id} IN (${idSelect(s)})`;
+}
+
 /** Rank of a parameter type as a driver: equality-like lookups first, ranges last. */
 const rankByType: Record<string, number> = { token: 0, reference: 0, uri: 0, string: 2, composite: 2, date: 3, number: 3, quantity: 3 };
 
@@ -48,14 +57,24 @@ export interface Target {
 }
 
 /**
- * Reserved: SMART scope / consent filtering. Every place that lets a resource into a result —
- * matches, includes, chain targets, `_has` sources — calls this ONE function, so applying
- * access rules later is a change here only. It currently ignores the filter.
+ * SMART scope filtering. Every place that lets a resource into a result — matches, includes,
+ * chain targets, `_has` sources — calls this ONE function, so the token's type limits and its
+ * Patient-compartment confinement (`patient/` scopes) reach them all (see `access.ts`).
+ * Out-of-scope resources are dropped silently: no error, not counted in totals.
  */
-export function accessCondition(accessFilter: unknown, target: Target): Cond {
-  void accessFilter;
-  void target;
-  return TRUE;
+export function accessCondition(accessFilter: AccessFilter | undefined, target: Target, compiler?: FilterCompiler): Cond {
+  return accessFilter ? accessSql(accessFilter, target, compiler ? (f, t) => compiler.compile(f, t) : undefined) : TRUE;
+}
+
+/** The resource types a set is for: one (type search) or several (system search, `Patient/x/*`). */
+export type TypeSet = string | readonly string[];
+
+function typeIs(c: Cond, type: TypeSet): Cond {
+  return typeof type === 'string' ? sql`${c} = ${type}` : sql`${c} = ANY(${[...type]}::text[])`;
+}
+
+function typeColumn(c: Cond, type: TypeSet): { type?: Cond } {
+  return typeof type === 'string' ? {} : { type: c };
 }
 
 const tableByType: Record<string, string> = {
@@ -77,7 +96,7 @@ export class FilterCompiler {
   constructor(
     private readonly terminology: Terminology,
     private readonly aliases: Aliases,
-    private readonly accessFilter: unknown,
+    private readonly accessFilter: AccessFilter | undefined,
     private readonly now = Date.now(),
   ) {}
 
@@ -118,10 +137,14 @@ export class FilterCompiler {
     const base = sql`SELECT 1 FROM ${sql.raw(table)} ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${col(a, 'param')} = ${p.code}`;
     const first = f.values[0];
     if (first?.kind === 'missing') return first.v ? sql`NOT EXISTS (${base})` : sql`EXISTS (${base})`;
-    const conds = f.values.map((v) => this.value(a, p, f.modifier, v));
     const negate = f.modifier === 'not' || f.modifier === 'not-in';
-    const exists = sql`EXISTS (${base} AND ${or(conds)})`;
+    const exists = sql`EXISTS (${base} AND ${this.values(a, p, f)})`;
     return negate ? sql`NOT ${exists}` : exists;
+  }
+
+  /** The OR of a filter's values on index row `a` (lists grouped into array parameters). */
+  private values(a: string, p: CompiledSearchParam, f: ParamFilter, type?: string): Cond {
+    return orValues(a, f.values, f.modifier, (v) => this.value(a, p, f.modifier, v, type));
   }
 
   /** `type`: the one resource type the row belongs to, when known (enables implied date bounds). */
@@ -176,6 +199,9 @@ export class FilterCompiler {
           if (q.canon) {
             conds.push(sql`${col(a, `${c}_code`)} = ${q.canon.code}`);
             conds.push(numberCond(a, `${c}_low`, `${c}_high`, { prefix: q.prefix, value: q.canon.value, low: q.canon.low, high: q.canon.high }));
+          } else if (q.system === undefined && q.code === undefined && c === 'c2') {
+            // No unit: the value as written (c2_low/high may hold the UCUM-canonical value).
+            conds.push(numberCond(a, 'c2_value_low', 'c2_value_high', q));
           } else {
             if (q.system !== undefined) conds.push(sql`${col(a, `${c}_system`)} = ${q.system}`);
             if (q.code !== undefined) conds.push(sql`${col(a, `${c}_code`)} = ${q.code}`);
@@ -201,7 +227,7 @@ export class FilterCompiler {
    * The filter as an id source for `type`, or undefined when it cannot be one (negations,
    * `:missing=true`, `_id`, `_lastUpdated`: those stay correlated conditions on the resource).
    */
-  idSource(f: Filter, type: string): IdSource | undefined {
+  idSource(f: Filter, type: TypeSet): IdSource | undefined {
     switch (f.kind) {
       case 'param':
         return 'special' in f.param ? undefined : this.paramSource(f, f.param, type);
@@ -218,20 +244,25 @@ export class FilterCompiler {
    */
   valuesOn(f: ParamFilter, a: string, type: string): Cond {
     if ('special' in f.param || f.values[0]?.kind === 'missing') return TRUE;
-    const p = f.param;
-    return or(f.values.map((v) => this.value(a, p, f.modifier, v, type)));
+    return this.values(a, f.param, f, type);
   }
 
-  private paramSource(f: ParamFilter, p: CompiledSearchParam, type: string): IdSource | undefined {
+  private paramSource(f: ParamFilter, p: CompiledSearchParam, type: TypeSet): IdSource | undefined {
     const table = tableByType[p.type];
     if (!table || f.modifier === 'not' || f.modifier === 'not-in') return undefined;
     const first = f.values[0];
     if (first?.kind === 'missing' && first.v) return undefined;
     const a = this.aliases.next('s');
-    const conds: Cond[] = [sql`${col(a, 'resource_type')} = ${type}`, sql`${col(a, 'param')} = ${p.code}`];
+    const conds: Cond[] = [typeIs(col(a, 'resource_type'), type), sql`${col(a, 'param')} = ${p.code}`];
+    const long = first?.kind !== 'missing' ? longListGroup(f.values, f.modifier) : undefined;
+    if (long) {
+      // one index descent per value (see LATERAL_LIST_MIN)
+      const from = lateralListFrom(table, a, long, and(conds), ['resource_type', 'resource_id']);
+      return { from, id: col(a, 'resource_id'), ...typeColumn(col(a, 'resource_type'), type), where: TRUE, live: true, rank: rankByType[p.type] ?? 3 };
+    }
     // `:missing=false`: any row of the param
-    if (first?.kind !== 'missing') conds.push(or(f.values.map((v) => this.value(a, p, f.modifier, v, type))));
-    return { from: sql`${sql.raw(table)} ${sql.raw(a)}`, id: col(a, 'resource_id'), where: and(conds), live: true, rank: rankByType[p.type] ?? 3 };
+    if (first?.kind !== 'missing') conds.push(this.values(a, p, f, typeof type === 'string' ? type : undefined));
+    return { from: sql`${sql.raw(table)} ${sql.raw(a)}`, id: col(a, 'resource_id'), ...typeColumn(col(a, 'resource_type'), type), where: and(conds), live: true, rank: rankByType[p.type] ?? 3 };
   }
 
   /**
@@ -249,20 +280,20 @@ export class FilterCompiler {
       const t = `${a}t`;
       conds.push(sql`EXISTS (SELECT 1 FROM resource ${sql.raw(t)} WHERE ${col(t, 'resource_type')} = ${inner.type} AND ${col(t, 'id')} = ${inner.id} AND ${col(t, 'deleted')} = false)`);
     }
-    conds.push(accessCondition(this.accessFilter, inner));
+    conds.push(accessCondition(this.accessFilter, inner, this));
     return and(conds);
   }
 
-  private chainSource(f: ChainFilter, type: string): IdSource {
+  private chainSource(f: ChainFilter, type: TypeSet): IdSource {
     const a = this.aliases.next('c');
     const where = and([
-      sql`${col(a, 'resource_type')} = ${type}`,
+      typeIs(col(a, 'resource_type'), type),
       sql`${col(a, 'param')} = ${f.param.code}`,
       f.targetTypes.length === 1 ? sql`${col(a, 'target_type')} = ${f.targetTypes[0]!}` : sql`${col(a, 'target_type')} = ANY(${f.targetTypes}::text[])`,
       sql`${col(a, 'target_id')} IS NOT NULL`,
       this.chainTargetCond(f, a),
     ]);
-    return { from: sql`search_reference ${sql.raw(a)}`, id: col(a, 'resource_id'), where, live: true, rank: 1 };
+    return { from: sql`search_reference ${sql.raw(a)}`, id: col(a, 'resource_id'), ...typeColumn(col(a, 'resource_type'), type), where, live: true, rank: 1 };
   }
 
   /** Condition that the source resource of reference row `a` matches the `_has` inner filter. */
@@ -271,19 +302,19 @@ export class FilterCompiler {
     // The reference row itself proves the source is current (index rows exist only for those).
     const inner = this.idSource(f.inner, f.sourceType);
     const match = inner ? sql`${col(a, 'resource_id')} IN (${idSelect(inner)})` : this.compile(f.inner, source);
-    return and([match, accessCondition(this.accessFilter, source)]);
+    return and([match, accessCondition(this.accessFilter, source, this)]);
   }
 
-  private hasSource(f: HasFilter, type: string): IdSource {
+  private hasSource(f: HasFilter, type: TypeSet): IdSource {
     const a = this.aliases.next('h');
     const where = and([
       sql`${col(a, 'resource_type')} = ${f.sourceType}`,
       sql`${col(a, 'param')} = ${f.referenceParam.code}`,
-      sql`${col(a, 'target_type')} = ${type}`,
+      typeIs(col(a, 'target_type'), type),
       sql`${col(a, 'target_id')} IS NOT NULL`,
       this.hasSourceCond(f, a),
     ]);
-    return { from: sql`search_reference ${sql.raw(a)}`, id: col(a, 'target_id'), where, live: false, rank: 1 };
+    return { from: sql`search_reference ${sql.raw(a)}`, id: col(a, 'target_id'), ...typeColumn(col(a, 'target_type'), type), where, live: false, rank: 1 };
   }
 
   private chain(f: ChainFilter, target: Target): Cond {

@@ -72,8 +72,8 @@ export function sortPlan(sort: SortKey[], r: SortTarget, valueGuaranteed: Readon
   let first: { firstJoin: Cond; firstMissing: Cond; valueNotNull: boolean; hubWhere: Cond } | undefined;
   sort.forEach((s, i) => {
     if ('special' in s.param) {
-      if (s.param.code === '_id') keys.push({ expr: r.id, type: 'text', desc: s.desc });
-      else if (r.lastUpdated) keys.push({ expr: r.lastUpdated, type: 'timestamptz', desc: s.desc });
+      if (s.param.code === '_id') keys.push({ expr: r.id, type: 'text', desc: s.desc, notNull: true });
+      else if (r.lastUpdated) keys.push({ expr: r.lastUpdated, type: 'timestamptz', desc: s.desc, notNull: true });
       else throw new Error('_sort=_lastUpdated needs the resource row');
       return;
     }
@@ -136,6 +136,13 @@ function cast(v: string, type: OrderKey['type']): Cond {
  * total order of `keys`, with NULLs last. Stable while others write: no OFFSET involved.
  */
 export function keysetCondition(keys: OrderKey[], values: ReadonlyArray<string | null>, reverse: boolean): Cond {
+  // No NULL anywhere and one direction: a row comparison, which btree takes as ONE index range
+  // (`(resource_type, id) > ($1, $2)` starts the walk at the cursor; the OR form below only
+  // bounds the first key, so each page re-read the first key's earlier rows).
+  if (keys.length > 1 && keys.every((k, i) => k.notNull && !k.constNull && values[i] != null && k.desc === keys[0]!.desc)) {
+    const op = sql.raw(keys[0]!.desc !== reverse ? '<' : '>');
+    return sql`(${sql.join(keys.map((k) => k.expr))}) ${op} (${sql.join(keys.map((k, i) => cast(values[i]!, k.type)))})`;
+  }
   const branches: Cond[] = [];
   for (let i = 0; i < keys.length; i++) {
     const prefix: Cond[] = [];

@@ -1,17 +1,17 @@
 /**
  * Query-plan check for every search path on a large synthetic data set (PostgreSQL):
  *
- *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npx tsx src/search/explain-bench.ts [observations]
+ *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npx tsx bench/search-explain.ts [observations]
  *
  * Builds schema `search_explain` (reused when it already holds the same count), generates
  * Observations + Patients with their index rows in SQL, ANALYZEs, then prints the plan and the
  * timing of each search. Findings are summarised in src/search/README.md.
  */
 import { Migrator, sql } from 'kysely';
-import { migrations } from '../../migrations/index.js';
-import { openDatabase } from '../storage/db.js';
-import { SearchParameterRegistry } from './registry.js';
-import { SearchService } from './search-service.js';
+import { migrations } from '../migrations/index.js';
+import { openDatabase } from '../src/storage/db.js';
+import { SearchParameterRegistry } from '../src/search/registry.js';
+import { SearchService } from '../src/search/search-service.js';
 
 const url = process.env.DATABASE_URL;
 if (!url) {

@@ -1,10 +1,10 @@
 import type { SearchParameter } from 'fhir/r4.js';
 import type { Kysely } from 'kysely';
 import { FhirError } from '../fhir/errors.js';
-import type { SearchIndexer } from '../search/indexer.js';
-import { reindex } from '../search/reindex.js';
-import type { SearchParameterRegistry } from '../search/registry.js';
-import type { SearchService } from '../search/search-service.js';
+import type { SearchIndexer } from './indexer.js';
+import { reindex } from './reindex.js';
+import type { SearchParameterRegistry } from './registry.js';
+import type { SearchService } from './search-service.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 
 /** Progress of the background reindex of one run-time SearchParameter. */
@@ -37,6 +37,8 @@ export async function runtimeSearchParameters(deps: {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   db: Kysely<any>;
   log: (message: string) => void;
+  /** Called when a reindex has finished (the server ANALYZEs the rewritten index tables). */
+  afterReindex?: () => void;
 }): Promise<RuntimeSearchParameters> {
   const statuses = new Map<string, ReindexStatus>();
   const running = new Set<Promise<void>>();
@@ -49,6 +51,7 @@ export async function runtimeSearchParameters(deps: {
     const job = reindex({ db: deps.db, registry: deps.registry, indexer: deps.indexer }, { url: sp.url, onProgress: (n) => (status.resourcesDone = n) })
       .then(() => {
         status.state = 'ready';
+        deps.afterReindex?.();
         deps.log(`search parameter ${sp.url} is ready (${status.resourcesDone} resources reindexed)`);
       })
       .catch((e: unknown) => {

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Resource } from 'fhir/r4.js';
 import { CompiledQuery, Migrator, sql, type Kysely } from 'kysely';
 import pg from 'pg';
-import { openDatabase } from '../storage/db.js';
+import { openDatabase } from '../../src/storage/db.js';
 import { migrations } from '../../migrations/index.js';
-import { indexTables, rowsToColumns, unnestInsertSql } from './index-tables.js';
-import type { SearchIndexer } from './indexer.js';
+import { indexTables, rowsToColumns, unnestInsertSql } from '../../src/search/index-tables.js';
+import type { SearchIndexer } from '../../src/search/indexer.js';
 
 /**
  * Test database for search tests: PGlite in memory, or — when DATABASE_URL is set — a fresh

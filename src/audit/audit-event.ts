@@ -1,0 +1,196 @@
+import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
+
+/** FHIR RESTful interactions (http://hl7.org/fhir/restful-interaction) an audited request performed. */
+export type RestInteraction =
+  | 'read'
+  | 'vread'
+  | 'update'
+  | 'patch'
+  | 'delete'
+  | 'history-instance'
+  | 'history-type'
+  | 'history-system'
+  | 'create'
+  | 'search-type'
+  | 'search-system'
+  | 'transaction'
+  | 'batch'
+  | 'operation';
+
+/** Who made the request, as far as the access token tells. */
+export interface AuditCaller {
+  kind: 'user' | 'client' | 'anonymous';
+  /** User id (user tokens) or client id (client_credentials). */
+  subject?: string;
+  clientId?: string;
+  /** The user's FHIR resource, e.g. Practitioner/123. */
+  fhirUser?: string;
+  role?: string;
+  /** The token's jti: ties the event to one access token. */
+  tokenId?: string;
+}
+
+export interface RestAuditRecord {
+  interaction: RestInteraction;
+  /** Operation name for interaction 'operation' (e.g. `$export`). */
+  operation?: string;
+  action: 'C' | 'R' | 'U' | 'D' | 'E';
+  /** HTTP status of the response. */
+  status: number;
+  caller: AuditCaller;
+  address?: string;
+  /** Relative references the request was about (Patient/1, …). */
+  resources: string[];
+  /** The query of a search, as the client sent it (stored base64 in entity.query, as the spec does). */
+  query?: string;
+  /** The resource type searched (for the query entity). */
+  queryType?: string;
+  /** The patient whose data this was, when known. */
+  patient?: string;
+  requestId?: string;
+  recorded: string;
+}
+
+export interface SignInAuditRecord {
+  outcome: 'success' | 'failure' | 'locked';
+  /** The user name as typed (there may be no such user). */
+  username: string;
+  userId?: string;
+  fhirUser?: string;
+  clientId?: string;
+  address?: string;
+  /** 'password' or 'totp': which step of the sign-in. */
+  step: 'password' | 'totp';
+  recorded: string;
+}
+
+const AUDIT_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-event-type';
+const RESTFUL = 'http://hl7.org/fhir/restful-interaction';
+const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
+const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
+const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
+const SOURCE_TYPE = 'http://terminology.hl7.org/CodeSystem/security-source-type';
+const AGENT_TYPE = 'http://terminology.hl7.org/CodeSystem/extra-security-role-type';
+const PARTICIPATION = 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType';
+
+/** AuditEvent.outcome from an HTTP status: 0 success, 4 minor failure (client error), 8 serious failure (server error). */
+export function outcomeOf(status: number): '0' | '4' | '8' {
+  if (status < 400) return '0';
+  return status < 500 ? '4' : '8';
+}
+
+/** Identity systems of the server's own users and clients (agent.who.identifier). */
+export interface AuditSource {
+  /** BASE_URL */
+  baseUrl: string;
+}
+
+function sourceOf(source: AuditSource): AuditEvent['source'] {
+  return {
+    observer: { display: `FHIR server ${source.baseUrl}` },
+    type: [{ system: SOURCE_TYPE, code: '4', display: 'Application Server' }],
+  };
+}
+
+function agentsOf(caller: AuditCaller, address: string | undefined, source: AuditSource): AuditEventAgent[] {
+  const network: AuditEventAgent['network'] = address ? { address, type: '2' } : undefined;
+  const client = (requestor: boolean): AuditEventAgent => ({
+    type: { coding: [{ system: AGENT_TYPE, code: 'datacollector', display: 'data collector' }] },
+    who: { identifier: { system: `${source.baseUrl}/auth/clients`, value: caller.clientId ?? caller.subject ?? 'unknown' } },
+    altId: caller.clientId ?? caller.subject,
+    requestor,
+    ...(requestor && network ? { network } : {}),
+  });
+  if (caller.kind === 'client') return [client(true)];
+  if (caller.kind === 'anonymous') {
+    return [{ type: { coding: [{ system: AGENT_TYPE, code: 'humanuser', display: 'human user' }] }, who: { display: 'unauthenticated caller' }, requestor: true, ...(network ? { network } : {}) }];
+  }
+  const user: AuditEventAgent = {
+    type: { coding: [{ system: AGENT_TYPE, code: 'humanuser', display: 'human user' }] },
+    who: caller.fhirUser ? { reference: caller.fhirUser } : { identifier: { system: `${source.baseUrl}/auth/users`, value: caller.subject ?? 'unknown' } },
+    altId: caller.subject,
+    ...(caller.role ? { role: [{ coding: [{ system: `${source.baseUrl}/auth/roles`, code: caller.role }] }] } : {}),
+    requestor: true,
+    ...(network ? { network } : {}),
+  };
+  return caller.clientId ? [user, client(false)] : [user];
+}
+
+const toBase64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+
+/** An R4 AuditEvent for one FHIR REST request (type `rest`, subtype the interaction). */
+export function restAuditEvent(record: RestAuditRecord, source: AuditSource): AuditEvent {
+  const subtype: Coding[] = [{ system: RESTFUL, code: record.interaction }];
+  const entity: AuditEventEntity[] = [];
+  const patientRef = record.patient ? `Patient/${record.patient}` : undefined;
+  for (const reference of record.resources) {
+    if (reference === patientRef) continue;
+    entity.push({ what: { reference }, type: { system: ENTITY_TYPE, code: '2', display: 'System Object' }, role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' } });
+  }
+  if (record.query !== undefined) {
+    entity.push({
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      role: { system: OBJECT_ROLE, code: '24', display: 'Query' },
+      ...(record.queryType ? { description: record.queryType } : {}),
+      // base64Binary may not be empty: a search without parameters has no query element.
+      ...(record.query ? { query: toBase64(record.query) } : {}),
+    });
+  }
+  if (patientRef) {
+    entity.push({ what: { reference: patientRef }, type: { system: ENTITY_TYPE, code: '1', display: 'Person' }, role: { system: OBJECT_ROLE, code: '1', display: 'Patient' } });
+  }
+  if (record.requestId) {
+    entity.push({ what: { identifier: { value: record.requestId.slice(0, 200) } }, type: { system: ENTITY_TYPE, code: '4', display: 'Other' }, description: 'X-Request-Id' });
+  }
+  const event: AuditEvent = {
+    resourceType: 'AuditEvent',
+    type: { system: AUDIT_TYPE, code: 'rest', display: 'RESTful Operation' },
+    subtype,
+    action: record.action,
+    recorded: record.recorded,
+    outcome: outcomeOf(record.status),
+    ...(record.status >= 400 || record.operation ? { outcomeDesc: [record.operation, `HTTP ${record.status}`].filter(Boolean).join(' ') } : {}),
+    agent: agentsOf(record.caller, record.address, source),
+    source: sourceOf(source),
+    ...(entity.length > 0 ? { entity } : {}),
+  };
+  return event;
+}
+
+/** An R4 AuditEvent for a sign-in attempt (DICOM User Authentication / Login). */
+export function signInAuditEvent(record: SignInAuditRecord, source: AuditSource): AuditEvent {
+  const user: AuditEventAgent = {
+    type: { coding: [{ system: AGENT_TYPE, code: 'humanuser', display: 'human user' }] },
+    who: record.fhirUser ? { reference: record.fhirUser } : { identifier: { system: `${source.baseUrl}/auth/users`, value: record.userId ?? record.username } },
+    ...(record.userId ? { altId: record.userId } : {}),
+    name: record.username,
+    requestor: true,
+    ...(record.address ? { network: { address: record.address, type: '2' as const } } : {}),
+  };
+  const agents: AuditEventAgent[] = [user];
+  if (record.clientId) {
+    agents.push({
+      type: { coding: [{ system: PARTICIPATION, code: 'DEV', display: 'device' }] },
+      who: { identifier: { system: `${source.baseUrl}/auth/clients`, value: record.clientId } },
+      altId: record.clientId,
+      requestor: false,
+    });
+  }
+  const outcome = record.outcome === 'success' ? '0' : record.outcome === 'failure' ? '4' : '8';
+  return {
+    resourceType: 'AuditEvent',
+    type: { system: DCM, code: '110114', display: 'User Authentication' },
+    subtype: [{ system: DCM, code: '110122', display: 'Login' }],
+    action: 'E',
+    recorded: record.recorded,
+    outcome,
+    outcomeDesc:
+      record.outcome === 'success'
+        ? `${record.step} accepted`
+        : record.outcome === 'locked'
+          ? `${record.step} refused: account locked`
+          : `${record.step} refused`,
+    agent: agents,
+    source: sourceOf(source),
+  };
+}

@@ -1,0 +1,200 @@
+import type { Identifier, Reference, Resource } from 'fhir/r4.js';
+import { findConditional } from '../../interactions/create.js';
+import type { InteractionDeps } from '../../interactions/types.js';
+import type { StoreTransaction } from '../../storage/resource-store.js';
+import type { Hl7Message } from '../parse/message.js';
+import type { MappingTables } from './tables.js';
+
+/** Content that cannot be mapped (a required segment or field is missing or wrong): an AE. */
+export class MappingError extends Error {
+  constructor(
+    message: string,
+    /** HL7 table 0357: 101 required field missing, 102 data type error, 100 segment sequence error. */
+    readonly code = '101',
+  ) {
+    super(message);
+    this.name = 'MappingError';
+  }
+}
+
+/** A resource the mapping wrote or found, for references and the Provenance. */
+export interface Written {
+  resourceType: string;
+  id: string;
+  versionId: string;
+  /** False when the stored version already said the same (a reprocessed message). */
+  changed: boolean;
+}
+
+/** A result flagged critical (conformance/hl7v2/tables.json criticalFlags), announced after commit. */
+export interface CriticalResult {
+  /** `Observation/id/_history/v` */
+  observation: string;
+  patient: string;
+  /** The ServiceRequest the result is based on, when one was matched. */
+  serviceRequest?: string;
+  /** Ordering provider (OBR-16 / ORC-12) as the message names them. */
+  orderingProvider?: string;
+  flags: string[];
+}
+
+/** Everything one message's mapping needs; lives for one database transaction. */
+export class MappingContext {
+  readonly written = new Map<string, Written>();
+  readonly critical: CriticalResult[] = [];
+
+  constructor(
+    readonly deps: InteractionDeps,
+    readonly tx: StoreTransaction,
+    readonly tables: MappingTables,
+    readonly message: Hl7Message,
+    /** Id of the raw message row (hl7_message.id). */
+    readonly messageId: string,
+  ) {}
+
+  /** A system under the configured base, for identifiers the mapping derives itself. */
+  system(name: string): string {
+    return `${this.tables.identifierSystemBase}${name}`;
+  }
+
+  private remember(w: Written): Written {
+    const key = `${w.resourceType}/${w.id}`;
+    const before = this.written.get(key);
+    this.written.set(key, { ...w, changed: w.changed || (before?.changed ?? false) });
+    return w;
+  }
+
+  /**
+   * Identifier → ids found by `prefetch` or written by this mapping, so most look-ups of a
+   * message need no round trip and its writes stay queued until one set-based flush at commit.
+   */
+  private readonly known = new Map<string, string[]>();
+
+  private knownKey(type: string, identifier: Identifier): string {
+    return `${type}|${identifier.system ?? ''}|${identifier.value ?? ''}`;
+  }
+
+  /**
+   * Looks up, in a few statements, every identifier the message will ask about: the conditions
+   * are locked together (in a fixed order, as conditional operations lock them one by one),
+   * each type is searched once with the identifiers OR-ed, and the matches are read and locked.
+   */
+  async prefetch(wanted: Array<{ type: string; identifiers: Array<Identifier | undefined> }>): Promise<void> {
+    const byType = new Map<string, Identifier[]>();
+    for (const { type, identifiers } of wanted) {
+      const list = byType.get(type) ?? [];
+      for (const id of identifiers) {
+        if (!id?.value || this.known.has(this.knownKey(type, id))) continue;
+        if (!list.some((l) => l.system === id.system && l.value === id.value)) list.push(id);
+      }
+      if (list.length) byType.set(type, list);
+    }
+    if (byType.size === 0) return;
+    await this.tx.lockConditions([...byType].flatMap(([type, ids]) => ids.map((id) => `${type}?${identifierQuery(id)}`)));
+    const executor = await this.tx.executor();
+    const found: Array<{ resourceType: string; id: string }> = [];
+    for (const [type, ids] of byType) {
+      const query = `identifier=${encodeURIComponent(ids.map(identifierToken).join(','))}`;
+      for (const id of await this.deps.search.findIds(type, query, { limit: 1000, executor })) found.push({ resourceType: type, id });
+      for (const id of ids) this.known.set(this.knownKey(type, id), []);
+    }
+    if (found.length === 0) return;
+    await this.tx.prefetchForUpdate(found);
+    for (const { resourceType, id } of found) {
+      const version = await this.tx.readForUpdate(resourceType, id);
+      if (!version?.json) continue;
+      const resource = JSON.parse(version.json) as Resource & { identifier?: Identifier[] };
+      for (const identifier of resource.identifier ?? []) {
+        const key = this.knownKey(resourceType, identifier);
+        const ids = this.known.get(key);
+        if (ids && !ids.includes(id)) ids.push(id);
+      }
+    }
+  }
+
+  /** Ids of resources of `type` carrying `identifier` (at most 2: more than one is ambiguous). */
+  async find(type: string, identifier: Identifier): Promise<string[]> {
+    const known = this.known.get(this.knownKey(type, identifier));
+    if (known) return known.slice(0, 2);
+    return findConditional(this.deps, this.tx, type, identifierQuery(identifier));
+  }
+
+  async readJson<T extends Resource>(type: string, id: string): Promise<T | undefined> {
+    const version = await this.tx.read(type, id);
+    return version?.json ? (JSON.parse(version.json) as T) : undefined;
+  }
+
+  /**
+   * Conditional create-or-update by identifier: creates when nothing carries the identifier,
+   * else writes `merge(stored)` as a new version, unless it equals the stored content (a
+   * message processed again writes nothing). The condition is locked, so two messages about
+   * the same thing decide one after the other.
+   */
+  async upsert<T extends Resource>(incoming: T, identifier: Identifier, merge: (stored: T, incoming: T) => T = (_s, i) => i): Promise<Written> {
+    const type = incoming.resourceType;
+    const ids = await this.find(type, identifier);
+    if (ids.length > 1) throw new MappingError(`more than one ${type} carries identifier ${identifier.system}|${identifier.value}`, '207');
+    if (ids.length === 0) {
+      const change = await this.tx.create(incoming, 'POST');
+      // Later look-ups in this message find it without a search (which would need a flush).
+      for (const id of (incoming as Resource & { identifier?: Identifier[] }).identifier ?? []) {
+        const key = this.knownKey(type, id);
+        if (this.known.has(key) || id === identifier) this.known.set(key, [change.id]);
+      }
+      this.known.set(this.knownKey(type, identifier), [change.id]);
+      return this.remember({ resourceType: type, id: change.id, versionId: change.versionId, changed: true });
+    }
+    const current = await this.tx.readForUpdate(type, ids[0]);
+    if (!current?.json) throw new MappingError(`${type}/${ids[0]} vanished while being updated`, '207');
+    const stored = JSON.parse(current.json) as T;
+    const next = { ...merge(stored, incoming), id: current.id } as T;
+    if (sameContent(stored, next)) return this.remember({ resourceType: type, id: current.id, versionId: current.versionId, changed: false });
+    const change = await this.tx.update(next, current, 'PUT');
+    // Identifiers the update added (a merge) are known to lead here now.
+    for (const id of (next as Resource & { identifier?: Identifier[] }).identifier ?? []) {
+      const ids = this.known.get(this.knownKey(type, id));
+      if (ids && !ids.includes(current.id)) ids.push(current.id);
+    }
+    return this.remember({ resourceType: type, id: change.id, versionId: change.versionId, changed: true });
+  }
+
+  /** Create or update a resource under an id of our own (Provenance, which has no identifier). */
+  async put<T extends Resource>(resource: T & { id: string }): Promise<Written> {
+    const current = await this.tx.readForUpdate(resource.resourceType, resource.id);
+    const change = current && !current.deleted ? await this.tx.update(resource, current, 'PUT') : await this.tx.create(resource, 'PUT', resource.id, current);
+    return { resourceType: change.resourceType, id: change.id, versionId: change.versionId, changed: true };
+  }
+}
+
+export function reference(w: Written): Reference {
+  return { reference: `${w.resourceType}/${w.id}` };
+}
+
+/** Search values escape `\ , $ |` (FHIR search §2.1.1.3); the query string is URL-encoded. */
+function escapeSearch(value: string): string {
+  return value.replace(/[\\,$|]/g, (c) => `\\${c}`);
+}
+
+function identifierToken(identifier: Identifier): string {
+  return `${escapeSearch(identifier.system ?? '')}|${escapeSearch(identifier.value ?? '')}`;
+}
+
+export function identifierQuery(identifier: Identifier): string {
+  return `identifier=${encodeURIComponent(identifierToken(identifier))}`;
+}
+
+/** Equal content, ignoring what the store sets (id, meta). */
+function sameContent(a: Resource, b: Resource): boolean {
+  return canonical({ ...a, id: undefined, meta: undefined }) === canonical({ ...b, id: undefined, meta: undefined });
+}
+
+/** JSON with object keys sorted: jsonb gives keys back in its own order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -1,0 +1,125 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { encodeFrame, MllpDecoder } from './framing.js';
+
+/** Messages received but not yet answered on one connection before reading from it pauses. */
+const MAX_QUEUED_PER_CONNECTION = 32;
+
+export interface MllpServerOptions {
+  /** Answers one message (its bytes) with the acknowledgement text. Never throws for bad input. */
+  handle(body: Buffer): Promise<string>;
+  /** Records and answers a frame that was cut off for being too large (negative ACK), from its first bytes. */
+  rejectOversized(head: Buffer, limit: number): Promise<string>;
+  maxMessageBytes: number;
+  /** A connection silent this long is closed (senders reconnect). */
+  idleTimeoutMs: number;
+  log?: (message: string, error?: unknown) => void;
+}
+
+/**
+ * The MLLP listener: any number of connections, messages on one connection handled one after
+ * the other (so acknowledgements come back in order), frames split or merged across packets.
+ * An oversized frame is answered with a negative acknowledgement and the connection closed;
+ * garbage outside frames is ignored up to the message size limit, then the connection is
+ * closed; a connection idle past the timeout is closed, an unfinished frame with it.
+ */
+export class MllpServer {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  /** Messages being handled; close() waits for them so no ACK is lost to a shutdown. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closing = false;
+
+  constructor(private readonly options: MllpServerOptions) {
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /** Starts listening; port 0 binds a free port. Resolves to the bound port. */
+  async listen(port: number, host?: string): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get port(): number | undefined {
+    const address = this.server.address();
+    return address && typeof address === 'object' ? address.port : undefined;
+  }
+
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  /** Stops accepting, lets messages being handled finish and answer, then closes every connection. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const closed = this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    await Promise.allSettled([...this.inFlight]);
+    for (const socket of this.sockets) socket.end();
+    const deadline = setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, 2000);
+    await closed;
+    clearTimeout(deadline);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.setTimeout(this.options.idleTimeoutMs);
+    const decoder = new MllpDecoder(this.options.maxMessageBytes);
+    // One queue per connection: each message is answered before the next one is handled.
+    let queue: Promise<void> = Promise.resolve();
+    // A sender that does not wait for its ACKs is slowed down instead of filling memory.
+    let queued = 0;
+    const send = (ack: string) => {
+      if (!socket.destroyed && socket.writable) socket.write(encodeFrame(ack));
+    };
+    socket.on('timeout', () => socket.destroy());
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('data', (chunk: Buffer) => {
+      for (const event of decoder.push(chunk)) {
+        if (event.kind === 'frame') {
+          const body = event.body;
+          if (++queued >= MAX_QUEUED_PER_CONNECTION) socket.pause();
+          queue = queue.then(async () => {
+            const work = this.options.handle(body);
+            this.inFlight.add(work);
+            try {
+              send(await work);
+            } catch (e) {
+              this.options.log?.('HL7 v2 message handling failed', e);
+              socket.destroy();
+            } finally {
+              this.inFlight.delete(work);
+              if (--queued < MAX_QUEUED_PER_CONNECTION / 2 && socket.isPaused() && !socket.destroyed) socket.resume();
+            }
+          });
+        } else if (event.kind === 'oversized') {
+          const { head, limit } = event;
+          queue = queue.then(async () => {
+            try {
+              send(await this.options.rejectOversized(head, limit));
+            } catch (e) {
+              this.options.log?.('HL7 v2 oversized frame could not be recorded', e);
+            }
+            socket.end();
+          });
+          socket.pause();
+          return;
+        }
+      }
+      if (decoder.garbageBytes > this.options.maxMessageBytes) socket.destroy();
+    });
+  }
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance } from 'fastify';
+import type { TokenService } from '../auth/token-service.js';
+import type { InteractionDeps } from '../interactions/types.js';
+import type { Db } from '../storage/db.js';
+import { Hl7MessageStore } from '../storage/hl7v2-messages.js';
+import { Hl7Ingest } from './ingest.js';
+import { loadMappingTables } from './maps/tables.js';
+import { MllpServer } from './mllp/server.js';
+import { hl7v2Routes } from './routes.js';
+
+export interface Hl7v2Options {
+  interactions: InteractionDeps;
+  db: Db;
+  /** conformance/hl7v2: the mapping tables. */
+  tablesDir: string;
+  maxMessageBytes: number;
+  idleTimeoutMs: number;
+  log: (message: string, error?: unknown) => void;
+}
+
+/** The HL7 v2 channel: ingest service, MLLP listener (not listening until `listen`), HTTP routes. */
+export interface Hl7v2Components {
+  ingest: Hl7Ingest;
+  messages: Hl7MessageStore;
+  mllp: MllpServer;
+  /** Starts the MLLP listener (port 0: a free port); resolves to the bound port. */
+  listen(port: number, host?: string): Promise<number>;
+  /** Registers POST /hl7v2 and the admin routes. */
+  routes(http: FastifyInstance, tokens: TokenService): Promise<void>;
+  /** Starts mapping, in the background, messages left 'received' by an earlier run. */
+  startRecovery(): void;
+  /** The recovery started at start-up: resolves to how many messages it mapped. */
+  readonly recovered: Promise<number>;
+  close(): Promise<void>;
+}
+
+export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
+  const messages = new Hl7MessageStore(options.db);
+  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: loadMappingTables(options.tablesDir), log: options.log });
+  const mllp = new MllpServer({
+    handle: (body) => ingest.receive(decode(body), 'mllp').then((r) => r.ack),
+    rejectOversized: (head, limit) => ingest.rejectOversized(head, limit),
+    maxMessageBytes: options.maxMessageBytes,
+    idleTimeoutMs: options.idleTimeoutMs,
+    log: options.log,
+  });
+  let recovered: Promise<number> = Promise.resolve(0);
+  return {
+    ingest,
+    messages,
+    mllp,
+    get recovered() {
+      return recovered;
+    },
+    startRecovery() {
+      recovered = ingest.recoverPending().catch((e: unknown) => {
+        options.log('HL7 v2 recovery of pending messages failed', e);
+        return 0;
+      });
+    },
+    listen: (port, host) => mllp.listen(port, host),
+    routes: async (http, tokens) => {
+      await http.register(hl7v2Routes, { tokens, ingest, messages, maxMessageBytes: options.maxMessageBytes });
+    },
+    async close() {
+      await mllp.close();
+      await recovered;
+    },
+  };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Message bytes as text: UTF-8, or Latin-1 (ISO 8859-1, common in older v2 feeds) when not valid UTF-8. */
+function decode(body: Buffer): string {
+  try {
+    return utf8.decode(body);
+  } catch {
+    return body.toString('latin1');
+  }
+}

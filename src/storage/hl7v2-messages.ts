@@ -1,0 +1,145 @@
+import { sql } from 'kysely';
+import type { Db } from './db.js';
+import { newResourceId } from './resource-store.js';
+
+/** The SQL of the HL7 v2 raw message store (table hl7_message, migrations/0009-hl7v2.ts). */
+
+export type Hl7MessageStatus = 'received' | 'processed' | 'error' | 'rejected';
+
+export interface Hl7MessageRecord {
+  id: string;
+  receivedAt: string;
+  transport: string;
+  sendingApplication: string;
+  sendingFacility: string;
+  controlId: string;
+  messageType: string;
+  version: string;
+  raw: string;
+  status: Hl7MessageStatus;
+  error?: string;
+  ack?: string;
+  resources: string[];
+  attempts: number;
+  processedAt?: string;
+}
+
+export interface NewHl7Message {
+  transport: string;
+  sendingApplication: string;
+  sendingFacility: string;
+  controlId: string;
+  messageType: string;
+  version: string;
+  contentHash: string;
+  raw: string;
+}
+
+interface Row {
+  id: string;
+  received_at: Date | string;
+  transport: string;
+  sending_application: string;
+  sending_facility: string;
+  control_id: string;
+  message_type: string;
+  version: string;
+  raw: string;
+  status: Hl7MessageStatus;
+  error: string | null;
+  ack: string | null;
+  resources: string[] | string;
+  attempts: number;
+  processed_at: Date | string | null;
+}
+
+const iso = (v: Date | string) => (v instanceof Date ? v : new Date(v)).toISOString();
+
+function toRecord(row: Row): Hl7MessageRecord {
+  const record: Hl7MessageRecord = {
+    id: row.id,
+    receivedAt: iso(row.received_at),
+    transport: row.transport,
+    sendingApplication: row.sending_application,
+    sendingFacility: row.sending_facility,
+    controlId: row.control_id,
+    messageType: row.message_type,
+    version: row.version,
+    raw: row.raw,
+    status: row.status,
+    resources: typeof row.resources === 'string' ? (JSON.parse(row.resources) as string[]) : row.resources,
+    attempts: Number(row.attempts),
+  };
+  if (row.error !== null) record.error = row.error;
+  if (row.ack !== null) record.ack = row.ack;
+  if (row.processed_at !== null) record.processedAt = iso(row.processed_at);
+  return record;
+}
+
+export class Hl7MessageStore {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Stores a received message (status 'received'), unless it is a retransmission of one
+   * already stored: then that one is returned with `duplicate` set.
+   */
+  async insert(message: NewHl7Message): Promise<{ record: Hl7MessageRecord; duplicate: boolean }> {
+    const id = newResourceId();
+    const inserted = await sql<Row>`
+      INSERT INTO hl7_message (id, transport, sending_application, sending_facility, control_id, message_type, version, content_hash, raw, status)
+      VALUES (${id}, ${message.transport}, ${message.sendingApplication}, ${message.sendingFacility}, ${message.controlId},
+              ${message.messageType}, ${message.version}, ${message.contentHash}, ${message.raw}, 'received')
+      ON CONFLICT (sending_application, sending_facility, control_id, content_hash) DO NOTHING
+      RETURNING *`.execute(this.db);
+    if (inserted.rows[0]) return { record: toRecord(inserted.rows[0]), duplicate: false };
+    const existing = await sql<Row>`
+      SELECT * FROM hl7_message
+      WHERE sending_application = ${message.sendingApplication} AND sending_facility = ${message.sendingFacility}
+        AND control_id = ${message.controlId} AND content_hash = ${message.contentHash}`.execute(this.db);
+    const row = existing.rows[0];
+    if (!row) throw new Error('hl7_message: conflicting row vanished');
+    return { record: toRecord(row), duplicate: true };
+  }
+
+  /** Records the outcome of a message; `executor` is the mapping transaction for 'processed'. */
+  async finish(
+    id: string,
+    outcome: { status: Exclude<Hl7MessageStatus, 'received'>; ack: string; error?: string; resources?: string[] },
+    executor: Db = this.db,
+  ): Promise<void> {
+    await sql`
+      UPDATE hl7_message
+      SET status = ${outcome.status}, ack = ${outcome.ack}, error = ${outcome.error ?? null},
+          resources = ${JSON.stringify(outcome.resources ?? [])}::jsonb, attempts = attempts + 1, processed_at = now()
+      WHERE id = ${id}`.execute(executor);
+  }
+
+  async get(id: string): Promise<Hl7MessageRecord | undefined> {
+    const result = await sql<Row>`SELECT * FROM hl7_message WHERE id = ${id}`.execute(this.db);
+    return result.rows[0] ? toRecord(result.rows[0]) : undefined;
+  }
+
+  /** Newest first, keyset-paged by (received_at, id). */
+  async list(query: { status?: Hl7MessageStatus; count: number; before?: { receivedAt: string; id: string } }): Promise<Hl7MessageRecord[]> {
+    const conditions = [sql`true`];
+    if (query.status) conditions.push(sql`status = ${query.status}`);
+    if (query.before) conditions.push(sql`(received_at, id) < (${query.before.receivedAt}::timestamptz, ${query.before.id})`);
+    const result = await sql<Row>`
+      SELECT * FROM hl7_message WHERE ${sql.join(conditions, sql` AND `)}
+      ORDER BY received_at DESC, id DESC LIMIT ${query.count}`.execute(this.db);
+    return result.rows.map(toRecord);
+  }
+
+  /** Ids of messages stored but never mapped (a crash between receipt and mapping), oldest first. */
+  async pendingIds(limit: number): Promise<string[]> {
+    const result = await sql<{ id: string }>`
+      SELECT id FROM hl7_message WHERE status = 'received' ORDER BY received_at, id LIMIT ${limit}`.execute(this.db);
+    return result.rows.map((r) => r.id);
+  }
+
+  async countByStatus(): Promise<Record<string, number>> {
+    const result = await sql<{ status: string; n: string | number }>`
+      SELECT status, count(*) AS n FROM hl7_message GROUP BY status`.execute(this.db);
+    return Object.fromEntries(result.rows.map((r) => [r.status, Number(r.n)]));
+  }
+}
