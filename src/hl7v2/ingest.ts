@@ -59,6 +59,9 @@ export type CriticalResultListener = (event: CriticalResult & { messageId: strin
 
 export class Hl7Ingest {
   private readonly criticalListeners: CriticalResultListener[] = [];
+  /** Messages being mapped by this process: a retransmission arriving meanwhile (on another
+   * connection) waits for the same outcome instead of mapping the message a second time. */
+  private readonly inFlight = new Map<string, Promise<Omit<IngestResult, 'duplicate'>>>();
 
   /** Called once per critical result newly written (a retransmission or an unchanged reprocess raises none). */
   onCriticalResult(listener: CriticalResultListener): void {
@@ -93,10 +96,16 @@ export class Hl7Ingest {
     if (duplicate && record.ack && record.status !== 'received') {
       return { ack: record.ack, code: ackCodeOf(record.status), messageId: record.id, duplicate: true };
     }
-    if (text !== raw) {
-      return { ...(await this.reject(record, header, { code: '102', text: 'the message contains NUL characters' })), duplicate };
+    const running = this.inFlight.get(record.id);
+    if (running) return { ...(await running), duplicate: true };
+    const outcome =
+      text !== raw ? this.reject(record, header, { code: '102', text: 'the message contains NUL characters' }) : this.process(record);
+    this.inFlight.set(record.id, outcome);
+    try {
+      return { ...(await outcome), duplicate };
+    } finally {
+      this.inFlight.delete(record.id);
     }
-    return { ...(await this.process(record)), duplicate };
   }
 
   /** Maps a stored message again (after a mapping fix): the admin operation. */

@@ -115,6 +115,8 @@ describe('official R4 examples read back in their published (definition) order',
     const differing: string[] = [];
     for (const file of files) {
       const example = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Resource;
+      // AuditEvents are written by the server only (the API refuses them; see audit.test.ts).
+      if (example.resourceType === 'AuditEvent') continue;
       const created = await t.request({ method: 'POST', url: `/fhir/${example.resourceType}`, payload: example, headers: { prefer: 'return=minimal' } });
       expect(created.statusCode, `${file}: ${created.body.slice(0, 200)}`).toBe(201);
       const read = await t.request({ method: 'GET', url: (created.headers.location as string).replace('http://localhost:8080', '').split('/_history')[0] });
