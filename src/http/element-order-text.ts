@@ -1,4 +1,4 @@
-import { OrderTable, RESOURCE_TYPE, tableOfResource, UNKNOWN, UNKNOWN_RANK, type KeyOrder } from './element-order.js';
+import { OrderTable, positionsByRank, RESOURCE_TYPE, tableOfResource, UNKNOWN, UNKNOWN_RANK, type KeyOrder } from './element-order.js';
 
 /**
  * The element order of element-order.ts applied to stored JSON text directly, for single
@@ -180,15 +180,7 @@ class Reorder {
       for (let k = 0; k < n; k++) out += `${k > 0 ? ',' : ''}${keys[k]}:${values[k]}`;
       return `${out}}`;
     }
-    const index = new Array<number>(n);
-    for (let i = 0; i < n; i++) {
-      let j = i - 1;
-      while (j >= 0 && ranks[index[j]] > ranks[i]) {
-        index[j + 1] = index[j];
-        j--;
-      }
-      index[j + 1] = i;
-    }
+    const index = positionsByRank(ranks, n);
     for (let k = 0; k < n; k++) out += `${k > 0 ? ',' : ''}${keys[index[k]]}:${values[index[k]]}`;
     return `${out}}`;
   }

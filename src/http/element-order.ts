@@ -83,6 +83,23 @@ function orderTable(table: ElementTable | undefined): OrderTable | undefined {
   return order;
 }
 
+/**
+ * The positions 0..n-1 ordered by `ranks` (stable). Objects have a handful of keys, so an
+ * insertion sort beats allocating for Array.prototype.sort. Shared by the object and text paths.
+ */
+export function positionsByRank(ranks: ArrayLike<number>, n: number): number[] {
+  const index = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    let j = i - 1;
+    while (j >= 0 && ranks[index[j]] > ranks[i]) {
+      index[j + 1] = index[j];
+      j--;
+    }
+    index[j + 1] = i;
+  }
+  return index;
+}
+
 export function tableOfResource(resourceType: string): OrderTable {
   // Unknown types get the base Resource table (resourceTable's fallback).
   return orderTable(resourceTable(resourceType))!;
@@ -121,16 +138,7 @@ function orderObject(value: Json, table: OrderTable, isResource: boolean): Json 
     for (let i = 0; i < n; i++) out[keys[i]] = orderValue(value[keys[i]], orders[i].child);
     return out;
   }
-  // Objects have a handful of keys: an insertion sort of their positions by rank.
-  const index = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    let j = i - 1;
-    while (j >= 0 && ranks[index[j]] > ranks[i]) {
-      index[j + 1] = index[j];
-      j--;
-    }
-    index[j + 1] = i;
-  }
+  const index = positionsByRank(ranks, n);
   for (let k = 0; k < n; k++) {
     const i = index[k];
     out[keys[i]] = orderValue(value[keys[i]], orders[i].child);
