@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import smart from 'fhirclient/lib/entry/node.js';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, createUser, PASSWORD, registerClient } from './smart-helpers.js';
+import { freePort } from '../support/ports.js';
 
 /**
  * The real `fhirclient` library as the SMART app (its Node adapter, in a small HTTP server of
@@ -14,14 +14,6 @@ import { createPatient, createUser, PASSWORD, registerClient } from './smart-hel
  */
 
 const CHROMIUM = '/usr/bin/chromium';
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 let t: TestApp;
 let fhirBase: string;
