@@ -3,7 +3,7 @@ import type { Resource } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import type { ServerApp } from '../src/app.js';
 import { startWriteProfile, stopWriteProfile } from '../src/storage/write-profile.js';
-import { compare, measure, type Comparison } from './harness.js';
+import { compare, measure, type Comparison, type Measurement } from './harness.js';
 
 export interface CrudBenchOptions {
   app: ServerApp;
@@ -15,16 +15,22 @@ export interface CrudBenchOptions {
   concurrency: number;
 }
 
-/**
- * create / read / update through the whole FHIR stack (fastify inject: routing, auth,
- * validation, index extraction, versioning) beside the same JSON written and read with
- * plain SQL on the same connection pool, in the same run.
- */
-export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
+/** The create and update operations of both sides, on one app and one raw table. */
+interface WriteOps {
+  fhirCreate: (i: number) => Promise<void>;
+  rawCreate: (i: number) => Promise<void>;
+  fhirUpdate: (i: number) => Promise<void>;
+  rawUpdate: (i: number) => Promise<void>;
+  fhirIds: Array<{ type: string; id: string }>;
+  rawIds: string[];
+  dropRaw: () => Promise<void>;
+}
+
+async function writeOps(o: Pick<CrudBenchOptions, 'app' | 'token' | 'samples'>): Promise<WriteOps> {
   const db = o.app.database.db;
   await sql`DROP TABLE IF EXISTS bench_raw`.execute(db);
   await sql`CREATE TABLE bench_raw (id text PRIMARY KEY, content jsonb NOT NULL)`.execute(db);
-  const headers = { authorization: `Bearer ${o.token}`, 'content-type': 'application/fhir+json' };
+  const headers = { authorization: `Bearer ${o.token}`, 'content-type': 'application/fhir+json', prefer: 'return=minimal' };
   const bodies = o.samples.map((s) => {
     const { id: _id, meta: _meta, ...rest } = s as Resource & Record<string, unknown>;
     return rest as unknown as Resource;
@@ -32,28 +38,57 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   const texts = bodies.map((b) => JSON.stringify(b));
   const fhirIds: Array<{ type: string; id: string }> = [];
   const rawIds: string[] = [];
+  return {
+    fhirIds,
+    rawIds,
+    fhirCreate: async (i) => {
+      const res = await o.app.http.inject({ method: 'POST', url: `/fhir/${bodies[i % bodies.length].resourceType}`, headers, payload: texts[i % texts.length] });
+      if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
+      const [, type, id] = /\/fhir\/([^/]+)\/([^/]+)\/_history/.exec(res.headers.location as string) ?? [];
+      fhirIds.push({ type, id });
+    },
+    rawCreate: async (i) => {
+      const id = randomUUID();
+      await sql`INSERT INTO bench_raw (id, content) VALUES (${id}, ${texts[i % texts.length]}::jsonb)`.execute(db);
+      rawIds.push(id);
+    },
+    // Updates touch distinct resources so they measure the write path, not lock waits. The
+    // new content is another sample's (the first of the type): most index rows change.
+    fhirUpdate: async (i) => {
+      const { type, id } = fhirIds[i % fhirIds.length];
+      const body = bodies.find((b) => b.resourceType === type) as Resource;
+      const res = await o.app.http.inject({ method: 'PUT', url: `/fhir/${type}/${id}`, headers, payload: JSON.stringify({ ...body, id }) });
+      if (res.statusCode !== 200) throw new Error(`update failed: ${res.statusCode} ${res.body.slice(0, 200)}`);
+    },
+    rawUpdate: async (i) => {
+      await sql`UPDATE bench_raw SET content = ${texts[i % texts.length]}::jsonb WHERE id = ${rawIds[i % rawIds.length]}`.execute(db);
+    },
+    dropRaw: async () => {
+      await sql`DROP TABLE bench_raw`.execute(db);
+    },
+  };
+}
 
-  const fhirCreate = async (i: number) => {
-    const body = texts[i % texts.length];
-    const res = await o.app.http.inject({ method: 'POST', url: `/fhir/${bodies[i % bodies.length].resourceType}`, headers: { ...headers, prefer: 'return=minimal' }, payload: body });
-    if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
-    const location = res.headers.location as string;
-    const [, type, id] = /\/fhir\/([^/]+)\/([^/]+)\/_history/.exec(location) ?? [];
-    fhirIds.push({ type, id });
-  };
-  const rawCreate = async (i: number) => {
-    const id = randomUUID();
-    await sql`INSERT INTO bench_raw (id, content) VALUES (${id}, ${texts[i % texts.length]}::jsonb)`.execute(db);
-    rawIds.push(id);
-  };
+/**
+ * create / read / update through the whole FHIR stack (fastify inject: routing, auth,
+ * validation, index extraction, versioning) beside the same JSON written and read with
+ * plain SQL on the same connection pool, in the same run. The app is expected to run with
+ * AUDIT_EVENTS=off (bench/run.ts builds it so): these are the figures of the FHIR write path
+ * itself; `benchAuditedWrites` gives the same writes with the audit trail on.
+ */
+export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
+  const db = o.app.database.db;
+  const ops = await writeOps(o);
+  const { fhirIds, rawIds } = ops;
+  const headers = { authorization: `Bearer ${o.token}` };
 
   // Warm-up: JIT, prepared plans, definition caches.
-  await measure('warm fhir create', 200, o.concurrency, fhirCreate);
-  await measure('warm raw insert', 200, o.concurrency, rawCreate);
+  await measure('warm fhir create', 200, o.concurrency, ops.fhirCreate);
+  await measure('warm raw insert', 200, o.concurrency, ops.rawCreate);
 
-  const rawInsert = await measure('raw INSERT', o.creates, o.concurrency, rawCreate);
+  const rawInsert = await measure('raw INSERT', o.creates, o.concurrency, ops.rawCreate);
   startWriteProfile();
-  const fhirCreateM = await measure('FHIR create', o.creates, o.concurrency, fhirCreate);
+  const fhirCreateM = await measure('FHIR create', o.creates, o.concurrency, ops.fhirCreate);
   const createProfile = stopWriteProfile();
 
   const rawSelectOp = async (i: number) => {
@@ -71,33 +106,46 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   const rawSelect = await measure('raw SELECT by pk', o.reads, o.concurrency, rawSelectOp);
   const fhirRead = await measure('FHIR read', o.reads, o.concurrency, fhirReadOp);
 
-  // Updates touch distinct resources so they measure the write path, not lock waits.
-  const rawUpdate = await measure('raw UPDATE by pk', o.updates, o.concurrency, async (i) => {
-    await sql`UPDATE bench_raw SET content = ${texts[i % texts.length]}::jsonb WHERE id = ${rawIds[i % rawIds.length]}`.execute(db);
-  });
+  const rawUpdate = await measure('raw UPDATE by pk', o.updates, o.concurrency, ops.rawUpdate);
   startWriteProfile();
-  const fhirUpdate = await measure('FHIR update', o.updates, o.concurrency, async (i) => {
-    const { type, id } = fhirIds[i % fhirIds.length];
-    const body = bodies.find((b) => b.resourceType === type) as Resource;
-    const res = await o.app.http.inject({
-      method: 'PUT',
-      url: `/fhir/${type}/${id}`,
-      headers: { ...headers, prefer: 'return=minimal' },
-      payload: JSON.stringify({ ...body, id }),
-    });
-    if (res.statusCode !== 200) throw new Error(`update failed: ${res.statusCode} ${res.body.slice(0, 200)}`);
-  });
-
+  const fhirUpdate = await measure('FHIR update', o.updates, o.concurrency, ops.fhirUpdate);
   const updateProfile = stopWriteProfile();
   // Where a write's time goes, per stage (see src/storage/write-profile.ts).
   console.log(createProfile?.format('profile of FHIR create'));
   console.log(updateProfile?.format('profile of FHIR update'));
 
-  await sql`DROP TABLE bench_raw`.execute(db);
+  await ops.dropRaw();
   return [
     compare('create vs INSERT', fhirCreateM, rawInsert, { text: 'throughput ≥ 0.5 × raw', met: (c) => c.throughputRatio >= 0.5 }),
     compare('read vs SELECT by pk (1 in flight)', fhirRead1, rawSelect1, { text: 'p50 ≤ 2 × raw', met: (c) => c.p50Ratio <= 2 }),
     compare(`read vs SELECT by pk (${o.concurrency} in flight)`, fhirRead, rawSelect),
     compare('update vs UPDATE by pk', fhirUpdate, rawUpdate),
   ];
+}
+
+/**
+ * The create and update figures with the audit trail ON (an app built with
+ * AUDIT_EVENTS=on): every request also records an AuditEvent, written by the audit log's own
+ * path. Each measurement ends when the audit backlog is written (`audit.flush()`), so the
+ * figure includes the audit writes. Reported beside the audit-off figures, without an aim of
+ * its own (the audit bench owns the audit overhead).
+ */
+export async function benchAuditedWrites(o: Omit<CrudBenchOptions, 'reads'>): Promise<Comparison[]> {
+  const ops = await writeOps(o);
+  const flushed = (run: (i: number) => Promise<void>, count: number) => {
+    let done = 0;
+    return async (i: number) => {
+      await run(i);
+      // The last operation to finish waits for the AuditEvents of all of them.
+      if (++done === count) await o.app.audit.flush();
+    };
+  };
+  await measure('warm fhir create', 200, o.concurrency, flushed(ops.fhirCreate, 200));
+  await measure('warm raw insert', 200, o.concurrency, ops.rawCreate);
+  const rawInsert = await measure('raw INSERT', o.creates, o.concurrency, ops.rawCreate);
+  const fhirCreate: Measurement = await measure('FHIR create, audit on', o.creates, o.concurrency, flushed(ops.fhirCreate, o.creates));
+  const rawUpdate = await measure('raw UPDATE by pk', o.updates, o.concurrency, ops.rawUpdate);
+  const fhirUpdate = await measure('FHIR update, audit on', o.updates, o.concurrency, flushed(ops.fhirUpdate, o.updates));
+  await ops.dropRaw();
+  return [compare('create vs INSERT, AUDIT_EVENTS=on', fhirCreate, rawInsert), compare('update vs UPDATE by pk, AUDIT_EVENTS=on', fhirUpdate, rawUpdate)];
 }

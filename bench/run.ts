@@ -4,7 +4,7 @@
  * (each section in a schema of its own, dropped afterwards), else the embedded database in memory.
  *
  *   npm run bench                          all sections (crud, export, ingest, import, search, http)
- *   npm run bench -- crud,http             some sections (or BENCH_SECTIONS=crud,http)
+ *   npm run bench -- crud,http             some sections (or BENCH_SECTIONS=crud,http); hl7v2: ORU^R01 over MLLP
  *   npm run bench -- --quick               every section at a small scale, ~2 minutes (or BENCH_QUICK=1)
  *
  * Sizes: BENCH_INGEST_COPIES (default 9 on PostgreSQL, 0 on PGlite), BENCH_SEARCH_PATIENTS
@@ -20,21 +20,27 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { buildApp, type ServerApp } from '../src/app.js';
 import { loadConfig } from '../src/config/config.js';
-import { benchCrud } from './crud.js';
+import { benchAuthOverhead, printAuthOverhead, type AuthOverheadOptions } from './auth-overhead.js';
+import { benchAuditedWrites, benchCrud } from './crud.js';
 import { benchEnvironment, loadNow, printEnvironment } from './environment.js';
 import { benchExport, printExportBench } from './export.js';
 import { printComparisons, withAim, type Comparison } from './harness.js';
+import { benchHl7v2 } from './hl7v2.js';
 import { benchHttp, type HttpBenchReport } from './http.js';
 import { benchImport, type ImportBenchResult } from './import.js';
 import { benchIngest } from './ingest.js';
 import { SHARED_DATA, syntheaResources } from './samples.js';
 import { benchSearch, type SearchBenchReport } from './search.js';
+import { benchSubscriptions } from './subscriptions.js';
 
-const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http'] as const;
+const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http', 'hl7v2', 'audit', 'subscriptions'] as const;
 type Section = (typeof SECTIONS)[number];
 
-/** A fresh app (own schema on PostgreSQL) with a token source, closed and dropped afterwards. */
-async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) => Promise<T>): Promise<T> {
+/**
+ * A fresh app (own schema on PostgreSQL) with a token source, closed and dropped afterwards.
+ * `env` overrides the process environment for this app (e.g. AUDIT_EVENTS).
+ */
+async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) => Promise<T>, env: Record<string, string> = {}): Promise<T> {
   const databaseUrl = process.env.DATABASE_URL;
   const schema = databaseUrl ? `bench_${randomBytes(4).toString('hex')}` : undefined;
   const secret = randomBytes(18).toString('base64url');
@@ -46,6 +52,7 @@ async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) =
       FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
       FHIR_BOOTSTRAP_CLIENT_SECRET: secret,
       ...(schema ? { DATABASE_SCHEMA: schema } : {}),
+      ...env,
     }),
   );
   let current = { token: '', at: 0 };
@@ -134,22 +141,30 @@ async function main(): Promise<void> {
 
     if (sections.includes('crud')) {
       const t0 = Date.now();
+      const scale = quick ? 0.1 : databaseUrl ? 1 : 0.5;
+      const samples = syntheaResources(['Patient', 'Observation'], 400);
+      // The write path's own figures: without the audit trail (its cost is the audit bench's).
       report.crud = await withApp(async (app, token) => {
-        const scale = quick ? 0.1 : databaseUrl ? 1 : 0.5;
         const rows = await benchCrud({
           app,
           token: await token(),
-          samples: syntheaResources(['Patient', 'Observation'], 400),
+          samples,
           creates: Math.round(3000 * scale),
           reads: Math.round(6000 * scale),
           updates: Math.round(2000 * scale),
           concurrency: 8,
         });
         withAim(rows, /^update/, { text: 'throughput ≥ 0.3 × raw', met: (c) => c.throughputRatio >= 0.3 });
-        printComparisons(`CRUD on ${database} (concurrency 8, fastify inject, Synthea Patient/Observation JSON; load ${loadNow()})`, rows);
-        aims.push(...comparisonAims('crud (inject)', rows));
+        printComparisons(`CRUD on ${database}, AUDIT_EVENTS=off (concurrency 8, fastify inject, Synthea Patient/Observation JSON; load ${loadNow()})`, rows);
+        aims.push(...comparisonAims('crud (inject, audit off)', rows));
         return rows;
-      });
+      }, { AUDIT_EVENTS: 'off' });
+      // The same writes as a default server runs them (one AuditEvent per request), for reference.
+      report.crudAudited = await withApp(async (app, token) => {
+        const rows = await benchAuditedWrites({ app, token: await token(), samples, creates: Math.round(1500 * scale), updates: Math.round(1000 * scale), concurrency: 8 });
+        printComparisons(`create and update on ${database}, AUDIT_EVENTS=on (the default; AuditEvents written before the clock stops; no aim here; load ${loadNow()})`, rows);
+        return rows;
+      }, { AUDIT_EVENTS: 'on' });
       tookSeconds.crud = (Date.now() - t0) / 1000;
     }
     if (sections.includes('export')) {
@@ -166,10 +181,10 @@ async function main(): Promise<void> {
       report.ingest = await withApp(async (app, token) => {
         const copies = quick ? 0 : Number(process.env.BENCH_INGEST_COPIES ?? (databaseUrl ? 9 : 0));
         const rows = await benchIngest({ app, token, concurrency: 2, copies, ...(subset ? { dir: subset.dir } : {}) });
-        printComparisons(`Transaction ingest on ${database} (Synthea Bundles${subset ? `, the ${QUICK_BUNDLES} smallest` : ''}, concurrency 2; load ${loadNow()})`, rows);
-        aims.push(...comparisonAims('ingest (inject)', rows));
+        printComparisons(`Transaction ingest on ${database}, AUDIT_EVENTS=off (Synthea Bundles${subset ? `, the ${QUICK_BUNDLES} smallest` : ''}, concurrency 2; load ${loadNow()})`, rows);
+        aims.push(...comparisonAims('ingest (inject, audit off)', rows));
         return rows;
-      });
+      }, { AUDIT_EVENTS: 'off' });
       tookSeconds.ingest = (Date.now() - t0) / 1000;
     }
     if (sections.includes('import')) {
@@ -212,6 +227,52 @@ async function main(): Promise<void> {
         aims.push({ section: 'http (socket)', aim: r.aim!, figure: `throughput ${f2(r.vsRaw)}×, p50 ${f2(r.p50VsRaw)}× (${r.connections} connection${r.connections > 1 ? 's' : ''})`, met: r.met === true });
       }
       tookSeconds.http = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('subscriptions')) {
+      const t0 = Date.now();
+      report.subscriptions = await withApp(async (app, token) => {
+        console.log(`\nSubscriptions on ${database}: creates with 0, 10 and 100 active rest-hook Subscriptions (concurrency 8, inject; local receiver; load ${loadNow()})`);
+        const result = await benchSubscriptions({ app, token: await token(), writes: quick ? 300 : 1500, concurrency: 8 });
+        console.log(
+          `  mean until delivered: 0 → ${result.mean['0']!.drainedPerSecond.toFixed(0)}/s, 10 → ${result.mean['10']!.drainedPerSecond.toFixed(0)}/s (${f2(result.ratio10)}×), 100 → ${result.mean['100']!.drainedPerSecond.toFixed(0)}/s (${f2(result.ratio100)}×); ` +
+            `creates as clients saw them: 100 vs 0 ${f2(result.writesRatio100)}×; ` +
+            `delivery latency commit → receiver p50 ${result.latency.p50Ms.toFixed(0)} ms, p95 ${result.latency.p95Ms.toFixed(0)} ms (${result.latency.samples} deliveries)`,
+        );
+        aims.push({ section: 'subscriptions', aim: result.aim, figure: `${f2(result.ratio100)}× throughput until delivered (${f2(result.writesRatio100)}× as clients saw it); latency p50 ${result.latency.p50Ms.toFixed(0)} ms, p95 ${result.latency.p95Ms.toFixed(0)} ms`, met: result.met });
+        return result;
+      }, { AUDIT_EVENTS: 'off', SUBSCRIPTION_POLL_MS: '200' });
+      tookSeconds.subscriptions = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('hl7v2')) {
+      const t0 = Date.now();
+      report.hl7v2 = await withApp(async (app) => {
+        console.log(`\nHL7 v2 ORU^R01 over MLLP on ${database} (each sender waits for its ACK; load ${loadNow()})`);
+        const single = Number(process.env.BENCH_HL7_SINGLE ?? (quick ? 50 : 300));
+        const concurrent = Number(process.env.BENCH_HL7_MESSAGES ?? (quick ? 200 : 2000));
+        const result = await benchHl7v2({ app, single, concurrent, connections: 8 });
+        const eight = result.rows[result.rows.length - 1];
+        aims.push({ section: 'hl7v2 (MLLP)', aim: result.aim, figure: `${eight.messagesPerSecond.toFixed(0)} messages/s`, met: result.met });
+        return result;
+      });
+      tookSeconds.hl7v2 = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('audit')) {
+      const t0 = Date.now();
+      // Reads and searches with auth and audit on beside auth off (issue 9: aim ≥ 0.8), three servers in one process.
+      const options: AuthOverheadOptions = {
+        databaseUrl,
+        seconds: Number(process.env.BENCH_AUDIT_SECONDS ?? (quick ? 1 : 3)),
+        rounds: quick ? 3 : 5,
+        concurrency: 8,
+        patients: quick ? 50 : 200,
+      };
+      const audit = await benchAuthOverhead(options);
+      printAuthOverhead(audit, options);
+      report.audit = audit;
+      for (const row of audit.rows) {
+        aims.push({ section: 'audit (inject)', aim: `${row.what}: auth + audit on ≥ 0.8 × auth off`, figure: `${f2(row.ratio)}× (audit on ÷ off ${f2(row.auditRatio)}×, auth on ÷ off ${f2(row.authRatio)}×)`, met: row.met });
+      }
+      tookSeconds.audit = (Date.now() - t0) / 1000;
     }
   }
 

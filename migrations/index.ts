@@ -6,6 +6,7 @@ import * as m0004 from './0004-import.js';
 import * as m0006 from './0006-system-search.js';
 import * as m0008 from './0008-auth.js';
 import * as m0009 from './0009-hl7v2.js';
+import * as m0012 from './0012-subscriptions.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '0006-system-search': m0006,
   '0008-auth': m0008,
   '0009-hl7v2': m0009,
+  '0012-subscriptions': m0012,
 };

@@ -5,11 +5,14 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { RelatedPerson, StructureDefinition } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { signInAuditEvent } from './audit/audit-event.js';
-import { AuditLog } from './audit/audit-log.js';
+import { AuditLog, refuseAuditEventWrites } from './audit/audit-log.js';
+import { AUDIT_EVENT_UNINDEXED_PARAMS } from './audit/audit-search.js';
 import { registerHttpAudit } from './audit/http-audit.js';
+import { registerAuthServerAudit } from './audit/auth-server-audit.js';
 import { createAuthServer, patientLabel, type AuthServer } from './auth/auth-server.js';
 import type { PatientDirectory } from './auth/authorize-routes.js';
 import { generateSigningKey, type SigningKeyPair } from './auth/keys.js';
+import type { TokenService } from './auth/token-service.js';
 import type { Config } from './config/config.js';
 import { FhirError } from './fhir/errors.js';
 import { loadUsCoreProfiles, ResourceValidator } from './fhir/validation/index.js';
@@ -38,6 +41,13 @@ import { DatabaseMaintenance } from './storage/maintenance.js';
 import { loadOrCreateKey } from './storage/key-store.js';
 import { migrateToLatest } from './storage/migrate.js';
 import { ResourceStore } from './storage/resource-store.js';
+import { registerChannels } from './subscriptions/channels/index.js';
+import { subscriptionCapability, SUBSCRIPTION_OPERATIONS, subscriptionRoutes } from './subscriptions/routes.js';
+import { createSubscriptions, type SubscriptionComponents } from './subscriptions/wiring.js';
+import { messageSenderHook, messagingRoutes } from './workflows/messaging.js';
+import { WEBSOCKET_OPERATIONS } from './subscriptions/channels/websocket-routes.js';
+import { registerWriteContext } from './subscriptions/write-context.js';
+import { AuditStore } from './storage/audit-store.js';
 
 export interface ServerApp {
   http: FastifyInstance;
@@ -59,6 +69,10 @@ export interface ServerApp {
   devClient?: { id: string; secret: string };
   /** The audit trail (tests flush it to see the AuditEvents of their requests). */
   audit: AuditLog;
+  /** Subscriptions: channel senders, dispatcher, delivery state (docs/subscriptions.md). */
+  subscriptions: SubscriptionComponents;
+  /** Access-token issuing and checking (benchmarks mint user tokens with it). */
+  tokens: TokenService;
   close(): Promise<void>;
 }
 
@@ -117,11 +131,14 @@ export async function buildCore(config: Config): Promise<AppCore> {
 
   const fhirBase = `${config.baseUrl}/fhir`;
   const usCore = config.profilePacks.includes('us-core');
-  const registry = new SearchParameterRegistry({ searchParamsDir: join(ROOT, 'search-params'), packs: usCore ? ['uscore'] : [] });
+  const registry = new SearchParameterRegistry({ searchParamsDir: join(ROOT, 'search-params'), packs: usCore ? ['uscore'] : [], unindexed: AUDIT_EVENT_UNINDEXED_PARAMS });
   const indexer = new SearchIndexer(registry, { baseUrls: [fhirBase] });
   const store = new ResourceStore(database.db, { tables: indexTables, extract: (r) => indexer.extract(r) });
   const extraProfiles = [...loadOwnProfiles(), ...(usCore ? loadUsCoreProfiles() : [])];
   const validator = new ResourceValidator({ strictProfiles: config.strictProfiles, extraProfiles });
+  // First: no client writes AuditEvents by any path (REST, Bundles, $import, npm run import, HL7 v2);
+  // the audit trail has its own write path (src/storage/audit-store.ts).
+  store.onBeforeWrite(refuseAuditEventWrites);
   store.onBeforeWrite((_tx, change) => {
     if (!change.resource) return;
     const issues = validator.validate(change.resource);
@@ -152,8 +169,15 @@ export async function buildCore(config: Config): Promise<AppCore> {
 /** The one place that builds every component from its dependencies. */
 export async function buildApp(config: Config): Promise<ServerApp> {
   const { database, registry, store, validator, search, fhirBase, searchParameters, maintenance } = await buildCore(config);
-  // Built first: it also makes AuditEvent unwritable by anyone else, whether auditing is on or off.
-  const audit = new AuditLog({ store, enabled: config.auditEvents, log: (message, error) => (config.logLevel === 'silent' ? undefined : console.error(message, error ?? '')) });
+  // The audit trail indexes AuditEvents like the store does (the registry leaves out the unused params).
+  const auditIndexer = new SearchIndexer(registry, { baseUrls: [fhirBase] });
+  const audit = new AuditLog({
+    writer: new AuditStore(database.db, { tables: indexTables, extract: (r) => auditIndexer.extract(r) }),
+    enabled: config.auditEvents,
+    queueLimit: config.auditQueueLimit,
+    onWritten: (n) => maintenance.noteCommitted(n),
+    log: (message, error) => (config.logLevel === 'silent' ? undefined : console.error(message, error ?? '')),
+  });
   const auditSource = { baseUrl: config.baseUrl };
 
   let auth: AuthServer;
@@ -211,8 +235,10 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       resourceTypes: validator.resourceTypes(),
       searchParams: (type) => registry.forType(type).map((p) => ({ name: p.code, type: p.type, definition: p.url })),
       operations: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
-      typeOperations: BULK_OPERATIONS.types,
+      typeOperations: { ...BULK_OPERATIONS.types, Subscription: [...SUBSCRIPTION_OPERATIONS, ...WEBSOCKET_OPERATIONS] },
+      typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
       systemOperations: BULK_OPERATIONS.system,
+      readOnlyTypes: { AuditEvent: 'Written by the server only: one AuditEvent per FHIR request, sign-in, token request and administration call. Readable by ADMIN users and backend clients.' },
     }));
 
   const http = Fastify({
@@ -240,19 +266,27 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     reply.header('X-Request-Id', request.id);
     done();
   });
+  // Who writes a Subscription is recorded from the request's token (src/subscriptions/write-context.ts).
+  registerWriteContext(http);
   // Browser-based SMART apps call the API from other origins; tokens, not cookies, authorise.
   await http.register(cors, {
     origin: true,
     credentials: false,
     exposedHeaders: ['Location', 'ETag', 'Last-Modified', 'Content-Location', 'X-Progress', 'Retry-After', 'X-Request-Id'],
   });
-  maintenance.registerMetrics(registerMetrics(http));
+  const metrics = registerMetrics(http);
+  maintenance.registerMetrics(metrics);
+  audit.registerMetrics(metrics);
   await registerBodyParsers(http);
   registerErrorHandling(http);
   registerHttpAudit(http, { audit, source: auditSource });
+  registerAuthServerAudit(http, { audit, source: auditSource, tokens });
   registerHealthRoutes(http, { ready: async () => void (await sql`SELECT 1`.execute(database.db)) });
   await auth.register(http, patients);
   await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement, reindexStatus: () => searchParameters.status() });
+  const subscriptionLog = (message: string, error?: unknown) => http.log.error({ err: error }, message);
+  const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log: subscriptionLog });
+  registerChannels(subscriptions.channels, { config, log: subscriptionLog, db: database.db, http, tokens, search, fhirBase });
   let jobs: JobComponents;
   try {
     const log = (message: string, error?: unknown) => http.log.error({ err: error }, message);
@@ -270,6 +304,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       imports: { db: database.db, interactions: deps, importDir: config.importDir, concurrency: database.kind === 'postgres' ? 2 : 1, log },
       database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
       redisUrl: config.redisUrl,
+      extraQueues: [subscriptions.queue],
       log,
     });
   } catch (e) {
@@ -277,7 +312,12 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     throw e;
   }
   const { bulk, imports } = jobs;
-  await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase });
+  subscriptions.start(jobs.runner);
+  await http.register(subscriptionRoutes, { prefix: '/fhir', tokens, store, state: subscriptions.state, fhirBase });
+  // Secure messaging: Communication/[id]/$mark-read (read status; who reads what: src/workflows/messaging-policy.ts).
+  store.onBeforeWrite(messageSenderHook);
+  await http.register(messagingRoutes, { prefix: '/fhir', ...deps, tokens });
+  await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase, search });
   await http.register(importRoutes, { prefix: '/fhir', tokens, imports, baseUrl: config.baseUrl });
   const hl7v2 = createHl7v2({
     interactions: deps,
@@ -285,6 +325,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     tablesDir: join(ROOT, 'conformance', 'hl7v2'),
     maxMessageBytes: config.hl7MaxMessageBytes,
     idleTimeoutMs: config.hl7IdleTimeoutSeconds * 1000,
+    mappingBatch: config.hl7MappingBatch,
+    retention: { processedDays: config.hl7RetentionDays, failedDays: config.hl7FailedRetentionDays },
     log: (message, error) => http.log.error({ err: error }, message),
   });
   await hl7v2.routes(http, tokens);
@@ -304,6 +346,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     imports,
     hl7v2,
     audit,
+    tokens,
+    subscriptions,
     devClient,
     async close() {
       if (closed) return;
@@ -313,8 +357,11 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       await http.close();
       // Events of the last requests are written while the database is open.
       await audit.close();
+      // No new deliveries once requests stopped; running ones finish or hand back below.
+      await subscriptions.close();
       // Running jobs stop at their next checkpoint and release their claim (database still open).
       await jobs.close();
+      await subscriptions.closeChannels();
       await searchParameters.idle();
       await database.close();
     },

@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
+import type { AuthContext } from '../auth/token-service.js';
 
 /** FHIR RESTful interactions (http://hl7.org/fhir/restful-interaction) an audited request performed. */
 export type RestInteraction =
@@ -28,6 +29,12 @@ export interface AuditCaller {
   role?: string;
   /** The token's jti: ties the event to one access token. */
   tokenId?: string;
+}
+
+/** The caller of a request, from its verified access token (none: anonymous). */
+export function callerOf(auth: AuthContext | undefined): AuditCaller {
+  if (!auth) return { kind: 'anonymous' };
+  return { kind: auth.kind, subject: auth.subject, clientId: auth.clientId || undefined, fhirUser: auth.fhirUser, role: auth.role, tokenId: auth.jti };
 }
 
 export interface RestAuditRecord {
@@ -155,6 +162,53 @@ export function restAuditEvent(record: RestAuditRecord, source: AuditSource): Au
     ...(entity.length > 0 ? { entity } : {}),
   };
   return event;
+}
+
+/** What the authorization server did (token endpoint, introspection, revocation, administration API). */
+export interface AuthServerAuditRecord {
+  /** The token endpoints authenticate (DICOM User Authentication); the admin API changes security settings (Security Alert). */
+  kind: 'authentication' | 'administration';
+  /** The server's own code for the call: token, introspect, revoke, user-create, client-register, … */
+  event: string;
+  /** DICOM event type code of an administration call (110137 User Security Attributes Changed, …). */
+  dicom?: { code: string; display: string };
+  action: 'C' | 'R' | 'U' | 'D' | 'E';
+  status: number;
+  caller: AuditCaller;
+  address?: string;
+  /** Short and free of secrets and PHI: e.g. `client_credentials token issued`, `authorization_code refused: invalid_grant`. */
+  outcomeDesc: string;
+  /** What the call was about: users, clients and tokens by identifier, a launch's patient by reference. */
+  entities: Array<{ identifier: { system: string; value: string }; description?: string } | { patient: string }>;
+  requestId?: string;
+  recorded: string;
+}
+
+/** An R4 AuditEvent for an authorization-server call (tokens issued or refused, introspection, revocation, admin API). */
+export function authServerAuditEvent(record: AuthServerAuditRecord, source: AuditSource): AuditEvent {
+  const subtype: Coding[] = [];
+  if (record.dicom) subtype.push({ system: DCM, ...record.dicom });
+  subtype.push({ system: `${source.baseUrl}/auth/audit-events`, code: record.event });
+  const entity: AuditEventEntity[] = record.entities.map((e) =>
+    'patient' in e
+      ? { what: { reference: `Patient/${e.patient}` }, type: { system: ENTITY_TYPE, code: '1', display: 'Person' }, role: { system: OBJECT_ROLE, code: '1', display: 'Patient' } }
+      : { what: { identifier: e.identifier }, type: { system: ENTITY_TYPE, code: '2', display: 'System Object' }, ...(e.description ? { description: e.description } : {}) },
+  );
+  if (record.requestId) {
+    entity.push({ what: { identifier: { value: record.requestId.slice(0, 200) } }, type: { system: ENTITY_TYPE, code: '4', display: 'Other' }, description: 'X-Request-Id' });
+  }
+  return {
+    resourceType: 'AuditEvent',
+    type: record.kind === 'authentication' ? { system: DCM, code: '110114', display: 'User Authentication' } : { system: DCM, code: '110113', display: 'Security Alert' },
+    subtype,
+    action: record.action,
+    recorded: record.recorded,
+    outcome: outcomeOf(record.status),
+    outcomeDesc: record.outcomeDesc,
+    agent: agentsOf(record.caller, record.address, source),
+    source: sourceOf(source),
+    ...(entity.length > 0 ? { entity } : {}),
+  };
 }
 
 /** An R4 AuditEvent for a sign-in attempt (DICOM User Authentication / Login). */

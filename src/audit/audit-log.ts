@@ -1,73 +1,144 @@
 import type { AuditEvent } from 'fhir/r4.js';
-import { errors } from '../fhir/errors.js';
-import type { ResourceStore, StoreTransaction } from '../storage/resource-store.js';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { errors, FhirError } from '../fhir/errors.js';
+import { pgErrorCode } from '../storage/pg-errors.js';
+import type { BeforeWriteHook } from '../storage/resource-store.js';
 
 /** Events are written at most this long after their request ended. */
-const FLUSH_INTERVAL_MS = 250;
+const FLUSH_INTERVAL_MS = 500;
 /** A queue this long is written at once, not at the next tick. */
 const FLUSH_BATCH = 500;
-/** Events per database transaction. */
+/** Events per write statement. */
 const WRITE_CHUNK = 500;
-/** Beyond this many unwritten events (database down), new ones are dropped and counted. */
-const MAX_QUEUE = 100_000;
+/** After a failed write (database unreachable, say) the queue is tried again after 0.5 s, 1 s, … up to 30 s. */
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
+/** How long close() keeps retrying a failing database before it gives up (and says how many were lost). */
+const CLOSE_DEADLINE_MS = 15_000;
 
-export interface AuditLogOptions {
-  store: ResourceStore;
-  enabled: boolean;
-  log: (message: string, error?: unknown) => void;
+/** Where the events go (src/storage/audit-store.ts). */
+export interface AuditWriter {
+  append(events: readonly AuditEvent[]): Promise<unknown>;
 }
 
+export interface AuditLogOptions {
+  writer: AuditWriter;
+  enabled: boolean;
+  log: (message: string, error?: unknown) => void;
+  /**
+   * Unwritten events at which new audited requests wait for the writer (back-pressure).
+   * Default 10,000 (~15 MB). Events of requests already admitted are still queued beyond it.
+   */
+  queueLimit?: number;
+  /** How long an audited request waits for room before it is answered 503 (default 5 s). */
+  admissionWaitMs?: number;
+  /** Told how many events each write stored (database maintenance counts writes). */
+  onWritten?: (count: number) => void;
+}
+
+export interface AuditLogStats {
+  queued: number;
+  written: number;
+  /** Requests answered 503 because the queue stayed full. */
+  refused: number;
+  /** Events lost: queue beyond the hard limit, unwritable events, or unwritten at shutdown. */
+  lost: number;
+}
+
+/** Refuses every AuditEvent write through the general write path: REST, Bundles, $import, `npm run import`, HL7 v2. */
+export const refuseAuditEventWrites: BeforeWriteHook = (_tx, change) => {
+  if (change.resourceType === 'AuditEvent') {
+    throw errors.forbidden('AuditEvent resources are written by the server only; no client may create, change or delete them');
+  }
+};
+
+/** SQLSTATE classes that mean "this data", not "the database": data exceptions, constraints, bad SQL. */
+const eventSpecific = (e: unknown) => /^(22|23|42)/.test(pgErrorCode(e) ?? '');
+
 /**
- * The audit trail: AuditEvents are queued in memory by the request path (no I/O there) and
- * written in batches through the store's write pipeline (validation, search index), one
- * transaction per batch. Nobody else may write AuditEvents: the store refuses creates,
- * updates and deletes of that type unless they come from this component's own transactions,
- * so REST, Bundle, $import and HL7 v2 writes of AuditEvent all fail with 403.
+ * The audit trail. The request path only queues (no I/O); a writer appends batches through
+ * the audit store, one statement per batch.
+ *
+ * A full queue is never silently emptied — it means the database does not keep up or is
+ * down. The deliberate choice (a hospital must not hand out data it cannot account for):
+ * BACK-PRESSURE. At `queueLimit` unwritten events, new audited requests wait until the writer
+ * makes room; after `admissionWaitMs` they are answered 503 with Retry-After (counted,
+ * logged). Requests already admitted still queue their events. Only beyond twice the limit
+ * (which admission keeps out of reach) is an event dropped — counted in `lost`, in the
+ * metric `fhir_audit_events_lost_total` and logged, never silently, never with PHI.
+ * A failing write keeps its events queued and is retried with back-off; an event the
+ * database refuses for its content is isolated by halving the batch, counted and logged.
+ * close() writes what is queued (retrying for up to 15 s) and logs how many were lost if any.
  */
 export class AuditLog {
   private queue: AuditEvent[] = [];
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private dropped = 0;
-  /** AuditEvents that could not be written (invalid, or the database failed); logged each time. */
-  writeFailures = 0;
+  private retryMs = 0;
+  private outageLogged = false;
   private closed = false;
-  /** Transactions opened by this component (the only ones allowed to write AuditEvents). */
-  private readonly own = new WeakSet<StoreTransaction>();
+  private waiters: Array<() => void> = [];
+  private readonly counts = { written: 0, refused: 0, lost: 0 };
+  private readonly queueLimit: number;
+  private readonly admissionWaitMs: number;
   readonly enabled: boolean;
 
   constructor(private readonly options: AuditLogOptions) {
     this.enabled = options.enabled;
-    options.store.onBeforeWrite((tx, change) => {
-      if (change.resourceType === 'AuditEvent' && !this.own.has(tx)) {
-        throw errors.forbidden('AuditEvent resources are written by the server only; no client may create, change or delete them');
-      }
-    });
+    this.queueLimit = options.queueLimit ?? 10_000;
+    this.admissionWaitMs = options.admissionWaitMs ?? 5_000;
+  }
+
+  /** AuditEvents that could not be written (refused by the database, or lost); logged each time. */
+  get writeFailures(): number {
+    return this.counts.lost;
+  }
+
+  stats(): AuditLogStats {
+    return { queued: this.queue.length, ...this.counts };
   }
 
   /** Queues an event; never waits for the database. */
   record(event: AuditEvent): void {
-    if (!this.enabled || this.closed) return;
-    if (this.queue.length >= MAX_QUEUE) {
-      this.dropped++;
+    if (!this.enabled) return;
+    if (this.closed || this.queue.length >= 2 * this.queueLimit) {
+      this.lose(1, this.closed ? 'recorded after shutdown' : 'queue beyond twice AUDIT_QUEUE_LIMIT');
       return;
     }
     this.queue.push(event);
+    if (this.retryMs > 0) return; // a retry is scheduled
     if (this.queue.length >= FLUSH_BATCH) {
       // A write in progress takes what is queued meanwhile before it ends.
       if (!this.writing) void this.flush();
     } else if (!this.timer) {
-      this.timer = setTimeout(() => void this.flush(), FLUSH_INTERVAL_MS);
-      this.timer.unref();
+      this.schedule(FLUSH_INTERVAL_MS);
     }
   }
 
-  /** Writes everything queued so far (tests and shutdown wait on it). */
+  /**
+   * Back-pressure for the request path: undefined (go on at once) while there is room,
+   * otherwise a promise that resolves when there is, or rejects with a 503 after the wait.
+   */
+  admit(): Promise<void> | undefined {
+    if (!this.enabled || this.queue.length < this.queueLimit) return undefined;
+    return new Promise<void>((resolve, reject) => {
+      const timeout = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        this.counts.refused++;
+        this.options.log(`audit: a request was refused (503): ${this.queue.length} AuditEvents wait to be written`);
+        reject(new FhirError('unavailable', 'the audit trail cannot keep up (its database writes are behind); retry later', { 'Retry-After': '10' }));
+      }, this.admissionWaitMs);
+      const wake = () => {
+        clearTimeout(timeout);
+        resolve();
+      };
+      this.waiters.push(wake);
+    });
+  }
+
+  /** Writes everything queued so far (tests and shutdown wait on it); a failing database leaves the events queued. */
   async flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
+    this.clearTimer();
     // One writer at a time; events queued meanwhile are written by the next round.
     while (this.writing) await this.writing;
     if (this.queue.length === 0) return;
@@ -77,37 +148,99 @@ export class AuditLog {
     await this.writing;
   }
 
-  /** Stops taking events and writes what is queued. */
+  /** Stops taking events and writes what is queued, retrying a failing database for a while. */
   async close(): Promise<void> {
+    const deadline = Date.now() + CLOSE_DEADLINE_MS;
     await this.flush();
+    while (this.queue.length > 0 && Date.now() < deadline) {
+      this.clearTimer();
+      await new Promise((r) => setTimeout(r, Math.min(this.retryMs || RETRY_MIN_MS, Math.max(0, deadline - Date.now()))));
+      await this.flush();
+    }
+    this.clearTimer();
     this.closed = true;
-    if (this.dropped > 0) this.options.log(`audit: ${this.dropped} AuditEvents were dropped (queue full)`);
+    if (this.queue.length > 0) {
+      const n = this.queue.length;
+      this.queue = [];
+      this.lose(n, 'the database did not take them before shutdown');
+    }
+    this.wakeWaiters();
+  }
+
+  /** Prometheus metrics of the audit trail. */
+  registerMetrics(registry: Registry): void {
+    const stats = () => this.stats();
+    new Gauge({ name: 'fhir_audit_queue_length', help: 'AuditEvents waiting to be written', registers: [registry], collect() { this.set(stats().queued); } });
+    new Counter({ name: 'fhir_audit_events_written_total', help: 'AuditEvents written', registers: [registry], collect() { this.reset(); this.inc(stats().written); } });
+    new Counter({ name: 'fhir_audit_events_lost_total', help: 'AuditEvents that could not be written (each one is also logged)', registers: [registry], collect() { this.reset(); this.inc(stats().lost); } });
+    new Counter({ name: 'fhir_audit_refused_requests_total', help: 'Requests answered 503 because the audit queue stayed full', registers: [registry], collect() { this.reset(); this.inc(stats().refused); } });
+  }
+
+  private schedule(ms: number): void {
+    this.clearTimer();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, ms);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private lose(n: number, why: string): void {
+    this.counts.lost += n;
+    // Counts and reasons only: events carry patient references and user names.
+    this.options.log(`audit: ${n} AuditEvent(s) lost (${why}); ${this.counts.lost} lost since start`);
+  }
+
+  private wakeWaiters(): void {
+    if (this.waiters.length === 0 || (!this.closed && this.queue.length >= this.queueLimit)) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
   }
 
   private async writeQueued(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, WRITE_CHUNK);
+      const batch = this.queue.slice(0, WRITE_CHUNK);
       try {
-        await this.write(batch);
+        await this.writeIsolating(batch);
       } catch (e) {
-        // One bad event must not lose the others: write them one by one.
-        this.options.log('audit: batch write failed, writing events one by one', e);
-        for (const event of batch) {
-          try {
-            await this.write([event]);
-          } catch (error) {
-            this.writeFailures++;
-            this.options.log('audit: an AuditEvent could not be written', error);
-          }
+        // The database (not the events) failed: keep them, try again later.
+        this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs ? this.retryMs * 2 : RETRY_MIN_MS);
+        if (!this.outageLogged) {
+          this.outageLogged = true;
+          this.options.log(`audit: writing AuditEvents failed (${pgErrorCode(e) ?? 'no SQLSTATE'}); ${this.queue.length} kept queued, retrying`, e);
         }
+        if (!this.closed) this.schedule(this.retryMs);
+        return;
       }
+      this.queue.splice(0, batch.length);
+      if (this.retryMs > 0) this.options.log(`audit: writing AuditEvents works again; ${this.queue.length} still queued`);
+      this.retryMs = 0;
+      this.outageLogged = false;
+      this.wakeWaiters();
     }
   }
 
-  private async write(events: AuditEvent[]): Promise<void> {
-    await this.options.store.transaction(async (tx) => {
-      this.own.add(tx);
-      for (const event of events) await tx.create(event);
-    });
+  /** Writes `events`; an event the database refuses for its content is found by halving, counted and left out. */
+  private async writeIsolating(events: readonly AuditEvent[]): Promise<void> {
+    try {
+      await this.options.writer.append(events);
+      this.counts.written += events.length;
+      this.options.onWritten?.(events.length);
+    } catch (e) {
+      if (!eventSpecific(e)) throw e;
+      if (events.length === 1) {
+        this.lose(1, `the database refused it: SQLSTATE ${pgErrorCode(e)}`);
+        return;
+      }
+      const half = events.length >> 1;
+      await this.writeIsolating(events.slice(0, half));
+      await this.writeIsolating(events.slice(half));
+    }
   }
 }

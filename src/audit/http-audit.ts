@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuthContext } from '../auth/token-service.js';
 import { errors } from '../fhir/errors.js';
-import { restAuditEvent, type AuditCaller, type AuditSource, type RestAuditRecord, type RestInteraction } from './audit-event.js';
+import { callerOf, restAuditEvent, type AuditSource, type RestAuditRecord, type RestInteraction } from './audit-event.js';
 import type { AuditLog } from './audit-log.js';
+import { authServerEndpoint } from './auth-server-audit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -57,11 +57,6 @@ function classify(pattern: string, method: string, body: unknown): Classified {
 
 function isBatch(body: unknown): boolean {
   return typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'batch';
-}
-
-function callerOf(auth: AuthContext | undefined): AuditCaller {
-  if (!auth) return { kind: 'anonymous' };
-  return { kind: auth.kind, subject: auth.subject, clientId: auth.clientId || undefined, fhirUser: auth.fhirUser, role: auth.role, tokenId: auth.jti };
 }
 
 function rawQuery(request: FastifyRequest): string {
@@ -151,6 +146,15 @@ export function registerHttpAudit(http: FastifyInstance, deps: { audit: AuditLog
   });
 
   if (!deps.audit.enabled) return;
+
+  // Back-pressure (AuditLog): while the audit writer is far behind, new audited requests wait
+  // for it, and are answered 503 if it does not catch up. Requests that leave no event pass.
+  http.addHook('onRequest', async (request) => {
+    const pattern = request.routeOptions.url;
+    if (!fhirRoute(request) && !authServerEndpoint(request) && !pattern?.startsWith('/auth/authorize')) return;
+    const wait = deps.audit.admit();
+    if (wait) await wait;
+  });
 
   // The patient of a single-resource read: the first Patient reference in the body.
   http.addHook('onSend', async (request, reply, payload) => {

@@ -11,6 +11,7 @@ import { KeyRing, type SigningKeyPair } from './keys.js';
 import { registerRegistrationRoutes } from './registration-routes.js';
 import { authEndpoints, registerDiscoveryRoutes, type AuthEndpoints } from './smart-discovery.js';
 import { registerTokenRoutes } from './token-routes.js';
+import { registerUserinfoRoutes } from './userinfo-routes.js';
 import { TokenService } from './token-service.js';
 import { loadRoleTable, UserService } from './users.js';
 
@@ -82,6 +83,7 @@ export async function createAuthServer(options: AuthServerOptions): Promise<Auth
         registerTokenRoutes(auth, { clients, tokens, grants, store, rateLimitPerMinute: options.tokenRateLimitPerMinute });
         registerAuthorizeRoutes(auth, { store, clients, users, grants, endpoints, patients, signInRateLimitPerMinute: options.signInRateLimitPerMinute, onSignIn: options.onSignIn });
         registerRegistrationRoutes(auth, { store, tokens, registrationEndpoint: endpoints.register });
+        registerUserinfoRoutes(auth, { tokens, fhirBase: endpoints.fhirBase });
         registerAdminRoutes(auth, { store, tokens, users, patients, issuer: endpoints.issuer });
       });
     },

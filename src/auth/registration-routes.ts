@@ -4,6 +4,7 @@ import type { AuthStore, ClientKind, ClientRecord } from '../storage/auth-store.
 import { requireAdministrator } from './admin-auth.js';
 import { digest, fetchableJwksUri, newSecret, secretMatches } from './clients.js';
 import { noStore } from './oauth-http.js';
+import { redirectUriProblem } from './redirect-uris.js';
 import { NON_RESOURCE_SCOPES, parseScope, splitScopes } from './scopes.js';
 import type { TokenService } from './token-service.js';
 
@@ -23,8 +24,6 @@ const AUTH_METHOD_KIND: Record<string, ClientKind> = {
 const GRANTS = ['authorization_code', 'refresh_token', 'client_credentials'];
 const DEFAULT_USER_SCOPE = 'openid fhirUser launch launch/patient launch/encounter offline_access online_access patient/*.cruds user/*.cruds';
 const DEFAULT_SYSTEM_SCOPE = 'system/*.rs';
-/** Schemes a redirect may never use (script or local content instead of an app). */
-const FORBIDDEN_SCHEMES = ['javascript:', 'data:', 'file:', 'vbscript:', 'blob:', 'about:'];
 
 type Checked = { ok: Omit<ClientRecord, 'clientId' | 'secretDigest' | 'registrationTokenDigest'> } | { error: string; description: string };
 
@@ -48,14 +47,8 @@ function checkMetadata(input: unknown): Checked {
   if (!Array.isArray(redirectUris) || !redirectUris.every((u) => typeof u === 'string')) return bad('invalid_redirect_uri', 'redirect_uris must be a list of URIs');
   if (grantTypes.includes('authorization_code') && redirectUris.length === 0) return bad('invalid_redirect_uri', 'the authorization code grant needs redirect_uris');
   for (const uri of redirectUris as string[]) {
-    let url: URL;
-    try {
-      url = new URL(uri);
-    } catch {
-      return bad('invalid_redirect_uri', `not an absolute URI: ${uri.slice(0, 200)}`);
-    }
-    if (url.hash || uri.includes('#')) return bad('invalid_redirect_uri', 'redirect URIs cannot have a fragment');
-    if (FORBIDDEN_SCHEMES.includes(url.protocol)) return bad('invalid_redirect_uri', `scheme ${url.protocol} is not allowed`);
+    const problem = redirectUriProblem(uri);
+    if (problem) return bad('invalid_redirect_uri', problem);
   }
   const responseTypes = m.response_types ?? (grantTypes.includes('authorization_code') ? ['code'] : []);
   if (!Array.isArray(responseTypes) || !responseTypes.every((r) => r === 'code')) return bad('invalid_client_metadata', 'response_types may only be ["code"]');

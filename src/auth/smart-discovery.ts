@@ -17,6 +17,7 @@ export interface AuthEndpoints {
   register: string;
   jwks: string;
   style: string;
+  userinfo: string;
 }
 
 export function authEndpoints(baseUrl: string): AuthEndpoints {
@@ -30,6 +31,7 @@ export function authEndpoints(baseUrl: string): AuthEndpoints {
     register: `${baseUrl}/auth/register`,
     jwks: `${baseUrl}/auth/jwks`,
     style: `${baseUrl}/auth/smart-style.json`,
+    userinfo: `${baseUrl}/auth/userinfo`,
   };
 }
 
@@ -101,6 +103,7 @@ export function openidConfiguration(e: AuthEndpoints): Record<string, unknown> {
     issuer: e.issuer,
     authorization_endpoint: e.authorize,
     token_endpoint: e.token,
+    userinfo_endpoint: e.userinfo,
     jwks_uri: e.jwks,
     registration_endpoint: e.register,
     introspection_endpoint: e.introspect,

@@ -1,4 +1,5 @@
 import { passwordProblems } from '../auth/password-policy.js';
+import { SmtpConfigError, smtpConfigFrom, type SmtpConfig } from '../subscriptions/channels/email-config.js';
 
 /**
  * Server configuration from the environment. Names and defaults follow docs/contract.md;
@@ -24,6 +25,12 @@ export interface Config {
   hl7MaxMessageBytes: number;
   /** An MLLP connection silent this long is closed. */
   hl7IdleTimeoutSeconds: number;
+  /** ORU^R01 messages received together are mapped in one transaction, at most this many (1: one each). */
+  hl7MappingBatch: number;
+  /** hl7_message rows processed longer ago than this are deleted (0: kept for ever). */
+  hl7RetentionDays: number;
+  /** hl7_message rows still failed (`error`, `rejected`) longer ago than this are deleted (0: kept until reprocessed). */
+  hl7FailedRetentionDays: number;
   bootstrapClient?: { id: string; secret: string };
   bootstrapAdmin?: { user: string; password: string };
   accessTokenTtlSeconds: number;
@@ -40,6 +47,20 @@ export interface Config {
   importDir?: string;
   /** AUDIT_EVENTS=on (default) | off: an AuditEvent for every FHIR request and sign-in. */
   auditEvents: boolean;
+  /** SMTP_URL or SMTP_HOST/PORT/SECURE/USER/PASSWORD, SMTP_FROM: the email channel (unset: not offered). */
+  smtp?: SmtpConfig;
+  /** AUDIT_QUEUE_LIMIT: unwritten AuditEvents at which new requests wait for the audit writer (back-pressure, then 503). */
+  auditQueueLimit: number;
+  /** SUBSCRIPTION_ENDPOINT_ALLOWLIST: hosts rest-hook endpoints may name (`host`, `*.domain`); empty = any. */
+  subscriptionEndpointAllowList: string[];
+  /** SUBSCRIPTION_TIMEOUT_MS: one rest-hook POST. */
+  subscriptionTimeoutMs: number;
+  /** SUBSCRIPTION_ATTEMPTS: deliveries tried before the dead letter. */
+  subscriptionAttempts: number;
+  /** SUBSCRIPTION_BACKOFF_MS: first retry delay, doubled each further attempt. */
+  subscriptionBackoffMs: number;
+  /** SUBSCRIPTION_POLL_MS: how often the dispatcher looks for writes of other processes. */
+  subscriptionPollMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -73,6 +94,14 @@ function maintenanceFrom(env: NodeJS.ProcessEnv): Config['databaseMaintenance'] 
   throw new ConfigError(`DATABASE_MAINTENANCE must be auto, on or off, got "${raw}"`);
 }
 
+function smtpFrom(env: NodeJS.ProcessEnv): SmtpConfig | undefined {
+  try {
+    return smtpConfigFrom(env);
+  } catch (e) {
+    throw e instanceof SmtpConfigError ? new ConfigError(e.message) : e;
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = intFrom(env, 'PORT', 8080);
   const client = pairFrom(env, 'FHIR_BOOTSTRAP_CLIENT_ID', 'FHIR_BOOTSTRAP_CLIENT_SECRET');
@@ -93,6 +122,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hl7MllpPort: intFrom(env, 'HL7_MLLP_PORT', 2575),
     hl7MaxMessageBytes: intFrom(env, 'HL7_MAX_MESSAGE_BYTES', 10 * 1024 * 1024, 1024),
     hl7IdleTimeoutSeconds: intFrom(env, 'HL7_IDLE_TIMEOUT_SECONDS', 300, 1),
+    hl7MappingBatch: intFrom(env, 'HL7_MAPPING_BATCH', 32, 1),
+    hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
+    hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),
     bootstrapClient: client && { id: client[0], secret: client[1] },
     bootstrapAdmin: admin && { user: admin[0], password: admin[1] },
     // Seed 004 §4.1: access tokens live 15 to 30 minutes.
@@ -106,5 +138,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL ?? 'info',
     importDir: env.FHIR_IMPORT_DIR || undefined,
     auditEvents: onOffFrom(env, 'AUDIT_EVENTS', true),
+    smtp: smtpFrom(env),
+    auditQueueLimit: intFrom(env, 'AUDIT_QUEUE_LIMIT', 10_000, 100),
+    subscriptionEndpointAllowList: (env.SUBSCRIPTION_ENDPOINT_ALLOWLIST ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+    subscriptionTimeoutMs: intFrom(env, 'SUBSCRIPTION_TIMEOUT_MS', 10_000, 100),
+    subscriptionAttempts: intFrom(env, 'SUBSCRIPTION_ATTEMPTS', 3, 1),
+    subscriptionBackoffMs: intFrom(env, 'SUBSCRIPTION_BACKOFF_MS', 5_000, 10),
+    subscriptionPollMs: intFrom(env, 'SUBSCRIPTION_POLL_MS', 1_000, 10),
   };
 }

@@ -4,10 +4,10 @@ import { FhirError } from '../fhir/errors.js';
 import type { InteractionDeps } from '../interactions/types.js';
 import type { Hl7MessageRecord, Hl7MessageStore } from '../storage/hl7v2-messages.js';
 import { buildAck, type AckCode, type AckError } from './ack.js';
-import { MappingContext, MappingError, type CriticalResult } from './maps/context.js';
+import { MappingContext, MappingError, type CriticalResult, type Lookup } from './maps/context.js';
 import { mapAdt, mapMerge } from './maps/adt.js';
 import { mapOrder } from './maps/orders.js';
-import { mapResult } from './maps/results.js';
+import { mapResult, resultLookups } from './maps/results.js';
 import type { MappingTables, MessageTypeRule } from './maps/tables.js';
 import { mapVaccination } from './maps/vaccination.js';
 import { mapMedicationOrder } from './maps/medication.js';
@@ -15,7 +15,8 @@ import { mapAppointment } from './maps/appointment.js';
 import { mapDocument } from './maps/document.js';
 import { mapCharges } from './maps/charge.js';
 import { Hl7ParseError, normalizeSegmentEnds, parseMessage, readHeader } from './parse/er7.js';
-import { messageType, type MessageHeader } from './parse/message.js';
+import { ReceiptBatcher } from './receipt-batcher.js';
+import { messageType, type Hl7Message, type MessageHeader } from './parse/message.js';
 
 export interface IngestResult {
   ack: string;
@@ -31,6 +32,8 @@ export interface IngestDeps {
   messages: Hl7MessageStore;
   tables: MappingTables;
   log: (message: string, error?: unknown) => void;
+  /** ORU^R01 messages mapped in one transaction at most (default 32; 1: each alone). */
+  mappingBatch?: number;
 }
 
 /** The code behind each `mapper` name of conformance/hl7v2/message-types.json. */
@@ -45,6 +48,31 @@ const MAPPERS: Record<MessageTypeRule['mapper'], (ctx: MappingContext, rule: Mes
   document: mapDocument,
   charge: mapCharges,
 };
+
+/** Mappers whose look-ups are known before mapping: their messages can be mapped in batches. */
+const LOOKUPS: Partial<Record<MessageTypeRule['mapper'], (ctx: MappingContext) => Lookup[]>> = {
+  result: (ctx) => resultLookups(ctx),
+};
+
+/** Mapping transactions of batched messages running at once. */
+const MAPPING_BATCHES = 2;
+
+type Outcome = Omit<IngestResult, 'duplicate'>;
+
+/** A stored, parsed message with the mapping its type names. */
+interface Prepared {
+  record: Hl7MessageRecord;
+  message: Hl7Message;
+  rule: MessageTypeRule;
+  /** MSH-9 as `code^trigger` */
+  type: string;
+}
+
+interface Queued {
+  item: Prepared;
+  resolve: (outcome: Outcome) => void;
+  reject: (e: unknown) => void;
+}
 
 /** Pending messages mapped per batch at start-up. */
 const RECOVERY_BATCH = 100;
@@ -61,7 +89,12 @@ export class Hl7Ingest {
   private readonly criticalListeners: CriticalResultListener[] = [];
   /** Messages being mapped by this process: a retransmission arriving meanwhile (on another
    * connection) waits for the same outcome instead of mapping the message a second time. */
-  private readonly inFlight = new Map<string, Promise<Omit<IngestResult, 'duplicate'>>>();
+  private readonly inFlight = new Map<string, Promise<Outcome>>();
+  /** Raw rows of messages received together are committed together (see receipt-batcher.ts). */
+  private readonly receipts: ReceiptBatcher;
+  /** Received messages waiting for the next mapping batch (see runBatch). */
+  private readonly mappingQueue: Queued[] = [];
+  private batchesRunning = 0;
 
   /** Called once per critical result newly written (a retransmission or an unchanged reprocess raises none). */
   onCriticalResult(listener: CriticalResultListener): void {
@@ -69,6 +102,7 @@ export class Hl7Ingest {
   }
 
   constructor(private readonly deps: IngestDeps) {
+    this.receipts = new ReceiptBatcher(deps.messages);
     for (const [type, rule] of Object.entries(deps.tables.messageTypes)) {
       if (!Object.hasOwn(MAPPERS, rule.mapper)) throw new Error(`conformance/hl7v2/message-types.json: ${type} names unknown mapper "${rule.mapper}"`);
     }
@@ -83,7 +117,7 @@ export class Hl7Ingest {
     } catch {
       header = undefined;
     }
-    const { record, duplicate } = await this.deps.messages.insert({
+    const { record, duplicate } = await this.receipts.store({
       transport,
       sendingApplication: header?.sendingApplication ?? '',
       sendingFacility: header?.sendingFacility ?? '',
@@ -99,7 +133,7 @@ export class Hl7Ingest {
     const running = this.inFlight.get(record.id);
     if (running) return { ...(await running), duplicate: true };
     const outcome =
-      text !== raw ? this.reject(record, header, { code: '102', text: 'the message contains NUL characters' }) : this.process(record);
+      text !== raw ? this.reject(record, header, { code: '102', text: 'the message contains NUL characters' }) : this.process(record, true);
     this.inFlight.set(record.id, outcome);
     try {
       return { ...(await outcome), duplicate };
@@ -158,55 +192,47 @@ export class Hl7Ingest {
     return (await this.reject(record, header, error)).ack;
   }
 
-  private async process(record: Hl7MessageRecord): Promise<Omit<IngestResult, 'duplicate'>> {
-    let header: MessageHeader | undefined;
+  /** Parses a stored message and finds its mapping: AR when either fails, else maps it. */
+  private async process(record: Hl7MessageRecord, batched = false): Promise<Outcome> {
+    let message: Hl7Message;
     try {
-      const message = parseMessage(record.raw);
-      header = message.header;
-      const type = messageType(header);
-      const rule = this.deps.tables.messageTypes[type];
-      if (!rule) {
-        const knownCode = Object.keys(this.deps.tables.messageTypes).some((k) => k.startsWith(`${header?.messageCode}^`));
-        return this.reject(record, header, {
-          code: knownCode ? '201' : '200',
-          text: knownCode ? `event ${header.triggerEvent || '(none)'} of ${header.messageCode} is not supported` : `message type ${type} is not supported`,
-        });
-      }
-      const ack = buildAck(header, 'AA');
-      const { store } = this.deps.interactions;
-      const critical = await store.transaction(async (tx) => {
+      message = parseMessage(record.raw);
+    } catch (e) {
+      if (e instanceof Hl7ParseError) return this.reject(record, undefined, { code: e.code, text: e.message });
+      this.deps.log(`HL7 v2 message ${record.id} failed to parse`, e);
+      const error: AckError = { code: '207', text: 'internal error while parsing the message' };
+      const ack = buildAck(safeHeader(record.raw), 'AE', error);
+      await this.deps.messages.finish(record.id, { status: 'error', ack, error: error.text });
+      return { ack, code: 'AE', messageId: record.id };
+    }
+    const header = message.header;
+    const type = messageType(header);
+    const rule = this.deps.tables.messageTypes[type];
+    if (!rule) {
+      const knownCode = Object.keys(this.deps.tables.messageTypes).some((k) => k.startsWith(`${header.messageCode}^`));
+      return this.reject(record, header, {
+        code: knownCode ? '201' : '200',
+        text: knownCode ? `event ${header.triggerEvent || '(none)'} of ${header.messageCode} is not supported` : `message type ${type} is not supported`,
+      });
+    }
+    const item: Prepared = { record, message, rule, type };
+    return batched && LOOKUPS[rule.mapper] && (this.deps.mappingBatch ?? 32) > 1 ? this.enqueue(item) : this.mapOne(item);
+  }
+
+  /** Maps one message in a transaction of its own; a mapping failure is an AE, the message kept as `error`. */
+  private async mapOne(item: Prepared): Promise<Outcome> {
+    const { record, message } = item;
+    try {
+      const { ack, critical } = await this.deps.interactions.store.transaction(async (tx) => {
         const ctx = new MappingContext(this.deps.interactions, tx, this.deps.tables, message, record.id);
-        await MAPPERS[rule.mapper](ctx, rule);
-        const written = [...ctx.written.values()];
-        const changed = written.filter((w) => w.changed);
-        if (changed.length) {
-          const provenance: Provenance & { id: string } = {
-            resourceType: 'Provenance',
-            id: `hl7v2-${record.id}`,
-            target: changed.map((w) => ({ reference: `${w.resourceType}/${w.id}/_history/${w.versionId}` })),
-            recorded: new Date().toISOString(),
-            activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE' }] },
-            agent: [{ who: { display: `HL7 v2 sender ${record.sendingApplication || '(unnamed)'} ${record.sendingFacility}`.trim() } }],
-            entity: [
-              {
-                role: 'source',
-                what: {
-                  identifier: { system: ctx.system('message'), value: record.id },
-                  display: `HL7 v2 ${type} message ${record.controlId || '(no MSH-10)'}`,
-                },
-              },
-            ],
-          };
-          await ctx.put(provenance);
-        }
-        const refs = written.map((w) => `${w.resourceType}/${w.id}/_history/${w.versionId}`);
-        await this.deps.messages.finish(record.id, { status: 'processed', ack, resources: refs }, await tx.executor());
-        return ctx.critical;
+        await MAPPERS[item.rule.mapper](ctx, item.rule);
+        const done = await this.conclude(ctx, item);
+        await this.deps.messages.finish(record.id, { status: 'processed', ack: done.ack, resources: done.resources }, await tx.executor());
+        return done;
       });
       await this.announceCritical(critical, record.id);
       return { ack, code: 'AA', messageId: record.id };
     } catch (e) {
-      if (e instanceof Hl7ParseError) return this.reject(record, header, { code: e.code, text: e.message });
       const error: AckError =
         e instanceof MappingError
           ? { code: e.code, text: e.message }
@@ -214,9 +240,102 @@ export class Hl7Ingest {
             ? { code: '207', text: `the mapped resources were refused: ${e.message}` }
             : { code: '207', text: 'internal error while mapping the message' };
       if (!(e instanceof MappingError) && !(e instanceof FhirError)) this.deps.log(`HL7 v2 message ${record.id} failed to map`, e);
-      const ack = buildAck(header ?? safeHeader(record.raw), 'AE', error);
+      const ack = buildAck(message.header, 'AE', error);
       await this.deps.messages.finish(record.id, { status: 'error', ack, error: error.text });
       return { ack, code: 'AE', messageId: record.id };
+    }
+  }
+
+  /** After a message's mapping, in its transaction: the Provenance of what it wrote, its ACK, its outcome. */
+  private async conclude(ctx: MappingContext, { record, message, type }: Prepared): Promise<{ ack: string; resources: string[]; critical: CriticalResult[] }> {
+    const written = [...ctx.written.values()];
+    const changed = written.filter((w) => w.changed);
+    if (changed.length) {
+      const provenance: Provenance & { id: string } = {
+        resourceType: 'Provenance',
+        id: `hl7v2-${record.id}`,
+        target: changed.map((w) => ({ reference: `${w.resourceType}/${w.id}/_history/${w.versionId}` })),
+        recorded: new Date().toISOString(),
+        activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation', code: 'UPDATE' }] },
+        agent: [{ who: { display: `HL7 v2 sender ${record.sendingApplication || '(unnamed)'} ${record.sendingFacility}`.trim() } }],
+        entity: [
+          {
+            role: 'source',
+            what: {
+              identifier: { system: ctx.system('message'), value: record.id },
+              display: `HL7 v2 ${type} message ${record.controlId || '(no MSH-10)'}`,
+            },
+          },
+        ],
+      };
+      // A message never mapped before has no Provenance yet: written without reading first,
+      // so it goes out in the same statement as the mapped resources.
+      if (record.attempts === 0) await ctx.tx.create(provenance, 'PUT', provenance.id);
+      else await ctx.put(provenance);
+    }
+    return {
+      ack: buildAck(message.header, 'AA'),
+      resources: written.map((w) => `${w.resourceType}/${w.id}/_history/${w.versionId}`),
+      critical: ctx.critical,
+    };
+  }
+
+  /** Queues a message for the next mapping batch, starting one when fewer than MAPPING_BATCHES run. */
+  private enqueue(item: Prepared): Promise<Outcome> {
+    return new Promise<Outcome>((resolve, reject) => {
+      this.mappingQueue.push({ item, resolve, reject });
+      this.startBatches();
+    });
+  }
+
+  private startBatches(): void {
+    while (this.batchesRunning < MAPPING_BATCHES && this.mappingQueue.length) {
+      const batch = this.mappingQueue.splice(0, this.deps.mappingBatch ?? 32);
+      this.batchesRunning++;
+      void this.runBatch(batch).finally(() => {
+        this.batchesRunning--;
+        this.startBatches();
+      });
+    }
+  }
+
+  /**
+   * Maps the messages that arrived while the previous batch was being written, in ONE
+   * transaction: one advisory lock statement, one search per resource type and one write
+   * statement for all of them, one commit. Each message is still all or nothing (the batch
+   * commits whole or not at all) and its status commits with its resources. When any message
+   * fails, the batch is rolled back and each message mapped alone, so only the failing one is
+   * an AE.
+   */
+  private async runBatch(batch: Queued[]): Promise<void> {
+    if (batch.length === 1) {
+      await this.mapOne(batch[0].item).then(batch[0].resolve, batch[0].reject);
+      return;
+    }
+    let done: Array<{ ack: string; resources: string[]; critical: CriticalResult[] }>;
+    try {
+      done = await this.deps.interactions.store.transaction(async (tx) => {
+        const known = new Map<string, string[]>();
+        const contexts = batch.map(({ item }) => new MappingContext(this.deps.interactions, tx, this.deps.tables, item.message, item.record.id, known));
+        await contexts[0].prefetch(contexts.flatMap((ctx, i) => LOOKUPS[batch[i].item.rule.mapper]?.(ctx) ?? []));
+        const outcomes = [];
+        for (const [i, { item }] of batch.entries()) {
+          await MAPPERS[item.rule.mapper](contexts[i], item.rule);
+          outcomes.push(await this.conclude(contexts[i], item));
+        }
+        await this.deps.messages.finishMany(
+          outcomes.map((o, i) => ({ id: batch[i].item.record.id, status: 'processed' as const, ack: o.ack, resources: o.resources })),
+          await tx.executor(),
+        );
+        return outcomes;
+      });
+    } catch {
+      for (const { item, resolve, reject } of batch) await this.mapOne(item).then(resolve, reject);
+      return;
+    }
+    for (const [i, { item, resolve }] of batch.entries()) {
+      await this.announceCritical(done[i].critical, item.record.id);
+      resolve({ ack: done[i].ack, code: 'AA', messageId: item.record.id });
     }
   }
 
@@ -233,7 +352,7 @@ export class Hl7Ingest {
     }
   }
 
-  private async reject(record: Hl7MessageRecord, header: MessageHeader | undefined, error: AckError): Promise<Omit<IngestResult, 'duplicate'>> {
+  private async reject(record: Hl7MessageRecord, header: MessageHeader | undefined, error: AckError): Promise<Outcome> {
     const ack = buildAck(header ?? safeHeader(record.raw), 'AR', error);
     await this.deps.messages.finish(record.id, { status: 'rejected', ack, error: error.text });
     return { ack, code: 'AR', messageId: record.id };

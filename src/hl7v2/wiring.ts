@@ -6,6 +6,7 @@ import { Hl7MessageStore } from '../storage/hl7v2-messages.js';
 import { Hl7Ingest } from './ingest.js';
 import { loadMappingTables } from './maps/tables.js';
 import { MllpServer } from './mllp/server.js';
+import { Hl7Retention } from './retention.js';
 import { hl7v2Routes } from './routes.js';
 
 export interface Hl7v2Options {
@@ -15,6 +16,10 @@ export interface Hl7v2Options {
   tablesDir: string;
   maxMessageBytes: number;
   idleTimeoutMs: number;
+  /** ORU^R01 messages mapped in one transaction at most (HL7_MAPPING_BATCH; 1: each alone). */
+  mappingBatch?: number;
+  /** hl7_message retention in days (HL7_MESSAGE_RETENTION_DAYS, HL7_FAILED_MESSAGE_RETENTION_DAYS); 0: kept. */
+  retention?: { processedDays: number; failedDays: number };
   log: (message: string, error?: unknown) => void;
 }
 
@@ -23,11 +28,12 @@ export interface Hl7v2Components {
   ingest: Hl7Ingest;
   messages: Hl7MessageStore;
   mllp: MllpServer;
+  retention: Hl7Retention;
   /** Starts the MLLP listener (port 0: a free port); resolves to the bound port. */
   listen(port: number, host?: string): Promise<number>;
   /** Registers POST /hl7v2 and the admin routes. */
   routes(http: FastifyInstance, tokens: TokenService): Promise<void>;
-  /** Starts mapping, in the background, messages left 'received' by an earlier run. */
+  /** Starts mapping, in the background, messages left 'received' by an earlier run, and the retention purge. */
   startRecovery(): void;
   /** The recovery started at start-up: resolves to how many messages it mapped. */
   readonly recovered: Promise<number>;
@@ -36,7 +42,7 @@ export interface Hl7v2Components {
 
 export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
   const messages = new Hl7MessageStore(options.db);
-  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: loadMappingTables(options.tablesDir), log: options.log });
+  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: loadMappingTables(options.tablesDir), log: options.log, mappingBatch: options.mappingBatch });
   const mllp = new MllpServer({
     handle: (body) => ingest.receive(decode(body), 'mllp').then((r) => r.ack),
     rejectOversized: (head, limit) => ingest.rejectOversized(head, limit),
@@ -44,11 +50,13 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
     idleTimeoutMs: options.idleTimeoutMs,
     log: options.log,
   });
+  const retention = new Hl7Retention(messages, { ...(options.retention ?? { processedDays: 0, failedDays: 0 }), log: options.log });
   let recovered: Promise<number> = Promise.resolve(0);
   return {
     ingest,
     messages,
     mllp,
+    retention,
     get recovered() {
       return recovered;
     },
@@ -57,6 +65,7 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
         options.log('HL7 v2 recovery of pending messages failed', e);
         return 0;
       });
+      retention.start();
     },
     listen: (port, host) => mllp.listen(port, host),
     routes: async (http, tokens) => {
@@ -65,6 +74,7 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
     async close() {
       await mllp.close();
       await recovered;
+      await retention.close();
     },
   };
 }

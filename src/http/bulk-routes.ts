@@ -3,7 +3,8 @@ import { createGunzip } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { scopesAllow } from '../auth/scopes.js';
 import { compartmentTypes } from '../search/compartment.js';
-import { accessFilterFor, anyConfined, confinedToPatient } from '../search/sql/access.js';
+import { accessFilterFor, anyConfined, confinedToPatient, type AccessFilter } from '../search/sql/access.js';
+import type { SearchService } from '../search/search-service.js';
 import type { TokenService } from '../auth/token-service.js';
 import { errors } from '../fhir/errors.js';
 import { everything, type EverythingCaller, type EverythingDeps } from '../operations/everything.js';
@@ -11,6 +12,7 @@ import type { ExportLevel } from '../operations/export-params.js';
 import type { Caller, ExportService } from '../operations/export-service.js';
 import { sendAccepted, statusRoutes } from './async-operation.js';
 import { queryOf } from './fhir-routes.js';
+import { PRIVATE_MESSAGE_TYPES } from '../workflows/messaging-policy.js';
 import { outputOptions, sendResult } from './respond.js';
 
 export interface BulkRouteDeps {
@@ -20,6 +22,36 @@ export interface BulkRouteDeps {
   /** public server URL without /fhir: the kick-off URL echoed in the manifest is built on it */
   baseUrl: string;
   fhirBase: string;
+  /** Turns a caller's access filter into SQL for $everything (granular scopes compiled). */
+  search: Pick<SearchService, 'accessSql'>;
+}
+
+/**
+ * Granular v2 scopes (`Observation.rs?category=laboratory`) by type, for types no whole-type
+ * scope lets the token read: readable, but only where a query matches. `confined`: every such
+ * scope of the type is a `patient/` one.
+ */
+function granularOnly(filter: AccessFilter | undefined, wholeType: (type: string) => boolean): Map<string, { queries: string[]; confined: boolean }> {
+  const out = new Map<string, { queries: string[]; confined: boolean }>();
+  for (const g of filter?.granular ?? []) {
+    if (wholeType(g.type)) continue;
+    const entry = out.get(g.type) ?? { queries: [], confined: true };
+    entry.queries.push(g.query);
+    entry.confined &&= g.confined;
+    out.set(g.type, entry);
+  }
+  return out;
+}
+
+/**
+ * Types an export cannot hold to a row filter are left out: secure messages for callers who read
+ * them per participant only (messaging-policy.ts), and admin-only types (AuditEvent) for users
+ * who are not ADMIN.
+ */
+function withoutRowFilteredTypes(caller: Caller, filter: AccessFilter | undefined): Caller {
+  const left = [...(filter?.participants ? PRIVATE_MESSAGE_TYPES : []), ...(filter?.hidden ?? [])];
+  if (left.length === 0) return caller;
+  return { ...caller, canRead: (type) => !left.includes(type) && caller.canRead(type) };
 }
 
 /** The Bulk Data file media type, exactly (the test kit compares the header verbatim). */
@@ -51,16 +83,24 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
   app.addHook('onRequest', async (request) => {
     request.auth = await deps.tokens.verify(request.headers.authorization);
   });
+  /** The client, the types its scopes read wholly, and those it reads through granular scopes only. */
   const caller = (request: FastifyRequest): Caller => {
     const auth = request.auth;
     if (!auth) throw errors.unauthorized('an access token is required');
-    return { clientId: auth.clientId, canRead: (type) => scopesAllow(auth.scopes, type, 'r') };
+    const wholeType = (type: string) => scopesAllow(auth.scopes, type, 'r');
+    const granular = granularOnly(accessFilterFor(auth), wholeType);
+    return {
+      clientId: auth.clientId,
+      canRead: (type) => wholeType(type) || granular.has(type),
+      ...(granular.size ? { scopeFilters: Object.fromEntries([...granular].map(([type, g]) => [type, g.queries])) } : {}),
+    };
   };
 
   const kickOff = (level: ExportLevel) => async (request: FastifyRequest<{ Params: { id?: string } }>, reply: FastifyReply) => {
     // SMART patient/ scopes: only the token patient's own compartment (Patient/$export, forced to that patient).
     const filter = request.auth ? accessFilterFor(request.auth) : undefined;
-    const confined = anyConfined(filter);
+    const granular = granularOnly(filter, (type) => !!request.auth && scopesAllow(request.auth.scopes, type, 'r'));
+    const confined = anyConfined(filter) || [...granular.values()].some((g) => g.confined);
     if (confined && !filter?.patient) throw errors.forbidden('patient/ scopes without a patient in context allow no export');
     const { statusUrl } = await deps.exports.kickOff({
       level,
@@ -70,7 +110,8 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
       prefer: header(request, 'prefer'),
       accept: header(request, 'accept'),
       requestUrl: `${deps.baseUrl}${request.raw.url ?? ''}`,
-      caller: caller(request),
+      // Secure messages (per participant) and admin-only types have no row filter in an export: left out.
+      caller: withoutRowFilteredTypes(caller(request), filter),
       onlyPatient: confined ? filter?.patient : undefined,
     });
     return sendAccepted(reply, statusUrl, 'export started');
@@ -111,10 +152,16 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
       const members = compartmentTypes('Patient');
       // What the compartment refers to may lie outside it (another patient's Observation named in
       // an AuditEvent): a confined caller gets the compartment members only.
+      // Granular scopes make their types readable; every row is then held to the access filter
+      // (compartment, granular queries, hidden types) in the statement itself, totals included.
+      const granular = granularOnly(filter, (type) => !!request.auth && scopesAllow(request.auth.scopes, type, 'r'));
       const c: Caller & EverythingCaller = {
         ...own,
-        canRead: (type) => own.canRead(type) && (!confinedToPatient(filter, type) || (ownPatient && members.includes(type))),
-        membersOnly: anyConfined(filter),
+        canRead: (type) =>
+          own.canRead(type) &&
+          (!(confinedToPatient(filter, type) || granular.get(type)?.confined) || (ownPatient && members.includes(type))),
+        membersOnly: anyConfined(filter) || [...granular.values()].some((g) => g.confined),
+        access: deps.search.accessSql(filter, deps.fhirBase, 'r'),
       };
       const bundle = await everything(deps.everything, ownerType, request.params.id, query, c);
       return sendResult(request, reply, { status: 200, body: bundle }, options, deps.fhirBase);

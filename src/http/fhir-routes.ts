@@ -1,21 +1,24 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Resource } from 'fhir/r4.js';
-import { errors } from '../fhir/errors.js';
+import { errors, FhirError } from '../fhir/errors.js';
 import { scopesAllow as typeScopesAllow, type Permission, type ResourceScope } from '../auth/scopes.js';
 import type { AuthContext, TokenService } from '../auth/token-service.js';
 import type { Bundle } from 'fhir/r4.js';
-import { processBundle } from '../interactions/bundle.js';
+import { entryError, processBundle } from '../interactions/bundle.js';
 import { checkBundleShape } from '../interactions/bundle-shape.js';
 import { create } from '../interactions/create.js';
 import { conditionalRemove, remove } from '../interactions/delete.js';
-import { history } from '../interactions/history.js';
+import { history, versionVisibleTo, type HistoryAccess } from '../interactions/history.js';
 import { conditionalPatch, patch, patchDocumentFrom } from '../interactions/patch.js';
 import { read, vread } from '../interactions/read.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
 import { conditionalUpdate, update } from '../interactions/update.js';
+import { checkId } from '../interactions/versions.js';
 import { validateOperation } from '../operations/validate.js';
 import { compartmentTypes } from '../search/compartment.js';
-import { accessFilterFor, anyConfined, confinedToPatient, rowRestricted, type AccessFilter } from '../search/sql/access.js';
+import { accessFilterFor, confinedToPatient, rowRestricted, type AccessFilter } from '../search/sql/access.js';
+import { historyAccessSql } from '../search/sql/history-access.js';
+import type { StoredVersion } from '../storage/types.js';
 
 /**
  * The token's scopes allow `permission` on `type`: a whole-type scope, or for reads and searches
@@ -110,12 +113,37 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
       throw errors.forbidden(`the ${type} written is not in the patient compartment the access token is confined to`);
     }
   };
-  /** History has no compartment filter: whole-type and system history are refused to `patient/`-confined callers. */
-  const refuseConfinedHistory = (request: FastifyRequest, type?: string) => {
+  /**
+   * History shows only the versions the caller may see, each judged on its own content (the
+   * search index knows only current versions): undefined when the caller sees everything.
+   */
+  const historyAccessOf = (request: FastifyRequest): HistoryAccess | undefined => {
     const filter = accessOf(request);
-    if (type ? confinedToPatient(filter, type) : anyConfined(filter)) {
-      throw errors.forbidden(`history of ${type ?? 'the whole system'} is not available to a token confined to one patient's compartment`);
-    }
+    if (!filter) return undefined;
+    return { sql: historyAccessSql(filter), restricted: (type) => rowRestricted(filter, type), visible: deps.search.versionJudge(filter, deps.fhirBase) };
+  };
+  /**
+   * vread: the requested version is judged on its own content (it may have been in the
+   * compartment when written and moved out later, or the reverse); the current version also
+   * passes when the search (as for read) sees it.
+   */
+  const ensureVersionVisible = async (request: FastifyRequest, version: StoredVersion) => {
+    const access = historyAccessOf(request);
+    if (!access || !access.restricted(version.resourceType)) return;
+    if (await versionVisibleTo(deps, access, version)) return;
+    const current = version.deleted ? undefined : await deps.store.read(version.resourceType, version.id);
+    if (current?.versionId === version.versionId) return ensureVisible(request, version.resourceType, version.id);
+    throw errors.forbidden(`${version.resourceType}/${version.id.slice(0, 64)} version ${version.versionId} is outside what the access token may see (patient compartment or granular scope)`);
+  };
+  /**
+   * A deleted resource (read) or a deletion version (vread) answers 410 only to a caller who
+   * could see what was deleted; to others it is the 403 of any resource outside their access.
+   */
+  const ensureDeletionVisible = async (request: FastifyRequest, type: string, id: string, versionId?: string) => {
+    if (!rowRestricted(accessOf(request), type)) return;
+    checkId(id);
+    const version = versionId === undefined ? await deps.store.read(type, id) : await deps.store.vread(type, id, versionId);
+    if (version?.deleted) await ensureVersionVisible(request, version);
   };
   const send = (request: FastifyRequest, reply: FastifyReply, result: InteractionResult) =>
     sendResult(request, reply, result, outputOptions(queryOf(request)), deps.fhirBase);
@@ -132,27 +160,51 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
 
   // batch / transaction at the base URL
   const permissionByMethod: Record<string, Permission> = { GET: 'r', HEAD: 'r', POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };
+  /** One Bundle entry as the route of its own request would check it (type, action, compartment, version). */
+  const checkEntry = async (request: FastifyRequest, entry: NonNullable<Bundle['entry']>[number]) => {
+    const path = (entry.request?.url ?? '').replace(`${deps.fhirBase}/`, '');
+    const [type, id, historyWord, versionId] = path.split('?')[0]!.split('/');
+    const permission = permissionByMethod[entry.request?.method ?? ''];
+    if (!type || !permission || !deps.validator.isResourceType(type)) return;
+    authorize(request, type, permission);
+    // Entries naming one resource of a partly visible type: it (or the version named) must be visible.
+    if (id && !id.startsWith('$') && !id.startsWith('_')) {
+      const version = historyWord === '_history' && versionId && permission === 'r' ? await deps.store.vread(type, id, versionId) : undefined;
+      if (version) await ensureVersionVisible(request, version);
+      else await ensureVisible(request, type, id);
+    }
+    if (permission !== 'r') checkConfinedWrite(request, type, { conditional: path.includes('?') || !!entry.request?.ifNoneExist, body: entry.resource });
+  };
   app.post('/', async (request, reply) => {
     // Shape first: the scope check below reads every entry's request.
     const bundle: Bundle = checkBundleShape(request.body);
-    for (const entry of bundle.entry ?? []) {
-      const path = (entry.request?.url ?? '').replace(`${deps.fhirBase}/`, '');
-      const [type, id] = path.split('?')[0]!.split('/');
-      const permission = permissionByMethod[entry.request?.method ?? ''];
-      if (type && permission && deps.validator.isResourceType(type)) {
-        authorize(request, type, permission);
-        // Entries naming one resource of a patient-confined type: it must be in the compartment.
-        if (id && !id.startsWith('$') && !id.startsWith('_')) await ensureVisible(request, type, id);
-        if (permission !== 'r') checkConfinedWrite(request, type, { conditional: path.includes('?') || !!entry.request?.ifNoneExist, body: entry.resource });
+    // Each entry the token may not perform is refused: in a batch that entry alone (its own
+    // 403 entry response, the others go on), in a transaction the whole Bundle.
+    const denied = new Map<number, FhirError>();
+    for (const [index, entry] of (bundle.entry ?? []).entries()) {
+      try {
+        await checkEntry(request, entry);
+      } catch (e) {
+        if (!(e instanceof FhirError)) throw e;
+        if (bundle.type !== 'batch') throw entryError(index, e);
+        denied.set(index, entryError(index, e));
       }
     }
     // Searches inside the Bundle see what the caller may see (types, includes, compartment).
     const accessFilter = accessOf(request);
     const port = deps.search;
     const scoped: InteractionDeps = accessFilter
-      ? { ...deps, search: { findIds: port.findIds.bind(port), inCompartment: port.inCompartment.bind(port), search: (input) => port.search({ ...input, accessFilter }) } }
+      ? {
+          ...deps,
+          search: {
+            findIds: port.findIds.bind(port),
+            inCompartment: port.inCompartment.bind(port),
+            versionJudge: port.versionJudge.bind(port),
+            search: (input) => port.search({ ...input, accessFilter }),
+          },
+        }
       : deps;
-    return send(request, reply, await processBundle(scoped, request.body, preferReturn(request)));
+    return send(request, reply, await processBundle(scoped, request.body, preferReturn(request), denied));
   });
 
   // Reindex progress of SearchParameters created at run time: a Parameters resource.
@@ -174,22 +226,20 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   });
 
   // history: system, type, instance
+  // Every level shows only the versions the token may read (types in scope, compartment, granular).
   app.get('/_history', async (request, reply) => {
-    authorize(request, '*', 'r');
-    refuseConfinedHistory(request);
-    return send(request, reply, await history(deps, {}, queryOf(request)));
+    if (!request.auth?.scopes.some((s) => s.permissions.has('r'))) throw errors.forbidden("the access token's scopes allow reading no resource type");
+    return send(request, reply, await history(deps, {}, queryOf(request), historyAccessOf(request)));
   });
   app.get<{ Params: TypeParams }>('/:type/_history', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'r');
-    refuseConfinedHistory(request, type);
-    return send(request, reply, await history(deps, { resourceType: type }, queryOf(request)));
+    return send(request, reply, await history(deps, { resourceType: type }, queryOf(request), historyAccessOf(request)));
   });
   app.get<{ Params: InstanceParams }>('/:type/:id/_history', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
-    await ensureVisible(request, type, id);
-    return send(request, reply, await history(deps, { resourceType: type, id }, queryOf(request)));
+    return send(request, reply, await history(deps, { resourceType: type, id }, queryOf(request), historyAccessOf(request)));
   });
 
   // search
@@ -307,6 +357,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.get<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
+    await ensureDeletionVisible(request, type, id);
     const result = await read(deps, type, id);
     await ensureVisible(request, type, id);
     const v = result.version;
@@ -318,8 +369,9 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.get<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid', async (request, reply) => {
     const { type, id, vid } = request.params;
     guard(request, type, 'r');
+    await ensureDeletionVisible(request, type, id, vid);
     const result = await vread(deps, type, id, vid);
-    await ensureVisible(request, type, id);
+    if (result.version) await ensureVersionVisible(request, result.version);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
       return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();

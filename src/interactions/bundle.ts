@@ -22,7 +22,7 @@ import type { InteractionDeps, InteractionResult } from './types.js';
 import { conditionalUpdateIn, updateIn } from './update.js';
 import { changeResult } from './versions.js';
 
-export { BundleEntryError, type ParsedEntry, type ReturnPreference } from './bundle-entries.js';
+export { BundleEntryError, entryError, type ParsedEntry, type ReturnPreference } from './bundle-entries.js';
 
 /**
  * Write entries of a batch run together in one database transaction of at most this many
@@ -32,20 +32,31 @@ const BATCH_GROUP_SIZE = 500;
 
 const isRead = (p: ParsedEntry) => p.method === 'GET' || p.method === 'HEAD';
 
-/** batch and transaction posted to the base URL (https://hl7.org/fhir/R4/http.html#transaction). */
-export async function processBundle(deps: InteractionDeps, body: unknown, prefer: ReturnPreference): Promise<InteractionResult> {
+/**
+ * batch and transaction posted to the base URL (https://hl7.org/fhir/R4/http.html#transaction).
+ * `denied`: batch entries the caller may not perform (by entry index, e.g. a 403 for a type
+ * outside the token's scopes), answered with that error and never run; the other entries go on.
+ */
+export async function processBundle(deps: InteractionDeps, body: unknown, prefer: ReturnPreference, denied?: ReadonlyMap<number, FhirError>): Promise<InteractionResult> {
   const bundle = checkBundleShape(body);
   const entries = bundle.entry ?? [];
-  if (bundle.type === 'batch') return processBatch(deps, entries, prefer);
+  if (bundle.type === 'batch') return processBatch(deps, entries, prefer, denied);
+  // A transaction is all or nothing: its caller refuses it whole before this point.
+  if (denied?.size) throw denied.values().next().value!;
   return processTransaction(deps, entries, prefer);
 }
 
-async function processBatch(deps: InteractionDeps, entries: BundleEntry[], prefer: ReturnPreference): Promise<InteractionResult> {
+async function processBatch(deps: InteractionDeps, entries: BundleEntry[], prefer: ReturnPreference, denied?: ReadonlyMap<number, FhirError>): Promise<InteractionResult> {
   const isType = (t: string) => deps.validator.isResourceType(t);
   const out = new Array<BundleEntry>(entries.length);
   const writes: ParsedEntry[] = [];
   const reads: ParsedEntry[] = [];
   for (let index = 0; index < entries.length; index++) {
+    const refusal = denied?.get(index);
+    if (refusal) {
+      out[index] = errorEntry(refusal);
+      continue;
+    }
     try {
       const entry = parseEntry(deps, entries[index], index, isType);
       (isRead(entry) ? reads : writes).push(entry);

@@ -14,11 +14,16 @@ export interface CapabilityInputs {
   typeOperations?: Record<string, Array<{ name: string; definition: string }>>;
   /** Operations at the base URL (system $export). */
   systemOperations?: Array<{ name: string; definition: string }>;
+  /** Types only the server writes (the audit trail): offered without create, update, patch, delete. */
+  readOnlyTypes?: Record<string, string>;
+  /** Documentation of a type's support (e.g. the Subscription channels really offered). */
+  typeDocumentation?: Record<string, string>;
 }
 
 const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
   'read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type',
 ].map((code) => ({ code: code as 'read' }));
+const READ_INTERACTIONS = INTERACTIONS.filter((i) => !['update', 'patch', 'delete', 'create'].includes(i.code));
 
 /**
  * The CapabilityStatement at /metadata, built from what the server really has: its resource
@@ -27,17 +32,18 @@ const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
 export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilityStatement {
   const base = JSON.parse(readFileSync(inputs.basePath, 'utf8')) as CapabilityStatement;
   const rest = base.rest?.[0] ?? { mode: 'server' };
+  const writable = (type: string) => inputs.readOnlyTypes?.[type] === undefined;
   rest.resource = inputs.resourceTypes.map((type) => ({
     type,
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
-    interaction: INTERACTIONS,
-    versioning: 'versioned-update',
+    ...(writable(type) ? {} : { documentation: inputs.readOnlyTypes![type] }),
+    ...(inputs.typeDocumentation?.[type] !== undefined ? { documentation: inputs.typeDocumentation[type] } : {}),
+    interaction: writable(type) ? INTERACTIONS : READ_INTERACTIONS,
+    versioning: writable(type) ? 'versioned-update' : 'versioned',
     readHistory: true,
-    updateCreate: true,
-    conditionalCreate: true,
+    ...(writable(type) ? { updateCreate: true, conditionalCreate: true } : {}),
     conditionalRead: 'full-support',
-    conditionalUpdate: true,
-    conditionalDelete: 'single',
+    ...(writable(type) ? { conditionalUpdate: true, conditionalDelete: 'single' as const } : {}),
     searchParam: inputs.searchParams(type).map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition })),
     operation: [...inputs.operations, ...(inputs.typeOperations?.[type] ?? [])].map((o) => ({ name: o.name, definition: o.definition })),
   }));

@@ -17,6 +17,8 @@ export interface SearchPort {
   }): Promise<Bundle>;
   /** Whether a resource body (not yet stored) is in compartment `c`. */
   inCompartment(resource: Resource, c: { type: string; id: string }): boolean;
+  /** Judges single versions (any, not only current) against an access filter, in memory. */
+  versionJudge(filter: AccessFilter, baseUrl: string): (resource: Resource) => boolean;
 }
 
 export interface ValidationPort {

@@ -15,6 +15,8 @@ export interface WorkerDeps {
   jobs: JobStore;
   export: { runner: ExportRunner; files: ExportFiles };
   import: { runner: ImportJobRunner };
+  /** Queues defined elsewhere (subscription deliveries), served by the same runner. */
+  extra?: readonly QueueDefinition[];
 }
 
 /**
@@ -44,6 +46,7 @@ export function queueDefinitions(deps: WorkerDeps): QueueDefinition[] {
         await deps.import.runner.cleanUp(jobId);
       },
     }),
+    ...(deps.extra ?? []),
   ];
 }
 

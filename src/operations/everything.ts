@@ -1,4 +1,5 @@
 import type { Bundle, BundleEntry, BundleLink, FhirResource } from 'fhir/r4.js';
+import type { RawBuilder } from 'kysely';
 import { errors, FhirError } from '../fhir/errors.js';
 import { parseCount } from '../interactions/history.js';
 import { checkId } from '../interactions/versions.js';
@@ -22,6 +23,8 @@ export interface EverythingCaller {
   canRead(resourceType: string): boolean;
   /** Confined to a patient compartment: the compartment only, without the resources it refers to. */
   membersOnly?: boolean;
+  /** What the caller may see, as a condition on the `resource` row `r` (undefined: everything). */
+  access?: RawBuilder<unknown>;
 }
 
 /** R4 $everything parameters we support; `start`/`end` (care dates) are refused rather than ignored. */
@@ -81,7 +84,7 @@ export async function everything(deps: EverythingDeps, ownerType: string, ownerI
 
   const pairs: Array<[string, string]> = [];
   for (const [type, params] of compartment.params) for (const p of params) pairs.push([type, p]);
-  const q: EverythingQuery = { ownerType, ownerId, pairs, types, since, membersOnly: caller.membersOnly };
+  const q: EverythingQuery = { ownerType, ownerId, pairs, types, since, membersOnly: caller.membersOnly, access: caller.access };
   // One row more than the page tells whether there is a next page without a count.
   const rows = count === 0 ? [] : await everythingPage(deps.db, q, after, count + 1);
   const page = rows.slice(0, count);

@@ -23,6 +23,8 @@ export interface ExportRequest {
   /** the snapshot instant: versions written later are left out (their earlier version goes in) */
   transactionTime: string;
   typeFilters: Record<string, string[]>;
+  /** the granular-scope queries forced into `typeFilters` per type (see Caller.scopeFilters) */
+  scopeFilters?: Record<string, string[]>;
   requestUrl: string;
   warnings: OperationOutcomeIssue[];
 }

@@ -14,6 +14,13 @@ export const EXPORT_QUEUE = 'export';
 export interface Caller {
   clientId: string;
   canRead(resourceType: string): boolean;
+  /**
+   * Types the caller may read only where one of these queries matches (SMART v2 granular scopes,
+   * `Observation.rs?category=laboratory`): an export applies them like a `_typeFilter` the
+   * client cannot drop (ANDed with its own), and their files are served only from exports
+   * filtered the same way.
+   */
+  scopeFilters?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface KickOffInput {
@@ -96,6 +103,18 @@ export class ExportService {
       if (!group || group.deleted) throw errors.notFound(`Group/${(input.groupId ?? '').slice(0, 64)} is not known`);
     }
     const types = this.types(input, params.types, Object.keys(params.typeFilters));
+    let scopeFilters: Record<string, string[]> | undefined;
+    for (const type of types) {
+      const scoped = input.caller.scopeFilters?.[type];
+      if (!scoped) continue;
+      for (const query of scoped) {
+        const parsed = deps.search.parse({ resourceType: type, params: [...new URLSearchParams(query)] as [string, string][], strict: true, baseUrl: deps.fhirBase });
+        if (parsed.unknown.length) throw errors.forbidden(`the access token's granular scope for ${type} (?${query.slice(0, 100)}) cannot be applied to an export`);
+      }
+      const own = params.typeFilters[type];
+      params.typeFilters[type] = !own || own.includes('') ? [...scoped] : own.flatMap((mine) => scoped.map((query) => `${mine}&${query}`));
+      (scopeFilters ??= {})[type] = [...scoped].sort();
+    }
     const request: ExportRequest = {
       level: input.level,
       groupId: input.groupId,
@@ -104,6 +123,7 @@ export class ExportService {
       since: params.since,
       transactionTime: new Date().toISOString(),
       typeFilters: params.typeFilters,
+      ...(scopeFilters ? { scopeFilters } : {}),
       requestUrl: input.requestUrl,
       warnings: params.warnings,
     };
@@ -157,6 +177,14 @@ export class ExportService {
     if (!file) throw errors.notFound(`export ${jobId} has no file ${fileName.slice(0, 40)}`);
     if (file.kind === 'output' && !caller.canRead(file.resourceType)) {
       throw errors.forbidden(`the access token's scopes do not allow reading ${file.resourceType}`);
+    }
+    // A type the token reads through granular scopes only: the file must have been filtered by exactly those.
+    const scoped = caller.scopeFilters?.[file.resourceType];
+    if (file.kind === 'output' && scoped) {
+      const applied = (job.request as ExportRequest).scopeFilters?.[file.resourceType] ?? [];
+      if (applied.join('&&') !== [...scoped].sort().join('&&')) {
+        throw errors.forbidden(`this export's ${file.resourceType} file was not filtered by the access token's granular scope`);
+      }
     }
     return this.deps.files.chunks(jobId, file.fileNo);
   }

@@ -1,5 +1,5 @@
 import { createJobRunner, queueDefinitions, queuePrefix } from '../jobs/registry.js';
-import type { JobRunner } from '../jobs/types.js';
+import type { JobRunner, QueueDefinition } from '../jobs/types.js';
 import { JobStore } from '../storage/job-store.js';
 import type { ImportService } from './import-service.js';
 import { exportWiring, type BulkComponents, type BulkDeps } from './export-wiring.js';
@@ -12,6 +12,8 @@ export interface JobWiringDeps {
   database: { databaseUrl?: string; schema?: string; dataDir: string };
   /** BullMQ on this Redis when set, else the in-process runner */
   redisUrl?: string;
+  /** Further queues for the same runner (subscription deliveries). */
+  extraQueues?: readonly QueueDefinition[];
   log: (message: string, error?: unknown) => void;
 }
 
@@ -34,7 +36,7 @@ export async function createJobs(deps: JobWiringDeps): Promise<JobComponents> {
   const importSide = importWiring(deps.imports);
   let runner: JobRunner;
   try {
-    runner = await createJobRunner(queueDefinitions({ jobs: new JobStore(deps.exports.db), export: exportSide.worker, import: importSide.worker }), {
+    runner = await createJobRunner(queueDefinitions({ jobs: new JobStore(deps.exports.db), export: exportSide.worker, import: importSide.worker, extra: deps.extraQueues }), {
       redisUrl: deps.redisUrl,
       prefix: queuePrefix(deps.database),
       onError: (e) => deps.log('job runner error', e),

@@ -46,6 +46,11 @@ export function compartmentTypes(type: string): string[] {
   return [...new Set([...def.keys(), type])].sort();
 }
 
+/** The params by which a resource of `memberType` is in a compartment of `ownerType` (none: never in it). */
+export function compartmentParams(ownerType: string, memberType: string): readonly string[] {
+  return compartmentDefs().get(ownerType)?.get(memberType) ?? [];
+}
+
 /** Members of compartment `c` of ONE type that refer to the owner (the owner itself is not in it). */
 export function compartmentSource(c: { type: string; id: string }, type: string): IdSource | undefined {
   const params = compartmentDef(c).get(type) ?? [];
@@ -101,9 +106,10 @@ export function compartmentMembership(c: { type: string; id: string }, target: T
 /**
  * Whether `resource` (not yet stored: a create or update body) is in compartment `c`: evaluated
  * in memory with the same params and reference parsing the index uses, so a write under
- * `patient/` scopes can be checked before it lands.
+ * `patient/` scopes can be checked before it lands, and a stored version judged on its own
+ * content. `baseUrls`: this server's bases, whose absolute references count as local (as indexed).
  */
-export function resourceInCompartment(registry: SearchParameterRegistry, resource: Resource, c: { type: string; id: string }): boolean {
+export function resourceInCompartment(registry: SearchParameterRegistry, resource: Resource, c: { type: string; id: string }, baseUrls: readonly string[] = []): boolean {
   if (resource.resourceType === c.type) return resource.id === c.id;
   const params = compartmentDef(c).get(resource.resourceType) ?? [];
   for (const p of registry.forType(resource.resourceType)) {
@@ -115,7 +121,7 @@ export function resourceInCompartment(registry: SearchParameterRegistry, resourc
       continue;
     }
     const rows: unknown[][] = [];
-    for (const n of nodes) referenceValues(n, rows, []);
+    for (const n of nodes) referenceValues(n, rows, baseUrls);
     if (rows.some((r) => r[0] === c.type && r[1] === c.id)) return true;
   }
   return false;

@@ -166,9 +166,50 @@ class Parser {
   }
 
   parseAll(): Step {
-    const s = this.union();
+    const s = this.conjunction();
     if (this.pos !== this.toks.length) throw new Unsupported('trailing tokens');
     return s;
+  }
+
+  /**
+   * `a and b …` over boolean results (FHIRPath's three-valued logic: false wins, then empty),
+   * only at the top of an expression (`Patient.deceased.exists() and Patient.deceased != false`).
+   */
+  private conjunction(): Step {
+    const parts = [this.comparison()];
+    while (this.isId('and')) {
+      this.pos++;
+      parts.push(this.comparison());
+    }
+    if (parts.length === 1) return parts[0]!;
+    return (nodes, root) => {
+      let empty = false;
+      for (const p of parts) {
+        const b = singletonBoolean(p(nodes, root));
+        if (b === false) return [boolNode(false)];
+        if (b === undefined) empty = true;
+      }
+      return empty ? [] : [boolNode(true)];
+    };
+  }
+
+  /** `path = true|false` or `path != true|false` (FHIRPath equality on a singleton); else the path. */
+  private comparison(): Step {
+    const left = this.union();
+    const negate = this.isOp('!=');
+    if (!negate && !this.isOp('=')) return left;
+    this.pos++;
+    const literal = this.isId('true') ? true : this.isId('false') ? false : undefined;
+    if (literal === undefined) throw new Unsupported('comparison with a non-boolean literal');
+    this.pos++;
+    return (nodes, root) => {
+      const vals = left(nodes, root);
+      if (vals.length === 0) return [];
+      if (vals.length > 1) throw new Error('equality needs a singleton');
+      // Values of another type are not equal to a boolean.
+      const eq = vals[0]!.t === 'boolean' && vals[0]!.v === literal;
+      return [boolNode(negate ? !eq : eq)];
+    };
   }
 
   private union(): Step {
@@ -259,6 +300,10 @@ class Parser {
         this.expectOp(')');
         return (nodes) => nodes.slice(0, 1);
       }
+      case 'exists': {
+        this.expectOp(')');
+        return (nodes) => [boolNode(nodes.length > 0)];
+      }
       case 'extension': {
         const url = this.str();
         this.expectOp(')');
@@ -307,6 +352,17 @@ class Parser {
       return negate ? !eq : eq;
     };
   }
+}
+
+function boolNode(v: boolean): TypedValue {
+  return { v, t: 'boolean' };
+}
+
+/** The boolean of a singleton boolean result; undefined when empty (or not a boolean). */
+function singletonBoolean(nodes: TypedValue[]): boolean | undefined {
+  if (nodes.length === 0) return undefined;
+  if (nodes.length > 1 || nodes[0]!.t !== 'boolean') throw new Error('a boolean operand must be a singleton boolean');
+  return nodes[0]!.v as boolean;
 }
 
 function chain(a: Step, b: Step): Step {

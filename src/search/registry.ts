@@ -38,6 +38,12 @@ export interface RegistryOptions {
   searchParamsDir?: string;
   /** Extra official packs to switch on, e.g. `['uscore']` for `search-parameters-uscore.json`. */
   packs?: readonly string[];
+  /**
+   * Parameters a type is deliberately not indexed for (type → codes): unknown to search, the
+   * indexer and the CapabilityStatement, so a search on one is refused or ignored as unknown
+   * rather than silently matching nothing. The audit trail uses it (src/audit/audit-search.ts).
+   */
+  unindexed?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Params that are not stored in index tables: they are answered from `resource` columns. */
@@ -106,8 +112,10 @@ export class SearchParameterRegistry {
   private readonly compiled = new Map<string, { map: Map<string, CompiledSearchParam>; list: CompiledSearchParam[] }>();
   private readonly expressionCache = new Map<string, CompiledExpression>();
   private version = 0;
+  private readonly unindexed: ReadonlyMap<string, ReadonlySet<string>>;
 
   constructor(options: RegistryOptions = {}) {
+    this.unindexed = new Map(Object.entries(options.unindexed ?? {}).map(([type, codes]) => [type, new Set(codes)]));
     for (const sp of paramsFromJson(loadR4Bundle('search-parameters.json'))) this.register(sp, 'ready');
     for (const pack of options.packs ?? []) {
       for (const sp of paramsFromJson(loadR4Bundle(`search-parameters-${pack}.json`))) this.register(sp, 'ready');
@@ -197,10 +205,12 @@ export class SearchParameterRegistry {
 
   private build(resourceType: string): Map<string, CompiledSearchParam> {
     const out = new Map<string, CompiledSearchParam>();
+    const left = this.unindexed.get(resourceType);
     for (const base of ['Resource', 'DomainResource', resourceType]) {
       if (base === 'DomainResource' && (resourceType === 'Bundle' || resourceType === 'Binary' || resourceType === 'Parameters')) continue;
       for (const url of this.byBase.get(base)?.values() ?? []) {
         const sp = this.byUrl.get(url)!;
+        if (left?.has(sp.code)) continue;
         const expression =
           sp.expression && !resourceColumnParams.has(sp.code)
             ? expressionForType(sp.expression, base === resourceType ? resourceType : base, sp.base)

@@ -12,6 +12,7 @@ import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, t
 import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology } from './terminology.js';
 import { compartmentCondition, compartmentSource, compartmentTypes, resourceInCompartment } from './compartment.js';
+import { versionVisible } from './version-access.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = Kysely<any>;
@@ -114,6 +115,27 @@ export class SearchService {
   /** Whether a resource body (not yet stored) is in compartment `c` (checks writes under `patient/` scopes). */
   inCompartment(resource: Resource, c: { type: string; id: string }): boolean {
     return resourceInCompartment(this.registry, resource, c);
+  }
+
+  /**
+   * Judges single versions (vread, history: any version, not only the current one) in memory
+   * against `filter`, its granular queries parsed once here (see `version-access.ts`).
+   */
+  versionJudge(filter: AccessFilter, baseUrl: string): (resource: Resource) => boolean {
+    const resolved = this.resolveAccess(filter, baseUrl) ?? filter;
+    return (resource) => versionVisible(this.registry, resolved, resource, [baseUrl]);
+  }
+
+  /**
+   * The access filter as a condition on a row of `resource` (alias `resourceAlias`), granular scopes
+   * compiled: for queries outside the search engine that must show only what the caller may
+   * see ($everything). Undefined when the caller sees everything.
+   */
+  accessSql(filter: AccessFilter | undefined, baseUrl: string, resourceAlias: string): Cond | undefined {
+    if (!filter) return undefined;
+    const target: Target = { type: col(resourceAlias, 'resource_type'), id: col(resourceAlias, 'id'), resourceAlias };
+    const resolved = this.resolveAccess(filter, baseUrl);
+    return accessCondition(resolved, target, new FilterCompiler(this.terminology, new Aliases(), resolved));
   }
 
   /** Parses without running (e.g. to validate a query early or to match in memory later). */

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Db } from './db.js';
 
 export interface EverythingQuery {
@@ -15,6 +15,11 @@ export interface EverythingQuery {
    * a patient compartment (SMART `patient/` scopes), whose referenced resources may be outside it.
    */
   membersOnly?: boolean;
+  /**
+   * What the caller may see, as a condition on the `resource` row `r` (SMART scopes: types,
+   * patient compartment, granular filters, hidden types; built by the search side).
+   */
+  access?: RawBuilder<unknown>;
 }
 
 export interface EverythingRow {
@@ -60,7 +65,8 @@ function everythingSql(q: EverythingQuery) {
       WHERE f.target_type IS NOT NULL AND f.target_id IS NOT NULL ${referenced}
     ),
     keyed AS (SELECT resource_type, id, bool_or(member) AS member FROM reached GROUP BY resource_type, id)`;
-  return { keyed, filter: sql`r.deleted = false ${types} ${since}` };
+  const access = q.access ? sql`AND ${q.access}` : sql``;
+  return { keyed, filter: sql`r.deleted = false ${types} ${since} ${access}` };
 }
 
 export async function everythingPage(db: Db, q: EverythingQuery, after: EverythingCursor | undefined, limit: number): Promise<EverythingRow[]> {

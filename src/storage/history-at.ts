@@ -19,6 +19,11 @@ export interface HistoryAtQuery {
   /** The period, half open; either side may be open. */
   start?: string;
   end?: string;
+  /**
+   * Rows the caller may see, on alias `h` (built by `src/search/sql/history-access.ts`): SMART
+   * scope filtering of type and system history.
+   */
+  access?: RawBuilder<unknown>;
 }
 
 export interface HistoryAtCursor {
@@ -44,6 +49,7 @@ function conditions(q: HistoryAtQuery): RawBuilder<unknown> {
   if (q.id) where.push(sql`h.id = ${q.id}`);
   if (q.since) where.push(sql`h.last_updated >= ${q.since}::timestamptz`);
   if (q.end) where.push(sql`h.last_updated < ${q.end}::timestamptz`);
+  if (q.access) where.push(q.access);
   if (q.start) {
     where.push(sql`NOT EXISTS (
       SELECT 1 FROM resource_history n

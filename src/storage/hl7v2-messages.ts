@@ -101,6 +101,48 @@ export class Hl7MessageStore {
     return { record: toRecord(row), duplicate: true };
   }
 
+  /**
+   * `insert` of several messages in ONE statement (one commit, one WAL flush for all: the
+   * group commit of concurrent receipts). Answers in the order given; a message that repeats
+   * one already stored, or one earlier in the same call, comes back as that row with
+   * `duplicate` set.
+   */
+  async insertMany(messages: readonly NewHl7Message[]): Promise<Array<{ record: Hl7MessageRecord; duplicate: boolean }>> {
+    if (messages.length === 0) return [];
+    const ids = messages.map(() => newResourceId());
+    const values = messages.map(
+      (m, i) => sql`(${ids[i]}, ${m.transport}, ${m.sendingApplication}, ${m.sendingFacility}, ${m.controlId},
+                    ${m.messageType}, ${m.version}, ${m.contentHash}, ${m.raw}, 'received')`,
+    );
+    const inserted = await sql<Row>`
+      INSERT INTO hl7_message (id, transport, sending_application, sending_facility, control_id, message_type, version, content_hash, raw, status)
+      VALUES ${sql.join(values)}
+      ON CONFLICT (sending_application, sending_facility, control_id, content_hash) DO NOTHING
+      RETURNING *`.execute(this.db);
+    const byId = new Map(inserted.rows.map((r) => [r.id, toRecord(r)]));
+    const missing = messages.filter((_, i) => !byId.has(ids[i]));
+    const existing = new Map<string, Hl7MessageRecord>();
+    const keys = (m: { sendingApplication: string; sendingFacility: string; controlId: string; contentHash: string }) =>
+      JSON.stringify([m.sendingApplication, m.sendingFacility, m.controlId, m.contentHash]);
+    if (missing.length) {
+      const found = await sql<Row & { content_hash: string }>`
+        SELECT h.* FROM hl7_message h
+        JOIN unnest(${missing.map((m) => m.sendingApplication)}::text[], ${missing.map((m) => m.sendingFacility)}::text[],
+                    ${missing.map((m) => m.controlId)}::text[], ${missing.map((m) => m.contentHash)}::text[]) AS k(a, f, c, h)
+          ON h.sending_application = k.a AND h.sending_facility = k.f AND h.control_id = k.c AND h.content_hash = k.h`.execute(this.db);
+      for (const row of found.rows) {
+        existing.set(keys({ sendingApplication: row.sending_application, sendingFacility: row.sending_facility, controlId: row.control_id, contentHash: row.content_hash }), toRecord(row));
+      }
+    }
+    return messages.map((m, i) => {
+      const own = byId.get(ids[i]);
+      if (own) return { record: own, duplicate: false };
+      const record = existing.get(keys(m));
+      if (!record) throw new Error('hl7_message: conflicting row vanished');
+      return { record, duplicate: true };
+    });
+  }
+
   /** Records the outcome of a message; `executor` is the mapping transaction for 'processed'. */
   async finish(
     id: string,
@@ -112,6 +154,17 @@ export class Hl7MessageStore {
       SET status = ${outcome.status}, ack = ${outcome.ack}, error = ${outcome.error ?? null},
           resources = ${JSON.stringify(outcome.resources ?? [])}::jsonb, attempts = attempts + 1, processed_at = now()
       WHERE id = ${id}`.execute(executor);
+  }
+
+  /** `finish` of several messages mapped in one transaction, in one statement. */
+  async finishMany(outcomes: ReadonlyArray<{ id: string; status: Exclude<Hl7MessageStatus, 'received'>; ack: string; resources: string[] }>, executor: Db): Promise<void> {
+    if (outcomes.length === 0) return;
+    await sql`
+      UPDATE hl7_message h
+      SET status = o.status, ack = o.ack, error = NULL, resources = o.resources::jsonb, attempts = h.attempts + 1, processed_at = now()
+      FROM unnest(${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[], ${outcomes.map((o) => o.ack)}::text[],
+                  ${outcomes.map((o) => JSON.stringify(o.resources))}::text[]) AS o(id, status, ack, resources)
+      WHERE h.id = o.id`.execute(executor);
   }
 
   async get(id: string): Promise<Hl7MessageRecord | undefined> {
@@ -135,6 +188,35 @@ export class Hl7MessageStore {
     const result = await sql<{ id: string }>`
       SELECT id FROM hl7_message WHERE status = 'received' ORDER BY received_at, id LIMIT ${limit}`.execute(this.db);
     return result.rows.map((r) => r.id);
+  }
+
+  /**
+   * Retention: deletes, `batch` rows per statement, messages received and last handled more
+   * than `processedDays` days ago that were processed, and — when `failedDays` > 0 — those
+   * older than that which stayed `error` or `rejected`. `received` rows (not mapped yet) are
+   * never deleted. A limit of 0 keeps that kind for ever.
+   */
+  async purge(options: { processedDays: number; failedDays: number; batch?: number }): Promise<{ processed: number; failed: number }> {
+    const batch = options.batch ?? 1000;
+    const purgeStatus = async (statuses: string[], days: number): Promise<number> => {
+      if (days <= 0) return 0;
+      let total = 0;
+      for (;;) {
+        const result = await sql`
+          DELETE FROM hl7_message WHERE id IN (
+            SELECT id FROM hl7_message
+            WHERE status = ANY(${statuses}::text[]) AND received_at < now() - make_interval(days => ${days})
+              AND processed_at < now() - make_interval(days => ${days})
+            LIMIT ${batch})`.execute(this.db);
+        const n = Number(result.numAffectedRows ?? 0);
+        total += n;
+        if (n < batch) return total;
+      }
+    };
+    return {
+      processed: await purgeStatus(['processed'], options.processedDays),
+      failed: await purgeStatus(['error', 'rejected'], options.failedDays),
+    };
   }
 
   async countByStatus(): Promise<Record<string, number>> {

@@ -85,11 +85,30 @@ export function writeStatements(tables: readonly IndexTableLayout[], writes: rea
   return statements;
 }
 
-/** The fixed text of each index table's insert, built once per layout. `$P` stands for its parameter. */
-const insertTexts = new WeakMap<readonly IndexTableLayout[], string[]>();
+/**
+ * The fixed texts of each index table's statements, built once per layout. `$P` stands for
+ * the table's rows parameter, `$K` for the VALUES list of replaced keys; the CTE names `newN` and
+ * `oldN` take the table's number.
+ */
+interface TableTexts {
+  /** rows of new resources: a plain insert */
+  insert: string;
+  /** the new rows as a CTE `newN`, for batches that replace resources */
+  rows: string;
+  /** the rows of the replaced versions as a CTE `oldN` (read through the (resource_type, resource_id) index) */
+  oldRows: string;
+  /** inserts the rows of `newN` that are not among those of `oldN` */
+  insertChanged: string;
+  /** deletes the replaced versions' rows that are not among the rows of `newN` */
+  deleteChanged: string;
+  /** deletes every row of the replaced versions (the batch has no rows for this table) */
+  deleteAll: string;
+}
 
-function insertTextsFor(tables: readonly IndexTableLayout[]): string[] {
-  let texts = insertTexts.get(tables);
+const tableTexts = new WeakMap<readonly IndexTableLayout[], TableTexts[]>();
+
+function tableTextsFor(tables: readonly IndexTableLayout[]): TableTexts[] {
+  let texts = tableTexts.get(tables);
   if (!texts) {
     texts = tables.map((layout) => {
       const table = checkedIdentifier(layout.table);
@@ -98,11 +117,38 @@ function insertTextsFor(tables: readonly IndexTableLayout[]): string[] {
       // re-parses it for every column, on jsonb it is a lookup (measured: faster than
       // per-column unnest() arrays too).
       const projections = layout.columns.map((c, k) => `(r->>${k})::${c.type}`);
-      return `INSERT INTO ${table} (resource_type, resource_id, ${columns.join(', ')})
-      SELECT w->>0, w->>1, ${projections.join(', ')}
+      const select = `SELECT w->>0, w->>1, ${projections.join(', ')}
       FROM jsonb_array_elements($P::jsonb) AS w, jsonb_array_elements(w->2) AS r`;
+      const all = ['resource_type', 'resource_id', ...columns];
+      // A row "is there already" when every column is equal (nulls equal). The key columns
+      // (resource_type, resource_id: the database collation on both sides) are compared as
+      // they are; the other text columns byte-wise (COLLATE "C", what the value columns use;
+      // equality is the same in any deterministic collation), so columns of either collation
+      // compare without a conflict.
+      const same = all
+        .map((c, k) => {
+          if (k < 2) return `o.${c} = x.${c}`;
+          const collate = layout.columns[k - 2]!.type === 'text' ? ' COLLATE "C"' : '';
+          return k === 2 ? `o.${c} = x.${c}${collate}` : `o.${c} IS NOT DISTINCT FROM x.${c}${collate}`;
+        })
+        .join(' AND ');
+      return {
+        insert: `INSERT INTO ${table} (${all.join(', ')})
+      ${select}`,
+        rows: `newN (${all.join(', ')}) AS (${select})`,
+        // The old rows are read once by key through the (resource_type, resource_id, param)
+        // index, as the delete reads them. (A probe per new row keyed on all three columns let
+        // the planner pick a value index led by (resource_type, param) instead, walking every
+        // row of the param.)
+        oldRows: `oldN AS MATERIALIZED (SELECT ${all.join(', ')} FROM ${table} WHERE (resource_type, resource_id) IN (VALUES $K))`,
+        insertChanged: `INSERT INTO ${table} (${all.join(', ')})
+      SELECT * FROM newN x WHERE NOT EXISTS (SELECT 1 FROM oldN o WHERE ${same})`,
+        deleteChanged: `DELETE FROM ${table} o WHERE (o.resource_type, o.resource_id) IN (VALUES $K)
+      AND NOT EXISTS (SELECT 1 FROM newN x WHERE ${same})`,
+        deleteAll: `DELETE FROM ${table} WHERE (resource_type, resource_id) IN (VALUES $K)`,
+      };
     });
-    insertTexts.set(tables, texts);
+    tableTexts.set(tables, texts);
   }
   return texts;
 }
@@ -162,12 +208,9 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
     keyRows.push(`($${parameters.length - 1}::text, $${parameters.length}::text)`);
   }
   const replacedKeys = keyRows.join(', ');
-  const inserts = insertTextsFor(tables);
+  const texts = tableTextsFor(tables);
   let tablesWritten = 0;
   tables.forEach((layout, n) => {
-    if (replacedKeys.length > 0) {
-      ctes.push(`del${n} AS (DELETE FROM ${checkedIdentifier(layout.table)} WHERE (resource_type, resource_id) IN (VALUES ${replacedKeys}))`);
-    }
     // One JSON element per resource, [type, id, rows]: the key is not repeated on every row
     // (less text to build and for PostgreSQL to parse) and the extracted rows are serialised
     // as they are, without a copy per row.
@@ -177,10 +220,26 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
       if (!tableRows || tableRows.length === 0) continue;
       parts.push(`[${JSON.stringify(w.change.resourceType)},${JSON.stringify(w.change.id)},${JSON.stringify(tableRows)}]`);
     }
-    if (parts.length === 0) return;
+    const text = texts[n]!;
+    if (parts.length === 0) {
+      if (replacedKeys.length > 0) ctes.push(`del${n} AS (${text.deleteAll.replace('$K', replacedKeys)})`);
+      return;
+    }
     parameters.push(`[${parts.join(',')}]`);
     tablesWritten |= 1 << n;
-    ctes.push(`ins${n} AS (${inserts[n].replace('$P', `$${parameters.length}`)})`);
+    const rowsParameter = `$${parameters.length}`;
+    if (replacedKeys.length === 0) {
+      ctes.push(`ins${n} AS (${text.insert.replace('$P', rowsParameter)})`);
+      return;
+    }
+    // A new version mostly repeats its predecessor's index rows (an update changes a status,
+    // a date, a value): only the rows that differ are deleted and inserted, instead of every
+    // row of the resource twice (index entries, WAL and dead tuples of unchanged rows saved).
+    // Both run on the statement's snapshot, so each sees the rows of the replaced version.
+    ctes.push(text.rows.replace('newN', `new${n}`).replace('$P', rowsParameter));
+    ctes.push(text.oldRows.replace('oldN', `old${n}`).replace('$K', replacedKeys));
+    ctes.push(`ins${n} AS (${text.insertChanged.replace('newN', `new${n}`).replace('oldN', `old${n}`)})`);
+    ctes.push(`del${n} AS (${text.deleteChanged.replace('newN', `new${n}`).replace('$K', replacedKeys)})`);
   });
 
   const result = blind.length > 0 ? `SELECT t, i, v::text AS v, pv::text AS pv, pd, pu FROM v WHERE blind` : `SELECT 1`;

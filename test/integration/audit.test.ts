@@ -1,7 +1,13 @@
-import type { AuditEvent, Bundle, OperationOutcome } from 'fhir/r4.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AuditEvent, Bundle, CapabilityStatement, OperationOutcome } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Importer } from '../../src/operations/import.js';
+import { SearchService } from '../../src/search/search-service.js';
+import { ImportStateStore } from '../../src/storage/import-state.js';
 import { startTestApp, TEST_CLIENT, type TestApp } from '../support/test-app.js';
-import { approve, createPatient, createUser, exchangeCode, pkce, post, REDIRECT, registerClient, requestIdOf, authorizeQuery } from './smart-helpers.js';
+import { approve, authorizeQuery, createPatient, createUser, exchangeCode, FHIR_BASE, FORM, PASSWORD, pkce, post, REDIRECT, registerClient, requestIdOf } from './smart-helpers.js';
 
 let t: TestApp;
 let patient: string;
@@ -165,10 +171,144 @@ describe('AuditEvents of sign-ins, and who may read them', () => {
   });
 });
 
+describe('AuditEvents of the authorization server', () => {
+  const tokenForm = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+  const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+
+  it('token requests (issued and refused), introspection and revocation are audited, without secrets', async () => {
+    const issue = await t.server.http.inject({
+      method: 'POST',
+      url: '/auth/token',
+      headers: { ...FORM, authorization: basic(TEST_CLIENT.id, TEST_CLIENT.secret) },
+      payload: tokenForm({ grant_type: 'client_credentials', scope: 'system/Patient.rs' }),
+    });
+    expect(issue.statusCode, issue.body).toBe(200);
+    const accessToken = (issue.json() as { access_token: string }).access_token;
+    const jti = JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString('utf8')).jti as string;
+    const refused = await t.server.http.inject({
+      method: 'POST',
+      url: '/auth/token',
+      headers: { ...FORM, authorization: basic(TEST_CLIENT.id, 'not-the-secret') },
+      payload: tokenForm({ grant_type: 'client_credentials', scope: 'system/*.rs' }),
+    });
+    expect(refused.statusCode).toBe(401);
+    const introspected = await t.server.http.inject({ method: 'POST', url: '/auth/introspect', headers: { ...FORM, authorization: `Bearer ${t.token}` }, payload: tokenForm({ token: accessToken }) });
+    expect(introspected.json()).toMatchObject({ active: true });
+    const revoked = await t.server.http.inject({ method: 'POST', url: '/auth/revoke', headers: { ...FORM, authorization: basic(TEST_CLIENT.id, TEST_CLIENT.secret) }, payload: tokenForm({ token: accessToken }) });
+    expect(revoked.statusCode).toBe(200);
+
+    const events = await auditEvents(`type=http://dicom.nema.org/resources/ontology/DCM|110114&altid=${TEST_CLIENT.id}&date=ge${started}`);
+    const ours = (code: string) => events.filter((e) => e.subtype?.some((s) => s.code === code && s.system === 'http://localhost:8080/auth/audit-events'));
+    const issued = ours('token').filter((e) => e.entity?.some((x) => x.what?.identifier?.value === jti));
+    expect(issued).toHaveLength(1);
+    expect(issued[0]).toMatchObject({ action: 'E', outcome: '0', outcomeDesc: 'client_credentials token issued' });
+    expect(issued[0]?.agent[0]).toMatchObject({ altId: TEST_CLIENT.id, requestor: true });
+    expect(ours('token').some((e) => e.outcome === '4' && e.outcomeDesc === 'client_credentials refused: invalid_client')).toBe(true);
+    expect(ours('introspect').some((e) => e.outcome === '0' && e.outcomeDesc === 'introspection: token active' && e.entity?.some((x) => x.what?.identifier?.value === jti))).toBe(true);
+    expect(ours('revoke').some((e) => e.outcome === '0' && e.entity?.some((x) => x.what?.identifier?.value === jti))).toBe(true);
+    // No secret, no token in any of them.
+    const text = JSON.stringify(events);
+    expect(text).not.toContain(TEST_CLIENT.secret);
+    expect(text).not.toContain('not-the-secret');
+    expect(text).not.toContain(accessToken.split('.')[2]);
+  });
+
+  it('administration calls (users, client registration) are audited with what they changed', async () => {
+    const user = await createUser(t, { username: 'pharma.audit', role: 'PHARMACIST' });
+    const patch = await t.server.http.inject({ method: 'PATCH', url: `/auth/users/${user.id}`, headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json' }, payload: JSON.stringify({ role: 'NURSE' }) });
+    expect(patch.statusCode, patch.body).toBe(200);
+    const forbidden = await t.server.http.inject({ method: 'GET', url: '/auth/users' });
+    expect(forbidden.statusCode).toBe(401);
+    const events = await auditEvents(`type=http://dicom.nema.org/resources/ontology/DCM|110113&date=ge${started}`);
+    const about = (value: string) => events.filter((e) => e.entity?.some((x) => x.what?.identifier?.value === value));
+    const code = (e: AuditEvent) => e.subtype?.find((s) => s.system === 'http://localhost:8080/auth/audit-events')?.code;
+    expect(about(user.id).map(code).sort()).toEqual(['user-create', 'user-update']);
+    expect(about(user.id).find((e) => code(e) === 'user-update')).toMatchObject({ action: 'U', outcome: '0', subtype: [{ system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110137' }, {}] });
+    expect(about(appClient).map(code)).toEqual(['client-register']);
+    expect(events.some((e) => code(e) === 'user-list' && e.outcome === '4' && e.agent[0]?.who?.display === 'unauthenticated caller')).toBe(true);
+    expect(JSON.stringify(events)).not.toContain(PASSWORD);
+  });
+});
+
+describe('the lean audit store', () => {
+  it('AuditEvents read, vread, history, _revinclude and _lastUpdated like any type; unindexed params are unknown, not empty', async () => {
+    const [event] = await auditEvents(`entity=Patient/${patient}&subtype=read`);
+    expect(event?.meta?.versionId).toBe('1');
+    const vread = await t.request({ method: 'GET', url: `/fhir/AuditEvent/${event!.id}/_history/1` });
+    expect(vread.statusCode).toBe(200);
+    expect(vread.json()).toEqual(event);
+    const history = (await t.request({ method: 'GET', url: `/fhir/AuditEvent/${event!.id}/_history` })).json() as Bundle;
+    expect(history.entry).toHaveLength(1);
+    expect((await t.request({ method: 'GET', url: `/fhir/AuditEvent?_id=${event!.id}&_lastUpdated=ge${started}` })).json()).toMatchObject({ total: 1 });
+    const revinclude = (await t.request({ method: 'GET', url: `/fhir/Patient?_id=${patient}&_revinclude=AuditEvent:entity&_count=500` })).json() as Bundle;
+    expect(revinclude.entry?.some((e) => e.resource?.id === event!.id)).toBe(true);
+    // patient, action, type and source searches
+    expect((await auditEvents(`patient=${patient}&action=R&type=rest`)).some((e) => e.id === event!.id)).toBe(true);
+    const strict = await t.request({ method: 'GET', url: '/fhir/AuditEvent?entity-type=2', headers: { prefer: 'handling=strict' } });
+    expect(strict.statusCode).toBe(400);
+    expect((strict.json() as OperationOutcome).resourceType).toBe('OperationOutcome');
+  });
+
+  it('the CapabilityStatement offers AuditEvent read and search only, with the parameters it indexes', async () => {
+    const metadata = (await t.server.http.inject({ method: 'GET', url: '/fhir/metadata' })).json() as CapabilityStatement;
+    const audit = metadata.rest?.[0]?.resource?.find((r) => r.type === 'AuditEvent');
+    const codes = audit?.interaction?.map((i) => i.code) ?? [];
+    expect(codes).toEqual(expect.arrayContaining(['read', 'vread', 'search-type', 'history-instance']));
+    for (const write of ['create', 'update', 'patch', 'delete']) expect(codes).not.toContain(write);
+    expect(audit?.conditionalUpdate).toBeUndefined();
+    const params = audit?.searchParam?.map((p) => p.name) ?? [];
+    expect(params).toEqual(expect.arrayContaining(['date', 'patient', 'agent', 'altid', 'entity', 'type', 'subtype', 'action', 'outcome', 'source', 'site']));
+    expect(params).not.toContain('entity-type');
+    const patientResource = metadata.rest?.[0]?.resource?.find((r) => r.type === 'Patient');
+    expect(patientResource?.interaction?.map((i) => i.code)).toContain('create');
+  });
+
+  it('samples of every kind of server-built AuditEvent are valid against the base specification', async () => {
+    const samples = await auditEvents(`date=ge${started}`);
+    const kinds = new Map<string, AuditEvent>();
+    for (const e of samples) kinds.set(`${e.type.code}|${e.subtype?.map((s) => s.code).join(',')}|${e.outcome}`, e);
+    expect(kinds.size).toBeGreaterThanOrEqual(8);
+    for (const [kind, event] of kinds) {
+      const issues = t.server.validator.validate(event).filter((i) => i.severity === 'error' || i.severity === 'fatal');
+      expect(issues, kind).toEqual([]);
+    }
+    // …and the validator does judge them: one without its required agent is refused.
+    const { agent: _agent, ...broken } = samples[0]!;
+    expect(t.server.validator.validate(broken as AuditEvent).some((i) => i.severity === 'error')).toBe(true);
+  });
+
+  it('npm run import (the Importer) refuses AuditEvents like REST does, and writes the rest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'audit-import-'));
+    try {
+      const forged = { resourceType: 'AuditEvent', id: 'forged-1', type: { code: 'rest' }, action: 'R', recorded: new Date().toISOString(), agent: [{ requestor: true, who: { display: 'x' } }], source: { observer: { display: 'x' } } };
+      writeFileSync(join(dir, 'mixed.ndjson'), `${JSON.stringify({ resourceType: 'Patient', id: 'imported-beside-audit', name: [{ family: 'Imported' }] })}\n${JSON.stringify(forged)}\n`);
+      writeFileSync(join(dir, 'bundle.json'), JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { ...forged, id: undefined }, request: { method: 'POST', url: 'AuditEvent' } }] }));
+      const search = new SearchService({ db: t.server.database.db, registry: t.server.registry });
+      const importer = new Importer({ interactions: { store: t.server.store, search, validator: t.server.validator, fhirBase: FHIR_BASE }, state: new ImportStateStore(t.server.database.db) });
+      const summary = await importer.run(
+        ['mixed.ndjson', 'bundle.json'].map((name) => ({ kind: 'file' as const, path: join(dir, name), name })),
+        { scope: 'cli' },
+      );
+      expect(summary.issues.some((i) => i.line === 2 && /written by the server only/.test(i.message))).toBe(true);
+      expect(summary.inputs.find((i) => i.name === 'bundle.json')?.status).toBe('failed');
+      expect((await t.request({ method: 'GET', url: '/fhir/Patient/imported-beside-audit' })).statusCode).toBe(200);
+      expect((await t.request({ method: 'GET', url: '/fhir/AuditEvent/forged-1' })).statusCode).toBe(404);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the audit writer', () => {
   it('wrote every event it was given (all valid)', async () => {
     await t.server.audit.flush();
     expect(t.server.audit.writeFailures).toBe(0);
+    expect(t.server.audit.stats()).toMatchObject({ queued: 0, lost: 0, refused: 0 });
+    // …and says so to monitoring.
+    const metrics = await t.server.http.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.body).toMatch(/^fhir_audit_events_written_total [1-9]/m);
+    expect(metrics.body).toMatch(/^fhir_audit_events_lost_total 0$/m);
+    expect(metrics.body).toMatch(/^fhir_audit_queue_length 0$/m);
   });
 });
 

@@ -281,6 +281,45 @@ describe('HL7 v2 → FHIR mapping (conformance/hl7v2 tables), field by field', (
     expect(events).toHaveLength(1);
   });
 
+  test('a value beyond a limit of conformance/hl7v2/critical-limits.json raises the same event, flagged or not', async () => {
+    const events: Array<{ observation: string; flags: string[]; criticalLimit?: { low?: number; high?: number; unit: string } }> = [];
+    app.server.hl7v2.ingest.onCriticalResult((event) => {
+      events.push(event);
+    });
+    const obr = ['OBR', '1', 'PLC-L^CPOE', 'FIL-L^LIS', '24320-4^Basic metabolic panel^LN', '', '', '20240302090000+0000', ...Array(8).fill(''), '1234^Welby^Marcus', ...Array(8).fill(''), 'F'];
+    const oru = [
+      'MSH|^~\\&|LIS|HOSP|EHR|HOSP|20240302100000+0000||ORU^R01^ORU_R01|ORU-LIMIT-1|P|2.5.1',
+      'PID|1||MRN-LIMIT^^^HOSP^MR||Lim^It||19500101|F',
+      obr.join('|'),
+      // Below the catalog's 2.8 mmol/L and not flagged by the analyzer: LL from the catalog.
+      'OBX|1|NM|2823-3^Potassium^LN||2.1|mmol/L|3.5-5.1||||F',
+      // Flagged H only; above the catalog's 160 mmol/L: HH.
+      'OBX|2|NM|2951-2^Sodium^LN||171|mmol/L|135-145|H|||F',
+      // 45 g/L = 4.5 g/dL, below the catalog's 6 g/dL (units converted).
+      'OBX|3|NM|718-7^Hemoglobin^LN||45|g/L|120-160|L|||F',
+      // Within limits; and a unit the catalog's unit cannot be converted to (mmol/L against mg/dL): no event.
+      'OBX|4|NM|2345-7^Glucose^LN||5.1|mmol/L|3.9-5.6||||F',
+      'OBX|5|NM|17861-6^Calcium^LN||9.1|mg/dL|8.5-10.5||||F',
+    ].join('\r');
+    expect((await post(oru)).code).toBe('AA');
+    const potassium = await one<Observation>(`Observation?code=http://loinc.org|2823-3&subject:Patient.identifier=MRN-LIMIT`);
+    const sodium = await one<Observation>(`Observation?code=http://loinc.org|2951-2&subject:Patient.identifier=MRN-LIMIT`);
+    const hemoglobin = await one<Observation>(`Observation?code=http://loinc.org|718-7&subject:Patient.identifier=MRN-LIMIT`);
+    expect(events).toHaveLength(3);
+    expect(events).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ observation: `Observation/${potassium.id}/_history/1`, flags: ['LL'], criticalLimit: { low: 2.8, high: 6.2, unit: 'mmol/L' } }),
+        expect.objectContaining({ observation: `Observation/${sodium.id}/_history/1`, flags: ['HH'], criticalLimit: { low: 120, high: 160, unit: 'mmol/L' } }),
+        expect.objectContaining({ observation: `Observation/${hemoglobin.id}/_history/1`, flags: ['LL'], criticalLimit: { low: 6, high: 20, unit: 'g/dL' } }),
+      ]),
+    );
+    // The Observation keeps what the message said: no interpretation is invented from the catalog.
+    expect(potassium.interpretation).toBeUndefined();
+    // A retransmission raises nothing again.
+    expect((await post(oru)).code).toBe('AA');
+    expect(events).toHaveLength(3);
+  });
+
   test('Provenance links what a message wrote to the stored raw message', async () => {
     const { messageId } = await post(sample('ms-ORU-R01-01.hl7'));
     const provenance = await one<Provenance>(`Provenance?_id=hl7v2-${messageId}`);

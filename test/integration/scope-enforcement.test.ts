@@ -196,8 +196,14 @@ describe("a patient/*.rs token confined to patient A's compartment", () => {
     const own = await bundleAs(patientToken, `/fhir/Observation/${obsA}/_history`);
     expect(refsIn(own)).toEqual([`Observation/${obsA}`]);
     expect((await as(patientToken, { method: 'GET', url: `/fhir/Observation/${obsB}/_history` })).statusCode).toBe(403);
-    expect((await as(patientToken, { method: 'GET', url: '/fhir/Observation/_history' })).statusCode).toBe(403);
-    expect((await as(patientToken, { method: 'GET', url: '/fhir/_history' })).statusCode).toBe(403);
+    // Type and system history: filtered to the compartment, totals counting only what is shown.
+    const type = await bundleAs(patientToken, '/fhir/Observation/_history');
+    expect(refsIn(type)).toEqual([`Observation/${obsA}`]);
+    expect(type.total).toBe(1);
+    const system = await bundleAs(patientToken, '/fhir/_history');
+    expect(refsIn(system).every((r) => r === `Patient/${patientA}` || r === `Observation/${obsA}` || r === `DiagnosticReport/${reportA}` || r.startsWith('Appointment/'))).toBe(true);
+    expect(refsIn(system)).toEqual(expect.arrayContaining([`Patient/${patientA}`, `Observation/${obsA}`, `DiagnosticReport/${reportA}`]));
+    expect(system.total).toBe(system.entry?.length);
   });
 
   it('batch entries: searches filtered to the compartment, a read of another patient refused', async () => {
@@ -212,12 +218,14 @@ describe("a patient/*.rs token confined to patient A's compartment", () => {
     expect(refs).toContain(`Patient/${patientA}`);
     expect(refs).not.toContain(`Observation/${obsB}`);
     expect(refs).not.toContain(`Patient/${patientB}`);
+    // A forbidden entry is refused on its own (403 entry response); the batch still answers 200.
     const refused = await as(patientToken, {
       method: 'POST',
       url: '/fhir',
       payload: { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `Observation/${obsB}` } }] },
     });
-    expect(refused.statusCode).toBe(403);
+    expect(refused.statusCode).toBe(200);
+    expect((refused.json() as Bundle).entry?.[0]?.response?.status).toBe('403');
     expect(refused.body).not.toContain(`Patient/${patientB}`);
   });
 

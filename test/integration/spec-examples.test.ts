@@ -18,6 +18,12 @@ afterAll(async () => {
 
 function withoutMetaAndId(resource: Resource): Record<string, unknown> {
   const { meta: _meta, id: _id, ...rest } = resource as Resource & Record<string, unknown>;
+  if (resource.resourceType === 'Subscription') {
+    // The server owns a Subscription's status and error (R4 3.3.1): both examples end in 2021, so
+    // they are stored 'off' whatever the client sent. Every other element must read back equal.
+    const { status: _status, error: _error, ...clientOwned } = rest;
+    return clientOwned;
+  }
   return rest;
 }
 

@@ -26,7 +26,11 @@ export interface Written {
   changed: boolean;
 }
 
-/** A result flagged critical (conformance/hl7v2/tables.json criticalFlags), announced after commit. */
+/**
+ * A critical result, announced after commit (Hl7Ingest.onCriticalResult): OBX-8 carries a flag
+ * of conformance/hl7v2/tables.json criticalFlags (HH, LL, AA), or the value crosses a limit of
+ * conformance/hl7v2/critical-limits.json. One event per Observation version written.
+ */
 export interface CriticalResult {
   /** `Observation/id/_history/v` */
   observation: string;
@@ -35,10 +39,23 @@ export interface CriticalResult {
   serviceRequest?: string;
   /** Ordering provider (OBR-16 / ORC-12) as the message names them. */
   orderingProvider?: string;
+  /** The critical flags: those of OBX-8, plus LL / HH when a catalog limit is crossed. */
   flags: string[];
+  /** The catalog limit crossed, when one was (whether or not OBX-8 flagged the value). */
+  criticalLimit?: { low?: number; high?: number; unit: string };
 }
 
-/** Everything one message's mapping needs; lives for one database transaction. */
+/** An identifier look-up a mapping will make, announced before it writes anything (`prefetch`). */
+export interface Lookup {
+  type: string;
+  identifiers: Array<Identifier | undefined>;
+}
+
+/**
+ * Everything one message's mapping needs; lives for one database transaction. Look-ups by
+ * identifier found by `prefetch` or written by this mapping are remembered (`known`), so most
+ * of them need no round trip and the writes stay queued until one set-based flush at commit.
+ */
 export class MappingContext {
   readonly written = new Map<string, Written>();
   readonly critical: CriticalResult[] = [];
@@ -50,6 +67,12 @@ export class MappingContext {
     readonly message: Hl7Message,
     /** Id of the raw message row (hl7_message.id). */
     readonly messageId: string,
+    /**
+     * Identifier → ids already looked up or written in this transaction. Messages mapped in
+     * one transaction (a batch) share it: one prefetch serves them all, and a resource one of
+     * them creates is found by the next without a search.
+     */
+    private readonly known: Map<string, string[]> = new Map(),
   ) {}
 
   /** A system under the configured base, for identifiers the mapping derives itself. */
@@ -64,12 +87,6 @@ export class MappingContext {
     return w;
   }
 
-  /**
-   * Identifier → ids found by `prefetch` or written by this mapping, so most look-ups of a
-   * message need no round trip and its writes stay queued until one set-based flush at commit.
-   */
-  private readonly known = new Map<string, string[]>();
-
   private knownKey(type: string, identifier: Identifier): string {
     return `${type}|${identifier.system ?? ''}|${identifier.value ?? ''}`;
   }
@@ -79,7 +96,7 @@ export class MappingContext {
    * are locked together (in a fixed order, as conditional operations lock them one by one),
    * each type is searched once with the identifiers OR-ed, and the matches are read and locked.
    */
-  async prefetch(wanted: Array<{ type: string; identifiers: Array<Identifier | undefined> }>): Promise<void> {
+  async prefetch(wanted: readonly Lookup[]): Promise<void> {
     const byType = new Map<string, Identifier[]>();
     for (const { type, identifiers } of wanted) {
       const list = byType.get(type) ?? [];

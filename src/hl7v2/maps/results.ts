@@ -1,8 +1,9 @@
 import type { Attachment, DiagnosticReport, Identifier, Observation, ObservationReferenceRange, Quantity, Reference, Specimen } from 'fhir/r4.js';
 import type { Segment } from '../parse/message.js';
-import { MappingError, reference, type MappingContext, type Written } from './context.js';
+import { MappingError, reference, type Lookup, type MappingContext, type Written } from './context.js';
 import { identifierFromEi, identifierFromSubEi, personDisplay, toCodeableConcept, toDateTime, toInstant } from './datatypes.js';
 import { patientIdentifiers, resolvePatient, requirePid } from './patient.js';
+import { limitBreach } from './critical-limits.js';
 import { lookup } from './tables.js';
 
 /** One OBR with what follows it up to the next OBR or ORC (v2.5.1 ORU_R01 ORDER_OBSERVATION group). */
@@ -177,29 +178,10 @@ export function attachment(obx: Segment): Attachment | undefined {
 export async function mapResult(ctx: MappingContext): Promise<void> {
   const t = ctx.tables;
   const pid = requirePid(ctx);
-  const list = groups(ctx.message.segments);
-  if (list.length === 0) throw new MappingError('the ORU message has no OBR segment', '100');
-  const h = ctx.message.header;
-  // Every identifier the message will look up, known before anything is written: one prefetch.
-  const plans = list.map((group, index) => {
-    const { placer, filler } = orderNumbers(ctx, group.obr, group.orc);
-    const reportId: Identifier = filler ??
-      placer ?? { system: ctx.system('result-of-message'), value: `${h.sendingApplication}|${h.sendingFacility}|${h.controlId}|${group.obr.get(1) || index + 1}` };
-    const key = `${reportId.system}|${reportId.value}`;
-    const specimenIds = group.spm.map(
-      (spm, i) =>
-        identifierFromSubEi(spm.fields[2]?.[0]?.[1], 'specimen', t) ??
-        identifierFromSubEi(spm.fields[2]?.[0]?.[0], 'specimen', t) ?? { system: ctx.system('specimen-of-order'), value: `${key}|${spm.get(1) || i + 1}` },
-    );
-    return { group, placer, filler, reportId, key, specimenIds, observationIds: observationIds(ctx, group, key) };
-  });
-  await ctx.prefetch([
-    { type: 'Patient', identifiers: patientIdentifiers(ctx, pid) },
-    { type: 'ServiceRequest', identifiers: plans.flatMap((p) => [p.placer, p.filler]) },
-    { type: 'Specimen', identifiers: plans.flatMap((p) => [...p.specimenIds, { system: ctx.system('specimen-of-order'), value: p.key }]) },
-    { type: 'Observation', identifiers: plans.flatMap((p) => p.observationIds) },
-    { type: 'DiagnosticReport', identifiers: plans.map((p) => p.reportId) },
-  ]);
+  const plans = resultPlans(ctx);
+  // Every identifier the message will look up, known before anything is written: one prefetch
+  // (nothing left to fetch when the batch this message is mapped in prefetched it already).
+  await ctx.prefetch(resultLookups(ctx, pid, plans));
   const patient = await resolvePatient(ctx, pid, false);
   const subject = reference(patient);
   for (const { group, placer, filler, reportId, key, specimenIds, observationIds: obsIds } of plans) {
@@ -273,6 +255,8 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
       const written = await ctx.upsert(obs, obsId);
       results.push(written);
       const critical = flags.filter((f) => t.criticalFlags.codes.includes(f));
+      const breach = limitBreach(t.criticalLimits, obs);
+      if (breach && !critical.includes(breach.flag)) critical.push(breach.flag);
       if (critical.length && written.changed) {
         const ordering = personDisplay(obr.fields[16]?.[0]) ?? personDisplay(orc?.fields[12]?.[0]);
         ctx.critical.push({
@@ -281,6 +265,7 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
           ...(basedOn[0]?.reference ? { serviceRequest: basedOn[0].reference } : {}),
           ...(ordering ? { orderingProvider: ordering } : {}),
           flags: critical,
+          ...(breach ? { criticalLimit: { ...pick(breach.limit, 'low', 'high'), unit: breach.limit.unit } } : {}),
         });
       }
     }
@@ -301,4 +286,42 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
     if (presentedForm.length) report.presentedForm = presentedForm;
     await ctx.upsert(report, reportId);
   }
+}
+
+/** Per OBR group: its order numbers and the identifiers of everything it becomes. */
+function resultPlans(ctx: MappingContext) {
+  const t = ctx.tables;
+  const list = groups(ctx.message.segments);
+  if (list.length === 0) throw new MappingError('the ORU message has no OBR segment', '100');
+  const h = ctx.message.header;
+  return list.map((group, index) => {
+    const { placer, filler } = orderNumbers(ctx, group.obr, group.orc);
+    const reportId: Identifier = filler ??
+      placer ?? { system: ctx.system('result-of-message'), value: `${h.sendingApplication}|${h.sendingFacility}|${h.controlId}|${group.obr.get(1) || index + 1}` };
+    const key = `${reportId.system}|${reportId.value}`;
+    const specimenIds = group.spm.map(
+      (spm, i) =>
+        identifierFromSubEi(spm.fields[2]?.[0]?.[1], 'specimen', t) ??
+        identifierFromSubEi(spm.fields[2]?.[0]?.[0], 'specimen', t) ?? { system: ctx.system('specimen-of-order'), value: `${key}|${spm.get(1) || i + 1}` },
+    );
+    return { group, placer, filler, reportId, key, specimenIds, observationIds: observationIds(ctx, group, key) };
+  });
+}
+
+/** Every identifier an ORU^R01's mapping looks up (for `prefetch`, of one message or a batch). */
+export function resultLookups(ctx: MappingContext, pid = requirePid(ctx), plans = resultPlans(ctx)): Lookup[] {
+  return [
+    { type: 'Patient', identifiers: patientIdentifiers(ctx, pid) },
+    { type: 'ServiceRequest', identifiers: plans.flatMap((p) => [p.placer, p.filler]) },
+    { type: 'Specimen', identifiers: plans.flatMap((p) => [...p.specimenIds, { system: ctx.system('specimen-of-order'), value: p.key }]) },
+    { type: 'Observation', identifiers: plans.flatMap((p) => p.observationIds) },
+    { type: 'DiagnosticReport', identifiers: plans.map((p) => p.reportId) },
+  ];
+}
+
+/** The named bounds of a limit that are set. */
+function pick(limit: { low?: number; high?: number }, ...names: Array<'low' | 'high'>): { low?: number; high?: number } {
+  const out: { low?: number; high?: number } = {};
+  for (const n of names) if (limit[n] !== undefined) out[n] = limit[n];
+  return out;
 }

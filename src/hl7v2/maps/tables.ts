@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { criticalLimitCatalog, type CriticalLimit, type CriticalLimitCatalog } from './critical-limits.js';
 
 /** How a supported message type is mapped (conformance/hl7v2/message-types.json). */
 export interface MessageTypeRule {
@@ -39,6 +40,8 @@ export interface MappingTables {
   documentCompletion: CodeMap;
   appointmentStatus: { filler: Record<string, string>; trigger: Record<string, string> };
   criticalFlags: { codes: string[] };
+  /** critical-limits.json (empty when the file is absent). */
+  criticalLimits: CriticalLimitCatalog;
 }
 
 function readJson<T>(dir: string, file: string): T {
@@ -49,8 +52,9 @@ export function loadMappingTables(dir: string): MappingTables {
   const types = readJson<{ types: Record<string, MessageTypeRule> }>(dir, 'message-types.json');
   const systems = readJson<{ systems: Record<string, string> }>(dir, 'code-systems.json');
   const units = readJson<{ ucum: Record<string, string> }>(dir, 'units.json');
-  const tables = readJson<Omit<MappingTables, 'messageTypes' | 'codeSystems' | 'ucum'>>(dir, 'tables.json');
-  return { ...tables, messageTypes: types.types, codeSystems: systems.systems, ucum: units.ucum };
+  const tables = readJson<Omit<MappingTables, 'messageTypes' | 'codeSystems' | 'ucum' | 'criticalLimits'>>(dir, 'tables.json');
+  const limits = existsSync(join(dir, 'critical-limits.json')) ? readJson<{ limits: CriticalLimit[] }>(dir, 'critical-limits.json').limits : [];
+  return { ...tables, messageTypes: types.types, codeSystems: systems.systems, ucum: units.ucum, criticalLimits: criticalLimitCatalog(limits) };
 }
 
 /** A code from a table, the table's default, or undefined. */

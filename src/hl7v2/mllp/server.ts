@@ -84,7 +84,11 @@ export class MllpServer {
     const send = (ack: string) => {
       if (!socket.destroyed && socket.writable) socket.write(encodeFrame(ack));
     };
-    socket.on('timeout', () => socket.destroy());
+    // Idle means the sender is silent AND nothing of its is being answered: a connection
+    // waiting for the ACK of a slow message is not closed (the timer restarts with the ACK).
+    socket.on('timeout', () => {
+      if (queued === 0) socket.destroy();
+    });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('data', (chunk: Buffer) => {

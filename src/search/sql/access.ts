@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { AuthContext } from '../../auth/token-service.js';
 import type { ResourceScope } from '../../auth/scopes.js';
+import { messageParticipants, PARTICIPANT_PARAMS, PRIVATE_MESSAGE_TYPES } from '../../workflows/messaging-policy.js';
 import { compartmentMembership } from '../compartment.js';
 import type { Filter } from '../request.js';
 import type { Target } from './filter.js';
@@ -25,6 +26,11 @@ export interface AccessFilter {
   granular?: ReadonlyArray<GranularAccess>;
   /** Types never visible to this caller whatever its scopes (the audit trail for non-ADMIN users). */
   hidden?: readonly string[];
+  /**
+   * Secure messaging: when set, Communications are visible only where one of these references
+   * (`Practitioner/1`) is sender, recipient or subject (src/workflows/messaging-policy.ts).
+   */
+  participants?: readonly string[];
 }
 
 /** Types only ADMIN users and backend clients may see, even with `user/*.rs`. */
@@ -43,7 +49,14 @@ function sees(s: ResourceScope): boolean {
 }
 
 /** The access filter of a token, or undefined when it sees every resource of every type. */
-export function accessFilterFor(auth: Pick<AuthContext, 'scopes' | 'patient'> & Partial<Pick<AuthContext, 'kind' | 'role'>>): AccessFilter | undefined {
+export function accessFilterFor(auth: Pick<AuthContext, 'scopes' | 'patient'> & Partial<Pick<AuthContext, 'kind' | 'role' | 'fhirUser'>>): AccessFilter | undefined {
+  const filter = scopeFilterFor(auth);
+  const participants = messageParticipants(auth);
+  if (!participants) return filter;
+  return { ...(filter ?? { types: '*', patientTypes: [], patient: auth.patient }), participants };
+}
+
+function scopeFilterFor(auth: Pick<AuthContext, 'scopes' | 'patient'> & Partial<Pick<AuthContext, 'kind' | 'role'>>): AccessFilter | undefined {
   const open = auth.scopes.filter((s) => s.context !== 'patient' && sees(s));
   const confined = auth.scopes.filter((s) => s.context === 'patient' && sees(s));
   // A signed-in user who is not an ADMIN never sees the audit trail, not even through
@@ -73,6 +86,7 @@ export function granularTypes(filter: AccessFilter | undefined): string[] {
 /** Whether only some resources of `type` are visible (compartment or granular scope): reads must check each. */
 export function rowRestricted(filter: AccessFilter | undefined, type: string): boolean {
   if (filter?.hidden?.includes(type)) return true;
+  if (filter?.participants && PRIVATE_MESSAGE_TYPES.includes(type)) return true;
   return !!filter && filter.types !== '*' && !filter.types.includes(type);
 }
 
@@ -99,7 +113,22 @@ function typeIn(target: Target, types: readonly string[]): Cond {
  */
 export function accessSql(filter: AccessFilter, target: Target, compile?: (f: Filter, target: Target) => Cond): Cond {
   const visible = scopedSql(filter, target, compile);
-  return filter.hidden?.length ? and([sql`${target.type} <> ALL(${[...filter.hidden]}::text[])`, visible]) : visible;
+  const conds: Cond[] = [];
+  if (filter.hidden?.length) conds.push(sql`${target.type} <> ALL(${[...filter.hidden]}::text[])`);
+  if (filter.participants) conds.push(participantSql(filter.participants, target));
+  return conds.length ? and([...conds, visible]) : visible;
+}
+
+/** Messages (PRIVATE_MESSAGE_TYPES) only where a participant is sender, recipient or subject; other types untouched. */
+function participantSql(participants: readonly string[], target: Target): Cond {
+  const pairs = participants.map((r) => r.split('/') as [string, string]);
+  const member =
+    pairs.length === 0
+      ? FALSE
+      : sql`(${target.type}, ${target.id}) IN (SELECT mp.resource_type, mp.resource_id FROM search_reference mp
+          WHERE mp.resource_type = ANY(${[...PRIVATE_MESSAGE_TYPES]}::text[]) AND mp.param = ANY(${[...PARTICIPANT_PARAMS]}::text[])
+            AND (mp.target_type, mp.target_id) IN (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[])))`;
+  return or([sql`${target.type} <> ALL(${[...PRIVATE_MESSAGE_TYPES]}::text[])`, member]);
 }
 
 function scopedSql(filter: AccessFilter, target: Target, compile?: (f: Filter, target: Target) => Cond): Cond {

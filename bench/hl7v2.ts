@@ -1,0 +1,286 @@
+/**
+ * HL7 v2 ingest speed: ORU^R01 messages sent over real MLLP sockets, each sender waiting for
+ * its ACK before the next message (how analyzers and interface engines send), over one
+ * connection and over eight at once. A message counts once it is stored, mapped and answered
+ * AA. Beside it, in the same run, a plain multi-row INSERT of the same resources (the JSON the
+ * mapping wrote, one statement per message) into a bare table at the same concurrency.
+ *
+ * The messages are generated from the ORU^R01 samples in ../shared/data/hl7v2 (read from
+ * there, never copied): PID, OBR-4 and OBX segments of the samples, recombined with distinct
+ * patients, order numbers and 5–20 OBX per message.
+ *
+ * Exported for bench/run.ts: `benchHl7v2({ app })`.
+ */
+import { randomUUID } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { sql } from 'kysely';
+import type { ServerApp } from '../src/app.js';
+import { encodeFrame, MllpDecoder } from '../src/hl7v2/mllp/framing.js';
+import { startWriteProfile, stopWriteProfile } from '../src/storage/write-profile.js';
+import { measure, type Measurement } from './harness.js';
+import { loadNow } from './environment.js';
+import { SHARED_DATA } from './samples.js';
+
+export interface Hl7BenchOptions {
+  app: ServerApp;
+  /** messages sent over one connection */
+  single: number;
+  /** messages sent over `connections` connections together */
+  concurrent: number;
+  connections?: number;
+  log?: (line: string) => void;
+}
+
+export interface Hl7BenchRow {
+  connections: number;
+  messages: number;
+  resources: number;
+  messagesPerSecond: number;
+  p50Ms: number;
+  p95Ms: number;
+  /** the plain INSERT of the same resources at the same concurrency */
+  rawMessagesPerSecond: number;
+  rawResourcesPerSecond: number;
+  notAccepted: number;
+}
+
+export interface Hl7BenchReport {
+  rows: Hl7BenchRow[];
+  aim: string;
+  met: boolean;
+  load: string;
+}
+
+/** Messages per second stored and acknowledged with eight connections (issue 10). */
+export const HL7_AIM_PER_SECOND = 500;
+
+/** Segments of the sample ORU^R01 messages that the generator recombines. */
+interface SamplePool {
+  pids: string[][];
+  services: string[];
+  obx: string[][];
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)$/;
+
+function samplePool(): SamplePool {
+  const dir = join(SHARED_DATA, 'hl7v2');
+  const pool: SamplePool = { pids: [], services: [], obx: [] };
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.hl7'))) {
+    const segments = readFileSync(join(dir, file), 'utf8').split(/\r\n|\r|\n/);
+    const msh = segments[0] ?? '';
+    // Only the standard delimiters: the segments are spliced as text.
+    if (!msh.startsWith('MSH|^~\\&|') || msh.split('|')[8]?.startsWith('ORU^R01') !== true) continue;
+    for (const s of segments) {
+      const f = s.split('|');
+      if (f[0] === 'PID' && f.length > 8) pool.pids.push(f);
+      else if (f[0] === 'OBR' && f[4]) pool.services.push(f[4]);
+      else if (f[0] === 'OBX' && f[3]) {
+        const type = f[2];
+        if (['NM', 'CWE', 'CE', 'ST', 'TX'].includes(type) && f[5] && (type !== 'NM' || NUMBER.test(f[5]))) pool.obx.push(f);
+      }
+    }
+  }
+  if (pool.pids.length === 0 || pool.services.length === 0 || pool.obx.length < 20) throw new Error(`too few ORU^R01 samples in ${dir}`);
+  return pool;
+}
+
+/** A small deterministic generator: the same messages on every run. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const ts = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+
+/**
+ * `count` ORU^R01 messages: about one patient per two messages (so some patients receive
+ * several reports, some from different connections at once), one order per message, 5–20
+ * OBX, a specimen, now and then a critical flag.
+ */
+export function oruMessages(count: number, run: string, seed = 1): string[] {
+  const pool = samplePool();
+  const rnd = random(seed);
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
+  const patients = Math.max(1, Math.floor(count / 2));
+  const base = Date.UTC(2026, 10, 1);
+  const messages: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const patient = Math.floor(rnd() * patients);
+    const when = ts(new Date(base + n * 60_000));
+    const order = `${run}-${n}`;
+    const pid = [...pick(pool.pids)];
+    pid[1] = '1';
+    pid[3] = `BM${run}-${patient}^^^BENCHMPI^MR`;
+    const service = pick(pool.services);
+    const lines = [
+      // MSH-15/16 empty: original-mode acknowledgement (AA once mapped and committed).
+      `MSH|^~\\&|BENCH LIS|BENCH LAB|FHIR|HOSPITAL|${when}||ORU^R01^ORU_R01|${order}|P|2.5.1`,
+      pid.join('|'),
+      `ORC|RE|PL${order}^BENCH EHR|FL${order}^BENCH LIS||CM||||${when}|||1234567893^Ordering^Olivia^^^^^^NPI`,
+      `OBR|1|PL${order}^BENCH EHR|FL${order}^BENCH LIS|${service}|||${when}|||||||||1234567893^Ordering^Olivia^^^^^^NPI||||||${when}|||F`,
+    ];
+    const obxCount = 5 + Math.floor(rnd() * 16);
+    for (let i = 1; i <= obxCount; i++) {
+      const obx = [...pick(pool.obx)];
+      while (obx.length < 15) obx.push('');
+      obx[1] = String(i);
+      obx[4] = String(i);
+      obx[11] = 'F';
+      obx[14] = when;
+      if (obx[2] === 'NM' && rnd() < 0.02) obx[8] = 'HH';
+      lines.push(obx.join('|'));
+    }
+    lines.push(`SPM|1|SP${order}&BENCH LIS||119297000^Blood specimen^SCT|||||||||||||${when}|${when}`);
+    messages.push(`${lines.join('\r')}\r`);
+  }
+  return messages;
+}
+
+/** One MLLP sender: writes a frame and waits for its acknowledgement. */
+class Sender {
+  private readonly decoder = new MllpDecoder(16 * 1024 * 1024);
+  private waiting?: { resolve: (ack: string) => void; reject: (e: Error) => void };
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      for (const e of this.decoder.push(chunk)) {
+        if (e.kind !== 'frame') continue;
+        const w = this.waiting;
+        this.waiting = undefined;
+        w?.resolve(e.body.toString('utf8'));
+      }
+    });
+    socket.on('close', () => this.waiting?.reject(new Error('MLLP connection closed')));
+  }
+
+  static async open(port: number): Promise<Sender> {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.setNoDelay(true);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new Sender(socket);
+  }
+
+  send(message: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.socket.write(encodeFrame(message));
+    });
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+}
+
+const ackCode = (ack: string) => /\rMSA\|([A-Z]{2})/.exec(ack)?.[1] ?? '?';
+
+/** Sends `messages` over `connections` senders, each waiting for its ACK; counts non-AA answers. */
+async function sendAll(port: number, messages: string[], connections: number): Promise<{ m: Measurement; notAccepted: number }> {
+  const senders = await Promise.all(Array.from({ length: connections }, () => Sender.open(port)));
+  const free = [...senders];
+  let notAccepted = 0;
+  try {
+    const m = await measure('hl7v2', messages.length, connections, async (i) => {
+      const sender = free.pop();
+      if (!sender) throw new Error('no free sender');
+      try {
+        if (ackCode(await sender.send(messages[i])) !== 'AA') notAccepted++;
+      } finally {
+        free.push(sender);
+      }
+    });
+    return { m, notAccepted };
+  } finally {
+    for (const s of senders) s.close();
+  }
+}
+
+/** The resources (JSON) the messages' mapping wrote, per message, read back from the store. */
+async function writtenResources(app: ServerApp, run: string): Promise<string[][]> {
+  const db = app.database.db;
+  const rows = await sql<{ resources: string[] | string }>`
+    SELECT resources FROM hl7_message WHERE sending_application = 'BENCH LIS' AND control_id LIKE ${`${run}-%`} AND status = 'processed'`.execute(db);
+  const out: string[][] = [];
+  for (const row of rows.rows) {
+    const refs = typeof row.resources === 'string' ? (JSON.parse(row.resources) as string[]) : row.resources;
+    const keys = refs.map((r) => r.split('/'));
+    const found = await sql<{ content: string }>`
+      SELECT r.content::text AS content FROM resource r
+      JOIN unnest(${keys.map((k) => k[0])}::text[], ${keys.map((k) => k[1])}::text[]) AS k(t, i) ON r.resource_type = k.t AND r.id = k.i`.execute(db);
+    out.push(found.rows.map((r) => r.content));
+  }
+  return out;
+}
+
+async function rawInsert(app: ServerApp, perMessage: string[][], concurrency: number): Promise<Measurement> {
+  const db = app.database.db;
+  await sql`DROP TABLE IF EXISTS bench_hl7_raw`.execute(db);
+  await sql`CREATE TABLE bench_hl7_raw (id text PRIMARY KEY, content jsonb NOT NULL)`.execute(db);
+  try {
+    const insert = async (i: number) => {
+      const rows = perMessage[i];
+      if (rows.length === 0) return;
+      await sql`INSERT INTO bench_hl7_raw (id, content) VALUES ${sql.join(rows.map((json) => sql`(${randomUUID()}, ${json}::jsonb)`))}`.execute(db);
+    };
+    return await measure('raw', perMessage.length, concurrency, insert);
+  } finally {
+    await sql`DROP TABLE bench_hl7_raw`.execute(db);
+  }
+}
+
+export async function benchHl7v2(o: Hl7BenchOptions): Promise<Hl7BenchReport> {
+  const log = o.log ?? ((line: string) => console.log(line));
+  const connections = o.connections ?? 8;
+  const port = await o.app.hl7v2.listen(0, '127.0.0.1');
+  const rows: Hl7BenchRow[] = [];
+  // Warm-up (JIT, plan and definition caches): not timed.
+  await sendAll(port, oruMessages(30, `W${Date.now()}`, 7), 2);
+  for (const [n, count] of [
+    [1, o.single],
+    [connections, o.concurrent],
+  ] as const) {
+    const run = `R${n}x${Date.now()}`;
+    const messages = oruMessages(count, run, n);
+    const profile = startWriteProfile();
+    const { m, notAccepted } = await sendAll(port, messages, n);
+    profile.end();
+    stopWriteProfile();
+    const written = await writtenResources(o.app, run);
+    const resources = written.reduce((s, r) => s + r.length, 0);
+    const raw = await rawInsert(o.app, written, n);
+    const row: Hl7BenchRow = {
+      connections: n,
+      messages: count,
+      resources,
+      messagesPerSecond: m.perSecond,
+      p50Ms: m.p50Ms,
+      p95Ms: m.p95Ms,
+      rawMessagesPerSecond: raw.perSecond,
+      rawResourcesPerSecond: resources / raw.seconds,
+      notAccepted,
+    };
+    rows.push(row);
+    log(
+      `  ${n} connection${n > 1 ? 's' : ''}: ${count} ORU^R01 (${resources} resources, ${(resources / Math.max(1, count - notAccepted)).toFixed(1)} per message) ` +
+        `${m.perSecond.toFixed(0)} messages/s (p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms)${notAccepted ? `, ${notAccepted} not AA` : ''}; ` +
+        `plain INSERT of the same resources ${raw.perSecond.toFixed(0)} messages/s = ${row.rawResourcesPerSecond.toFixed(0)} resources/s ` +
+        `(ratio ${(m.perSecond / raw.perSecond).toFixed(2)}×); load ${loadNow()}`,
+    );
+    log(`    ${profile.format('write profile')}`);
+  }
+  const eight = rows[rows.length - 1];
+  const met = eight.messagesPerSecond >= HL7_AIM_PER_SECOND && eight.notAccepted === 0;
+  const aim = `≥ ${HL7_AIM_PER_SECOND} ORU^R01 messages/s stored and acknowledged with ${connections} connections`;
+  log(`  aim: ${aim}: ${eight.messagesPerSecond.toFixed(0)}/s — ${met ? 'met' : 'NOT met'}`);
+  return { rows, aim, met, load: loadNow() };
+}

@@ -1,0 +1,161 @@
+import type { Observation, Subscription } from 'fhir/r4.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { ServerApp } from '../src/app.js';
+import { loadNow } from './environment.js';
+import { measure } from './harness.js';
+
+export interface SubscriptionBenchOptions {
+  app: ServerApp;
+  token: string;
+  /** creates per phase */
+  writes: number;
+  concurrency: number;
+}
+
+export interface SubscriptionPhase {
+  subscriptions: number;
+  /** creates per second while the writes ran */
+  writesPerSecond: number;
+  /** creates per second until the last delivery arrived (the delivery work counted in) */
+  drainedPerSecond: number;
+  deliveries: number;
+}
+
+export interface SubscriptionBenchReport {
+  phases: SubscriptionPhase[];
+  /** by number of subscriptions: mean over the phases with that number */
+  mean: Record<string, { writesPerSecond: number; drainedPerSecond: number }>;
+  /** commit (create answered) → receiver, over the phases with subscriptions */
+  latency: { p50Ms: number; p95Ms: number; samples: number };
+  /** throughput with 100 subscriptions relative to none (drained) */
+  ratio100: number;
+  ratio10: number;
+  /** the same, on create throughput as clients saw it (deliveries still running in the background) */
+  writesRatio100: number;
+  aim: string;
+  met: boolean;
+  load: string;
+}
+
+const CODE_SYSTEM = 'http://example.org/bench-code';
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/**
+ * Write throughput with 0, 10 and 100 active rest-hook Subscriptions in one run (phases in the
+ * order 0, 10, 100, 100, 10, 0 so drift in machine load falls on every count alike), and the
+ * delivery latency from the create's answer (the commit) to the local receiver.
+ *
+ * Every Subscription has criteria of its own (`Observation?code=…|bench-i`: no two share a
+ * search), and every write matches exactly one of them (bench-0), so the 10 and 100 phases
+ * deliver the same number of notifications and differ by the matching work only.
+ */
+export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<SubscriptionBenchReport> {
+  const arrivals = new Map<string, number>();
+  const receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const id = (req.url ?? '').split('/').pop() ?? '';
+      if (!arrivals.has(id)) arrivals.set(id, performance.now());
+      res.statusCode = 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+  const headers = { authorization: `Bearer ${o.token}`, 'content-type': 'application/fhir+json' };
+  const subscriptionIds: string[] = [];
+
+  const setSubscriptions = async (n: number) => {
+    while (subscriptionIds.length > n) {
+      const id = subscriptionIds.pop()!;
+      const res = await o.app.http.inject({ method: 'DELETE', url: `/fhir/Subscription/${id}`, headers: { authorization: headers.authorization } });
+      if (res.statusCode !== 204 && res.statusCode !== 200) throw new Error(`Subscription delete failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
+    }
+    while (subscriptionIds.length < n) {
+      const i = subscriptionIds.length;
+      const sub: Subscription = {
+        resourceType: 'Subscription',
+        status: 'requested',
+        reason: 'bench',
+        criteria: `Observation?code=${CODE_SYSTEM}|bench-${i}`,
+        channel: { type: 'rest-hook', endpoint, payload: 'application/fhir+json' },
+      };
+      const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Subscription', headers, payload: JSON.stringify(sub) });
+      if (res.statusCode !== 201) throw new Error(`Subscription create failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
+      subscriptionIds.push((res.json() as { id: string }).id);
+    }
+    await o.app.subscriptions.dispatcher?.flush();
+  };
+
+  const body = (i: number): string => {
+    const obs: Observation = {
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: CODE_SYSTEM, code: 'bench-0' }] },
+      subject: { reference: `Patient/bench-${i % 50}` },
+      valueQuantity: { value: i, unit: 'mg', system: 'http://unitsofmeasure.org', code: 'mg' },
+    };
+    return JSON.stringify(obs);
+  };
+
+  const phases: SubscriptionPhase[] = [];
+  const latencies: number[] = [];
+  try {
+    for (const n of [0, 10, 100, 100, 10, 0]) {
+      await setSubscriptions(n);
+      const answered = new Map<string, number>();
+      const t0 = performance.now();
+      const m = await measure(`creates with ${n} subscriptions`, o.writes, o.concurrency, async (i) => {
+        const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Observation', headers: { ...headers, prefer: 'return=minimal' }, payload: body(i) });
+        if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode}`);
+        const id = /\/Observation\/([^/]+)\/_history/.exec(String(res.headers.location))?.[1] ?? '';
+        answered.set(id, performance.now());
+      });
+      // Drained: every matching write delivered (phases with subscriptions).
+      const deadline = performance.now() + 300_000;
+      while (n > 0 && [...answered.keys()].some((id) => !arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const drainedSeconds = (performance.now() - t0) / 1000;
+      let delivered = 0;
+      for (const [id, at] of answered) {
+        const got = arrivals.get(id);
+        if (got === undefined) continue;
+        delivered++;
+        latencies.push(got - at);
+      }
+      phases.push({ subscriptions: n, writesPerSecond: m.perSecond, drainedPerSecond: n > 0 ? o.writes / drainedSeconds : m.perSecond, deliveries: delivered });
+      console.log(`  ${n} subscriptions: ${m.perSecond.toFixed(0)} creates/s, ${(n > 0 ? o.writes / drainedSeconds : m.perSecond).toFixed(0)}/s until delivered, ${delivered} deliveries (load ${loadNow()})`);
+    }
+  } finally {
+    await setSubscriptions(0).catch(() => undefined);
+    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+  }
+  const mean: SubscriptionBenchReport['mean'] = {};
+  for (const n of [0, 10, 100]) {
+    const of = phases.filter((p) => p.subscriptions === n);
+    mean[String(n)] = {
+      writesPerSecond: of.reduce((s, p) => s + p.writesPerSecond, 0) / of.length,
+      drainedPerSecond: of.reduce((s, p) => s + p.drainedPerSecond, 0) / of.length,
+    };
+  }
+  latencies.sort((a, b) => a - b);
+  const ratio100 = mean['100']!.drainedPerSecond / mean['0']!.drainedPerSecond;
+  const ratio10 = mean['10']!.drainedPerSecond / mean['0']!.drainedPerSecond;
+  const writesRatio100 = mean['100']!.writesPerSecond / mean['0']!.writesPerSecond;
+  return {
+    phases,
+    mean,
+    latency: { p50Ms: percentile(latencies, 50), p95Ms: percentile(latencies, 95), samples: latencies.length },
+    ratio100,
+    ratio10,
+    writesRatio100,
+    aim: '100 active subscriptions cost ≤ 20 % of write throughput (deliveries included)',
+    met: ratio100 >= 0.8,
+    load: loadNow(),
+  };
+}

@@ -1,0 +1,370 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { Bundle, Subscription } from 'fhir/r4.js';
+import { parseScopes } from '../auth/scopes.js';
+import { accessFilterFor, type AccessFilter } from '../search/sql/access.js';
+import type { SearchRequest } from '../search/request.js';
+import type { SearchInput } from '../search/search-service.js';
+import type { HistoryKey, NewDelivery, SubscriptionStore } from '../storage/subscription-store.js';
+import type { ResourceChange } from '../storage/types.js';
+import { splitCriteria, type Criteria } from './criteria.js';
+import { ended } from './model.js';
+import { criteriaNeedles, mayMatch } from './prefilter.js';
+import { recoveryJobId } from './delivery-job.js';
+import type { SubscriptionStatusWriter } from './status.js';
+import { detached } from './write-context.js';
+
+/** The dispatcher lease: another process takes over this long after the leader stopped renewing it. */
+const leaseMs = (pollMs: number) => Math.max(5_000, pollMs * 10);
+/** Versions read from resource_history per batch. */
+const BATCH = 1000;
+/** Batches per round before the lease is renewed. */
+const MAX_BATCHES_PER_ROUND = 20;
+/** How far back a transaction may have stamped its versions before it committed (see `lateScan`). */
+export const OVERLAP_MS = 120_000;
+const LATE_SCAN_EVERY_MS = 10_000;
+/** Deliveries stored but not queued (a crash in between) or abandoned by a dead run are queued again this often. */
+const RECOVER_EVERY_MS = 10_000;
+const RELOAD_EVERY_MS = 60_000;
+/** After a round that spent M ms matching, the next starts M × this later at the earliest. */
+const MATCH_SPACING = 4;
+/** Rounds woken by writes are at least this far apart (each costs a few statements even when empty). */
+const MIN_ROUND_GAP_MS = 10;
+/** Ids per matching search (`_id=a,b,…`). */
+const ID_CHUNK = 500;
+
+export interface DispatcherDeps {
+  state: SubscriptionStore;
+  search: { search(input: SearchInput): Promise<Bundle>; parse(input: Pick<SearchInput, 'resourceType' | 'params' | 'strict' | 'baseUrl'>): SearchRequest };
+  enqueue(deliveryId: string): Promise<void>;
+  statusWriter: SubscriptionStatusWriter;
+  fhirBase: string;
+  pollMs: number;
+  /** a delivery claimed longer ago than this was abandoned by a dead process */
+  staleClaimMs: number;
+  log: (message: string, error?: unknown) => void;
+}
+
+interface ActiveSubscription {
+  id: string;
+  criteria: Criteria;
+  /** the subscriber's stored grant as a search access filter (undefined: sees everything) */
+  access: AccessFilter | undefined;
+  /** subscriptions sharing criteria and grant share one search per batch */
+  groupKey: string;
+  activatedAt: string;
+  /** literal values a match must contain (see prefilter.ts); empty: search every change */
+  needles: string[][];
+}
+
+const keyOf = (k: Pick<HistoryKey, 'resourceType' | 'id' | 'versionId'>) => `${k.resourceType}/${k.id}/${k.versionId}`;
+
+function minus(isoInstant: string, ms: number): string {
+  return new Date(Date.parse(isoInstant) - ms).toISOString();
+}
+
+/**
+ * Turns committed writes into deliveries. One process per database (the lease holder) reads
+ * resource_history from a durable cursor, matches the versions against the active
+ * Subscriptions and stores one delivery row per (subscription, version) — idempotent, so a
+ * version read twice is still one event — then queues the rows and advances the cursor. A
+ * crash anywhere loses nothing: the cursor only moves past versions whose deliveries are stored.
+ *
+ * Matching is the search engine's: per resource type in the batch and per distinct
+ * (criteria, grant), one search `criteria&_id=<changed ids>` with the subscriber's access
+ * filter, so a match equals what that subscriber would find by searching, and a resource it
+ * may not read never matches. A delete is notified to the subscriptions that were notified of
+ * an earlier version of the resource (the deleted content can no longer be searched).
+ *
+ * Versions are stamped before their transaction commits, so a slow transaction can commit
+ * versions older than the cursor: every LATE_SCAN_EVERY_MS the last OVERLAP_MS before the
+ * cursor are read again and versions not seen yet are dispatched.
+ */
+export class SubscriptionDispatcher {
+  private readonly holder = randomUUID();
+  private subs: ActiveSubscription[] = [];
+  private subsDirty = true;
+  /** versions dispatched within the overlap window, key → lastUpdated */
+  private readonly seen = new Map<string, string>();
+  private leader = false;
+  private nextLeaseTry = 0;
+  private lastLateScan = 0;
+  private lastRecover = 0;
+  private lastLoad = 0;
+  private running: Promise<void> | undefined;
+  private again = false;
+  /** Matching time of the last round; the next round waits MATCH_SHARE times as long (see `poke`). */
+  private matchMs = 0;
+  private notBefore = 0;
+  private delayed: NodeJS.Timeout | undefined;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.poke(), this.deps.pollMs);
+    this.timer.unref();
+    this.poke();
+  }
+
+  /** After-commit hook: writes of this process are dispatched at once, not at the next poll. */
+  notify(changes: readonly ResourceChange[]): void {
+    const subscriptionWritten = changes.some((c) => c.resourceType === 'Subscription');
+    if (subscriptionWritten) this.subsDirty = true;
+    // Nothing to match: the poll moves the cursor on; writes cost no dispatch round.
+    else if (this.subs.length === 0) return;
+    // Not inside the request that committed: its context must not leak into the dispatch.
+    detached(() => this.poke());
+  }
+
+  /** Resolves when no round is running (tests, bench). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /** Runs a round now and waits for it (tests, bench). */
+  async flush(): Promise<void> {
+    this.nextLeaseTry = 0;
+    this.notBefore = 0;
+    await this.idle();
+    this.poke();
+    await this.idle();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.delayed) clearTimeout(this.delayed);
+    await this.idle();
+    if (this.leader) await this.deps.state.releaseLease(this.holder).catch(() => undefined);
+  }
+
+  /**
+   * Starts a round unless one runs (then one more follows it). Matching costs about the same
+   * per round whatever the batch size (one search per criteria), so under a stream of writes
+   * rounds are spaced to keep matching at most about 1/(1+MATCH_SPACING) of the time: the
+   * batches grow instead of the cost. An idle server dispatches a write at once.
+   */
+  private poke(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    const wait = this.notBefore - Date.now();
+    if (wait > 0) {
+      this.delayed ??= setTimeout(() => {
+        this.delayed = undefined;
+        this.poke();
+      }, wait);
+      return;
+    }
+    this.running = this.loop().finally(() => {
+      this.running = undefined;
+      if (this.again) this.poke();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    this.again = false;
+    this.matchMs = 0;
+    try {
+      await this.round();
+    } catch (e) {
+      this.deps.log('subscription dispatch failed (retried at the next poll)', e);
+    }
+    this.notBefore = Date.now() + Math.max(MIN_ROUND_GAP_MS, this.matchMs * MATCH_SPACING);
+  }
+
+  private async round(): Promise<void> {
+    const now = Date.now();
+    if (!this.leader && now < this.nextLeaseTry) return;
+    const { state } = this.deps;
+    const leased = await state.lease(this.holder, leaseMs(this.deps.pollMs));
+    if (leased === undefined) {
+      // Another process dispatches; try again when its lease could have run out.
+      this.leader = false;
+      this.seen.clear();
+      this.nextLeaseTry = now + this.deps.pollMs;
+      return;
+    }
+    if (!this.leader) {
+      // New leader (or restart): what the previous one may have missed is in the overlap window.
+      this.leader = true;
+      this.lastLateScan = 0;
+      this.lastRecover = 0;
+      this.subsDirty = true;
+    }
+    // Reloaded now and then too: end times pass without any write.
+    if (this.subsDirty || now - this.lastLoad >= RELOAD_EVERY_MS) await this.loadSubscriptions();
+    let position = leased;
+    for (let i = 0; i < MAX_BATCHES_PER_ROUND && !this.closed; i++) {
+      // Without active Subscriptions only Subscription writes matter (one may activate).
+      const keys = await state.historyAfter(position, BATCH, this.subs.length ? undefined : 'Subscription');
+      if (keys.length === 0) {
+        if (this.subs.length === 0) {
+          position = await state.now();
+          await state.advance(this.holder, position);
+        }
+        break;
+      }
+      const fresh = keys.filter((k) => !this.seen.has(keyOf(k)));
+      if (fresh.length) await this.dispatch(fresh);
+      const last = keys[keys.length - 1]!.lastUpdated;
+      // A full batch may end inside a group of versions with one timestamp (a big Bundle):
+      // stop before that group so the next read takes all of it (what was seen is skipped).
+      let before: string | undefined;
+      if (keys.length === BATCH) for (let j = keys.length - 1; j >= 0 && before === undefined; j--) if (keys[j]!.lastUpdated < last) before = keys[j]!.lastUpdated;
+      position = before ?? last;
+      await state.advance(this.holder, position);
+      if (keys.length < BATCH) break;
+      this.again = true;
+    }
+    if (now - this.lastLateScan >= LATE_SCAN_EVERY_MS) {
+      this.lastLateScan = now;
+      await this.lateScan(position);
+    }
+    if (now - this.lastRecover >= RECOVER_EVERY_MS) {
+      // At leader start every unclaimed pending delivery (a crash may have left them unqueued);
+      // later only old ones. Queueing twice is harmless: job id = row id, and runs claim the row.
+      const olderThan = this.lastRecover === 0 ? 0 : RECOVER_EVERY_MS;
+      this.lastRecover = now;
+      for (const row of await state.unclaimed(olderThan, this.deps.staleClaimMs, 1000)) await this.enqueue(recoveryJobId(row));
+    }
+  }
+
+  private async lateScan(position: string): Promise<void> {
+    const from = minus(position, OVERLAP_MS);
+    for (const [key, lastUpdated] of this.seen) if (lastUpdated <= from) this.seen.delete(key);
+    const only = this.subs.length ? undefined : 'Subscription';
+    let after = from;
+    for (;;) {
+      const keys = await this.deps.state.historyBetween(after, position, BATCH, only);
+      const missed = keys.filter((k) => !this.seen.has(keyOf(k)));
+      if (missed.length) await this.dispatch(missed);
+      if (keys.length < BATCH) break;
+      after = keys[keys.length - 1]!.lastUpdated;
+    }
+  }
+
+  private async dispatch(keys: readonly HistoryKey[]): Promise<void> {
+    for (const k of keys) this.seen.set(keyOf(k), k.lastUpdated);
+    if (keys.some((k) => k.resourceType === 'Subscription')) await this.loadSubscriptions();
+    if (this.subs.length === 0) return;
+    const t0 = performance.now();
+    const deliveries = [...(await this.matches(keys.filter((k) => !k.deleted))), ...(await this.deletes(keys.filter((k) => k.deleted)))];
+    this.matchMs += performance.now() - t0;
+    const ids = await this.deps.state.addDeliveries(deliveries);
+    await Promise.all(ids.map((id) => this.enqueue(id)));
+  }
+
+  private async enqueue(id: string): Promise<void> {
+    try {
+      await this.deps.enqueue(id);
+    } catch (e) {
+      // Stored: the recovery sweep queues it again.
+      this.deps.log('queueing a subscription delivery failed', e);
+    }
+  }
+
+  /** Current versions matching each active Subscription's criteria, as its subscriber may see them. */
+  private async matches(keys: readonly HistoryKey[]): Promise<NewDelivery[]> {
+    const out: NewDelivery[] = [];
+    const byType = new Map<string, Map<string, HistoryKey[]>>();
+    for (const k of keys) {
+      let ids = byType.get(k.resourceType);
+      if (!ids) byType.set(k.resourceType, (ids = new Map()));
+      ids.set(k.id, [...(ids.get(k.id) ?? []), k]);
+    }
+    for (const [type, versionsById] of byType) {
+      const groups = new Map<string, ActiveSubscription[]>();
+      for (const s of this.subs) {
+        if (s.criteria.resourceType !== type) continue;
+        groups.set(s.groupKey, [...(groups.get(s.groupKey) ?? []), s]);
+      }
+      if (groups.size === 0) continue;
+      const allIds = [...versionsById.keys()];
+      // Lower-cased current JSON, read once per type and batch when some criteria can be pre-checked.
+      let texts: Map<string, string> | undefined;
+      if ([...groups.values()].some((g) => g[0]!.needles.length > 0)) {
+        texts = new Map([...(await this.deps.state.contents(type, allIds))].map(([id, json]) => [id, json.toLowerCase()]));
+      }
+      for (const group of groups.values()) {
+        const { criteria, access, needles } = group[0]!;
+        const ids = needles.length && texts ? allIds.filter((id) => mayMatch(texts.get(id) ?? '', needles)) : allIds;
+        for (let i = 0; i < ids.length; i += ID_CHUNK) {
+          const chunk = ids.slice(i, i + ID_CHUNK);
+          const bundle = await this.deps.search.search({
+            resourceType: type,
+            params: [...criteria.params, ['_id', chunk.join(',')], ['_count', String(chunk.length)], ['_total', 'none']],
+            baseUrl: this.deps.fhirBase,
+            accessFilter: access,
+          });
+          for (const entry of bundle.entry ?? []) {
+            if (entry.search?.mode !== 'match' || !entry.resource?.id) continue;
+            // The search sees the current version: an older version of the batch is superseded.
+            const version = versionsById.get(entry.resource.id)?.find((k) => k.versionId === entry.resource!.meta?.versionId);
+            if (!version) continue;
+            for (const s of group) {
+              if (version.lastUpdated < s.activatedAt) continue;
+              out.push({
+                subscriptionId: s.id,
+                resourceType: type,
+                resourceId: version.id,
+                versionId: version.versionId,
+                action: version.versionId === '1' ? 'create' : 'update',
+                committedAt: version.lastUpdated,
+              });
+            }
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  private async deletes(keys: readonly HistoryKey[]): Promise<NewDelivery[]> {
+    if (keys.length === 0) return [];
+    const active = new Map(this.subs.map((s) => [s.id, s]));
+    const notified = await this.deps.state.notifiedBefore(keys);
+    const out: NewDelivery[] = [];
+    for (const k of keys) {
+      for (const subscriptionId of notified.get(`${k.resourceType}/${k.id}`) ?? []) {
+        const s = active.get(subscriptionId);
+        if (!s || k.lastUpdated < s.activatedAt) continue;
+        out.push({ subscriptionId, resourceType: k.resourceType, resourceId: k.id, versionId: k.versionId, action: 'delete', committedAt: k.lastUpdated });
+      }
+    }
+    return out;
+  }
+
+  private async loadSubscriptions(): Promise<void> {
+    this.subsDirty = false;
+    this.lastLoad = Date.now();
+    const subs: ActiveSubscription[] = [];
+    for (const row of await this.deps.state.active()) {
+      const sub = JSON.parse(row.json) as Subscription;
+      if (ended(sub)) {
+        await this.deps.statusWriter.setOff(row.id, 'the Subscription reached its end time');
+        continue;
+      }
+      if (!row.grant || !row.activatedAt || !sub.criteria) {
+        // Not written through the API (an import, say): nobody's grant limits what it may carry.
+        await this.deps.statusWriter.setError(row.id, 'no client grant recorded for this Subscription: write it again through the API with a token');
+        continue;
+      }
+      const grant = row.grant;
+      const access = accessFilterFor({ scopes: parseScopes(grant.scope), patient: grant.patient, kind: grant.kind, role: grant.role });
+      const criteria = splitCriteria(sub.criteria);
+      let needles: string[][] = [];
+      try {
+        needles = criteriaNeedles(this.deps.search.parse({ resourceType: criteria.resourceType, params: criteria.params, strict: true, baseUrl: this.deps.fhirBase }).filters);
+      } catch {
+        // Criteria that no longer parse (a SearchParameter removed) simply match nothing below.
+      }
+      subs.push({ id: row.id, criteria, access, activatedAt: row.activatedAt, needles, groupKey: `${criteria.key}\n${JSON.stringify(access ?? null)}` });
+    }
+    this.subs = subs;
+  }
+}

@@ -1,0 +1,179 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Observation, Subscription } from 'fhir/r4.js';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/ports.js';
+import { startReceiver, type Receiver } from './subscriptions-helpers.js';
+
+/**
+ * Real server processes (src/main.ts) delivering to a real local receiver:
+ *  - a crash (SIGKILL) right after writes were committed loses no event: after the restart
+ *    every one is delivered (at least once);
+ *  - with two processes on one PostgreSQL and Redis, each event is delivered exactly once.
+ */
+const client = { id: 'subs-proc-client', secret: 'subs-proc-secret-for-this-test-only' };
+const children: ChildProcess[] = [];
+const receivers: Receiver[] = [];
+const dataDir = mkdtempSync(join(tmpdir(), 'fhir-subs-'));
+const schema = process.env.DATABASE_URL ? `t_${randomBytes(6).toString('hex')}` : undefined;
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const r of receivers) await r.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  if (schema && process.env.DATABASE_URL) {
+    const pgClient = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await pgClient.connect();
+    await pgClient.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pgClient.end();
+  }
+});
+
+interface Server {
+  child: ChildProcess;
+  base: string;
+  output: () => string;
+}
+
+async function startServer(entry: 'src/main.ts' | 'src/worker.ts' = 'src/main.ts'): Promise<Server> {
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    BASE_URL: `http://127.0.0.1:${port}`,
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    FHIR_BOOTSTRAP_CLIENT_ID: client.id,
+    FHIR_BOOTSTRAP_CLIENT_SECRET: client.secret,
+    HL7_MLLP_PORT: '0',
+    AUDIT_EVENTS: 'off',
+    SUBSCRIPTION_POLL_MS: '100',
+    SUBSCRIPTION_BACKOFF_MS: '100',
+    SUBSCRIPTION_TIMEOUT_MS: '2000',
+    ...(schema ? { DATABASE_SCHEMA: schema } : {}),
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  const base = `http://127.0.0.1:${port}`;
+  // Generous: the machine running the tests may be loaded (server start includes migrations).
+  const deadline = Date.now() + 180_000;
+  // The worker has no HTTP: ready when it says so.
+  while (entry === 'src/worker.ts' && !output.includes('worker started')) {
+    if (child.exitCode !== null) throw new Error(`worker exited early:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`worker did not start:\n${output}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  for (;;) {
+    if (entry === 'src/worker.ts') break;
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`server did not become ready:\n${output}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { child, base, output: () => output };
+}
+
+async function kill(server: Server, signal: NodeJS.Signals): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.kill(signal);
+  await exited;
+}
+
+async function token(base: string): Promise<string> {
+  const res = await fetch(`${base}/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${client.id}:${client.secret}`).toString('base64')}` },
+    body: 'grant_type=client_credentials&scope=system/*.*',
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+async function post(base: string, accessToken: string, resource: Subscription | Observation): Promise<string> {
+  const res = await fetch(`${base}/fhir/${resource.resourceType}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/fhir+json' },
+    body: JSON.stringify(resource),
+  });
+  expect(res.status, await res.clone().text()).toBe(201);
+  return ((await res.json()) as { id: string }).id;
+}
+
+const observation = (code: string): Observation => ({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code }] } });
+
+function subscription(code: string, endpoint: string): Subscription {
+  return { resourceType: 'Subscription', status: 'requested', reason: 'process test', criteria: `Observation?code=http://loinc.org|${code}`, channel: { type: 'rest-hook', endpoint, payload: 'application/fhir+json' } };
+}
+
+/** Ids of the resources the receiver was sent (PUT …/Observation/{id}). */
+const deliveredIds = (r: Receiver) => r.accepted().map((x) => x.path.split('/').pop()!);
+
+describe('subscription delivery across processes', () => {
+  it('loses no committed event when the server is killed, and delivers them after the restart', { timeout: 400_000 }, async () => {
+    // A slow receiver: most deliveries are still pending when the process dies.
+    const r = await startReceiver(() => 200, 300);
+    receivers.push(r);
+    const first = await startServer();
+    const accessToken = await token(first.base);
+    await post(first.base, accessToken, subscription('9001-1', r.url));
+    const ids: string[] = [];
+    await Promise.all(Array.from({ length: 30 }, async () => ids.push(await post(first.base, accessToken, observation('9001-1')))));
+    await kill(first, 'SIGKILL');
+    const before = new Set(deliveredIds(r));
+    const second = await startServer();
+    const deadline = Date.now() + 60_000;
+    while (!ids.every((id) => deliveredIds(r).includes(id)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+    expect(ids.filter((id) => !deliveredIds(r).includes(id)), `delivered before the kill: ${before.size}\n${second.output()}`).toEqual([]);
+    await kill(second, 'SIGTERM');
+  });
+
+  it.skipIf(!process.env.DATABASE_URL || !process.env.REDIS_URL)(
+    'two server processes and `npm run worker` on one PostgreSQL and Redis: 100 matching writes give exactly 100 deliveries',
+    { timeout: 400_000 },
+    async () => {
+      const r = await startReceiver();
+      receivers.push(r);
+      const a = await startServer();
+      const b = await startServer();
+      const worker = await startServer('src/worker.ts');
+      const tokenA = await token(a.base);
+      const tokenB = await token(b.base);
+      await post(a.base, tokenA, subscription('9002-2', r.url));
+      // let both processes see the Subscription (the dispatcher is the lease holder, either one)
+      await new Promise((res) => setTimeout(res, 500));
+      const ids: string[] = [];
+      for (let round = 0; round < 10; round++) {
+        await Promise.all(
+          Array.from({ length: 10 }, async (_, i) => {
+            const [base, t] = i % 2 === 0 ? [a.base, tokenA] : [b.base, tokenB];
+            ids.push(await post(base, t, observation('9002-2')));
+          }),
+        );
+      }
+      await r.waitFor(100, 60_000);
+      // anything duplicated would arrive within the retry / poll delays
+      await new Promise((res) => setTimeout(res, 3000));
+      const got = deliveredIds(r);
+      expect(got).toHaveLength(100);
+      expect(new Set(got).size).toBe(100);
+      expect([...new Set(got)].sort()).toEqual([...ids].sort());
+      await kill(a, 'SIGTERM');
+      await kill(b, 'SIGTERM');
+      await kill(worker, 'SIGTERM');
+      expect(worker.child.exitCode).toBe(0);
+    },
+  );
+});
