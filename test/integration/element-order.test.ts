@@ -110,6 +110,11 @@ describe('official R4 examples read back in their published (definition) order',
     expect(files.length).toBeGreaterThan(500);
     const strip = (r: Resource) => {
       const { id: _id, meta: _meta, ...rest } = r as Resource & Record<string, unknown>;
+      if (r.resourceType === 'Subscription') {
+        // The server owns a Subscription's status and error (both examples ended in 2021: stored 'off').
+        const { status: _status, error: _error, ...clientOwned } = rest;
+        return JSON.stringify(clientOwned);
+      }
       return JSON.stringify(rest);
     };
     const differing: string[] = [];
