@@ -3,7 +3,7 @@
  * ratio beside its aim and written to bench/report-<timestamp>.json. Uses DATABASE_URL when set
  * (each section in a schema of its own, dropped afterwards), else the embedded database in memory.
  *
- *   npm run bench                          all sections (crud, export, ingest, import, search, http)
+ *   npm run bench                          all sections (crud, export, ingest, import, search, http, hl7v2, audit, subscriptions)
  *   npm run bench -- crud,http             some sections (or BENCH_SECTIONS=crud,http); hl7v2: ORU^R01 over MLLP
  *   npm run bench -- --quick               every section at a small scale, ~2 minutes (or BENCH_QUICK=1)
  *
