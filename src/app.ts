@@ -29,8 +29,8 @@ import { buildCapabilityStatement } from './interactions/capabilities.js';
 import type { InteractionDeps } from './interactions/types.js';
 import { BULK_OPERATIONS, type BulkComponents } from './operations/export-wiring.js';
 import type { ImportService } from './operations/import-service.js';
-import { createJobs, type JobComponents } from './operations/job-wiring.js';
-import type { JobRunner } from './jobs/types.js';
+import { createJobs, type JobComponents, type JobWiringDeps } from './operations/job-wiring.js';
+import type { JobRunner, QueueDefinition } from './jobs/types.js';
 import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
@@ -166,9 +166,32 @@ export async function buildCore(config: Config): Promise<AppCore> {
   return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance };
 }
 
+/** The job runner's wiring over a built core: the same for the HTTP server and `npm run worker`. */
+export function jobWiring(core: AppCore, config: Config, extraQueues: readonly QueueDefinition[], log: (message: string, error?: unknown) => void): JobWiringDeps {
+  const { database, store, search, validator, registry, fhirBase } = core;
+  return {
+    exports: {
+      db: database.db,
+      store,
+      search,
+      types: validator,
+      referenceParams: (type) => registry.forType(type).filter((p) => p.type === 'reference'),
+      fhirBase,
+      database: { databaseUrl: config.databaseUrl, dataDir: config.dataDir },
+      log,
+    },
+    imports: { db: database.db, interactions: { store, search, validator, fhirBase }, importDir: config.importDir, concurrency: database.kind === 'postgres' ? 2 : 1, log },
+    database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
+    redisUrl: config.redisUrl,
+    extraQueues,
+    log,
+  };
+}
+
 /** The one place that builds every component from its dependencies. */
 export async function buildApp(config: Config): Promise<ServerApp> {
-  const { database, registry, store, validator, search, fhirBase, searchParameters, maintenance } = await buildCore(config);
+  const core = await buildCore(config);
+  const { database, registry, store, validator, search, fhirBase, searchParameters, maintenance } = core;
   // The audit trail indexes AuditEvents like the store does (the registry leaves out the unused params).
   const auditIndexer = new SearchIndexer(registry, { baseUrls: [fhirBase] });
   const audit = new AuditLog({
@@ -290,23 +313,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   let jobs: JobComponents;
   try {
     const log = (message: string, error?: unknown) => http.log.error({ err: error }, message);
-    jobs = await createJobs({
-      exports: {
-        db: database.db,
-        store,
-        search,
-        types: validator,
-        referenceParams: (type) => registry.forType(type).filter((p) => p.type === 'reference'),
-        fhirBase,
-        database: { databaseUrl: config.databaseUrl, dataDir: config.dataDir },
-        log,
-      },
-      imports: { db: database.db, interactions: deps, importDir: config.importDir, concurrency: database.kind === 'postgres' ? 2 : 1, log },
-      database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
-      redisUrl: config.redisUrl,
-      extraQueues: [subscriptions.queue],
-      log,
-    });
+    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue], log));
   } catch (e) {
     await database.close();
     throw e;

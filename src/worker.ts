@@ -1,5 +1,5 @@
-import { buildCore } from './app.js';
-import { ConfigError, loadConfig } from './config/config.js';
+import { buildCore, jobWiring } from './app.js';
+import { loadConfigOrExit } from './config/config.js';
 import { createJobs } from './operations/job-wiring.js';
 import { registerChannels } from './subscriptions/channels/index.js';
 import { createSubscriptions } from './subscriptions/wiring.js';
@@ -10,44 +10,19 @@ import { createSubscriptions } from './subscriptions/wiring.js';
  * set, so HTTP servers and workers share the queues). Stops gracefully on SIGTERM / SIGINT.
  */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`configuration error: ${e.message}`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfigOrExit();
   const quiet = config.logLevel === 'silent';
   // Messages only: job errors name ids and statuses, never resource content.
   const log = (message: string, error?: unknown) => {
     if (!quiet) console.error(message, error instanceof Error ? error.message : (error ?? ''));
   };
   const core = await buildCore(config);
-  const { database, store, search, validator, registry, fhirBase } = core;
+  const { database, store, search, validator, fhirBase } = core;
   const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log });
   registerChannels(subscriptions.channels, { config, log, db: database.db, search, fhirBase });
   let jobs;
   try {
-    jobs = await createJobs({
-      exports: {
-        db: database.db,
-        store,
-        search,
-        types: validator,
-        referenceParams: (type) => registry.forType(type).filter((p) => p.type === 'reference'),
-        fhirBase,
-        database: { databaseUrl: config.databaseUrl, dataDir: config.dataDir },
-        log,
-      },
-      imports: { db: database.db, interactions: { store, search, validator, fhirBase }, importDir: config.importDir, concurrency: database.kind === 'postgres' ? 2 : 1, log },
-      database: { databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir },
-      redisUrl: config.redisUrl,
-      extraQueues: [subscriptions.queue],
-      log,
-    });
+    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue], log));
   } catch (e) {
     await database.close();
     throw e;

@@ -147,3 +147,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     subscriptionPollMs: intFrom(env, 'SUBSCRIPTION_POLL_MS', 1_000, 10),
   };
 }
+
+/** For the process entry points (`npm start`, `npm run worker`): a configuration error exits with status 2. */
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`configuration error: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
