@@ -102,6 +102,7 @@ export class BullMqJobRunner implements JobRunner {
       connection: this.workerConnection(),
       prefix: this.options.prefix,
       concurrency: definition.concurrency,
+      ...(definition.stallRecoveryMs ? { lockDuration: definition.stallRecoveryMs, stalledInterval: Math.ceil(definition.stallRecoveryMs / 2) } : {}),
     });
     worker.on('error', (e) => this.options.onError?.(e));
     this.workers.push(worker);

@@ -26,6 +26,12 @@ export interface QueueDefinition {
   backoffMs: number;
   /** Jobs of this queue run at once per process. */
   concurrency: number;
+  /**
+   * How soon a job whose process died is run again (BullMQ: lock duration; the stalled check
+   * runs twice as often). Unset: BullMQ's defaults (30 s lock, 30 s check, up to a minute).
+   * Keep it above what one checkpoint-free stretch of the handler can block the event loop.
+   */
+  stallRecoveryMs?: number;
   handler: JobHandler;
   /** Called once when the job is given up (retries exhausted or a PermanentJobError). */
   onGiveUp(payload: JobPayload, error: unknown): Promise<void>;

@@ -48,6 +48,9 @@ export function deliveryQueue(deps: DeliveryJobDeps): QueueDefinition {
     attempts: deps.attempts,
     backoffMs: deps.backoffMs,
     concurrency: deps.concurrency,
+    // A delivery takes at most the channel timeout: a crashed process's jobs come back as soon
+    // as their row claim is stale too (not after BullMQ's default minute).
+    stallRecoveryMs: staleClaimMs(deps.timeoutMs),
     handler: (payload, ctx) => run(deps, deliveryIdOf(payload.jobId), ctx),
     async onGiveUp(payload, error) {
       const id = deliveryIdOf(payload.jobId);
