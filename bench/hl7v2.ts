@@ -36,6 +36,10 @@ export interface Hl7BenchOptions {
 
 export interface Hl7BenchRow {
   connections: number;
+  /** original: AA after mapping; enhanced: CA after the durable receipt (MSH-15 AL, MSH-16 NE), mapping after it */
+  mode: 'original' | 'enhanced';
+  /** enhanced: messages per second from the first send until the last one was mapped */
+  mappedPerSecond?: number;
   messages: number;
   resources: number;
   messagesPerSecond: number;
@@ -104,7 +108,7 @@ const ts = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(0, 14);
  * several reports, some from different connections at once), one order per message, 5–20
  * OBX, a specimen, now and then a critical flag.
  */
-export function oruMessages(count: number, run: string, seed = 1): string[] {
+export function oruMessages(count: number, run: string, seed = 1, ackTypes = ''): string[] {
   const pool = samplePool();
   const rnd = random(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
@@ -120,8 +124,9 @@ export function oruMessages(count: number, run: string, seed = 1): string[] {
     pid[3] = `BM${run}-${patient}^^^BENCHMPI^MR`;
     const service = pick(pool.services);
     const lines = [
-      // MSH-15/16 empty: original-mode acknowledgement (AA once mapped and committed).
-      `MSH|^~\\&|BENCH LIS|BENCH LAB|FHIR|HOSPITAL|${when}||ORU^R01^ORU_R01|${order}|P|2.5.1`,
+      // MSH-15/16 empty: original-mode acknowledgement (AA once mapped and committed);
+      // `|||AL|NE`: enhanced mode, a commit ACK (CA) once stored and no application ACK.
+      `MSH|^~\\&|BENCH LIS|BENCH LAB|FHIR|HOSPITAL|${when}||ORU^R01^ORU_R01|${order}|P|2.5.1${ackTypes}`,
       pid.join('|'),
       `ORC|RE|PL${order}^BENCH EHR|FL${order}^BENCH LIS||CM||||${when}|||1234567893^Ordering^Olivia^^^^^^NPI`,
       `OBR|1|PL${order}^BENCH EHR|FL${order}^BENCH LIS|${service}|||${when}|||||||||1234567893^Ordering^Olivia^^^^^^NPI||||||${when}|||F`,
@@ -185,7 +190,7 @@ class Sender {
 const ackCode = (ack: string) => /\rMSA\|([A-Z]{2})/.exec(ack)?.[1] ?? '?';
 
 /** Sends `messages` over `connections` senders, each waiting for its ACK; counts non-AA answers. */
-async function sendAll(port: number, messages: string[], connections: number): Promise<{ m: Measurement; notAccepted: number }> {
+async function sendAll(port: number, messages: string[], connections: number, accepted = 'AA'): Promise<{ m: Measurement; notAccepted: number }> {
   const senders = await Promise.all(Array.from({ length: connections }, () => Sender.open(port)));
   const free = [...senders];
   let notAccepted = 0;
@@ -194,7 +199,7 @@ async function sendAll(port: number, messages: string[], connections: number): P
       const sender = free.pop();
       if (!sender) throw new Error('no free sender');
       try {
-        if (ackCode(await sender.send(messages[i])) !== 'AA') notAccepted++;
+        if (ackCode(await sender.send(messages[i])) !== accepted) notAccepted++;
       } finally {
         free.push(sender);
       }
@@ -202,6 +207,19 @@ async function sendAll(port: number, messages: string[], connections: number): P
     return { m, notAccepted };
   } finally {
     for (const s of senders) s.close();
+  }
+}
+
+/** Waits until `count` messages of the run are no longer 'received' (mapped or failed). */
+async function mapped(app: ServerApp, run: string, count: number): Promise<void> {
+  const db = app.database.db;
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    const r = await sql<{ n: string | number }>`
+      SELECT count(*) AS n FROM hl7_message WHERE sending_application = 'BENCH LIS' AND control_id LIKE ${`${run}-%`} AND status <> 'received'`.execute(db);
+    if (Number(r.rows[0]?.n ?? 0) >= count) return;
+    if (Date.now() > deadline) throw new Error(`hl7v2 bench: messages of ${run} still unmapped after 10 minutes`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -245,14 +263,23 @@ export async function benchHl7v2(o: Hl7BenchOptions): Promise<Hl7BenchReport> {
   const rows: Hl7BenchRow[] = [];
   // Warm-up (JIT, plan and definition caches): not timed.
   await sendAll(port, oruMessages(30, `W${Date.now()}`, 7), 2);
-  for (const [n, count] of [
-    [1, o.single],
-    [connections, o.concurrent],
+  for (const [n, count, mode] of [
+    [1, o.single, 'original'],
+    [connections, o.concurrent, 'original'],
+    [1, o.single, 'enhanced'],
+    [connections, o.concurrent, 'enhanced'],
   ] as const) {
-    const run = `R${n}x${Date.now()}`;
-    const messages = oruMessages(count, run, n);
+    const run = `R${n}${mode[0]}x${Date.now()}`;
+    const messages = oruMessages(count, run, n, mode === 'enhanced' ? '|||AL|NE' : '');
     const profile = startWriteProfile();
-    const { m, notAccepted } = await sendAll(port, messages, n);
+    const started = performance.now();
+    const { m, notAccepted } = await sendAll(port, messages, n, mode === 'enhanced' ? 'CA' : 'AA');
+    // Enhanced mode: the CA only says "stored"; the mapping goes on. Count until all are mapped.
+    let mappedPerSecond: number | undefined;
+    if (mode === 'enhanced') {
+      await mapped(o.app, run, count - notAccepted);
+      mappedPerSecond = count / ((performance.now() - started) / 1000);
+    }
     profile.end();
     stopWriteProfile();
     const written = await writtenResources(o.app, run);
@@ -260,6 +287,8 @@ export async function benchHl7v2(o: Hl7BenchOptions): Promise<Hl7BenchReport> {
     const raw = await rawInsert(o.app, written, n);
     const row: Hl7BenchRow = {
       connections: n,
+      mode,
+      ...(mappedPerSecond !== undefined ? { mappedPerSecond } : {}),
       messages: count,
       resources,
       messagesPerSecond: m.perSecond,
@@ -270,17 +299,25 @@ export async function benchHl7v2(o: Hl7BenchOptions): Promise<Hl7BenchReport> {
       notAccepted,
     };
     rows.push(row);
+    const modeText = mode === 'enhanced' ? 'enhanced mode, CA on receipt' : 'original mode, AA once mapped';
     log(
-      `  ${n} connection${n > 1 ? 's' : ''}: ${count} ORU^R01 (${resources} resources, ${(resources / Math.max(1, count - notAccepted)).toFixed(1)} per message) ` +
-        `${m.perSecond.toFixed(0)} messages/s (p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms)${notAccepted ? `, ${notAccepted} not AA` : ''}; ` +
+      `  ${n} connection${n > 1 ? 's' : ''} (${modeText}): ${count} ORU^R01 (${resources} resources, ${(resources / Math.max(1, count - notAccepted)).toFixed(1)} per message) ` +
+        `${m.perSecond.toFixed(0)} messages/s acknowledged (p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms)${notAccepted ? `, ${notAccepted} not ${mode === 'enhanced' ? 'CA' : 'AA'}` : ''}` +
+        `${mappedPerSecond !== undefined ? `, ${mappedPerSecond.toFixed(0)} messages/s mapped (first send to last mapped)` : ''}; ` +
         `plain INSERT of the same resources ${raw.perSecond.toFixed(0)} messages/s = ${row.rawResourcesPerSecond.toFixed(0)} resources/s ` +
         `(ratio ${(m.perSecond / raw.perSecond).toFixed(2)}×); load ${loadNow()}`,
     );
     log(`    ${profile.format('write profile')}`);
   }
-  const eight = rows[rows.length - 1];
+  // The aim is judged on original mode (AA = stored AND mapped); enhanced mode's CA says
+  // "stored" only, so its figure is printed beside it, never counted for the aim.
+  const eight = rows.find((r) => r.mode === 'original' && r.connections === connections) ?? rows[rows.length - 1];
+  const enhanced = rows.find((r) => r.mode === 'enhanced' && r.connections === connections);
   const met = eight.messagesPerSecond >= HL7_AIM_PER_SECOND && eight.notAccepted === 0;
   const aim = `≥ ${HL7_AIM_PER_SECOND} ORU^R01 messages/s stored and acknowledged with ${connections} connections`;
-  log(`  aim: ${aim}: ${eight.messagesPerSecond.toFixed(0)}/s — ${met ? 'met' : 'NOT met'}`);
+  log(
+    `  aim: ${aim}: ${eight.messagesPerSecond.toFixed(0)}/s AA (original mode) — ${met ? 'met' : 'NOT met'}` +
+      (enhanced ? `; enhanced mode ${enhanced.messagesPerSecond.toFixed(0)}/s CA (stored), ${enhanced.mappedPerSecond?.toFixed(0)}/s mapped` : ''),
+  );
   return { rows, aim, met, load: loadNow() };
 }

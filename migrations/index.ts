@@ -7,6 +7,11 @@ import * as m0006 from './0006-system-search.js';
 import * as m0008 from './0008-auth.js';
 import * as m0009 from './0009-hl7v2.js';
 import * as m0012 from './0012-subscriptions.js';
+import * as m0014 from './0014-audit-events.js';
+import * as m0016 from './0016-subscription-topics.js';
+import * as m0018 from './0018-front-desk.js';
+import * as m0019 from './0019-terminology.js';
+import * as m0020 from './0020-patient-fuzzy-name.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +23,9 @@ export const migrations: Record<string, Migration> = {
   '0008-auth': m0008,
   '0009-hl7v2': m0009,
   '0012-subscriptions': m0012,
+  '0014-audit-events': m0014,
+  '0016-subscription-topics': m0016,
+  '0018-front-desk': m0018,
+  '0019-terminology': m0019,
+  '0020-patient-fuzzy-name': m0020,
 };

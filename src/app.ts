@@ -6,7 +6,8 @@ import type { RelatedPerson, StructureDefinition } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { signInAuditEvent } from './audit/audit-event.js';
 import { AuditLog, refuseAuditEventWrites } from './audit/audit-log.js';
-import { AUDIT_EVENT_UNINDEXED_PARAMS } from './audit/audit-search.js';
+import { AUDIT_EVENT_UNINDEXED_PARAMS, AuditSearch } from './audit/audit-search.js';
+import { auditEventKeys } from './audit/audit-keys.js';
 import { registerHttpAudit } from './audit/http-audit.js';
 import { registerAuthServerAudit } from './audit/auth-server-audit.js';
 import { createAuthServer, patientLabel, type AuthServer } from './auth/auth-server.js';
@@ -45,8 +46,16 @@ import { registerChannels } from './subscriptions/channels/index.js';
 import { subscriptionCapability, SUBSCRIPTION_OPERATIONS, subscriptionRoutes } from './subscriptions/routes.js';
 import { createSubscriptions, type SubscriptionComponents } from './subscriptions/wiring.js';
 import { messageSenderHook, messagingRoutes } from './workflows/messaging.js';
-import { WEBSOCKET_OPERATIONS } from './subscriptions/channels/websocket-routes.js';
+import { TerminologyService } from './terminology/service.js';
+import { terminologyRoutes } from './terminology/routes.js';
+import { TERMINOLOGY_OPERATIONS } from './terminology/operations.js';
+import { FRONT_DESK_OPERATIONS, registerFrontDesk, registerFrontDeskRules } from './workflows/scheduling-wiring.js';
+import { FUZZY_SEARCH_OPERATION, patientNameIndexHook, registerFuzzySearch } from './workflows/patient-fuzzy-search.js';
+import { REGISTER_CSV_OPERATION, registerCsvRegistration } from './workflows/patient-register-csv.js';
+import { WEBSOCKET_OPERATIONS, websocketUrl } from './subscriptions/channels/websocket-routes.js';
+import { withSubscriptionConformance } from './subscriptions/capability.js';
 import { registerWriteContext } from './subscriptions/write-context.js';
+import { createNotifications } from './workflows/notifications/wiring.js';
 import { AuditStore } from './storage/audit-store.js';
 
 export interface ServerApp {
@@ -107,6 +116,8 @@ export interface AppCore {
   searchParameters: RuntimeSearchParameters;
   /** ANALYZE / VACUUM where nobody else does them; closing `database` stops it first. */
   maintenance: DatabaseMaintenance;
+  /** Terminology operations and search modifiers over the terminology tables. */
+  terminology: TerminologyService;
 }
 
 /**
@@ -152,18 +163,35 @@ export async function buildCore(config: Config): Promise<AppCore> {
   const log = config.logLevel === 'silent' ? () => undefined : (m: string) => console.log(m);
   const maintenance = new DatabaseMaintenance({ db: database.unlimitedDb, kind: database.kind, mode: config.databaseMaintenance, log });
   store.onAfterCommit((changes) => maintenance.noteCommitted(changes.length));
-  const search = new SearchService({ db: database.db, registry });
+  // Terminology tables: stored CodeSystem / ValueSet / ConceptMap indexed in the write transaction;
+  // the built-in definitions loaded on first use (once per database).
+  const terminology = new TerminologyService({
+    db: database.db,
+    bulkDb: database.unlimitedDb,
+    localDir: join(ROOT, 'terminology'),
+    log,
+    afterBulkWrite: () => void maintenance.afterBulkWrite(),
+  });
+  store.onBeforeWrite(terminology.beforeWrite);
+  // Fuzzy patient name search (issue 12): folded name words kept in the write transaction.
+  store.onBeforeWrite(patientNameIndexHook);
+  // Hospital rules on every write path of every process (REST, Bundles, HL7 v2, $import in a
+  // worker, npm run import): messages sent as their writer; registration, booking and beds.
+  store.onBeforeWrite(messageSenderHook);
+  registerFrontDeskRules(store, { terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
+  const search = new SearchService({ db: database.db, registry, terminology });
   const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite() });
   await maintenance.start();
   const closeDatabase = database.close.bind(database);
   const owned: DatabaseHandle = {
     ...database,
     async close() {
+      await terminology.idle();
       await maintenance.close();
       await closeDatabase();
     },
   };
-  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance };
+  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance, terminology };
 }
 
 /** The job runner's wiring over a built core: the same for the HTTP server and `npm run worker`. */
@@ -192,10 +220,12 @@ export function jobWiring(core: AppCore, config: Config, extraQueues: readonly Q
 export async function buildApp(config: Config): Promise<ServerApp> {
   const core = await buildCore(config);
   const { database, registry, store, validator, search, fhirBase, searchParameters, maintenance } = core;
-  // The audit trail indexes AuditEvents like the store does (the registry leaves out the unused params).
-  const auditIndexer = new SearchIndexer(registry, { baseUrls: [fhirBase] });
+  // The audit trail keeps search keys of its own (src/audit/audit-keys.ts), not generic index rows.
+  const auditStore = new AuditStore(database.db, (event) => auditEventKeys(event, [fhirBase]));
+  // AuditEvents live in their own table (migration 0014): their searches go to the audit store.
+  search.searchOwnType('AuditEvent', new AuditSearch(auditStore));
   const audit = new AuditLog({
-    writer: new AuditStore(database.db, { tables: indexTables, extract: (r) => auditIndexer.extract(r) }),
+    writer: auditStore,
     enabled: config.auditEvents,
     queueLimit: config.auditQueueLimit,
     onWritten: (n) => maintenance.noteCommitted(n),
@@ -251,18 +281,18 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   const version = packageVersion();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const capabilityStatement = () =>
-    (capability ??= buildCapabilityStatement({
+    (capability ??= withSubscriptionConformance(buildCapabilityStatement({
       basePath: join(ROOT, 'conformance', 'capability-statement-base.json'),
       baseUrl: config.baseUrl,
       version,
       resourceTypes: validator.resourceTypes(),
       searchParams: (type) => registry.forType(type).map((p) => ({ name: p.code, type: p.type, definition: p.url })),
       operations: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
-      typeOperations: { ...BULK_OPERATIONS.types, Subscription: [...SUBSCRIPTION_OPERATIONS, ...WEBSOCKET_OPERATIONS] },
+      typeOperations: { ...TERMINOLOGY_OPERATIONS, ...BULK_OPERATIONS.types, Subscription: [...SUBSCRIPTION_OPERATIONS, ...WEBSOCKET_OPERATIONS], Patient: [...BULK_OPERATIONS.types.Patient, ...FRONT_DESK_OPERATIONS.Patient, FUZZY_SEARCH_OPERATION, REGISTER_CSV_OPERATION], Location: FRONT_DESK_OPERATIONS.Location },
       typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
       systemOperations: BULK_OPERATIONS.system,
       readOnlyTypes: { AuditEvent: 'Written by the server only: one AuditEvent per FHIR request, sign-in, token request and administration call. Readable by ADMIN users and backend clients.' },
-    }));
+    }), subscriptions.topics, subscriptions.channels.types().includes('websocket') ? websocketUrl(config.baseUrl) : undefined));
 
   const http = Fastify({
     bodyLimit: config.bodyLimitBytes,
@@ -310,20 +340,27 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   const subscriptionLog = (message: string, error?: unknown) => http.log.error({ err: error }, message);
   const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log: subscriptionLog });
   registerChannels(subscriptions.channels, { config, log: subscriptionLog, db: database.db, http, tokens, search, fhirBase });
+  // Hospital notifications (issue 11 §4): committed writes → Communications sent on the channels above.
+  const notifications = createNotifications({ store, search, fhirBase, config, channels: subscriptions.channels, root: ROOT, log: subscriptionLog });
   let jobs: JobComponents;
   try {
     const log = (message: string, error?: unknown) => http.log.error({ err: error }, message);
-    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue], log));
+    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue, ...notifications.queues], log));
   } catch (e) {
     await database.close();
     throw e;
   }
   const { bulk, imports } = jobs;
   subscriptions.start(jobs.runner);
-  await http.register(subscriptionRoutes, { prefix: '/fhir', tokens, store, state: subscriptions.state, fhirBase });
+  notifications.start(jobs.runner);
+  await http.register(subscriptionRoutes, { prefix: '/fhir', tokens, store, state: subscriptions.state, fhirBase, topics: subscriptions.topics });
   // Secure messaging: Communication/[id]/$mark-read (read status; who reads what: src/workflows/messaging-policy.ts).
-  store.onBeforeWrite(messageSenderHook);
   await http.register(messagingRoutes, { prefix: '/fhir', ...deps, tokens });
+  await http.register(terminologyRoutes, { prefix: '/fhir', tokens, terminology: core.terminology, fhirBase });
+  // Front desk (issue 12): registration, booking and bed rules before commit; Patient/$match, Location/[ward]/$occupancy.
+  await registerFrontDesk(http, { store, search, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
+  await registerFuzzySearch(http, { db: database.db, search, tokens, fhirBase });
+  await registerCsvRegistration(http, { interactions: deps, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology') });
   await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase, search });
   await http.register(importRoutes, { prefix: '/fhir', tokens, imports, baseUrl: config.baseUrl });
   const hl7v2 = createHl7v2({
@@ -336,6 +373,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     retention: { processedDays: config.hl7RetentionDays, failedDays: config.hl7FailedRetentionDays },
     log: (message, error) => http.log.error({ err: error }, message),
   });
+  // Critical results past a limit of the HL7 v2 catalog notify like flagged ones (issue 11 §4).
+  hl7v2.ingest.onCriticalResult((c) => notifications.criticalResult(c.observation));
   await hl7v2.routes(http, tokens);
   // Messages stored but not mapped when an earlier run stopped: mapped now, in the background.
   hl7v2.startRecovery();
@@ -365,6 +404,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       // Events of the last requests are written while the database is open.
       await audit.close();
       // No new deliveries once requests stopped; running ones finish or hand back below.
+      notifications.close();
       await subscriptions.close();
       // Running jobs stop at their next checkpoint and release their claim (database still open).
       await jobs.close();

@@ -3,6 +3,7 @@ import { loadConfigOrExit } from './config/config.js';
 import { createJobs } from './operations/job-wiring.js';
 import { registerChannels } from './subscriptions/channels/index.js';
 import { createSubscriptions } from './subscriptions/wiring.js';
+import { createNotifications } from './workflows/notifications/wiring.js';
 
 /**
  * `npm run worker`: the job workers without the HTTP server — subscription dispatch and
@@ -20,20 +21,23 @@ async function main(): Promise<void> {
   const { database, store, search, validator, fhirBase } = core;
   const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log });
   registerChannels(subscriptions.channels, { config, log, db: database.db, search, fhirBase });
+  const notifications = createNotifications({ store, search, fhirBase, config, channels: subscriptions.channels, log });
   let jobs;
   try {
-    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue], log));
+    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue, ...notifications.queues], log));
   } catch (e) {
     await database.close();
     throw e;
   }
   subscriptions.start(jobs.runner);
+  notifications.start(jobs.runner);
   if (!quiet) console.log(`worker started (${jobs.runner.kind} job runner)`);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     try {
+      notifications.close();
       await subscriptions.close();
       await jobs.close();
       await subscriptions.closeChannels();

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import { basicCredentials, fieldsOf } from '../auth/oauth-http.js';
 import type { TokenService } from '../auth/token-service.js';
@@ -96,14 +96,26 @@ export function registerAuthServerAudit(http: FastifyInstance, deps: { audit: Au
   if (!deps.audit.enabled) return;
   const base = deps.source.baseUrl;
 
-  http.addHook('onSend', async (request, _reply, payload) => {
+  // Callback style: these run on every request, and most are not authorization-server calls
+  // (no promise for those).
+  http.addHook('onSend', (request, _reply, payload, done) => {
     if (authServerEndpoint(request)) request.auditAnswer = answerOf(payload);
-    return payload;
+    done(null, payload);
   });
 
-  http.addHook('onResponse', async (request, reply) => {
+  http.addHook('onResponse', (request, reply, done) => {
     const endpoint = authServerEndpoint(request);
-    if (!endpoint) return;
+    if (!endpoint) return done();
+    recordCall(request, reply, endpoint).then(
+      () => done(),
+      (e: unknown) => {
+        request.log.error(e, 'audit: the AuditEvent of this call could not be built');
+        done();
+      },
+    );
+  });
+
+  const recordCall = async (request: FastifyRequest, reply: FastifyReply, endpoint: NonNullable<ReturnType<typeof authServerEndpoint>>) => {
     const body = fieldsOf(request.body);
     const answer = request.auditAnswer ?? {};
     const status = reply.statusCode;
@@ -154,5 +166,5 @@ export function registerAuthServerAudit(http: FastifyInstance, deps: { audit: Au
     }
     const record: AuthServerAuditRecord = { ...endpoint, status, caller, address: request.ip, outcomeDesc, entities, requestId: request.id, recorded: new Date().toISOString() };
     deps.audit.record(authServerAuditEvent(record, deps.source));
-  });
+  };
 }

@@ -5,6 +5,7 @@ import type { ClientService } from './clients.js';
 import type { GrantService } from './grants.js';
 import { fieldsOf, withQuery } from './oauth-http.js';
 import { consentPage, errorPage, patientPickerPage, signInPage, totpPage } from './pages.js';
+import { redirectUriProblem } from './redirect-uris.js';
 import { grantScopes, NON_RESOURCE_SCOPES, splitScopes } from './scopes.js';
 import type { AuthEndpoints } from './smart-discovery.js';
 import type { UserService } from './users.js';
@@ -74,6 +75,11 @@ export function registerAuthorizeRoutes(app: FastifyInstance, deps: AuthorizeRou
     if (!redirectUri || !client.redirectUris.includes(redirectUri)) {
       return errorPage(reply, 400, 'The redirect_uri is not registered for this application.');
     }
+    // A stored client may predate the redirect URI rules, or have been written around the
+    // registration endpoint (database, older versions): its URIs are checked again on use,
+    // and a URI that breaks them is never redirected to (no code, no error redirect).
+    const problem = redirectUriProblem(redirectUri);
+    if (problem) return errorPage(reply, 400, `The registered redirect_uri is not allowed (${problem}); the application must be registered again with a valid one.`);
     const fail = (error: string, description: string) =>
       reply.redirect(withQuery(redirectUri, { error, error_description: description, state: params.state }), 302);
     if (params.response_type !== 'code') return fail('unsupported_response_type', 'response_type must be code');

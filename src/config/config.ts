@@ -1,5 +1,6 @@
 import { passwordProblems } from '../auth/password-policy.js';
 import { SmtpConfigError, smtpConfigFrom, type SmtpConfig } from '../subscriptions/channels/email-config.js';
+import { NotificationConfigError, notificationConfigFrom, type NotificationConfig } from '../workflows/notifications/config.js';
 
 /**
  * Server configuration from the environment. Names and defaults follow docs/contract.md;
@@ -31,6 +32,8 @@ export interface Config {
   hl7RetentionDays: number;
   /** hl7_message rows still failed (`error`, `rejected`) longer ago than this are deleted (0: kept until reprocessed). */
   hl7FailedRetentionDays: number;
+  /** APPOINTMENT_CHANGE_WINDOW_HOURS: appointments can be cancelled or rescheduled until this many hours before the start (seed 004 FR-AS-002: 24). */
+  appointmentChangeWindowHours: number;
   bootstrapClient?: { id: string; secret: string };
   bootstrapAdmin?: { user: string; password: string };
   accessTokenTtlSeconds: number;
@@ -61,6 +64,8 @@ export interface Config {
   subscriptionBackoffMs: number;
   /** SUBSCRIPTION_POLL_MS: how often the dispatcher looks for writes of other processes. */
   subscriptionPollMs: number;
+  /** NOTIFICATION_* (src/workflows/notifications/config.ts): hospital notifications. */
+  notifications: NotificationConfig;
 }
 
 export class ConfigError extends Error {}
@@ -102,6 +107,14 @@ function smtpFrom(env: NodeJS.ProcessEnv): SmtpConfig | undefined {
   }
 }
 
+function notificationsFrom(env: NodeJS.ProcessEnv): NotificationConfig {
+  try {
+    return notificationConfigFrom(env);
+  } catch (e) {
+    throw e instanceof NotificationConfigError ? new ConfigError(e.message) : e;
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = intFrom(env, 'PORT', 8080);
   const client = pairFrom(env, 'FHIR_BOOTSTRAP_CLIENT_ID', 'FHIR_BOOTSTRAP_CLIENT_SECRET');
@@ -125,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hl7MappingBatch: intFrom(env, 'HL7_MAPPING_BATCH', 32, 1),
     hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
     hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),
+    appointmentChangeWindowHours: intFrom(env, 'APPOINTMENT_CHANGE_WINDOW_HOURS', 24),
     bootstrapClient: client && { id: client[0], secret: client[1] },
     bootstrapAdmin: admin && { user: admin[0], password: admin[1] },
     // Seed 004 §4.1: access tokens live 15 to 30 minutes.
@@ -145,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     subscriptionAttempts: intFrom(env, 'SUBSCRIPTION_ATTEMPTS', 3, 1),
     subscriptionBackoffMs: intFrom(env, 'SUBSCRIPTION_BACKOFF_MS', 5_000, 10),
     subscriptionPollMs: intFrom(env, 'SUBSCRIPTION_POLL_MS', 1_000, 10),
+    notifications: notificationsFrom(env),
   };
 }
 

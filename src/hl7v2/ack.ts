@@ -4,6 +4,8 @@ import { STANDARD_DELIMITERS, type MessageHeader } from './parse/message.js';
 
 /** Original-mode acknowledgement codes (HL7 table 0008). */
 export type AckCode = 'AA' | 'AE' | 'AR';
+/** Enhanced-mode commit (accept) acknowledgement codes (HL7 table 0008): stored, could not be stored, refused. */
+export type CommitAckCode = 'CA' | 'CE' | 'CR';
 
 /** An error to report in ERR: HL7 table 0357 code and our explanation. */
 export interface AckError {
@@ -46,7 +48,14 @@ function timestamp(now: Date): string {
  * the code and MSH-10 of the message; for AE / AR an ERR segment (v2.5+: ERR-3 code, ERR-4
  * severity, ERR-8 text; older versions: ERR-1 location^^^code&text&HL70357).
  */
-export function buildAck(header: Partial<MessageHeader> | undefined, code: AckCode, error?: AckError, now = new Date()): string {
+export function buildAck(
+  header: Partial<MessageHeader> | undefined,
+  code: AckCode | CommitAckCode,
+  error?: AckError,
+  now = new Date(),
+  /** MSH-15 / MSH-16 of the ACK itself: an enhanced-mode application ACK says NE / NE (answer nothing). */
+  ackTypes?: [string, string],
+): string {
   const d = STANDARD_DELIMITERS;
   const e = (text: string | undefined) => escapeText(text ?? '', d);
   /** HD fields were read as text joined with ^; keep their components. */
@@ -67,6 +76,7 @@ export function buildAck(header: Partial<MessageHeader> | undefined, code: AckCo
     ackControlId(now),
     e(header?.processingId) || 'P',
     version,
+    ...(ackTypes ? ['', '', ...ackTypes] : []),
   ].join('|');
   const text = error ? error.text.slice(0, 200) : '';
   const segments = [msh, ['MSA', code, e(header?.controlId), e(text)].join('|').replace(/\|+$/, '')];

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Provenance } from 'fhir/r4.js';
 import { FhirError } from '../fhir/errors.js';
 import type { InteractionDeps } from '../interactions/types.js';
-import type { Hl7MessageRecord, Hl7MessageStore } from '../storage/hl7v2-messages.js';
-import { buildAck, type AckCode, type AckError } from './ack.js';
+import type { Hl7MessageRecord, Hl7MessageStore, NewHl7Message } from '../storage/hl7v2-messages.js';
+import { buildAck, type AckCode, type AckError, type CommitAckCode } from './ack.js';
 import { MappingContext, MappingError, type CriticalResult, type Lookup } from './maps/context.js';
 import { mapAdt, mapMerge } from './maps/adt.js';
 import { mapOrder } from './maps/orders.js';
@@ -16,11 +16,13 @@ import { mapDocument } from './maps/document.js';
 import { mapCharges } from './maps/charge.js';
 import { Hl7ParseError, normalizeSegmentEnds, parseMessage, readHeader } from './parse/er7.js';
 import { ReceiptBatcher } from './receipt-batcher.js';
+import { buildBatchAck, splitBatch } from './batch.js';
 import { messageType, type Hl7Message, type MessageHeader } from './parse/message.js';
 
 export interface IngestResult {
   ack: string;
-  code: AckCode;
+  /** AA / AE / AR; CR for a message refused in enhanced mode (its stored answer is the commit reject). */
+  code: AckCode | 'CR';
   /** hl7_message.id */
   messageId: string;
   /** A retransmission of a message already answered: nothing was written, the same ACK is sent. */
@@ -66,6 +68,14 @@ interface Prepared {
   rule: MessageTypeRule;
   /** MSH-9 as `code^trigger` */
   type: string;
+  /** Received in enhanced mode over MLLP: its ACK is an application ACK (MSH-15/16 NE). */
+  enhanced: boolean;
+  /**
+   * The ordered stream the message came in (an MLLP connection in enhanced mode, a batch):
+   * mapped after the stream's earlier messages, since nobody waits for each one's ACK there.
+   * undefined: its sender waits for each ACK, which orders its messages already.
+   */
+  stream?: string;
 }
 
 interface Queued {
@@ -76,6 +86,44 @@ interface Queued {
 
 /** Pending messages mapped per batch at start-up. */
 const RECOVERY_BATCH = 100;
+
+/**
+ * Enhanced-mode messages committed (CA sent) but not mapped yet, at most: past it, the next
+ * receipt waits (its CA with it), so a sender faster than the mapping is slowed down instead
+ * of filling memory with parsed messages.
+ */
+const MAX_MAPPING_BACKLOG = 512;
+
+/** What MLLP sends for one received message (`accept`). */
+export interface Acceptance {
+  /** Original mode: the ACK. Enhanced mode: the commit ACK (CA / CE / CR) when MSH-15 asks for it. */
+  immediate?: string;
+  /** Enhanced mode: the application ACK (AA / AE), once mapped, when MSH-16 asks for it; undefined: none. */
+  application?: Promise<string | undefined>;
+  mode: 'original' | 'enhanced';
+  /** hl7_message.id (absent when the message could not be stored: CE). */
+  messageId?: string;
+}
+
+/** MSH-15 or MSH-16 valued: enhanced acknowledgement mode (v2.5.1 §2.9.3); both empty: original mode. */
+export function isEnhanced(header: Pick<MessageHeader, 'acceptAckType' | 'applicationAckType'> | undefined): boolean {
+  return !!header && (header.acceptAckType !== '' || header.applicationAckType !== '');
+}
+
+/**
+ * Whether an acknowledgement with `code` goes out under a table 0155 condition: AL always, NE
+ * never, ER only for errors and rejections, SU only for success. In enhanced mode a field left
+ * empty (the other one valued) counts as AL: the sender gets an answer rather than silence.
+ */
+export function ackWanted(condition: string, code: string): boolean {
+  if (condition === 'NE') return false;
+  if (condition === 'ER') return code !== 'AA' && code !== 'CA';
+  if (condition === 'SU') return code === 'AA' || code === 'CA';
+  return true;
+}
+
+/** MSH-15 / MSH-16 of our enhanced-mode application ACKs: the sender answers them with nothing. */
+const APPLICATION_ACK_TYPES: [string, string] = ['NE', 'NE'];
 
 /**
  * HL7 v2 ingest, whatever the transport: store the raw message (before anything else, so an
@@ -95,6 +143,13 @@ export class Hl7Ingest {
   /** Received messages waiting for the next mapping batch (see runBatch). */
   private readonly mappingQueue: Queued[] = [];
   private batchesRunning = 0;
+  /** Ordered streams with messages in a running batch: their next ones wait (takeBatch). */
+  private readonly runningSenders = new Set<string>();
+  /** Numbers the batches received, each an ordered stream of its own. */
+  private batchCount = 0;
+  /** Enhanced-mode messages committed and not mapped yet, and receipts waiting for room (MAX_MAPPING_BACKLOG). */
+  private backlog = 0;
+  private backlogWaiters: Array<() => void> = [];
 
   /** Called once per critical result newly written (a retransmission or an unchanged reprocess raises none). */
   onCriticalResult(listener: CriticalResultListener): void {
@@ -108,32 +163,80 @@ export class Hl7Ingest {
     }
   }
 
-  async receive(raw: string, transport: 'mllp' | 'http'): Promise<IngestResult> {
+  /**
+   * A message as MLLP answers it. Original mode (MSH-15 and MSH-16 empty): `receive`, the ACK
+   * once mapped. Enhanced mode: the commit ACK once the raw message is durably stored (CA), or
+   * refused (CR: unreadable, unsupported type) or not storable (CE: send it again); the mapping
+   * goes on after it, and its application ACK (AA / AE) follows when MSH-16 asks for it.
+   */
+  async accept(raw: string, transport: 'mllp' | 'http', stream = `${transport}:default`): Promise<Acceptance> {
+    const header = raw.includes('\0') ? undefined : safeHeader(raw);
+    if (!header || !isEnhanced(header)) {
+      const result = await this.receive(raw, transport);
+      return { immediate: result.ack, mode: 'original', messageId: result.messageId };
+    }
+    const commit = (code: CommitAckCode, error?: AckError) => (ackWanted(header.acceptAckType, code) ? buildAck(header, code, error) : undefined);
+    const appAck = (outcome: Promise<Outcome>) =>
+      outcome.then(
+        (o) => (ackWanted(header.applicationAckType, o.code) ? o.ack : undefined),
+        (e: unknown) => {
+          // Committed (CA sent): the message stays 'received' and is mapped at the next start.
+          this.deps.log('HL7 v2 message could not be mapped after its commit ACK', e);
+          return undefined;
+        },
+      );
+    await this.roomInBacklog();
+    let receipt: { record: Hl7MessageRecord; duplicate: boolean };
+    try {
+      receipt = await this.receipts.store(newMessage(raw, header, transport));
+    } catch (e) {
+      this.deps.log('HL7 v2 message could not be stored (commit error)', e);
+      return { immediate: commit('CE', { code: '207', text: 'the message could not be stored; send it again' }), mode: 'enhanced' };
+    }
+    const { record, duplicate } = receipt;
+    const base = { mode: 'enhanced' as const, messageId: record.id };
+    if (duplicate && record.ack && record.status !== 'received') {
+      // A retransmission of a message already handled: the same answers, nothing written.
+      if (record.status === 'rejected') return { ...base, immediate: ackWanted(header.acceptAckType, 'CR') ? record.ack : undefined };
+      return { ...base, immediate: commit('CA'), application: appAck(Promise.resolve({ ack: record.ack, code: ackCodeOf(record.status), messageId: record.id })) };
+    }
+    const running = this.inFlight.get(record.id);
+    if (running) return { ...base, immediate: commit('CA'), application: appAck(running) };
+    const prepared = await this.prepare(record, true, stream);
+    if (!('rule' in prepared)) return { ...base, immediate: ackWanted(header.acceptAckType, prepared.code) ? prepared.ack : undefined };
+    const outcome = this.map(prepared, true);
+    this.inFlight.set(record.id, outcome);
+    this.backlog++;
+    const settled = () => {
+      this.inFlight.delete(record.id);
+      this.backlog--;
+      for (const wake of this.backlogWaiters.splice(0)) wake();
+    };
+    outcome.then(settled, settled);
+    return { ...base, immediate: commit('CA'), application: appAck(outcome) };
+  }
+
+  /** Waits while MAX_MAPPING_BACKLOG enhanced-mode messages are committed but not mapped. */
+  private async roomInBacklog(): Promise<void> {
+    while (this.backlog >= MAX_MAPPING_BACKLOG) await new Promise<void>((resolve) => this.backlogWaiters.push(resolve));
+  }
+
+  /**
+   * One message, original-mode semantics whatever MSH-15/16 say (HTTP, and tests): stored,
+   * mapped, answered AA / AE / AR.
+   */
+  async receive(raw: string, transport: 'mllp' | 'http', stream?: string): Promise<IngestResult> {
     // PostgreSQL text cannot hold NUL; such a message is kept (marked) and rejected.
     const text = raw.includes('\0') ? raw.replace(/\0/g, '\uFFFD') : raw;
-    let header: MessageHeader | undefined;
-    try {
-      header = readHeader(text);
-    } catch {
-      header = undefined;
-    }
-    const { record, duplicate } = await this.receipts.store({
-      transport,
-      sendingApplication: header?.sendingApplication ?? '',
-      sendingFacility: header?.sendingFacility ?? '',
-      controlId: header?.controlId ?? '',
-      messageType: header ? messageType(header) : '',
-      version: header?.version ?? '',
-      contentHash: contentHash(text),
-      raw: text,
-    });
+    const header = safeHeader(text);
+    const { record, duplicate } = await this.receipts.store(newMessage(text, header, transport));
     if (duplicate && record.ack && record.status !== 'received') {
       return { ack: record.ack, code: ackCodeOf(record.status), messageId: record.id, duplicate: true };
     }
     const running = this.inFlight.get(record.id);
     if (running) return { ...(await running), duplicate: true };
     const outcome =
-      text !== raw ? this.reject(record, header, { code: '102', text: 'the message contains NUL characters' }) : this.process(record, true);
+      text !== raw ? this.reject(record, header, { code: '102', text: 'the message contains NUL characters' }) : this.process(record, true, false, stream);
     this.inFlight.set(record.id, outcome);
     try {
       return { ...(await outcome), duplicate };
@@ -142,11 +245,25 @@ export class Hl7Ingest {
     }
   }
 
+  /**
+   * An FHS / BHS batch (v2.5.1 §2.10.3): every message in it stored and mapped as if sent alone
+   * (original mode, whatever MSH-15/16 say), then one batch acknowledgement listing each
+   * message's ACK in order. The messages are received together (one group commit) and mapped in
+   * the order of the batch: each goes through the ordered queue, which it reaches in batch order
+   * because every receipt resolves in that order and takes the same steps to get there.
+   */
+  async receiveBatch(raw: string, transport: 'mllp' | 'http'): Promise<{ ack: string; results: IngestResult[] }> {
+    const batch = splitBatch(raw);
+    const stream = `batch:${++this.batchCount}`;
+    const results = await Promise.all(batch.messages.map((message) => this.receive(message, transport, stream)));
+    return { ack: buildBatchAck(batch, results.map((r) => r.ack)), results };
+  }
+
   /** Maps a stored message again (after a mapping fix): the admin operation. */
   async reprocess(id: string): Promise<IngestResult | undefined> {
     const record = await this.deps.messages.get(id);
     if (!record) return undefined;
-    return { ...(await this.process(record)), duplicate: false };
+    return { ...(await this.process(record, false, record.transport === 'mllp' && isEnhanced(safeHeader(record.raw)))), duplicate: false };
   }
 
   /** Maps messages stored but never mapped (the process stopped between receipt and mapping). */
@@ -158,7 +275,8 @@ export class Hl7Ingest {
       for (const id of ids) {
         const record = await this.deps.messages.get(id);
         if (record?.status === 'received') {
-          await this.process(record);
+          // A message CA'd in enhanced mode keeps an application ACK as its stored answer.
+          await this.process(record, false, record.transport === 'mllp' && isEnhanced(safeHeader(record.raw)));
           done++;
         }
       }
@@ -193,15 +311,32 @@ export class Hl7Ingest {
   }
 
   /** Parses a stored message and finds its mapping: AR when either fails, else maps it. */
-  private async process(record: Hl7MessageRecord, batched = false): Promise<Outcome> {
+  private async process(record: Hl7MessageRecord, batched = false, enhanced = false, stream?: string): Promise<Outcome> {
+    const prepared = await this.prepare(record, enhanced, stream);
+    return 'rule' in prepared ? this.map(prepared, batched) : prepared;
+  }
+
+  /** Maps a prepared message: with others (a batch) when its type allows, else alone. */
+  private map(item: Prepared, batched: boolean): Promise<Outcome> {
+    // Enhanced mode: every type through the queue, which keeps each sender's messages in order
+    // (its sender no longer waits for one message's mapping before sending the next).
+    if (batched && item.stream !== undefined) return this.enqueue(item);
+    return batched && LOOKUPS[item.rule.mapper] && (this.deps.mappingBatch ?? 32) > 1 ? this.enqueue(item) : this.mapOne(item);
+  }
+
+  /**
+   * Parses a stored message and finds its mapping; when either fails the message is stored as
+   * rejected and its answer returned: AR, or in enhanced mode CR (a commit reject).
+   */
+  private async prepare(record: Hl7MessageRecord, enhanced: boolean, stream?: string): Promise<Prepared | Outcome> {
     let message: Hl7Message;
     try {
       message = parseMessage(record.raw);
     } catch (e) {
-      if (e instanceof Hl7ParseError) return this.reject(record, undefined, { code: e.code, text: e.message });
+      if (e instanceof Hl7ParseError) return this.reject(record, undefined, { code: e.code, text: e.message }, enhanced);
       this.deps.log(`HL7 v2 message ${record.id} failed to parse`, e);
       const error: AckError = { code: '207', text: 'internal error while parsing the message' };
-      const ack = buildAck(safeHeader(record.raw), 'AE', error);
+      const ack = buildAck(safeHeader(record.raw), 'AE', error, undefined, enhanced ? APPLICATION_ACK_TYPES : undefined);
       await this.deps.messages.finish(record.id, { status: 'error', ack, error: error.text });
       return { ack, code: 'AE', messageId: record.id };
     }
@@ -210,13 +345,17 @@ export class Hl7Ingest {
     const rule = this.deps.tables.messageTypes[type];
     if (!rule) {
       const knownCode = Object.keys(this.deps.tables.messageTypes).some((k) => k.startsWith(`${header.messageCode}^`));
-      return this.reject(record, header, {
-        code: knownCode ? '201' : '200',
-        text: knownCode ? `event ${header.triggerEvent || '(none)'} of ${header.messageCode} is not supported` : `message type ${type} is not supported`,
-      });
+      return this.reject(
+        record,
+        header,
+        {
+          code: knownCode ? '201' : '200',
+          text: knownCode ? `event ${header.triggerEvent || '(none)'} of ${header.messageCode} is not supported` : `message type ${type} is not supported`,
+        },
+        enhanced,
+      );
     }
-    const item: Prepared = { record, message, rule, type };
-    return batched && LOOKUPS[rule.mapper] && (this.deps.mappingBatch ?? 32) > 1 ? this.enqueue(item) : this.mapOne(item);
+    return { record, message, rule, type, enhanced, stream };
   }
 
   /** Maps one message in a transaction of its own; a mapping failure is an AE, the message kept as `error`. */
@@ -240,14 +379,14 @@ export class Hl7Ingest {
             ? { code: '207', text: `the mapped resources were refused: ${e.message}` }
             : { code: '207', text: 'internal error while mapping the message' };
       if (!(e instanceof MappingError) && !(e instanceof FhirError)) this.deps.log(`HL7 v2 message ${record.id} failed to map`, e);
-      const ack = buildAck(message.header, 'AE', error);
+      const ack = buildAck(message.header, 'AE', error, undefined, item.enhanced ? APPLICATION_ACK_TYPES : undefined);
       await this.deps.messages.finish(record.id, { status: 'error', ack, error: error.text });
       return { ack, code: 'AE', messageId: record.id };
     }
   }
 
   /** After a message's mapping, in its transaction: the Provenance of what it wrote, its ACK, its outcome. */
-  private async conclude(ctx: MappingContext, { record, message, type }: Prepared): Promise<{ ack: string; resources: string[]; critical: CriticalResult[] }> {
+  private async conclude(ctx: MappingContext, { record, message, type, enhanced }: Prepared): Promise<{ ack: string; resources: string[]; critical: CriticalResult[] }> {
     const written = [...ctx.written.values()];
     const changed = written.filter((w) => w.changed);
     if (changed.length) {
@@ -274,7 +413,7 @@ export class Hl7Ingest {
       else await ctx.put(provenance);
     }
     return {
-      ack: buildAck(message.header, 'AA'),
+      ack: buildAck(message.header, 'AA', undefined, undefined, enhanced ? APPLICATION_ACK_TYPES : undefined),
       resources: written.map((w) => `${w.resourceType}/${w.id}/_history/${w.versionId}`),
       critical: ctx.critical,
     };
@@ -290,13 +429,42 @@ export class Hl7Ingest {
 
   private startBatches(): void {
     while (this.batchesRunning < MAPPING_BATCHES && this.mappingQueue.length) {
-      const batch = this.mappingQueue.splice(0, this.deps.mappingBatch ?? 32);
+      const batch = this.takeBatch();
+      if (batch.length === 0) return;
+      const senders = batch.map((q) => q.item.stream).filter((k) => k !== undefined);
+      for (const k of senders) this.runningSenders.add(k);
       this.batchesRunning++;
       void this.runBatch(batch).finally(() => {
+        for (const k of senders) this.runningSenders.delete(k);
         this.batchesRunning--;
         this.startBatches();
       });
     }
+  }
+
+  /**
+   * The next batch, in arrival order: batchable messages (LOOKUPS) together, any other type
+   * alone. An enhanced-mode message waits while a batch holding its sender's messages runs,
+   * and so do that sender's later ones: a sender's messages are mapped in the order sent.
+   */
+  private takeBatch(): Queued[] {
+    const max = Math.max(1, this.deps.mappingBatch ?? 32);
+    const taken: Queued[] = [];
+    const blocked = new Set(this.runningSenders);
+    for (let i = 0; i < this.mappingQueue.length && taken.length < max; ) {
+      const queued = this.mappingQueue[i];
+      const sender = queued.item.stream;
+      const alone = !LOOKUPS[queued.item.rule.mapper];
+      if ((sender !== undefined && blocked.has(sender)) || (alone && taken.length > 0)) {
+        if (sender !== undefined) blocked.add(sender);
+        i++;
+        continue;
+      }
+      taken.push(queued);
+      this.mappingQueue.splice(i, 1);
+      if (alone) break;
+    }
+    return taken;
   }
 
   /**
@@ -320,6 +488,10 @@ export class Hl7Ingest {
         await contexts[0].prefetch(contexts.flatMap((ctx, i) => LOOKUPS[batch[i].item.rule.mapper]?.(ctx) ?? []));
         const outcomes = [];
         for (const [i, { item }] of batch.entries()) {
+          // Mapping with everything prefetched runs on resolved promises only: without a
+          // macrotask turn, a batch of 32 holds the event loop for its whole CPU time, and
+          // receipts, commit ACKs and other connections' frames wait behind it.
+          if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
           await MAPPERS[item.rule.mapper](contexts[i], item.rule);
           outcomes.push(await this.conclude(contexts[i], item));
         }
@@ -352,11 +524,26 @@ export class Hl7Ingest {
     }
   }
 
-  private async reject(record: Hl7MessageRecord, header: MessageHeader | undefined, error: AckError): Promise<Outcome> {
-    const ack = buildAck(header ?? safeHeader(record.raw), 'AR', error);
+  private async reject(record: Hl7MessageRecord, header: MessageHeader | undefined, error: AckError, enhanced = false): Promise<Outcome> {
+    const code = enhanced ? 'CR' : 'AR';
+    const ack = buildAck(header ?? safeHeader(record.raw), code, error);
     await this.deps.messages.finish(record.id, { status: 'rejected', ack, error: error.text });
-    return { ack, code: 'AR', messageId: record.id };
+    return { ack, code, messageId: record.id };
   }
+}
+
+/** The row of a received message; `text` already has any NUL replaced. */
+function newMessage(text: string, header: MessageHeader | undefined, transport: 'mllp' | 'http'): NewHl7Message {
+  return {
+    transport,
+    sendingApplication: header?.sendingApplication ?? '',
+    sendingFacility: header?.sendingFacility ?? '',
+    controlId: header?.controlId ?? '',
+    messageType: header ? messageType(header) : '',
+    version: header?.version ?? '',
+    contentHash: contentHash(text),
+    raw: text,
+  };
 }
 
 function safeHeader(raw: string): MessageHeader | undefined {

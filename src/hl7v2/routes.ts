@@ -3,6 +3,7 @@ import { errors, FhirError } from '../fhir/errors.js';
 import type { Permission } from '../auth/scopes.js';
 import type { TokenService } from '../auth/token-service.js';
 import type { Hl7MessageRecord, Hl7MessageStatus, Hl7MessageStore } from '../storage/hl7v2-messages.js';
+import { isBatch } from './batch.js';
 import type { Hl7Ingest } from './ingest.js';
 
 /** ER7 media types senders use for HL7 v2 over HTTP; text/plain is accepted too. */
@@ -38,7 +39,8 @@ function summary(r: Hl7MessageRecord) {
 
 /**
  * HL7 v2 over HTTP: POST /hl7v2 with one ER7 message answers its ACK (200, also for AE / AR:
- * the ACK carries the outcome). Admin: GET /hl7v2/messages[?status=error] lists stored
+ * the ACK carries the outcome; original-mode semantics whatever MSH-15/16 say, the 200 being
+ * the commit); with an FHS / BHS batch, the batch ACK holding each message's ACK. Admin: GET /hl7v2/messages[?status=error] lists stored
  * messages, GET /hl7v2/messages/{id} shows one with its raw text and ACK,
  * POST /hl7v2/messages/{id}/$reprocess maps it again. Ingest needs a system scope that may
  * create and update every type (system/*.write, system/*.cu…); the admin reads need system read.
@@ -59,6 +61,11 @@ export async function hl7v2Routes(app: FastifyInstance, deps: Hl7RouteDeps): Pro
     requireSystem(request, ['c', 'u']);
     if (typeof request.body !== 'string') {
       throw new FhirError('unsupported-media-type', 'send the message as x-application/hl7-v2+er7 or text/plain');
+    }
+    if (isBatch(request.body)) {
+      // An FHS / BHS batch: every message processed, one batch ACK listing each one's ACK.
+      const batch = await deps.ingest.receiveBatch(request.body, 'http');
+      return reply.code(200).type(ACK_TYPE).header('X-HL7-Batch-Messages', String(batch.results.length)).send(batch.ack);
     }
     const result = await deps.ingest.receive(request.body, 'http');
     return reply.code(200).type(ACK_TYPE).header('X-HL7-Ack-Code', result.code).header('X-HL7-Message-Id', result.messageId).send(result.ack);

@@ -3,6 +3,7 @@ import type { TokenService } from '../auth/token-service.js';
 import type { InteractionDeps } from '../interactions/types.js';
 import type { Db } from '../storage/db.js';
 import { Hl7MessageStore } from '../storage/hl7v2-messages.js';
+import { isBatch } from './batch.js';
 import { Hl7Ingest } from './ingest.js';
 import { loadMappingTables } from './maps/tables.js';
 import { MllpServer } from './mllp/server.js';
@@ -44,7 +45,13 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
   const messages = new Hl7MessageStore(options.db);
   const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: loadMappingTables(options.tablesDir), log: options.log, mappingBatch: options.mappingBatch });
   const mllp = new MllpServer({
-    handle: (body) => ingest.receive(decode(body), 'mllp').then((r) => r.ack),
+    handle: async (body, connection) => {
+      const text = decode(body);
+      // A batch (FHS / BHS) in one frame: one batch acknowledgement for all its messages.
+      if (isBatch(text)) return { reply: (await ingest.receiveBatch(text, 'mllp')).ack };
+      const { immediate, application } = await ingest.accept(text, 'mllp', `mllp:${connection}`);
+      return { reply: immediate, later: application };
+    },
     rejectOversized: (head, limit) => ingest.rejectOversized(head, limit),
     maxMessageBytes: options.maxMessageBytes,
     idleTimeoutMs: options.idleTimeoutMs,

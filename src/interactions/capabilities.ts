@@ -59,6 +59,12 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
     .searchParams('Resource')
     .filter((p) => !unindexable.has(p.name))
     .map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition }));
+  // `_filter` works on every search (src/search/filter-expression.ts); R4 has no SearchParameter for it.
+  rest.searchParam.push({
+    name: '_filter',
+    type: 'special',
+    documentation: 'FHIR filter expressions (search_filter.html): eq ne co sw ew gt lt ge le ap sa eb pr ss sb in ni re, and/or/not, parentheses, chained paths. Not supported: po, filters inside paths (x[...].y).',
+  });
   // SMART on FHIR: where the authorization server is (as in /fhir/.well-known/smart-configuration).
   if (rest.security) {
     const auth = `${inputs.baseUrl}/auth`;

@@ -422,7 +422,8 @@ export class SearchIndexer {
     const out: IndexRows = new Map();
     for (const spec of indexTables) out.set(spec.table, []);
     for (const p of this.registry.forType(resource.resourceType)) {
-      if (!p.accessor) continue;
+      // A parameter derived from others keeps no rows of its own (registry.ts, storedAs).
+      if (!p.accessor || p.storedAs) continue;
       let nodes: TypedValue[];
       try {
         nodes = p.accessor.evaluate(resource);

@@ -11,6 +11,7 @@ import type {
   SpecialParam,
   TokenValue,
 } from './request.js';
+import { compileFilterExpression } from './filter-expression.js';
 import { toCanonical, UCUM_SYSTEM } from './ucum.js';
 import { decimalToString, parseDateRange, parseDecimal, precisionRange } from './values.js';
 
@@ -397,6 +398,12 @@ export function parseSearch(registry: SearchParameterRegistry, pairs: ReadonlyAr
         default:
           break; // _type handled above; _format/_pretty belong to HTTP
       }
+      continue;
+    }
+    if (name === '_filter') {
+      // Each comparison parses as the ordinary parameter it stands for; unknown ones are errors.
+      const strictCtx: Ctx = { ...ctx, strict: true };
+      req.filters.push(compileFilterExpression(value, { parse: (n, v) => parseFilter(strictCtx, paramTypes, n, v, 0)! }));
       continue;
     }
     const f = parseFilter(ctx, paramTypes, name, value, 0);

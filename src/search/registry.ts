@@ -31,6 +31,59 @@ export interface CompiledSearchParam {
   readonly components: readonly CompiledComponent[];
   readonly definition: SearchParameter;
   readonly status: SearchParamStatus;
+  /**
+   * Set when this parameter keeps no index rows of its own: its expression (for this type) is
+   * exactly the union of these other parameters' expressions, with the same type (and the same
+   * components), so its rows would repeat theirs (Observation `combo-code` = `code` ∪
+   * `component-code`, Patient `phonetic` = `name`). Searches read the rows of these codes
+   * (`indexCodes`). Derived from the definitions at start-up (see `derivedParams`).
+   */
+  readonly storedAs?: readonly string[];
+}
+
+/** The `param` values of the index rows a parameter's search reads. */
+export function indexCodes(p: CompiledSearchParam): readonly string[] {
+  return p.storedAs ?? [p.code];
+}
+
+/**
+ * Parameter types whose rows may be shared. References are not: compartments, `_include`,
+ * chains and `_has` name reference parameters by code in SQL of their own.
+ */
+const SHAREABLE_TYPES = new Set<SearchParamType>(['token', 'string', 'date', 'number', 'quantity', 'uri', 'composite']);
+
+/** Normalised terms of an expression (top-level `|` union), for comparing definitions. */
+function termsOf(expression: string): string[] {
+  return [...new Set(splitUnion(expression).map((t) => t.replace(/\s+/g, ' ').trim()))];
+}
+
+/**
+ * Which parameters of one type need no rows of their own: those whose expression terms are
+ * exactly covered by other stored parameters' terms, same type, same components (composites:
+ * component types and expressions). A parameter is derived only from parameters with fewer
+ * terms, or the same terms and a smaller code (identical pairs keep one), so there are no
+ * cycles. Only definitions loaded at start-up take part (`eligible`): a parameter added at run
+ * time is indexed as itself, and what was stored does not change while the server runs.
+ */
+function derivedParams(params: readonly CompiledSearchParam[], eligible: (p: CompiledSearchParam) => boolean, componentKey: (p: CompiledSearchParam) => string): Map<string, string[]> {
+  type Candidate = { p: CompiledSearchParam; terms: string[]; key: string };
+  const candidates: Candidate[] = [];
+  for (const p of params) {
+    if (!p.expression || !p.accessor || !SHAREABLE_TYPES.has(p.type) || p.status !== 'ready' || !eligible(p)) continue;
+    candidates.push({ p, terms: termsOf(p.expression), key: `${p.type}|${componentKey(p)}` });
+  }
+  // Fewer terms first: the sources of a union are decided before the union itself.
+  candidates.sort((x, y) => x.terms.length - y.terms.length || (x.p.code < y.p.code ? -1 : x.p.code > y.p.code ? 1 : 0));
+  const derived = new Map<string, string[]>();
+  const stored: Candidate[] = [];
+  for (const c of candidates) {
+    const mine = new Set(c.terms);
+    const sources = stored.filter((s) => s.key === c.key && s.terms.every((t) => mine.has(t)));
+    const covered = new Set(sources.flatMap((s) => s.terms));
+    if (sources.length > 0 && c.terms.every((t) => covered.has(t))) derived.set(c.p.code, sources.map((s) => s.p.code));
+    else stored.push(c);
+  }
+  return derived;
 }
 
 export interface RegistryOptions {
@@ -111,6 +164,8 @@ export class SearchParameterRegistry {
   private readonly byBase = new Map<string, Map<string, string>>();
   private readonly compiled = new Map<string, { map: Map<string, CompiledSearchParam>; list: CompiledSearchParam[] }>();
   private readonly expressionCache = new Map<string, CompiledExpression>();
+  /** Definitions loaded at start-up, as loaded (run-time additions and replacements are not). */
+  private readonly startup = new Map<string, SearchParameter>();
   private version = 0;
   private readonly unindexed: ReadonlyMap<string, ReadonlySet<string>>;
 
@@ -126,6 +181,7 @@ export class SearchParameterRegistry {
         for (const sp of paramsFromJson(JSON.parse(readFileSync(join(dir, f), 'utf8')))) this.register(sp, 'ready');
       }
     }
+    for (const [url, sp] of this.byUrl) this.startup.set(url, sp);
   }
 
   /** Monotonic counter bumped on every change; callers can use it to invalidate caches. */
@@ -234,6 +290,12 @@ export class SearchParameterRegistry {
         });
       }
     }
+    const derived = derivedParams(
+      [...out.values()],
+      (p) => this.startup.get(p.url) === p.definition,
+      (p) => (p.definition.component ?? []).map((c) => `${this.byUrl.get(c.definition)?.type ?? '?'}:${c.expression ?? ''}`).join(';'),
+    );
+    for (const [code, sources] of derived) out.set(code, { ...out.get(code)!, storedAs: sources });
     return out;
   }
 

@@ -96,7 +96,15 @@ export interface HasFilter {
   inner: Filter;
 }
 
-export type Filter = ParamFilter | ChainFilter | HasFilter;
+/** `_filter` logic (filter-expression.ts): `and` / `or` of its parts, `not` of its one part. */
+export interface LogicFilter {
+  kind: 'logic';
+  name: string;
+  op: 'and' | 'or' | 'not';
+  parts: Filter[];
+}
+
+export type Filter = ParamFilter | ChainFilter | HasFilter | LogicFilter;
 
 export interface SortKey {
   name: string;

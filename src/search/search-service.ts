@@ -3,6 +3,7 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { errors } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
+import { filterTerminologyPairs } from './filter-expression.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { Filter, IncludeSpec, ParamFilter, SearchRequest } from './request.js';
 import type { AccessFilter } from './sql/access.js';
@@ -10,7 +11,7 @@ import { accessCondition, FilterCompiler, idSelect, inSource, type Target, type 
 import { allResourceTypes } from './fhir-model.js';
 import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, type SortPlan } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
-import { Terminology } from './terminology.js';
+import { Terminology, type SearchTerminology } from './terminology.js';
 import { compartmentCondition, compartmentSource, compartmentTypes, resourceInCompartment } from './compartment.js';
 import { versionVisible } from './version-access.js';
 
@@ -26,6 +27,16 @@ export interface SearchInput {
   strict?: boolean;
   /** The caller's SMART scope filter (undefined: sees everything), applied in `sql/filter.ts#accessCondition`. */
   accessFilter?: AccessFilter;
+}
+
+/**
+ * A type stored outside `resource` and the index tables, searched by its own store (the audit
+ * trail: src/audit/audit-search.ts). Reads and history still go through `resource`/`resource_history`.
+ */
+export interface OwnTypeSearch {
+  search(req: SearchRequest, input: SearchInput): Promise<Bundle>;
+  /** `_revinclude=<Type>:param` on a page of other resources. */
+  revinclude(spec: IncludeSpec, targets: readonly Resource[], accessFilter: AccessFilter | undefined): Promise<Resource[]>;
 }
 
 interface Row {
@@ -85,9 +96,10 @@ function contentOf(row: { content: Resource | string }): Resource {
 export class SearchService {
   private readonly db: AnyDb;
   private readonly registry: SearchParameterRegistry;
-  private readonly terminology: Terminology;
+  private readonly terminology: SearchTerminology;
+  private readonly ownTypes = new Map<string, OwnTypeSearch>();
 
-  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: Terminology }) {
+  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: SearchTerminology }) {
     this.db = deps.db;
     this.registry = deps.registry;
     this.terminology = deps.terminology ?? new Terminology();
@@ -110,6 +122,11 @@ export class SearchService {
       }
     });
     return { ...filter, granular };
+  }
+
+  /** Searches of `type` (type and compartment searches, reverse includes of it) go to `own`. */
+  searchOwnType(type: string, own: OwnTypeSearch): void {
+    this.ownTypes.set(type, own);
   }
 
   /** Whether a resource body (not yet stored) is in compartment `c` (checks writes under `patient/` scopes). */
@@ -311,6 +328,7 @@ export class SearchService {
 
   /** EXPLAIN (ANALYZE) of the first page segment and the count query, for plan checks. */
   async explain(input: SearchInput, analyze = true): Promise<{ page: string; count: string }> {
+    await this.terminology.prepare?.([...input.params, ...filterTerminologyPairs(input.params)]);
     const { req, page, count } = this.compilePage({ ...input, accessFilter: this.resolveAccess(input.accessFilter, input.baseUrl) });
     const opts = sql.raw(analyze ? '(ANALYZE, BUFFERS, COSTS OFF)' : '(COSTS OFF)');
     const text = async (q: Cond) =>
@@ -320,6 +338,10 @@ export class SearchService {
 
   async search(input: SearchInput): Promise<Bundle> {
     input = { ...input, accessFilter: this.resolveAccess(input.accessFilter, input.baseUrl) };
+    // Value set expansions named by `:in` / `:not-in` exist before the statement uses them.
+    await this.terminology.prepare?.([...input.params, ...filterTerminologyPairs(input.params)]);
+    const own = input.resourceType ? this.ownTypes.get(input.resourceType) : undefined;
+    if (own) return own.search(this.parse(input), input);
     const { req, where, plan, cursor, reverse, page, count } = this.compilePage(input);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
@@ -460,6 +482,8 @@ export class SearchService {
   /** ONE query for one include path over a whole page (never a query per resource). */
   private async includePath(spec: IncludeSpec, from: Resource[], rev: boolean, accessFilter: AccessFilter | undefined): Promise<Resource[]> {
     const source = spec.sourceType === '*' ? undefined : spec.sourceType;
+    const own = rev && source ? this.ownTypes.get(source) : undefined;
+    if (own) return own.revinclude(spec, from, accessFilter);
     const resources = rev ? from : from.filter((r) => !source || r.resourceType === source);
     if (resources.length === 0) return [];
     const types = resources.map((r) => r.resourceType);

@@ -3,6 +3,9 @@ import { join, resolve } from 'node:path';
 import type { Bundle, CodeSystem, CodeSystemConcept, FhirResource, ValueSet } from 'fhir/r4.js';
 import { loadR4Bundle } from '../fhir/definitions/load.js';
 import { errors } from '../fhir/errors.js';
+import type { TokenValue } from './request.js';
+import { codeSetCond, hierarchyCond } from './sql/token.js';
+import type { Cond } from './sql/util.js';
 
 /** An expanded value set: explicit (system, code) pairs plus whole code systems. */
 export interface CodeSet {
@@ -13,11 +16,23 @@ export interface CodeSet {
 const MAX_EXPANSION = 20_000;
 
 /**
+ * What search needs of terminology: token `:in` / `:not-in` and `:above` / `:below` as SQL
+ * conditions on index row `alias`. The server uses the database-backed one
+ * (src/terminology/service.ts); this in-memory one serves bare SearchServices (unit tests).
+ */
+export interface SearchTerminology {
+  valueSetCond(alias: string, url: string): Cond;
+  hierarchyCond(alias: string, v: TokenValue, direction: 'above' | 'below'): Cond;
+  /** Runs before a search statement is compiled: the value sets and hierarchies it names made ready (unknown value set: 400). */
+  prepare?(params: ReadonlyArray<[string, string]>): Promise<void>;
+}
+
+/**
  * Just enough terminology for search: `:in` / `:not-in` (value set expansion from the spec's
  * `valuesets.json` and our `terminology/` folder) and `:above` / `:below` (CodeSystem
  * hierarchies). Loaded lazily once; the data is immutable.
  */
-export class Terminology {
+export class Terminology implements SearchTerminology {
   private valueSets?: Map<string, ValueSet>;
   private codeSystems?: Map<string, CodeSystem>;
   private readonly expansions = new Map<string, CodeSet>();
@@ -40,6 +55,14 @@ export class Terminology {
         add(JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as Bundle<FhirResource>);
       }
     }
+  }
+
+  valueSetCond(alias: string, url: string): Cond {
+    return codeSetCond(alias, this.expand(url));
+  }
+
+  hierarchyCond(alias: string, v: TokenValue, direction: 'above' | 'below'): Cond {
+    return hierarchyCond(alias, this, v, direction);
   }
 
   /** Expands a value set by canonical url (`url|version` accepted, version ignored). */

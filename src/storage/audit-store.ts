@@ -1,96 +1,140 @@
 import type { AuditEvent } from 'fhir/r4.js';
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
+import { dateCond } from '../search/sql/date.js';
+import { and, col, or, type Cond } from '../search/sql/util.js';
+import type { DateValue } from '../search/request.js';
 import type { Db } from './db.js';
 import { newResourceId } from './resource-store.js';
-import type { SearchIndexSource } from './types.js';
 
-const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
-
-/** Keeps one statement's JSON parameters modest (events are ~1–2 KB each). */
+/** Keeps one statement's JSON parameter modest (events are ~1–2 KB each). */
 export const MAX_EVENTS_PER_STATEMENT = 1000;
 
-function checked(name: string): string {
-  // Names come from the index layout (our code), never from input; checked all the same.
-  if (!IDENTIFIER.test(name)) throw new Error(`invalid identifier ${name}`);
-  return name;
+/** An AuditEvent search as plain data (built by src/audit/audit-search.ts). */
+export interface AuditQuery {
+  /** Each inner list is ORed (any of the keys), the lists are ANDed. */
+  keys: string[][];
+  /** The event has none of the keys of each list (`:not`). */
+  notKeys: string[][];
+  /** `date` (AuditEvent.recorded): each inner list ORed, lists ANDed. */
+  recorded: DateValue[][];
+  /** `_lastUpdated`, likewise. */
+  lastUpdated: DateValue[][];
+  /** `_id`: each list ORed. */
+  ids: string[][];
+  notIds: string[][];
+  /** No event can match (e.g. a confined caller without a patient). */
+  none?: boolean;
 }
 
+export type AuditOrder = 'id' | 'recorded' | 'last_updated';
+
+export interface AuditPage {
+  order: AuditOrder;
+  desc: boolean;
+  /** Keyset: rows after (sort value, id) in the order. */
+  after?: { value: string; id: string };
+  limit: number;
+}
+
+export interface AuditRow {
+  id: string;
+  json: string;
+  /** The sort value as text (for the next cursor). */
+  k: string;
+}
+
+const ORDER_COLUMN: Record<AuditOrder, string> = { id: 'id', recorded: 'recorded', last_updated: 'last_updated' };
+
 /**
- * The audit trail's own write path. AuditEvents are built by the server, never sent by a
- * client, so they skip what the general write path does for untrusted input: no validation
- * per event (a test validates samples against the base specification), no read of a current
- * version (ids are fresh), no upsert, no deletes of old index rows, no before-write hooks.
- * A batch is ONE statement: the events as version 1 in `resource` and `resource_history`, and
- * their search index rows, so AuditEvent stays readable, searchable, includable and in
- * history exactly like any other type. Which index rows an AuditEvent gets is the search
- * registry's business (src/audit/audit-search.ts names the parameters it leaves out).
+ * The audit trail's storage: an append-only table of its own (migration 0014), inherited by
+ * `resource` and `resource_history` so every reader of those sees AuditEvents. AuditEvents are
+ * built by the server, never sent by a client, so they skip what the general write path does
+ * for untrusted input: no validation per event (a test validates samples against the base
+ * specification), no read of a current version (ids are fresh), no upsert, no history row, no
+ * generic index rows, no before-write hooks. A batch is ONE multi-row INSERT.
  */
 export class AuditStore {
-  private readonly texts = new Map<number, string>();
-
   constructor(
     private readonly db: Db,
-    private readonly index: SearchIndexSource,
+    /** The search keys of an event (src/audit/audit-keys.ts). */
+    private readonly keysOf: (event: AuditEvent) => string[],
   ) {}
 
   /** Appends the events (ids and meta are assigned here); one statement per MAX_EVENTS_PER_STATEMENT. */
   async append(events: readonly AuditEvent[]): Promise<AuditEvent[]> {
     const stored: AuditEvent[] = [];
     for (let start = 0; start < events.length; start += MAX_EVENTS_PER_STATEMENT) {
-      const chunk = events.slice(start, start + MAX_EVENTS_PER_STATEMENT).map((event) => {
-        const lastUpdated = new Date().toISOString();
-        return { ...event, id: newResourceId(), meta: { versionId: '1', lastUpdated } } satisfies AuditEvent;
-      });
-      await this.writeChunk(chunk);
+      const lastUpdated = new Date().toISOString();
+      const chunk = events.slice(start, start + MAX_EVENTS_PER_STATEMENT).map((event) => ({ ...event, id: newResourceId(), meta: { versionId: '1', lastUpdated } }) satisfies AuditEvent);
+      await this.writeChunk(chunk, lastUpdated);
       stored.push(...chunk);
     }
     return stored;
   }
 
-  private async writeChunk(events: readonly AuditEvent[]): Promise<void> {
+  private async writeChunk(events: readonly AuditEvent[], lastUpdated: string): Promise<void> {
     if (events.length === 0) return;
-    const versions = events.map((e) => `{"i":${JSON.stringify(e.id)},"u":${JSON.stringify(e.meta!.lastUpdated)},"c":${JSON.stringify(e)}}`);
-    const parameters: string[] = [`[${versions.join(',')}]`];
-    // Per index table: one element per event, [id, rows] (the type is the same for all).
-    let tablesWritten = 0;
-    const extracted = events.map((e) => this.index.extract(e));
-    this.index.tables.forEach((layout, n) => {
-      const parts: string[] = [];
-      events.forEach((e, k) => {
-        const rows = extracted[k]!.get(layout.table);
-        if (rows && rows.length > 0) parts.push(`[${JSON.stringify(e.id)},${JSON.stringify(rows)}]`);
-      });
-      if (parts.length === 0) return;
-      parameters.push(`[${parts.join(',')}]`);
-      tablesWritten |= 1 << n;
-    });
-    const statement = CompiledQuery.raw(this.statementText(tablesWritten), parameters);
-    await this.db.executeQuery(statement);
+    // The JSON is embedded as is in one jsonb parameter, parsed once by the database.
+    const rows = events.map((e) => `{"i":${JSON.stringify(e.id)},"r":${JSON.stringify(e.recorded)},"k":${JSON.stringify(this.keysOf(e))},"c":${JSON.stringify(e)}}`);
+    await this.db.executeQuery(
+      CompiledQuery.raw(
+        `INSERT INTO audit_event (resource_type, id, version_id, last_updated, deleted, content, method, recorded, search_keys)
+        SELECT 'AuditEvent', i, 1, $2::timestamptz, false, c, 'POST', r, k FROM jsonb_to_recordset($1::jsonb) AS x(i text, r timestamptz, k text[], c jsonb)`,
+        [`[${rows.join(',')}]`, lastUpdated],
+      ),
+    );
   }
 
-  /** The statement for a set of index tables with rows (the text depends only on that set). */
-  private statementText(tablesWritten: number): string {
-    let text = this.texts.get(tablesWritten);
-    if (text) return text;
-    const ctes = [
-      `v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(i text, u timestamptz, c jsonb))`,
-      `cur AS (INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content)
-        SELECT 'AuditEvent', i, 1, u, false, c FROM v)`,
-      `hist AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content)
-        SELECT 'AuditEvent', i, 1, u, false, 'POST', c FROM v)`,
-    ];
-    let parameter = 1;
-    this.index.tables.forEach((layout, n) => {
-      if (!(tablesWritten & (1 << n))) return;
-      parameter++;
-      const columns = layout.columns.map((c) => checked(c.name));
-      const projections = layout.columns.map((c, k) => `(r->>${k})::${c.type}`);
-      ctes.push(`ins${n} AS (INSERT INTO ${checked(layout.table)} (resource_type, resource_id, ${columns.join(', ')})
-        SELECT 'AuditEvent', w->>0, ${projections.join(', ')}
-        FROM jsonb_array_elements($${parameter}::jsonb) AS w, jsonb_array_elements(w->1) AS r)`);
-    });
-    text = `WITH ${ctes.join(',\n')} SELECT 1`;
-    this.texts.set(tablesWritten, text);
-    return text;
+  /** One page of matches, in the page's order. */
+  async search(q: AuditQuery, page: AuditPage): Promise<AuditRow[]> {
+    const column = col('a', ORDER_COLUMN[page.order]);
+    const dir = sql.raw(page.desc ? 'DESC' : 'ASC');
+    const conds = [this.where(q)];
+    if (page.after) {
+      const op = sql.raw(page.desc ? '<' : '>');
+      const value = page.order === 'id' ? sql`${page.after.value}` : sql`${page.after.value}::timestamptz`;
+      conds.push(page.order === 'id' ? sql`a.id ${op} ${value}` : sql`(${column}, a.id) ${op} (${value}, ${page.after.id})`);
+    }
+    // resource_type is fixed so the (resource_type, id) index gives the id order.
+    const order = page.order === 'id' ? sql`a.resource_type ${dir}, a.id ${dir}` : sql`${column} ${dir}, a.id ${dir}`;
+    const result = await sql<AuditRow>`SELECT a.id, a.content::text AS json, ${page.order === 'id' ? sql`a.id` : sql`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`} AS k
+      FROM audit_event a WHERE ${and(conds)} ORDER BY ${order} LIMIT ${page.limit}`.execute(this.db);
+    return result.rows;
+  }
+
+  async count(q: AuditQuery): Promise<number> {
+    const result = await sql<{ n: string | number }>`SELECT count(*) AS n FROM audit_event a WHERE ${this.where(q)}`.execute(this.db);
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  /** EXPLAIN of a page (plan checks and the report). */
+  async explain(q: AuditQuery, page: AuditPage): Promise<string> {
+    const column = col('a', ORDER_COLUMN[page.order]);
+    const dir = sql.raw(page.desc ? 'DESC' : 'ASC');
+    const order = page.order === 'id' ? sql`a.resource_type ${dir}, a.id ${dir}` : sql`${column} ${dir}, a.id ${dir}`;
+    const result = await sql<Record<string, string>>`EXPLAIN (ANALYZE, COSTS OFF) SELECT a.id, a.content::text FROM audit_event a WHERE ${this.where(q)} ORDER BY ${order} LIMIT ${page.limit}`.execute(this.db);
+    return result.rows.map((r) => Object.values(r)[0]).join('\n');
+  }
+
+  /** AuditEvents having any of `keys` (reverse includes), as JSON, at most `limit`. */
+  async withAnyKey(keys: readonly string[], limit: number): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const result = await sql<{ json: string }>`SELECT a.content::text AS json FROM audit_event a
+      WHERE a.resource_type = 'AuditEvent' AND a.search_keys && ${[...keys]}::text[] ORDER BY a.resource_type, a.id LIMIT ${limit}`.execute(this.db);
+    return result.rows.map((r) => r.json);
+  }
+
+  private where(q: AuditQuery): Cond {
+    if (q.none) return sql`FALSE`;
+    const conds: Cond[] = [sql`a.resource_type = 'AuditEvent'`];
+    // `&&` (overlap) and NOT `&&` on the GIN-indexed keys; several lists → several overlaps.
+    for (const keys of q.keys) conds.push(sql`a.search_keys && ${keys}::text[]`);
+    for (const keys of q.notKeys) conds.push(sql`NOT (a.search_keys && ${keys}::text[])`);
+    const now = Date.now();
+    for (const values of q.recorded) conds.push(or(values.map((v) => dateCond('a', 'recorded', 'recorded', v, now))));
+    for (const values of q.lastUpdated) conds.push(or(values.map((v) => dateCond('a', 'last_updated', 'last_updated', v, now))));
+    for (const ids of q.ids) conds.push(sql`a.id = ANY(${ids}::text[])`);
+    for (const ids of q.notIds) conds.push(sql`NOT (a.id = ANY(${ids}::text[]))`);
+    return and(conds);
   }
 }

@@ -16,6 +16,17 @@ import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
+/**
+ * Appended to a statement whose text never changes (values only as parameters), it asks for a
+ * named prepared statement on PostgreSQL: each pool connection parses and plans it once and
+ * then only binds and executes it. For a one-row lookup by key, parsing and planning are most
+ * of the database's work: the current-version read on `resource` (four indexes for the planner
+ * to weigh) took 130–150 µs of backend CPU sent unnamed and 50–60 µs prepared (EXPLAIN: planning
+ * 0.08–0.25 ms, execution 0.01–0.06 ms). A comment, so the embedded database (and any statement
+ * log) sees the same SQL. Behind a pooler in transaction mode see PreparingClient.
+ */
+export const PREPARED = ' /* prepared */';
+
 export interface DatabaseOptions {
   /** postgres://… for a real server; undefined for the embedded PGlite. */
   databaseUrl?: string;
@@ -72,7 +83,7 @@ async function openPostgres(url: string, schema: string | undefined, poolSize: n
   // SQL serves every schema and no statement needs a SET of its own.
   const settings = (timeoutMs: number | undefined) =>
     [schema ? `-c search_path=${schema}` : '', timeoutMs !== undefined ? `-c statement_timeout=${timeoutMs}` : ''].filter(Boolean).join(' ') || undefined;
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, options: settings(statementTimeoutMs > 0 ? statementTimeoutMs : undefined) });
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, options: settings(statementTimeoutMs > 0 ? statementTimeoutMs : undefined), Client: PreparingClient });
   const unlimitedPool = new pg.Pool({ connectionString: url, max: 2, options: settings(0) });
   // An idle client that loses its server connection must not crash the process.
   pool.on('error', () => undefined);
@@ -89,6 +100,52 @@ async function openPostgres(url: string, schema: string | undefined, poolSize: n
       await db.destroy();
     },
   };
+}
+
+/** Statement names by text: a few fixed texts (see PREPARED), bounded in case a caller errs. */
+const preparedNames = new Map<string, string>();
+const MAX_PREPARED_STATEMENTS = 64;
+/** SQLSTATE 26000: the server session does not know the statement (a pooler switched sessions). */
+const UNDEFINED_PREPARED_STATEMENT = '26000';
+/** SQLSTATE 0A000 "cached plan must not change result type": a table changed under the statement. */
+const CACHED_PLAN_CHANGED = '0A000';
+
+function preparedName(text: string): string | undefined {
+  let name = preparedNames.get(text);
+  if (name === undefined && preparedNames.size < MAX_PREPARED_STATEMENTS) {
+    name = `fhir_q${preparedNames.size}`;
+    preparedNames.set(text, name);
+  }
+  return name;
+}
+
+type QueryFn = (text: unknown, values?: unknown) => Promise<pg.QueryResult>;
+
+/**
+ * A pg client that sends statements marked PREPARED under a name (pg parses a name once per
+ * connection). A server session that does not keep them (PgBouncer in transaction mode) answers
+ * 26000: that client then sends every statement unnamed, and the one that failed is sent again
+ * (outside a transaction block, where these reads run, that is safe).
+ */
+class PreparingClient extends pg.Client {
+  private named = true;
+
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    const plain = this.query.bind(this) as QueryFn;
+    const query: QueryFn = (text, values) => {
+      if (!this.named || typeof text !== 'string' || !text.endsWith(PREPARED) || !Array.isArray(values)) return plain(text, values);
+      const name = preparedName(text);
+      if (name === undefined) return plain(text, values);
+      return plain({ name, text, values }).catch((e: unknown) => {
+        const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+        if (code !== UNDEFINED_PREPARED_STATEMENT && code !== CACHED_PLAN_CHANGED) throw e;
+        this.named = false;
+        return plain(text, values);
+      });
+    };
+    (this as unknown as { query: QueryFn }).query = query;
+  }
 }
 
 async function openPglite(dataDir: string, statementTimeoutMs: number): Promise<DatabaseHandle> {

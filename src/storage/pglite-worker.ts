@@ -9,6 +9,7 @@
 import { mkdirSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import { isCancelled, toWorkerError, type PgliteWorkerData, type WorkerReply, type WorkerRequest } from './pglite-protocol.js';
 
 const port = parentPort;
@@ -30,10 +31,13 @@ function post(reply: WorkerReply): void {
   port!.postMessage(reply);
 }
 
+// pg_trgm: fuzzy patient name search (migration 0020, src/search/fuzzy-name.ts).
+const extensions = { pg_trgm };
+
 async function open(): Promise<PGlite> {
-  if (dataDir === 'memory') return PGlite.create();
+  if (dataDir === 'memory') return PGlite.create({ extensions });
   mkdirSync(dataDir, { recursive: true });
-  return PGlite.create(dataDir);
+  return PGlite.create(dataDir, { extensions });
 }
 
 async function runQuery(db: PGlite, id: number, text: string, params: unknown[]): Promise<void> {

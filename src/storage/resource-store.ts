@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4.js';
 import { CompiledQuery, sql } from 'kysely';
 import { FhirError } from '../fhir/errors.js';
-import type { Db } from './db.js';
+import { PREPARED, type Db } from './db.js';
 import { isRetryable, mapDatabaseError } from './pg-errors.js';
 import { executePrepared } from './prepared-write.js';
 import { writeStatements, type BlindResult, type PendingWrite } from './write-sql.js';
@@ -63,6 +63,15 @@ function toStored(row: VersionRow): StoredVersion {
 type Executor = Db;
 
 /**
+ * The reads by id, as fixed texts: nothing to build per read, and on PostgreSQL they run as
+ * named prepared statements (PREPARED, src/storage/db.ts), planned once per connection.
+ */
+const READ_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+  FROM resource WHERE resource_type = $1 AND id = $2${PREPARED}`;
+const VREAD_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
+  FROM resource_history WHERE resource_type = $1 AND id = $2 AND version_id = $3::bigint${PREPARED}`;
+
+/**
  * A server-assigned resource id: a UUID version 7 (RFC 9562), i.e. the creation time in
  * milliseconds followed by random bits. Ids of resources created together sort together,
  * so the btree indexes that contain the id (primary keys, each search table's
@@ -91,8 +100,10 @@ export class ResourceStore {
     private readonly index: SearchIndexSource,
   ) {}
 
-  onBeforeWrite(hook: BeforeWriteHook): void {
-    this.beforeWrite.push(hook);
+  /** `first`: before the hooks registered so far, e.g. to fill in server-assigned data that validation requires. */
+  onBeforeWrite(hook: BeforeWriteHook, position: 'first' | 'last' = 'last'): void {
+    if (position === 'first') this.beforeWrite.unshift(hook);
+    else this.beforeWrite.push(hook);
   }
 
   onAfterCommit(hook: AfterCommitHook): void {
@@ -101,19 +112,14 @@ export class ResourceStore {
 
   /** Current version (possibly a delete marker) or undefined when the id was never used. */
   async read(resourceType: string, id: string, executor: Executor = this.db): Promise<StoredVersion | undefined> {
-    const result = await sql<VersionRow>`
-      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
-      FROM resource WHERE resource_type = ${resourceType} AND id = ${id}`.execute(executor);
+    const result = await executor.executeQuery<VersionRow>(CompiledQuery.raw(READ_SQL, [resourceType, id]));
     const row = result.rows[0];
     return row ? toStored(row) : undefined;
   }
 
   async vread(resourceType: string, id: string, versionId: string): Promise<StoredVersion | undefined> {
     if (!/^[0-9]{1,18}$/.test(versionId)) return undefined;
-    const result = await sql<VersionRow>`
-      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
-      FROM resource_history
-      WHERE resource_type = ${resourceType} AND id = ${id} AND version_id = ${versionId}::bigint`.execute(this.db);
+    const result = await this.db.executeQuery<VersionRow>(CompiledQuery.raw(VREAD_SQL, [resourceType, id, versionId]));
     const row = result.rows[0];
     return row ? toStored(row) : undefined;
   }

@@ -36,6 +36,8 @@ export interface HistoryKey {
 
 export type DeliveryAction = 'create' | 'update' | 'delete';
 export type DeliveryStatus = 'pending' | 'delivered' | 'dead-letter' | 'cancelled';
+/** event: a resource version notified (numbered); handshake / heartbeat: topic-based signals (not numbered). */
+export type DeliveryKind = 'event' | 'handshake' | 'heartbeat';
 
 export interface NewDelivery {
   subscriptionId: string;
@@ -44,10 +46,24 @@ export interface NewDelivery {
   versionId: string;
   action: DeliveryAction;
   committedAt: string;
+  /** default event */
+  kind?: DeliveryKind;
+}
+
+/** What one delivery job sends: one row (job id = row id) or the rows of one batch. */
+export type DeliveryTarget = { id: string } | { batch: string };
+
+/** Deliveries of one Subscription stored by one dispatch round: sent by one job. */
+export interface DeliveryBatch {
+  batchId: string;
+  subscriptionId: string;
+  ids: string[];
 }
 
 export interface DeliveryRecord extends NewDelivery {
   id: string;
+  kind: DeliveryKind;
+  batchId?: string;
   eventNumber: number;
   status: DeliveryStatus;
   attempts: number;
@@ -56,17 +72,14 @@ export interface DeliveryRecord extends NewDelivery {
   deliveredAt?: string;
 }
 
-export type DeliveryClaim =
-  | {
-      kind: 'claimed';
-      delivery: DeliveryRecord;
-      /** the Subscription's current JSON (undefined: deleted) */
-      subscriptionJson?: string;
-      /** the matched version's JSON (undefined for a delete) */
-      resourceJson?: string;
-    }
-  | { kind: 'busy' }
-  | { kind: 'done' };
+/** A claimed delivery with what sending it needs. */
+export interface ClaimedDelivery {
+  delivery: DeliveryRecord;
+  /** the Subscription's current JSON (undefined: deleted) */
+  subscriptionJson?: string;
+  /** the matched version's JSON (undefined for a delete, a handshake or a heartbeat) */
+  resourceJson?: string;
+}
 
 const MICROS = sql.raw(`'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`);
 const isoMicros = (column: string) => sql<string>`to_char(${sql.ref(column)} AT TIME ZONE 'UTC', ${MICROS})`;
@@ -86,6 +99,8 @@ interface DeliveryRow {
   attempts: number;
   error: string | null;
   delivered_at: Date | string | null;
+  kind: DeliveryKind;
+  batch_id: string | null;
 }
 
 function toDelivery(r: DeliveryRow): DeliveryRecord {
@@ -101,14 +116,16 @@ function toDelivery(r: DeliveryRow): DeliveryRecord {
     createdAt: iso(r.created_at)!,
     status: r.status,
     attempts: r.attempts,
+    kind: r.kind,
   };
+  if (r.batch_id !== null) d.batchId = r.batch_id;
   if (r.error !== null) d.error = r.error;
   if (r.delivered_at !== null) d.deliveredAt = iso(r.delivered_at);
   return d;
 }
 
 const DELIVERY_COLUMNS = sql.raw(
-  'id, subscription_id, event_number, resource_type, resource_id, version_id, action, committed_at, created_at, status, attempts, error, delivered_at',
+  'id, subscription_id, event_number, resource_type, resource_id, version_id, action, committed_at, created_at, status, attempts, error, delivered_at, kind, batch_id',
 );
 
 export class SubscriptionStore {
@@ -224,7 +241,7 @@ export class SubscriptionStore {
       FROM subscription_delivery d
       JOIN unnest(${keys.map((k) => k.resourceType)}::text[], ${keys.map((k) => k.id)}::text[], ${keys.map((k) => k.versionId)}::bigint[]) AS k(t, i, v)
         ON d.resource_type = k.t AND d.resource_id = k.i AND d.version_id < k.v
-      WHERE d.action <> 'delete'`.execute(this.db);
+      WHERE d.action <> 'delete' AND d.kind = 'event'`.execute(this.db);
     for (const row of r.rows) {
       const key = `${row.resource_type}/${row.resource_id}`;
       out.set(key, [...(out.get(key) ?? []), row.subscription_id]);
@@ -233,11 +250,13 @@ export class SubscriptionStore {
   }
 
   /**
-   * Stores the deliveries not stored yet (a version seen twice is one event) and numbers them
-   * per subscription, without gaps; returns the ids of the new rows. One transaction, run by
-   * the dispatcher lease holder only, so numbering never races.
+   * Stores the deliveries not stored yet (a version seen twice is one event) and numbers the
+   * events per subscription, without gaps (handshakes and heartbeats carry the count without
+   * increasing it); returns the new rows grouped in batches (one Subscription each, at most
+   * `maxBatch` rows), each sent by one job. One transaction, run by the dispatcher lease holder
+   * only, so numbering never races.
    */
-  async addDeliveries(deliveries: readonly NewDelivery[]): Promise<string[]> {
+  async addDeliveries(deliveries: readonly NewDelivery[], maxBatch = 200): Promise<DeliveryBatch[]> {
     if (deliveries.length === 0) return [];
     return this.db.transaction().execute(async (trx) => {
       const existing = await sql<{ k: string }>`
@@ -247,58 +266,141 @@ export class SubscriptionStore {
                     ${deliveries.map((d) => d.resourceId)}::text[], ${deliveries.map((d) => d.versionId)}::bigint[]) AS k(s, t, i, v)
           ON d.subscription_id = k.s AND d.resource_type = k.t AND d.resource_id = k.i AND d.version_id = k.v`.execute(trx);
       const seen = new Set(existing.rows.map((r) => r.k));
-      const fresh = deliveries.filter((d) => !seen.has(`${d.subscriptionId} ${d.resourceType}/${d.resourceId}/${d.versionId}`));
+      const fresh = deliveries.filter((d) => {
+        const key = `${d.subscriptionId} ${d.resourceType}/${d.resourceId}/${d.versionId}`;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      });
       if (fresh.length === 0) return [];
       const perSubscription = new Map<string, number>();
-      for (const d of fresh) perSubscription.set(d.subscriptionId, (perSubscription.get(d.subscriptionId) ?? 0) + 1);
+      for (const d of fresh) perSubscription.set(d.subscriptionId, (perSubscription.get(d.subscriptionId) ?? 0) + ((d.kind ?? 'event') === 'event' ? 1 : 0));
       const counters = await sql<{ subscription_id: string; events: string }>`
         UPDATE subscription_state s SET events = s.events + v.n
         FROM unnest(${[...perSubscription.keys()]}::text[], ${[...perSubscription.values()]}::int[]) AS v(id, n)
         WHERE s.subscription_id = v.id
         RETURNING s.subscription_id, s.events::text AS events`.execute(trx);
-      const next = new Map(counters.rows.map((r) => [r.subscription_id, Number(r.events) - perSubscription.get(r.subscription_id)! + 1]));
+      // next event number per subscription; `count` = events before this call (for signals)
+      const before = new Map(counters.rows.map((r) => [r.subscription_id, Number(r.events) - perSubscription.get(r.subscription_id)!]));
+      const next = new Map([...before].map(([id, n]) => [id, n + 1]));
       const rows = fresh.filter((d) => next.has(d.subscriptionId));
+      if (rows.length === 0) return [];
       const ids = rows.map(() => randomUUID());
       const numbers = rows.map((d) => {
+        if ((d.kind ?? 'event') !== 'event') return before.get(d.subscriptionId)!;
         const n = next.get(d.subscriptionId)!;
         next.set(d.subscriptionId, n + 1);
         return n;
       });
-      if (rows.length === 0) return [];
+      const batches: DeliveryBatch[] = [];
+      const open = new Map<string, DeliveryBatch>();
+      const batchIds = rows.map((d, i) => {
+        let b = open.get(d.subscriptionId);
+        if (!b || b.ids.length >= maxBatch) {
+          b = { batchId: randomUUID(), subscriptionId: d.subscriptionId, ids: [] };
+          open.set(d.subscriptionId, b);
+          batches.push(b);
+        }
+        b.ids.push(ids[i]!);
+        return b.batchId;
+      });
       await sql`
-        INSERT INTO subscription_delivery (id, subscription_id, event_number, resource_type, resource_id, version_id, action, committed_at)
+        INSERT INTO subscription_delivery (id, subscription_id, event_number, resource_type, resource_id, version_id, action, committed_at, kind, batch_id)
         SELECT * FROM unnest(${ids}::text[], ${rows.map((d) => d.subscriptionId)}::text[], ${numbers}::bigint[], ${rows.map((d) => d.resourceType)}::text[],
                              ${rows.map((d) => d.resourceId)}::text[], ${rows.map((d) => d.versionId)}::bigint[], ${rows.map((d) => d.action)}::text[],
-                             ${rows.map((d) => d.committedAt)}::timestamptz[])`.execute(trx);
-      return ids;
+                             ${rows.map((d) => d.committedAt)}::timestamptz[], ${rows.map((d) => d.kind ?? 'event')}::text[], ${batchIds}::text[])`.execute(trx);
+      return batches;
     });
   }
 
   /**
-   * Claims a pending delivery for one run. Another live run holding it → busy; delivered,
-   * dead-lettered or cancelled → done. A claim older than `staleMs` belongs to a dead run.
+   * Claims the pending deliveries of one job (one row, or a batch) for one run, in one
+   * statement with the Subscription and the matched versions. Rows another live run holds are
+   * left to it; when none could be claimed, `busy` tells whether some are still pending. A claim older than `staleMs` belongs to a dead run.
    */
-  async claim(id: string, runId: string, staleMs: number): Promise<DeliveryClaim> {
-    // One round trip: the claim, the Subscription and the matched version.
+  async claimMany(target: DeliveryTarget, runId: string, staleMs: number): Promise<{ claimed: ClaimedDelivery[]; busy: boolean }> {
+    const which = 'batch' in target ? sql`batch_id = ${target.batch}` : sql`id = ${target.id}`;
     const r = await sql<DeliveryRow & { subscription_json: string | null; resource_json: string | null }>`
       WITH c AS (
         UPDATE subscription_delivery SET claimed_by = ${runId}, claimed_at = clock_timestamp(), attempts = attempts + 1
-        WHERE id = ${id} AND status = 'pending'
+        WHERE ${which} AND status = 'pending'
           AND (claimed_by IS NULL OR claimed_at < clock_timestamp() - make_interval(secs => ${staleMs / 1000}))
         RETURNING ${DELIVERY_COLUMNS})
       SELECT c.*,
         (SELECT s.content::text FROM resource s WHERE s.resource_type = 'Subscription' AND s.id = c.subscription_id AND s.deleted = false) AS subscription_json,
-        (SELECT h.content::text FROM resource_history h WHERE h.resource_type = c.resource_type AND h.id = c.resource_id AND h.version_id = c.version_id) AS resource_json
-      FROM c`.execute(this.db);
-    const row = r.rows[0];
-    if (row) {
-      const claimed: DeliveryClaim = { kind: 'claimed', delivery: toDelivery(row) };
-      if (row.subscription_json !== null) claimed.subscriptionJson = row.subscription_json;
-      if (row.resource_json !== null) claimed.resourceJson = row.resource_json;
-      return claimed;
-    }
-    const now = await this.get(id);
-    return now?.status === 'pending' ? { kind: 'busy' } : { kind: 'done' };
+        (SELECT h.content::text FROM resource_history h WHERE c.kind = 'event' AND h.resource_type = c.resource_type AND h.id = c.resource_id AND h.version_id = c.version_id) AS resource_json
+      FROM c ORDER BY c.event_number, c.created_at`.execute(this.db);
+    const claimed = r.rows.map((row) => {
+      const out: ClaimedDelivery = { delivery: toDelivery(row) };
+      if (row.subscription_json !== null) out.subscriptionJson = row.subscription_json;
+      if (row.resource_json !== null) out.resourceJson = row.resource_json;
+      return out;
+    });
+    if (claimed.length > 0) return { claimed, busy: false };
+    // Nothing claimable: done, or held by another live run (asked only then: one statement per job otherwise).
+    const left = await sql<{ n: string }>`
+      SELECT count(*)::text AS n FROM subscription_delivery WHERE ${which} AND status = 'pending'`.execute(this.db);
+    return { claimed, busy: Number(left.rows[0]?.n ?? 0) > 0 };
+  }
+
+  /** Ends claimed deliveries in one statement: delivered, cancelled (with why) and so on. */
+  async finishMany(runId: string, outcomes: ReadonlyArray<{ id: string; status: DeliveryStatus; error?: string }>): Promise<void> {
+    if (outcomes.length === 0) return;
+    await sql`
+      UPDATE subscription_delivery d SET status = o.status, error = o.error, claimed_by = NULL, claimed_at = NULL,
+        delivered_at = CASE WHEN o.status = 'delivered' THEN clock_timestamp() ELSE d.delivered_at END
+      FROM unnest(${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[], ${outcomes.map((o) => o.error ?? null)}::text[]) AS o(id, status, error)
+      WHERE d.id = o.id AND d.claimed_by = ${runId}`.execute(this.db);
+  }
+
+  /** Failed or postponed runs give their claims back (one statement); `countAttempt` false undoes the claim's attempt. */
+  async releaseMany(runId: string, released: ReadonlyArray<{ id: string; error?: string }>, countAttempt: boolean): Promise<void> {
+    if (released.length === 0) return;
+    await sql`
+      UPDATE subscription_delivery d SET claimed_by = NULL, claimed_at = NULL, error = COALESCE(o.error, d.error),
+        attempts = d.attempts - ${countAttempt ? 0 : 1}
+      FROM unnest(${released.map((o) => o.id)}::text[], ${released.map((o) => o.error ?? null)}::text[]) AS o(id, error)
+      WHERE d.id = o.id AND d.claimed_by = ${runId}`.execute(this.db);
+  }
+
+  /** Marks the still pending rows of a job dead after its last attempt (the runner gave up); returns them. */
+  async deadLetterMany(target: DeliveryTarget, error: string): Promise<DeliveryRecord[]> {
+    const which = 'batch' in target ? sql`batch_id = ${target.batch}` : sql`id = ${target.id}`;
+    const r = await sql<DeliveryRow>`
+      UPDATE subscription_delivery SET status = 'dead-letter', error = COALESCE(error, ${error}), claimed_by = NULL, claimed_at = NULL
+      WHERE ${which} AND status = 'pending'
+      RETURNING ${DELIVERY_COLUMNS}`.execute(this.db);
+    return r.rows.map(toDelivery).sort((a, b) => a.eventNumber - b.eventNumber);
+  }
+
+  /**
+   * Of the given Subscriptions (id → heartbeat period in seconds), those that were sent nothing
+   * (no delivery row of any kind created) for a whole period since their activation.
+   */
+  async dueHeartbeats(periods: ReadonlyMap<string, number>): Promise<string[]> {
+    if (periods.size === 0) return [];
+    const r = await sql<{ id: string }>`
+      SELECT p.id FROM unnest(${[...periods.keys()]}::text[], ${[...periods.values()]}::int[]) AS p(id, secs)
+      JOIN subscription_state s ON s.subscription_id = p.id
+      WHERE GREATEST(s.activated_at, COALESCE((
+              -- the newest row is among those with the highest number (signals carry the count):
+              -- a short backward scan of subscription_delivery_number, not all the rows
+              SELECT d.created_at FROM subscription_delivery d WHERE d.subscription_id = p.id
+              ORDER BY d.event_number DESC, d.created_at DESC LIMIT 1), s.activated_at))
+            < clock_timestamp() - make_interval(secs => p.secs)`.execute(this.db);
+    return r.rows.map((x) => x.id);
+  }
+
+  /** JSON of versions and of the version before each (for topic FHIRPath criteria); key `Type/id/version`. */
+  async versionPairs(keys: ReadonlyArray<{ resourceType: string; id: string; versionId: string }>): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    const r = await sql<{ resource_type: string; id: string; version_id: string; json: string }>`
+      SELECT h.resource_type, h.id, h.version_id::text AS version_id, h.content::text AS json
+      FROM resource_history h
+      JOIN unnest(${keys.map((k) => k.resourceType)}::text[], ${keys.map((k) => k.id)}::text[], ${keys.map((k) => k.versionId)}::bigint[]) AS k(t, i, v)
+        ON h.resource_type = k.t AND h.id = k.i AND (h.version_id = k.v OR h.version_id = k.v - 1)
+      WHERE h.deleted = false AND h.content IS NOT NULL`.execute(this.db);
+    return new Map(r.rows.map((x) => [`${x.resource_type}/${x.id}/${x.version_id}`, x.json]));
   }
 
   async get(id: string): Promise<DeliveryRecord | undefined> {
@@ -306,47 +408,24 @@ export class SubscriptionStore {
     return r.rows[0] ? toDelivery(r.rows[0]) : undefined;
   }
 
-  /** Ends a claimed delivery: delivered, dead-letter or cancelled (with why), or back to pending for a retry. */
-  async finish(id: string, runId: string, status: DeliveryStatus, error?: string): Promise<void> {
-    await sql`
-      UPDATE subscription_delivery SET status = ${status}, error = ${error ?? null}, claimed_by = NULL, claimed_at = NULL,
-        delivered_at = CASE WHEN ${status} = 'delivered' THEN clock_timestamp() ELSE delivered_at END
-      WHERE id = ${id} AND claimed_by = ${runId}`.execute(this.db);
-  }
-
-  /** A failed or postponed run gives its claim back; `countAttempt` false undoes the claim's attempt. */
-  async release(id: string, runId: string, error: string | undefined, countAttempt: boolean): Promise<void> {
-    await sql`
-      UPDATE subscription_delivery SET claimed_by = NULL, claimed_at = NULL, error = COALESCE(${error ?? null}, error),
-        attempts = attempts - ${countAttempt ? 0 : 1}
-      WHERE id = ${id} AND claimed_by = ${runId}`.execute(this.db);
-  }
-
-  /** Marks a delivery dead after its last attempt even if no run holds it (the runner gave up). */
-  async deadLetter(id: string, error: string): Promise<void> {
-    await sql`
-      UPDATE subscription_delivery SET status = 'dead-letter', error = ${error}, claimed_by = NULL, claimed_at = NULL
-      WHERE id = ${id} AND status = 'pending'`.execute(this.db);
-  }
-
   /**
    * Pending deliveries nobody holds, created before `olderThanMs` ago: queued again after a
    * crash. `abandoned`: a run claimed it and died (its claim is older than `staleMs`).
    */
-  async unclaimed(olderThanMs: number, staleMs: number, limit: number): Promise<Array<{ id: string; abandoned: boolean }>> {
-    const r = await sql<{ id: string; abandoned: boolean }>`
-      SELECT id, claimed_by IS NOT NULL AS abandoned FROM subscription_delivery
+  async unclaimed(olderThanMs: number, staleMs: number, limit: number): Promise<Array<{ id: string; abandoned: boolean; batchId?: string }>> {
+    const r = await sql<{ id: string; abandoned: boolean; batch_id: string | null }>`
+      SELECT id, claimed_by IS NOT NULL AS abandoned, batch_id FROM subscription_delivery
       WHERE status = 'pending' AND created_at < clock_timestamp() - make_interval(secs => ${olderThanMs / 1000})
         AND (claimed_by IS NULL OR claimed_at < clock_timestamp() - make_interval(secs => ${staleMs / 1000}))
       ORDER BY created_at LIMIT ${limit}`.execute(this.db);
-    return r.rows.map((x) => ({ id: x.id, abandoned: x.abandoned }));
+    return r.rows.map((x) => (x.batch_id === null ? { id: x.id, abandoned: x.abandoned } : { id: x.id, abandoned: x.abandoned, batchId: x.batch_id }));
   }
 
   /** Counter and delivery counts of one subscription (for $status). */
   async status(subscriptionId: string): Promise<{ events: number; counts: Record<DeliveryStatus, number>; lastError?: string }> {
     const s = await sql<{ events: string }>`SELECT events::text AS events FROM subscription_state WHERE subscription_id = ${subscriptionId}`.execute(this.db);
     const c = await sql<{ status: DeliveryStatus; n: string }>`
-      SELECT status, count(*)::text AS n FROM subscription_delivery WHERE subscription_id = ${subscriptionId} GROUP BY status`.execute(this.db);
+      SELECT status, count(*)::text AS n FROM subscription_delivery WHERE subscription_id = ${subscriptionId} AND kind = 'event' GROUP BY status`.execute(this.db);
     const e = await sql<{ error: string }>`
       SELECT error FROM subscription_delivery WHERE subscription_id = ${subscriptionId} AND error IS NOT NULL
       ORDER BY created_at DESC LIMIT 1`.execute(this.db);
@@ -361,7 +440,7 @@ export class SubscriptionStore {
   async events(subscriptionId: string, from: number, to: number, limit: number): Promise<DeliveryRecord[]> {
     const r = await sql<DeliveryRow>`
       SELECT ${DELIVERY_COLUMNS} FROM subscription_delivery
-      WHERE subscription_id = ${subscriptionId} AND event_number >= ${from} AND event_number <= ${to}
+      WHERE subscription_id = ${subscriptionId} AND kind = 'event' AND event_number >= ${from} AND event_number <= ${to}
       ORDER BY event_number LIMIT ${limit}`.execute(this.db);
     return r.rows.map(toDelivery);
   }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Bundle, Subscription } from 'fhir/r4.js';
 import { parseScopes } from '../auth/scopes.js';
+import { isFhirError } from '../fhir/errors.js';
 import { accessFilterFor, type AccessFilter } from '../search/sql/access.js';
 import type { SearchRequest } from '../search/request.js';
 import type { SearchInput } from '../search/search-service.js';
@@ -10,7 +11,8 @@ import type { ResourceChange } from '../storage/types.js';
 import { splitCriteria, type Criteria } from './criteria.js';
 import { ended } from './model.js';
 import { criteriaNeedles, mayMatch } from './prefilter.js';
-import { recoveryJobId } from './delivery-job.js';
+import { batchJobId, recoveryJobIds } from './delivery-job.js';
+import { fhirPathPasses, heartbeatSeconds, isTopicCriteria, topicProblems, type TopicRegistry, type TopicTrigger } from './topics.js';
 import type { SubscriptionStatusWriter } from './status.js';
 import { detached } from './write-context.js';
 
@@ -23,20 +25,40 @@ const MAX_BATCHES_PER_ROUND = 20;
 /** How far back a transaction may have stamped its versions before it committed (see `lateScan`). */
 export const OVERLAP_MS = 120_000;
 const LATE_SCAN_EVERY_MS = 10_000;
+/**
+ * While writes stream in, most late commits are late by milliseconds (concurrent transactions
+ * stamped just before the cursor moved): the last QUICK_OVERLAP_MS are read again this often,
+ * so such versions are notified within a second rather than at the next full late scan.
+ */
+const QUICK_SCAN_EVERY_MS = 300;
+const QUICK_OVERLAP_MS = 2_000;
 /** Deliveries stored but not queued (a crash in between) or abandoned by a dead run are queued again this often. */
 const RECOVER_EVERY_MS = 10_000;
 const RELOAD_EVERY_MS = 60_000;
 /** After a round that spent M ms matching, the next starts M × this later at the earliest. */
 const MATCH_SPACING = 4;
+/**
+ * ...but at most this far: the spacing is measured in wall time, which a stream of writes in the
+ * same process inflates many times over (the round's awaits queue behind the requests), so
+ * uncapped it throttled dispatch to a fraction of the write rate (bench: ~100 versions/s).
+ */
+const MAX_ROUND_GAP_MS = 250;
 /** Rounds woken by writes are at least this far apart (each costs a few statements even when empty). */
 const MIN_ROUND_GAP_MS = 10;
 /** Ids per matching search (`_id=a,b,…`). */
 const ID_CHUNK = 500;
+/** After a round that found versions, the next looks again this soon (other processes' writes keep coming). */
+const BUSY_POLL_MS = 100;
+/** How often heartbeats are looked for. */
+const HEARTBEAT_CHECK_MS = 1_000;
 
 export interface DispatcherDeps {
   state: SubscriptionStore;
   search: { search(input: SearchInput): Promise<Bundle>; parse(input: Pick<SearchInput, 'resourceType' | 'params' | 'strict' | 'baseUrl'>): SearchRequest };
-  enqueue(deliveryId: string): Promise<void>;
+  /** queues a delivery job (a row id or a batch job id) */
+  enqueue(jobId: string): Promise<void>;
+  /** subscription topics (conformance/subscription-topics) */
+  topics: TopicRegistry;
   statusWriter: SubscriptionStatusWriter;
   fhirBase: string;
   pollMs: number;
@@ -55,6 +77,13 @@ interface ActiveSubscription {
   activatedAt: string;
   /** literal values a match must contain (see prefilter.ts); empty: search every change */
   needles: string[][];
+  /** topic-based: the trigger this entry stands for (a topic with triggers on n types gives n entries) */
+  trigger?: TopicTrigger;
+  channelType: string;
+  /** the Subscription's current version (a handshake is sent once per activating version) */
+  versionId: string;
+  /** topic-based rest-hook with a heartbeat period, in seconds */
+  heartbeatSeconds?: number;
 }
 
 const keyOf = (k: Pick<HistoryKey, 'resourceType' | 'id' | 'versionId'>) => `${k.resourceType}/${k.id}/${k.versionId}`;
@@ -91,6 +120,12 @@ export class SubscriptionDispatcher {
   private lastLateScan = 0;
   private lastRecover = 0;
   private lastLoad = 0;
+  private lastHeartbeat = 0;
+  private lastQuickScan = 0;
+  /** when a round last read versions (quick late scans run while this is recent) */
+  private lastWorkAt = 0;
+  /** the last round read versions: look again soon (BUSY_POLL_MS) rather than at the next poll */
+  private busy = false;
   private running: Promise<void> | undefined;
   private again = false;
   /** Matching time of the last round; the next round waits MATCH_SHARE times as long (see `poke`). */
@@ -163,18 +198,26 @@ export class SubscriptionDispatcher {
     this.running = this.loop().finally(() => {
       this.running = undefined;
       if (this.again) this.poke();
+      else if (this.busy && !this.closed) {
+        this.delayed ??= setTimeout(() => {
+          this.delayed = undefined;
+          this.poke();
+        }, Math.max(BUSY_POLL_MS, this.notBefore - Date.now()));
+        this.delayed.unref();
+      }
     });
   }
 
   private async loop(): Promise<void> {
     this.again = false;
+    this.busy = false;
     this.matchMs = 0;
     try {
       await this.round();
     } catch (e) {
       this.deps.log('subscription dispatch failed (retried at the next poll)', e);
     }
-    this.notBefore = Date.now() + Math.max(MIN_ROUND_GAP_MS, this.matchMs * MATCH_SPACING);
+    this.notBefore = Date.now() + Math.min(MAX_ROUND_GAP_MS, Math.max(MIN_ROUND_GAP_MS, this.matchMs * MATCH_SPACING));
   }
 
   private async round(): Promise<void> {
@@ -209,6 +252,8 @@ export class SubscriptionDispatcher {
         }
         break;
       }
+      this.busy = true;
+      this.lastWorkAt = now;
       const fresh = keys.filter((k) => !this.seen.has(keyOf(k)));
       if (fresh.length) await this.dispatch(fresh);
       const last = keys[keys.length - 1]!.lastUpdated;
@@ -223,23 +268,34 @@ export class SubscriptionDispatcher {
     }
     if (now - this.lastLateScan >= LATE_SCAN_EVERY_MS) {
       this.lastLateScan = now;
-      await this.lateScan(position);
+      this.lastQuickScan = now;
+      await this.lateScan(position, OVERLAP_MS);
+    } else if (now - this.lastWorkAt <= QUICK_OVERLAP_MS && now - this.lastQuickScan >= QUICK_SCAN_EVERY_MS) {
+      this.lastQuickScan = now;
+      await this.lateScan(position, QUICK_OVERLAP_MS);
     }
     if (now - this.lastRecover >= RECOVER_EVERY_MS) {
       // At leader start every unclaimed pending delivery (a crash may have left them unqueued);
-      // later only old ones. Queueing twice is harmless: job id = row id, and runs claim the row.
+      // later only old ones. Queueing twice is harmless: a job id names its batch (or row), and runs claim the rows.
       const olderThan = this.lastRecover === 0 ? 0 : RECOVER_EVERY_MS;
       this.lastRecover = now;
-      for (const row of await state.unclaimed(olderThan, this.deps.staleClaimMs, 1000)) await this.enqueue(recoveryJobId(row));
+      for (const jobId of recoveryJobIds(await state.unclaimed(olderThan, this.deps.staleClaimMs, 1000))) await this.enqueue(jobId);
+    }
+    if (now - this.lastHeartbeat >= HEARTBEAT_CHECK_MS) {
+      this.lastHeartbeat = now;
+      await this.heartbeats();
     }
   }
 
-  private async lateScan(position: string): Promise<void> {
-    const from = minus(position, OVERLAP_MS);
-    for (const [key, lastUpdated] of this.seen) if (lastUpdated <= from) this.seen.delete(key);
+  private async lateScan(position: string, overlapMs: number): Promise<void> {
+    const from = minus(position, overlapMs);
+    // Only the full scan forgets: what it covers must stay known as seen.
+    if (overlapMs >= OVERLAP_MS) for (const [key, lastUpdated] of this.seen) if (lastUpdated <= from) this.seen.delete(key);
     const only = this.subs.length ? undefined : 'Subscription';
     let after = from;
-    for (;;) {
+    // A quick scan reads one batch at most: its cost stays bounded however fast writes come
+    // (what it cannot cover is found by the full scan).
+    for (let reads = 0; overlapMs >= OVERLAP_MS || reads < 1; reads++) {
       const keys = await this.deps.state.historyBetween(after, position, BATCH, only);
       const missed = keys.filter((k) => !this.seen.has(keyOf(k)));
       if (missed.length) await this.dispatch(missed);
@@ -253,10 +309,43 @@ export class SubscriptionDispatcher {
     if (keys.some((k) => k.resourceType === 'Subscription')) await this.loadSubscriptions();
     if (this.subs.length === 0) return;
     const t0 = performance.now();
-    const deliveries = [...(await this.matches(keys.filter((k) => !k.deleted))), ...(await this.deletes(keys.filter((k) => k.deleted)))];
+    const deliveries = [...this.handshakes(keys), ...(await this.matches(keys.filter((k) => !k.deleted))), ...(await this.deletes(keys.filter((k) => k.deleted)))];
     this.matchMs += performance.now() - t0;
-    const ids = await this.deps.state.addDeliveries(deliveries);
-    await Promise.all(ids.map((id) => this.enqueue(id)));
+    await this.store(deliveries);
+  }
+
+  private async store(deliveries: readonly NewDelivery[]): Promise<void> {
+    const batches = await this.deps.state.addDeliveries(deliveries);
+    await Promise.all(batches.map((b) => this.enqueue(batchJobId(b.batchId))));
+  }
+
+  /**
+   * Topic-based rest-hook Subscriptions get a handshake when a version activating them is
+   * dispatched (the API stores every Subscription write with status requested/active as a new
+   * activation). Keyed by that version: dispatching it twice is one handshake.
+   */
+  private handshakes(keys: readonly HistoryKey[]): NewDelivery[] {
+    const out: NewDelivery[] = [];
+    for (const k of keys) {
+      if (k.resourceType !== 'Subscription' || k.deleted) continue;
+      const s = this.subs.find((x) => x.id === k.id && x.trigger !== undefined);
+      if (!s || s.versionId !== k.versionId || s.channelType !== 'rest-hook') continue;
+      out.push({ subscriptionId: s.id, resourceType: 'Subscription', resourceId: s.id, versionId: k.versionId, action: 'update', committedAt: k.lastUpdated, kind: 'handshake' });
+    }
+    return out;
+  }
+
+  /** Heartbeats for topic-based rest-hook Subscriptions that were sent nothing for their period. */
+  private async heartbeats(): Promise<void> {
+    const periods = new Map<string, number>();
+    for (const s of this.subs) if (s.heartbeatSeconds !== undefined) periods.set(s.id, s.heartbeatSeconds);
+    if (periods.size === 0) return;
+    const due = await this.deps.state.dueHeartbeats(periods);
+    if (due.length === 0) return;
+    const at = new Date().toISOString();
+    // Negative "versions" keep heartbeat rows apart from events and handshakes under the unique key.
+    const stamp = String(-Date.now());
+    await this.store(due.map((id) => ({ subscriptionId: id, resourceType: 'Subscription', resourceId: id, versionId: stamp, action: 'update', committedAt: at, kind: 'heartbeat' })));
   }
 
   private async enqueue(id: string): Promise<void> {
@@ -271,6 +360,8 @@ export class SubscriptionDispatcher {
   /** Current versions matching each active Subscription's criteria, as its subscriber may see them. */
   private async matches(keys: readonly HistoryKey[]): Promise<NewDelivery[]> {
     const out: NewDelivery[] = [];
+    /** topic matches whose FHIRPath criteria still need checking on the version and the one before */
+    const pending: Array<{ delivery: NewDelivery; fhirPath: string }> = [];
     const byType = new Map<string, Map<string, HistoryKey[]>>();
     for (const k of keys) {
       let ids = byType.get(k.resourceType);
@@ -295,29 +386,58 @@ export class SubscriptionDispatcher {
         const ids = needles.length && texts ? allIds.filter((id) => mayMatch(texts.get(id) ?? '', needles)) : allIds;
         for (let i = 0; i < ids.length; i += ID_CHUNK) {
           const chunk = ids.slice(i, i + ID_CHUNK);
-          const bundle = await this.deps.search.search({
-            resourceType: type,
-            params: [...criteria.params, ['_id', chunk.join(',')], ['_count', String(chunk.length)], ['_total', 'none']],
-            baseUrl: this.deps.fhirBase,
-            accessFilter: access,
-          });
+          let bundle: Bundle;
+          try {
+            bundle = await this.deps.search.search({
+              resourceType: type,
+              params: [...criteria.params, ['_id', chunk.join(',')], ['_count', String(chunk.length)], ['_total', 'none']],
+              baseUrl: this.deps.fhirBase,
+              accessFilter: access,
+            });
+          } catch (e) {
+            // A search the engine refuses (a parameter removed since, a value it no longer
+            // accepts) would fail every round for everyone: those Subscriptions go to error.
+            // Anything else (the database) fails the round, which is retried.
+            if (!isFhirError(e)) throw e;
+            for (const s of group) await this.deps.statusWriter.setError(s.id, `its criteria cannot be searched: ${e.message}`);
+            this.subsDirty = true;
+            break;
+          }
           for (const entry of bundle.entry ?? []) {
             if (entry.search?.mode !== 'match' || !entry.resource?.id) continue;
             // The search sees the current version: an older version of the batch is superseded.
             const version = versionsById.get(entry.resource.id)?.find((k) => k.versionId === entry.resource!.meta?.versionId);
             if (!version) continue;
+            const action = version.versionId === '1' ? 'create' : 'update';
             for (const s of group) {
               if (version.lastUpdated < s.activatedAt) continue;
-              out.push({
-                subscriptionId: s.id,
-                resourceType: type,
-                resourceId: version.id,
-                versionId: version.versionId,
-                action: version.versionId === '1' ? 'create' : 'update',
-                committedAt: version.lastUpdated,
-              });
+              if (s.trigger && !s.trigger.interactions.has(action)) continue;
+              const delivery: NewDelivery = { subscriptionId: s.id, resourceType: type, resourceId: version.id, versionId: version.versionId, action, committedAt: version.lastUpdated };
+              if (s.trigger?.fhirPath) pending.push({ delivery, fhirPath: s.trigger.fhirPath });
+              else out.push(delivery);
             }
           }
+        }
+      }
+    }
+    if (pending.length > 0) {
+      // %current is the matched version, %previous the one before it (absent on create or after a delete).
+      const jsons = await this.deps.state.versionPairs(pending.map((p) => ({ resourceType: p.delivery.resourceType, id: p.delivery.resourceId, versionId: p.delivery.versionId })));
+      const parsed = new Map<string, unknown>();
+      const get = (type: string, id: string, version: number): unknown => {
+        const key = `${type}/${id}/${version}`;
+        if (!parsed.has(key)) parsed.set(key, jsons.has(key) ? JSON.parse(jsons.get(key)!) : undefined);
+        return parsed.get(key);
+      };
+      for (const p of pending) {
+        const d = p.delivery;
+        const current = get(d.resourceType, d.resourceId, Number(d.versionId));
+        const previous = get(d.resourceType, d.resourceId, Number(d.versionId) - 1);
+        try {
+          if (current !== undefined && fhirPathPasses(p.fhirPath, current, previous)) out.push(d);
+        } catch (e) {
+          // A run-time FHIRPath error (a topic's expression meeting unexpected data): no event.
+          this.deps.log(`subscription topic FHIRPath failed on ${d.resourceType}/${d.resourceId}`, e);
         }
       }
     }
@@ -326,17 +446,28 @@ export class SubscriptionDispatcher {
 
   private async deletes(keys: readonly HistoryKey[]): Promise<NewDelivery[]> {
     if (keys.length === 0) return [];
-    const active = new Map(this.subs.map((s) => [s.id, s]));
+    // A topic-based Subscription has one entry per trigger type: look them up by id and type.
+    const active = new Map(this.subs.map((s) => [`${s.id} ${s.criteria.resourceType}`, s]));
     const notified = await this.deps.state.notifiedBefore(keys);
     const out: NewDelivery[] = [];
     for (const k of keys) {
       for (const subscriptionId of notified.get(`${k.resourceType}/${k.id}`) ?? []) {
-        const s = active.get(subscriptionId);
+        const s = active.get(`${subscriptionId} ${k.resourceType}`);
         if (!s || k.lastUpdated < s.activatedAt) continue;
+        if (s.trigger && (!s.trigger.interactions.has('delete') || !s.trigger.deletePasses)) continue;
         out.push({ subscriptionId, resourceType: k.resourceType, resourceId: k.id, versionId: k.versionId, action: 'delete', committedAt: k.lastUpdated });
       }
     }
     return out;
+  }
+
+  private needles(criteria: Criteria): string[][] {
+    try {
+      return criteriaNeedles(this.deps.search.parse({ resourceType: criteria.resourceType, params: criteria.params, strict: true, baseUrl: this.deps.fhirBase }).filters);
+    } catch {
+      // Criteria that no longer parse (a SearchParameter removed) simply match nothing.
+      return [];
+    }
   }
 
   private async loadSubscriptions(): Promise<void> {
@@ -356,14 +487,27 @@ export class SubscriptionDispatcher {
       }
       const grant = row.grant;
       const access = accessFilterFor({ scopes: parseScopes(grant.scope), patient: grant.patient, kind: grant.kind, role: grant.role });
-      const criteria = splitCriteria(sub.criteria);
-      let needles: string[][] = [];
-      try {
-        needles = criteriaNeedles(this.deps.search.parse({ resourceType: criteria.resourceType, params: criteria.params, strict: true, baseUrl: this.deps.fhirBase }).filters);
-      } catch {
-        // Criteria that no longer parse (a SearchParameter removed) simply match nothing below.
+      const common = { id: row.id, access, activatedAt: row.activatedAt, channelType: sub.channel.type, versionId: sub.meta?.versionId ?? '' };
+      if (isTopicCriteria(sub.criteria)) {
+        // Checked again: the topic files may have changed since the Subscription was written.
+        const checked = topicProblems(sub, this.deps.topics, { search: this.deps.search, isResourceType: () => true, baseUrl: this.deps.fhirBase });
+        if (!checked.selection) {
+          await this.deps.statusWriter.setError(row.id, `topic no longer offered as subscribed: ${checked.issues.map((i) => i.diagnostics).join('; ')}`);
+          continue;
+        }
+        const { topic, filters } = checked.selection;
+        const heartbeat = sub.channel.type === 'rest-hook' ? heartbeatSeconds(sub) : undefined;
+        for (const trigger of topic.triggers) {
+          const params: [string, string][] = [...trigger.current, ...(filters.get(trigger.resourceType) ?? [])];
+          const criteria = splitCriteria(`${trigger.resourceType}?${new URLSearchParams(params).toString()}`);
+          const entry: ActiveSubscription = { ...common, criteria, trigger, needles: this.needles(criteria), groupKey: `${topic.url}\n${topic.triggers.indexOf(trigger)}\n${criteria.key}\n${JSON.stringify(access ?? null)}` };
+          if (heartbeat !== undefined) entry.heartbeatSeconds = heartbeat;
+          subs.push(entry);
+        }
+        continue;
       }
-      subs.push({ id: row.id, criteria, access, activatedAt: row.activatedAt, needles, groupKey: `${criteria.key}\n${JSON.stringify(access ?? null)}` });
+      const criteria = splitCriteria(sub.criteria);
+      subs.push({ ...common, criteria, needles: this.needles(criteria), groupKey: `${criteria.key}\n${JSON.stringify(access ?? null)}` });
     }
     this.subs = subs;
   }

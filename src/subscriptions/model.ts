@@ -2,6 +2,7 @@ import type { Subscription } from 'fhir/r4.js';
 import { errors, type Issue } from '../fhir/errors.js';
 import type { PayloadContent } from './channels/types.js';
 import { mailtoAddresses } from './channels/email.js';
+import { isTopicCriteria } from './topics.js';
 
 /** The R4 Subscriptions Backport IG marks its Subscriptions with this profile. */
 export const BACKPORT_PROFILE = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription';
@@ -34,7 +35,8 @@ export function channelSettings(sub: Subscription): ChannelSettings {
     const at = h.indexOf(':');
     return [h.slice(0, at).trim(), h.slice(at + 1).trim()];
   });
-  const out: ChannelSettings = { type: channel.type, headers, payload, backport: backport || payloadExt !== undefined };
+  // Topic-based Subscriptions exist only in the backport IG: their notifications are always Bundles.
+  const out: ChannelSettings = { type: channel.type, headers, payload, backport: backport || payloadExt !== undefined || isTopicCriteria(sub.criteria) };
   if (channel.endpoint) out.endpoint = channel.endpoint;
   if (channel.payload) out.mimeType = channel.payload;
   return out;

@@ -2,6 +2,7 @@ import type { Bundle, BundleEntry, FhirResource, Parameters, ParametersParameter
 import type { DeliveryRecord } from '../storage/subscription-store.js';
 import type { Delivery } from './channels/types.js';
 import { channelSettings } from './model.js';
+import { isTopicCriteria } from './topics.js';
 
 const STATUS_PROFILE = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4';
 const NOTIFICATION_PROFILE = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-notification-r4';
@@ -22,10 +23,12 @@ function eventPart(record: Pick<DeliveryRecord, 'eventNumber' | 'committedAt'>, 
 export function subscriptionStatus(
   sub: Subscription & { id: string },
   fhirBase: string,
-  opts: { type: 'event-notification' | 'query-status' | 'query-event' | 'heartbeat'; eventsSinceStart: number; events?: ReadonlyArray<{ record: Pick<DeliveryRecord, 'eventNumber' | 'committedAt'>; focus?: string }>; error?: string },
+  opts: { type: 'event-notification' | 'query-status' | 'query-event' | 'heartbeat' | 'handshake'; eventsSinceStart: number; events?: ReadonlyArray<{ record: Pick<DeliveryRecord, 'eventNumber' | 'committedAt'>; focus?: string }>; error?: string },
 ): Parameters {
   const parameter: ParametersParameter[] = [
     { name: 'subscription', valueReference: { reference: `${fhirBase}/Subscription/${sub.id}` } },
+    // Topic-based: the topic's canonical (criteria holds it).
+    ...(isTopicCriteria(sub.criteria) ? [{ name: 'topic', valueCanonical: sub.criteria.trim() }] : []),
     { name: 'status', valueCode: sub.status },
     { name: 'type', valueCode: opts.type },
     { name: 'events-since-subscription-start', valueString: String(opts.eventsSinceStart) },
@@ -42,6 +45,13 @@ export function subscriptionStatus(
  */
 export function buildDelivery(sub: Subscription & { id: string }, record: DeliveryRecord, fhirBase: string, resource: Resource | undefined): Delivery {
   const settings = channelSettings(sub);
+  if (record.kind === 'handshake' || record.kind === 'heartbeat') {
+    // No resource event: the SubscriptionStatus alone, with the events sent so far.
+    const status = subscriptionStatus(sub, fhirBase, { type: record.kind, eventsSinceStart: record.eventNumber });
+    const bundle: Bundle = { resourceType: 'Bundle', id: record.id, meta: { profile: [NOTIFICATION_PROFILE] }, type: 'history', timestamp: new Date().toISOString(), entry: [{ fullUrl: `urn:uuid:${record.id}`, resource: status }] };
+    const focus = { reference: `${fhirBase}/Subscription/${sub.id}`, resourceType: 'Subscription', id: sub.id, versionId: sub.meta?.versionId ?? '' };
+    return { subscription: sub, eventNumber: record.eventNumber, focus, action: 'update', payload: settings.payload, notificationBundle: bundle, kind: record.kind };
+  }
   const reference = `${fhirBase}/${record.resourceType}/${record.resourceId}/_history/${record.versionId}`;
   const focus = { reference, resourceType: record.resourceType, id: record.resourceId, versionId: record.versionId };
   const status = subscriptionStatus(sub, fhirBase, {

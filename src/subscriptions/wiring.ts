@@ -10,6 +10,7 @@ import { deliveryQueue, DELIVERY_QUEUE, staleClaimMs } from './delivery-job.js';
 import { SubscriptionDispatcher } from './dispatcher.js';
 import { SubscriptionStatusWriter } from './status.js';
 import { subscriptionWriteHook } from './write-hook.js';
+import { TopicRegistry, TOPICS_DIR } from './topics.js';
 
 export interface SubscriptionDeps {
   store: ResourceStore;
@@ -19,12 +20,16 @@ export interface SubscriptionDeps {
   config: Pick<Config, 'subscriptionEndpointAllowList' | 'subscriptionAttempts' | 'subscriptionBackoffMs' | 'subscriptionPollMs' | 'subscriptionTimeoutMs'>;
   isResourceType: (type: string) => boolean;
   log: (message: string, error?: unknown) => void;
+  /** where the subscription topics are defined (default conformance/subscription-topics) */
+  topicsDir?: string;
 }
 
 export interface SubscriptionComponents {
   /** channel senders of this process (see channels/index.ts#registerChannels) */
   channels: ChannelRegistry;
   state: SubscriptionStore;
+  /** subscription topics offered (topic-based Subscriptions, CapabilityStatement) */
+  topics: TopicRegistry;
   /** the delivery queue, to be served by the process's job runner */
   queue: QueueDefinition;
   /** set by `start` */
@@ -44,8 +49,10 @@ export function createSubscriptions(deps: SubscriptionDeps): SubscriptionCompone
   const state = new SubscriptionStore(deps.db);
   const channels = new ChannelRegistry();
   const statusWriter = new SubscriptionStatusWriter(deps.store);
+  // A topic file the server cannot evaluate stops the start (named in the error).
+  const topics = TopicRegistry.load(deps.topicsDir ?? TOPICS_DIR, { search: deps.search, isResourceType: deps.isResourceType, baseUrl: deps.fhirBase });
   deps.store.onBeforeWrite(
-    subscriptionWriteHook({ search: deps.search, isResourceType: deps.isResourceType, fhirBase: deps.fhirBase, channels, state, allowList: deps.config.subscriptionEndpointAllowList }),
+    subscriptionWriteHook({ search: deps.search, isResourceType: deps.isResourceType, fhirBase: deps.fhirBase, channels, state, allowList: deps.config.subscriptionEndpointAllowList, topics }),
   );
   const queue = deliveryQueue({
     deliveries: state,
@@ -63,12 +70,14 @@ export function createSubscriptions(deps: SubscriptionDeps): SubscriptionCompone
   const components: SubscriptionComponents = {
     channels,
     state,
+    topics,
     queue,
     start(runner) {
       const dispatcher = new SubscriptionDispatcher({
         state,
         search: deps.search,
         enqueue: (id) => runner.enqueue(DELIVERY_QUEUE, { jobId: id }),
+        topics,
         statusWriter,
         fhirBase: deps.fhirBase,
         pollMs: deps.config.subscriptionPollMs,

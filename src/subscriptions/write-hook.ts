@@ -1,4 +1,5 @@
 import type { Subscription } from 'fhir/r4.js';
+import type { Issue } from '../fhir/errors.js';
 import type { BeforeWriteHook, StoreTransaction } from '../storage/resource-store.js';
 import type { SubscriptionGrant, SubscriptionStore } from '../storage/subscription-store.js';
 import type { ResourceChange } from '../storage/types.js';
@@ -9,6 +10,7 @@ import { endpointAllowed } from './channels/rest-hook.js';
 import { parseCriteria } from './criteria.js';
 import { channelProblems, ended, invalid } from './model.js';
 import { currentWriter, isSystemWrite } from './write-context.js';
+import { isTopicCriteria, topicProblems, type TopicRegistry } from './topics.js';
 
 export interface WriteHookDeps {
   search: Pick<SearchService, 'parse'>;
@@ -17,6 +19,8 @@ export interface WriteHookDeps {
   channels: ChannelRegistry;
   state: SubscriptionStore;
   allowList: readonly string[];
+  /** subscription topics (conformance/subscription-topics) */
+  topics: TopicRegistry;
 }
 
 export function grantOf(auth: AuthContext): SubscriptionGrant {
@@ -42,8 +46,11 @@ export function subscriptionWriteHook(deps: WriteHookDeps): BeforeWriteHook {
 
 async function checkAndRecord(deps: WriteHookDeps, tx: StoreTransaction, change: ResourceChange): Promise<void> {
   const sub = change.resource as Subscription;
-  parseCriteria(sub.criteria, deps.search, deps.isResourceType, deps.fhirBase);
-  const issues = channelProblems(sub, deps.channels.types());
+  const issues: Issue[] = [];
+  // Topic-based (backport IG): criteria is the topic's canonical URL, filters in extensions.
+  if (isTopicCriteria(sub.criteria)) issues.push(...topicProblems(sub, deps.topics, { search: deps.search, isResourceType: deps.isResourceType, baseUrl: deps.fhirBase }).issues);
+  else parseCriteria(sub.criteria, deps.search, deps.isResourceType, deps.fhirBase);
+  issues.push(...channelProblems(sub, deps.channels.types()));
   if (sub.channel.type === 'rest-hook' && sub.channel.endpoint && issues.length === 0 && !endpointAllowed(sub.channel.endpoint, deps.allowList)) {
     issues.push({ severity: 'error', code: 'security', diagnostics: 'the endpoint host is not in SUBSCRIPTION_ENDPOINT_ALLOWLIST', expression: ['Subscription.channel.endpoint'] });
   }

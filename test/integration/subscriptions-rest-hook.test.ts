@@ -1,6 +1,6 @@
 import type { Bundle, Observation, OperationOutcome, Parameters, Subscription } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, TEST_CLIENT, type TestApp } from '../support/test-app.js';
+import { startTestApp, type TestApp } from '../support/test-app.js';
 import { startReceiver, until, type Receiver } from './subscriptions-helpers.js';
 
 /**
@@ -26,16 +26,6 @@ async function receiver(answer?: (n: number) => number): Promise<Receiver> {
   return r;
 }
 
-async function tokenFor(scope: string): Promise<string> {
-  const res = await app.server.http.inject({
-    method: 'POST',
-    url: '/auth/token',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${TEST_CLIENT.id}:${TEST_CLIENT.secret}`).toString('base64')}` },
-    payload: `grant_type=client_credentials&scope=${encodeURIComponent(scope)}`,
-  });
-  expect(res.statusCode).toBe(200);
-  return (res.json() as { access_token: string }).access_token;
-}
 
 function subscription(criteria: string, endpoint: string, extra: Partial<Subscription> = {}): Subscription {
   return { resourceType: 'Subscription', status: 'requested', reason: 'test', criteria, channel: { type: 'rest-hook', endpoint, payload: 'application/fhir+json' }, ...extra };
@@ -208,7 +198,7 @@ describe('rest-hook deliveries', () => {
   it("a subscriber whose token cannot read a resource receives no notification carrying it", async () => {
     const allowed = await receiver();
     const denied = await receiver();
-    const narrow = await tokenFor('system/Subscription.cruds system/Patient.rs');
+    const narrow = await app.tokenFor('system/Subscription.cruds system/Patient.rs');
     await subscribe(subscription('Observation?code=http://loinc.org|8888-8', denied.url), narrow);
     const criteriaAll = subscription('Observation?code=http://loinc.org|8888-8', allowed.url);
     await subscribe(criteriaAll);
@@ -238,6 +228,31 @@ describe('large transactions', () => {
     const got = r.received.map((x) => x.path.split('/').pop());
     expect(got).toHaveLength(1100);
     expect(new Set(got)).toEqual(new Set(ids));
+  });
+});
+
+describe('batched deliveries', () => {
+  it('the events of one transaction go out as one batch; a failed one is retried alone', async () => {
+    // The 2nd request fails once: that event is retried, the others are not sent again.
+    const r = await receiver((n) => (n === 2 ? 500 : 200));
+    const sub = await subscribe(subscription('Observation?code=http://loinc.org|5555-5', r.url));
+    const entry = Array.from({ length: 5 }, (_, i) => ({ resource: observation('5555-5', i), request: { method: 'POST' as const, url: 'Observation' } }));
+    const res = await app.request({ method: 'POST', url: '/fhir', payload: { resourceType: 'Bundle', type: 'transaction', entry } });
+    expect(res.statusCode).toBe(200);
+    const ids = ((res.json() as Bundle).entry ?? []).map((e) => /Observation\/([^/]+)/.exec(e.response!.location!)![1]);
+    await r.waitFor(5, 30_000, true);
+    await app.server.subscriptions.dispatcher!.flush();
+    await new Promise((res2) => setTimeout(res2, 500));
+    expect(r.received).toHaveLength(6);
+    const accepted = r.accepted().map((x) => x.path.split('/').pop());
+    expect(accepted).toHaveLength(5);
+    expect(new Set(accepted)).toEqual(new Set(ids));
+    const rows = await app.server.subscriptions.state.events(sub.id, 1, 100, 100);
+    expect(rows.map((x) => x.status)).toEqual(['delivered', 'delivered', 'delivered', 'delivered', 'delivered']);
+    // one dispatch round stored them: one batch (one job)
+    expect(new Set(rows.map((x) => x.batchId)).size).toBe(1);
+    expect(rows.reduce((n, x) => n + x.attempts, 0)).toBe(6);
+    expect((await read(sub.id)).status).toBe('active');
   });
 });
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bundle, CapabilityStatement, FhirResource, Observation, Patient, Resource } from 'fhir/r4.js';
-import { startTestApp, TEST_CLIENT, type TestApp } from '../support/test-app.js';
+import { startTestApp, type TestApp } from '../support/test-app.js';
 
 /**
  * Whole-system search through HTTP: `GET [base]?…`, `POST [base]/_search`, against the real
@@ -71,19 +71,6 @@ async function allPages(url: string): Promise<{ keys: string[]; pages: number; f
   return { keys, pages, firstTotal };
 }
 
-async function tokenFor(scope: string): Promise<string> {
-  const res = await t.server.http.inject({
-    method: 'POST',
-    url: '/auth/token',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${TEST_CLIENT.id}:${TEST_CLIENT.secret}`).toString('base64')}`,
-    },
-    payload: `grant_type=client_credentials&scope=${encodeURIComponent(scope)}`,
-  });
-  expect(res.statusCode).toBe(200);
-  return (res.json() as { access_token: string }).access_token;
-}
 
 beforeAll(async () => {
   t = await startTestApp();
@@ -227,7 +214,7 @@ describe('system search', () => {
   });
 
   it('searches only the types the token may search', async () => {
-    const patientsOnly = await tokenFor('system/Patient.read');
+    const patientsOnly = await t.tokenFor('system/Patient.read');
     const count = await get('/fhir?_summary=count', patientsOnly);
     expect(count.status).toBe(200);
     expect(count.body.total).toBe([...phaseA, ...phaseB].filter((k) => k.startsWith('Patient/')).length);
@@ -236,7 +223,7 @@ describe('system search', () => {
     expect((await get('/fhir?_type=Observation', patientsOnly)).status).toBe(403);
     expect((await get('/fhir?_type=Patient,Observation', patientsOnly)).status).toBe(403);
     expect((await get('/fhir?_type=Patient&_summary=count', patientsOnly)).body.total).toBe(count.body.total);
-    const readOnlyNoSearch = await tokenFor('system/Patient.r');
+    const readOnlyNoSearch = await t.tokenFor('system/Patient.r');
     expect((await get('/fhir?_summary=count', readOnlyNoSearch)).status).toBe(403);
   });
 

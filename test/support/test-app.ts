@@ -12,6 +12,8 @@ export interface TestApp {
   server: ServerApp;
   config: Config;
   token: string;
+  /** A client_credentials token of the test client for `scope` (e.g. `system/Patient.rs`). */
+  tokenFor(scope: string): Promise<string>;
   /** app.inject with the bearer token and FHIR JSON content type filled in. */
   request(options: InjectOptions): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
@@ -34,24 +36,32 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     // AuditEvents arrive asynchronously and would change whole-system searches, history and
     // exports under other tests' feet; test/integration/audit.test.ts switches them on.
     AUDIT_EVENTS: 'off',
+    // Notifications write Communications and CommunicationRequests after other tests' Appointments
+    // and results; test/integration/notifications*.test.ts switch them on.
+    NOTIFICATIONS: 'off',
     ...(schema ? { DATABASE_SCHEMA: schema } : {}),
     ...env,
   });
   const server = await buildApp(config);
-  const tokenResponse = await server.http.inject({
-    method: 'POST',
-    url: '/auth/token',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${TEST_CLIENT.id}:${TEST_CLIENT.secret}`).toString('base64')}`,
-    },
-    payload: 'grant_type=client_credentials&scope=system/*.*',
-  });
-  const token = (tokenResponse.json() as { access_token: string }).access_token;
+  const tokenFor = async (scope: string): Promise<string> => {
+    const res = await server.http.inject({
+      method: 'POST',
+      url: '/auth/token',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${TEST_CLIENT.id}:${TEST_CLIENT.secret}`).toString('base64')}`,
+      },
+      payload: `grant_type=client_credentials&scope=${encodeURIComponent(scope)}`,
+    });
+    if (res.statusCode !== 200) throw new Error(`token for ${scope}: ${res.statusCode} ${res.body}`);
+    return (res.json() as { access_token: string }).access_token;
+  };
+  const token = await tokenFor('system/*.*');
   return {
     server,
     config,
     token,
+    tokenFor,
     request(options) {
       const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...(options.headers as Record<string, string>) };
       if (options.payload !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) {

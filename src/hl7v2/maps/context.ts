@@ -2,6 +2,7 @@ import type { Identifier, Reference, Resource } from 'fhir/r4.js';
 import { findConditional } from '../../interactions/create.js';
 import type { InteractionDeps } from '../../interactions/types.js';
 import type { StoreTransaction } from '../../storage/resource-store.js';
+import { findByIdentifiers } from '../../storage/hl7v2-lookup.js';
 import type { Hl7Message } from '../parse/message.js';
 import type { MappingTables } from './tables.js';
 
@@ -108,13 +109,13 @@ export class MappingContext {
     }
     if (byType.size === 0) return;
     await this.tx.lockConditions([...byType].flatMap(([type, ids]) => ids.map((id) => `${type}?${identifierQuery(id)}`)));
-    const executor = await this.tx.executor();
-    const found: Array<{ resourceType: string; id: string }> = [];
-    for (const [type, ids] of byType) {
-      const query = `identifier=${encodeURIComponent(ids.map(identifierToken).join(','))}`;
-      for (const id of await this.deps.search.findIds(type, query, { limit: 1000, executor })) found.push({ resourceType: type, id });
-      for (const id of ids) this.known.set(this.knownKey(type, id), []);
-    }
+    // Every type in one statement (not one search per type): round trips are most of a
+    // batch's cost on a busy host.
+    const found = await findByIdentifiers(
+      await this.tx.executor(),
+      [...byType].flatMap(([type, ids]) => ids.map((id) => ({ resourceType: type, system: id.system, value: id.value ?? '' }))),
+    );
+    for (const [type, ids] of byType) for (const id of ids) this.known.set(this.knownKey(type, id), []);
     if (found.length === 0) return;
     await this.tx.prefetchForUpdate(found);
     for (const { resourceType, id } of found) {

@@ -288,8 +288,20 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
   }
 }
 
+/** Plans per message context: a batch's prefetch computes them, the mapping reuses them. */
+const plansOf = new WeakMap<MappingContext, ReturnType<typeof computePlans>>();
+
 /** Per OBR group: its order numbers and the identifiers of everything it becomes. */
-function resultPlans(ctx: MappingContext) {
+function resultPlans(ctx: MappingContext): ReturnType<typeof computePlans> {
+  let plans = plansOf.get(ctx);
+  if (!plans) {
+    plans = computePlans(ctx);
+    plansOf.set(ctx, plans);
+  }
+  return plans;
+}
+
+function computePlans(ctx: MappingContext) {
   const t = ctx.tables;
   const list = groups(ctx.message.segments);
   if (list.length === 0) throw new MappingError('the ORU message has no OBR segment', '100');

@@ -4,9 +4,17 @@ import { encodeFrame, MllpDecoder } from './framing.js';
 /** Messages received but not yet answered on one connection before reading from it pauses. */
 const MAX_QUEUED_PER_CONNECTION = 32;
 
+/** What to send back for one frame. */
+export interface MllpAnswer {
+  /** Sent at once, before the connection's next frame is handled (the ACK; in enhanced mode the commit ACK, if any). */
+  reply?: string;
+  /** Sent when it resolves, if the connection is still open (an enhanced-mode application ACK); undefined: nothing. */
+  later?: Promise<string | undefined>;
+}
+
 export interface MllpServerOptions {
-  /** Answers one message (its bytes) with the acknowledgement text. Never throws for bad input. */
-  handle(body: Buffer): Promise<string>;
+  /** Answers one frame (its bytes) of connection number `connection`. Never throws for bad input. */
+  handle(body: Buffer, connection: number): Promise<MllpAnswer>;
   /** Records and answers a frame that was cut off for being too large (negative ACK), from its first bytes. */
   rejectOversized(head: Buffer, limit: number): Promise<string>;
   maxMessageBytes: number;
@@ -28,6 +36,7 @@ export class MllpServer {
   /** Messages being handled; close() waits for them so no ACK is lost to a shutdown. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private closing = false;
+  private connectionCount = 0;
 
   constructor(private readonly options: MllpServerOptions) {
     this.server = createServer((socket) => this.accept(socket));
@@ -77,17 +86,21 @@ export class MllpServer {
     socket.setNoDelay(true);
     socket.setTimeout(this.options.idleTimeoutMs);
     const decoder = new MllpDecoder(this.options.maxMessageBytes);
+    // Enhanced-mode messages of one connection are mapped in the order they came (see ingest.ts).
+    const connection = ++this.connectionCount;
     // One queue per connection: each message is answered before the next one is handled.
     let queue: Promise<void> = Promise.resolve();
     // A sender that does not wait for its ACKs is slowed down instead of filling memory.
     let queued = 0;
+    // Application ACKs (enhanced mode) still to come on this connection.
+    let pendingLater = 0;
     const send = (ack: string) => {
       if (!socket.destroyed && socket.writable) socket.write(encodeFrame(ack));
     };
     // Idle means the sender is silent AND nothing of its is being answered: a connection
     // waiting for the ACK of a slow message is not closed (the timer restarts with the ACK).
     socket.on('timeout', () => {
-      if (queued === 0) socket.destroy();
+      if (queued === 0 && pendingLater === 0) socket.destroy();
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.sockets.delete(socket));
@@ -97,10 +110,22 @@ export class MllpServer {
           const body = event.body;
           if (++queued >= MAX_QUEUED_PER_CONNECTION) socket.pause();
           queue = queue.then(async () => {
-            const work = this.options.handle(body);
+            const work = this.options.handle(body, connection);
             this.inFlight.add(work);
             try {
-              send(await work);
+              const answer = await work;
+              if (answer.reply !== undefined) send(answer.reply);
+              if (answer.later) {
+                // The application ACK goes out on this connection if it is still open then;
+                // otherwise it stays stored with the message (replayed on retransmission).
+                pendingLater++;
+                const later = answer.later.then((ack) => {
+                  pendingLater--;
+                  if (ack !== undefined) send(ack);
+                });
+                this.inFlight.add(later);
+                void later.finally(() => this.inFlight.delete(later));
+              }
             } catch (e) {
               this.options.log?.('HL7 v2 message handling failed', e);
               socket.destroy();

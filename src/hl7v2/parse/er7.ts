@@ -73,6 +73,8 @@ export function readHeader(raw: string): MessageHeader {
     controlId: unescapeText(field(10), delimiters).trim(),
     processingId: components(11)[0] ?? '',
     version: (components(12)[0] ?? '').trim(),
+    acceptAckType: (components(15)[0] ?? '').trim().toUpperCase(),
+    applicationAckType: (components(16)[0] ?? '').trim().toUpperCase(),
   };
 }
 
@@ -123,7 +125,10 @@ export function parseMessage(raw: string): Hl7Message {
   } catch (e) {
     throw new Hl7ParseError(`the message cannot be parsed: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const leaf = (value: string) => unescapeText(swaps.length ? back(value) : value, d);
+  // Most messages have neither swapped separators nor escape sequences: their values are final.
+  const afterEncoding = text.indexOf(d.field, 4);
+  const identity = swaps.length === 0 && afterEncoding > 0 && !text.includes(d.escape, afterEncoding);
+  const leaf = identity ? (value: string) => value : (value: string) => unescapeText(swaps.length ? back(value) : value, d);
   const segments = library
     .getSegments()
     .slice()
@@ -133,12 +138,25 @@ export function parseMessage(raw: string): Hl7Message {
   return { header, segments };
 }
 
+/** The number after `from` in a library key (`OBX.5`, `OBX.5.2`), or -1: read without slicing (hot: every field of every message). */
+function keyNumber(key: string, from: number): number {
+  if (from <= 0 || from >= key.length) return -1;
+  let n = 0;
+  for (let i = from; i < key.length; i++) {
+    const digit = key.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
 function toSegment(s: LibrarySegment, leaf: (v: string) => string, d: Delimiters): Segment {
   const fields: Repetition[][] = [];
-  for (const [key, value] of Object.entries(s.data)) {
-    const n = Number(key.slice(key.indexOf('.') + 1));
-    if (!Number.isInteger(n) || n < 1) continue;
-    fields[n] = toRepetitions(value, leaf);
+  const data = s.data;
+  for (const key in data) {
+    const n = keyNumber(key, key.indexOf('.') + 1);
+    if (n < 1) continue;
+    fields[n] = toRepetitions(data[key], leaf);
   }
   if (s.type === 'MSH') {
     // The library rewrites MSH-2; MSH-1 and MSH-2 are the delimiters themselves, never split.
@@ -161,10 +179,11 @@ function toRepetitions(value: LibraryField, leaf: (v: string) => string): Repeti
 
 function toComponents(rep: Record<string, string | string[]>, leaf: (v: string) => string): Repetition {
   const comps: string[][] = [];
-  for (const [key, value] of Object.entries(rep)) {
-    const k = Number(key.slice(key.lastIndexOf('.') + 1));
-    if (!Number.isInteger(k) || k < 1) continue;
-    comps[k - 1] = (Array.isArray(value) ? value : [value]).map(leaf);
+  for (const key in rep) {
+    const k = keyNumber(key, key.lastIndexOf('.') + 1);
+    if (k < 1) continue;
+    const value = rep[key];
+    comps[k - 1] = Array.isArray(value) ? value.map(leaf) : [leaf(value)];
   }
   for (let i = 0; i < comps.length; i++) comps[i] ??= [''];
   return comps;

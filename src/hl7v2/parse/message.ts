@@ -53,6 +53,10 @@ export interface MessageHeader {
   controlId: string;
   processingId: string;
   version: string;
+  /** MSH-15 accept acknowledgement type (HL7 table 0155: AL, NE, ER, SU); empty when not valued. */
+  acceptAckType: string;
+  /** MSH-16 application acknowledgement type (table 0155); with MSH-15 empty too: original mode. */
+  applicationAckType: string;
 }
 
 export interface Hl7Message {

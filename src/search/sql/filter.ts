@@ -1,18 +1,18 @@
 import { sql } from 'kysely';
 import { COMPOSITE, DATE, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
-import type { CompiledSearchParam } from '../registry.js';
-import type { ChainFilter, Filter, HasFilter, ParamFilter, ParamValue, ReferenceValue, SpecialParam } from '../request.js';
-import type { Terminology } from '../terminology.js';
+import { indexCodes, type CompiledSearchParam } from '../registry.js';
+import type { ChainFilter, Filter, HasFilter, LogicFilter, ParamFilter, ParamValue, ReferenceValue, SpecialParam } from '../request.js';
+import type { SearchTerminology } from '../terminology.js';
 import { dateCond } from './date.js';
 import { lateralListFrom, longListGroup, orValues } from './lists.js';
 import { numberCond } from './number.js';
 import { quantityCond } from './quantity.js';
 import { referenceCond } from './reference.js';
 import { stringCond } from './string.js';
-import { codeSetCond, hierarchyCond, ofTypeCond, textCond, tokenCond } from './token.js';
+import { ofTypeCond, textCond, tokenCond } from './token.js';
 import { uriCond } from './uri.js';
 import { accessSql, type AccessFilter } from './access.js';
-import { Aliases, and, col, FALSE, or, TRUE, type Cond } from './util.js';
+import { Aliases, and, col, FALSE, or, paramIs, TRUE, type Cond } from './util.js';
 
 /**
  * A filter as an uncorrelated row source of the ids of ONE resource type that match it:
@@ -94,7 +94,7 @@ function refCode(v: ReferenceValue): string {
 
 export class FilterCompiler {
   constructor(
-    private readonly terminology: Terminology,
+    private readonly terminology: SearchTerminology,
     private readonly aliases: Aliases,
     private readonly accessFilter: AccessFilter | undefined,
     private readonly now = Date.now(),
@@ -108,7 +108,48 @@ export class FilterCompiler {
         return this.chain(f, target);
       case 'has':
         return this.has(f, target);
+      case 'logic':
+        return this.logic(f, target);
     }
+  }
+
+  /** `_filter` and / or / not of ordinary filters (a NOT of EXISTS conditions is never NULL). */
+  private logic(f: LogicFilter, target: Target): Cond {
+    const parts = f.parts.map((p) => this.compile(p, target));
+    if (f.op === 'not') return sql`NOT ${parts[0] ?? FALSE}`;
+    return f.op === 'and' ? and(parts) : or(parts);
+  }
+
+  /**
+   * A `_filter` and / or as an id set: `or` = UNION ALL of its parts' sets (when each has one),
+   * `and` = the smallest-ranked part's set, the other parts probed on its ids. `not`: none.
+   */
+  private logicSource(f: LogicFilter, type: TypeSet): IdSource | undefined {
+    if (f.op === 'not') return undefined;
+    const sources = f.parts.map((p) => this.idSource(p, type));
+    const multi = typeof type !== 'string';
+    if (f.op === 'or') {
+      if (sources.some((s) => !s)) return undefined;
+      const u = this.aliases.next('u');
+      const branches = (sources as IdSource[]).map((s) => sql`SELECT ${multi ? sql`${s.type!} AS rtype, ` : sql``}${s.id} AS rid FROM ${s.from} WHERE ${s.where}`);
+      return {
+        from: sql`(${sql.join(branches, sql` UNION ALL `)}) ${sql.raw(u)}`,
+        id: col(u, 'rid'),
+        ...(multi ? { type: col(u, 'rtype') } : {}),
+        where: TRUE,
+        live: sources.every((s) => s!.live),
+        rank: Math.max(...sources.map((s) => s!.rank)),
+      };
+    }
+    let best = -1;
+    sources.forEach((s, i) => {
+      if (s && (best < 0 || s.rank < sources[best]!.rank)) best = i;
+    });
+    if (best < 0) return undefined;
+    const d = sources[best]!;
+    const target: Target = { type: multi ? d.type! : sql`${type}::text`, id: d.id };
+    const rest = f.parts.flatMap((p, i) => (i === best ? [] : [sources[i] ? inSource(target, sources[i]!) : this.compile(p, target)]));
+    return { ...d, where: and([d.where, ...rest]) };
   }
 
   private special(f: ParamFilter, p: SpecialParam, target: Target): Cond {
@@ -134,7 +175,7 @@ export class FilterCompiler {
     const table = tableByType[p.type];
     if (!table) return FALSE;
     const a = this.aliases.next('s');
-    const base = sql`SELECT 1 FROM ${sql.raw(table)} ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${col(a, 'param')} = ${p.code}`;
+    const base = sql`SELECT 1 FROM ${sql.raw(table)} ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${paramIs(a, indexCodes(p))}`;
     const first = f.values[0];
     if (first?.kind === 'missing') return first.v ? sql`NOT EXISTS (${base})` : sql`EXISTS (${base})`;
     const negate = f.modifier === 'not' || f.modifier === 'not-in';
@@ -152,18 +193,19 @@ export class FilterCompiler {
     switch (v.kind) {
       case 'token':
         if (modifier === 'of-type') return ofTypeCond(a, v.v);
-        if (modifier === 'above' || modifier === 'below') return hierarchyCond(a, this.terminology, v.v, modifier);
+        if (modifier === 'above' || modifier === 'below') return this.terminology.hierarchyCond(a, v.v, modifier);
         return tokenCond(a, 'system', 'code', v.v);
       case 'text':
         return textCond(a, v.v);
       case 'valueset':
-        return codeSetCond(a, this.terminology.expand(v.url));
+        return this.terminology.valueSetCond(a, v.url);
       case 'string':
         return stringCond(a, 'value', 'exact', v.v, modifier);
       case 'uri':
         return uriCond(a, 'value', v.v, modifier);
       case 'date':
-        return dateCond(a, 'low', 'high', v.v, this.now, type ? { type, param: p.code } : undefined);
+        // (the implied bound reads one param's rows: none for a parameter derived from several)
+        return dateCond(a, 'low', 'high', v.v, this.now, type && !p.storedAs ? { type, param: p.code } : undefined);
       case 'number':
         return numberCond(a, 'low', 'high', v.v);
       case 'quantity':
@@ -235,6 +277,8 @@ export class FilterCompiler {
         return this.chainSource(f, type);
       case 'has':
         return this.hasSource(f, type);
+      case 'logic':
+        return this.logicSource(f, type);
     }
   }
 
@@ -253,7 +297,7 @@ export class FilterCompiler {
     const first = f.values[0];
     if (first?.kind === 'missing' && first.v) return undefined;
     const a = this.aliases.next('s');
-    const conds: Cond[] = [typeIs(col(a, 'resource_type'), type), sql`${col(a, 'param')} = ${p.code}`];
+    const conds: Cond[] = [typeIs(col(a, 'resource_type'), type), paramIs(a, indexCodes(p))];
     const long = first?.kind !== 'missing' ? longListGroup(f.values, f.modifier) : undefined;
     if (long) {
       // one index descent per value (see LATERAL_LIST_MIN)

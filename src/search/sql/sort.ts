@@ -79,6 +79,10 @@ export function sortPlan(sort: SortKey[], r: SortTarget, valueGuaranteed: Readon
     }
     const spec = sortColumn[s.param.type];
     if (!spec) throw errors.incorrect(`Cannot sort on ${s.param.type} parameter '${s.name}'`, ['_sort']);
+    // Sort rows are flagged per stored parameter; one derived from several has none of its own.
+    if (s.param.storedAs) {
+      throw errors.incorrect(`Cannot sort on '${s.name}': it is searched through ${s.param.storedAs.join(', ')}; sort on one of those`, ['_sort']);
+    }
     const a = `o${i}`;
     const flag = col(a, s.desc ? 'sort_desc' : 'sort_asc');
     const on = sql`${col(a, 'resource_type')} = ${r.type} AND ${col(a, 'resource_id')} = ${r.id} AND ${col(a, 'param')} = ${s.param.code} AND ${flag}`;

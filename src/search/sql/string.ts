@@ -16,5 +16,8 @@ export function stringCond(alias: string, valueCol: string, exactCol: string | u
   }
   const folded = likeEscape(normalizeString(v).slice(0, MAX_INDEXED_TEXT));
   if (modifier === 'contains') return sql`${col(alias, valueCol)} LIKE ${`%${folded}%`}`;
+  // `_filter` string `eq` / `ew` (filter-expression.ts): whole folded value / its end; no URL modifier.
+  if (modifier === 'filter-eq') return sql`${col(alias, valueCol)} = ${normalizeString(v).slice(0, MAX_INDEXED_TEXT)}`;
+  if (modifier === 'filter-ew') return sql`${col(alias, valueCol)} LIKE ${`%${folded}`}`;
   return sql`${col(alias, valueCol)} LIKE ${`${folded}%`}`;
 }

@@ -12,6 +12,14 @@ export function col(alias: string, column: string): Cond {
   return sql.raw(`${alias}.${column}`);
 }
 
+/**
+ * The index rows of a parameter (alias `alias` of its table): its own code, or for a parameter
+ * derived from others (registry.ts, storedAs) the codes it reads.
+ */
+export function paramIs(alias: string, codes: readonly string[]): Cond {
+  return codes.length === 1 ? sql`${col(alias, 'param')} = ${codes[0]}` : sql`${col(alias, 'param')} = ANY(${[...codes]}::text[])`;
+}
+
 export function and(conds: Cond[]): Cond {
   const list = conds.filter((c) => c !== TRUE);
   if (list.length === 0) return TRUE;

