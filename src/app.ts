@@ -42,7 +42,7 @@ import { DatabaseMaintenance } from './storage/maintenance.js';
 import { loadOrCreateKey } from './storage/key-store.js';
 import { migrateToLatest } from './storage/migrate.js';
 import { ResourceStore } from './storage/resource-store.js';
-import { registerChannels } from './subscriptions/channels/index.js';
+import { registerChannels, type ChannelDeps } from './subscriptions/channels/index.js';
 import { subscriptionCapability, SUBSCRIPTION_OPERATIONS, subscriptionRoutes } from './subscriptions/routes.js';
 import { createSubscriptions, type SubscriptionComponents } from './subscriptions/wiring.js';
 import { messageSenderHook, messagingRoutes } from './workflows/messaging.js';
@@ -194,6 +194,33 @@ export async function buildCore(config: Config): Promise<AppCore> {
   return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance, terminology };
 }
 
+/**
+ * Subscriptions and hospital notifications over a built core, with their channel senders and
+ * queues: the same for the HTTP server (which adds `http` and `tokens` for the websocket
+ * channel) and `npm run worker`.
+ */
+export function eventDelivery(core: AppCore, config: Config, log: (message: string, error?: unknown) => void, server: Pick<ChannelDeps, 'http' | 'tokens'> = {}) {
+  const { store, search, database, fhirBase, validator } = core;
+  const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log });
+  registerChannels(subscriptions.channels, { config, log, db: database.db, search, fhirBase, ...server });
+  // Hospital notifications (issue 11 §4): committed writes → Communications sent on the channels above.
+  const notifications = createNotifications({ store, search, fhirBase, config, channels: subscriptions.channels, root: ROOT, log });
+  return {
+    subscriptions,
+    notifications,
+    queues: [subscriptions.queue, ...notifications.queues],
+    start(runner: JobRunner): void {
+      subscriptions.start(runner);
+      notifications.start(runner);
+    },
+    /** No new deliveries; running ones finish or hand back when the job runner closes. */
+    async stop(): Promise<void> {
+      notifications.close();
+      await subscriptions.close();
+    },
+  };
+}
+
 /** The job runner's wiring over a built core: the same for the HTTP server and `npm run worker`. */
 export function jobWiring(core: AppCore, config: Config, extraQueues: readonly QueueDefinition[], log: (message: string, error?: unknown) => void): JobWiringDeps {
   const { database, store, search, validator, registry, fhirBase } = core;
@@ -338,21 +365,18 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   await auth.register(http, patients);
   await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement, reindexStatus: () => searchParameters.status() });
   const subscriptionLog = (message: string, error?: unknown) => http.log.error({ err: error }, message);
-  const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log: subscriptionLog });
-  registerChannels(subscriptions.channels, { config, log: subscriptionLog, db: database.db, http, tokens, search, fhirBase });
-  // Hospital notifications (issue 11 §4): committed writes → Communications sent on the channels above.
-  const notifications = createNotifications({ store, search, fhirBase, config, channels: subscriptions.channels, root: ROOT, log: subscriptionLog });
+  const delivery = eventDelivery(core, config, subscriptionLog, { http, tokens });
+  const { subscriptions, notifications } = delivery;
   let jobs: JobComponents;
   try {
     const log = (message: string, error?: unknown) => http.log.error({ err: error }, message);
-    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue, ...notifications.queues], log));
+    jobs = await createJobs(jobWiring(core, config, delivery.queues, log));
   } catch (e) {
     await database.close();
     throw e;
   }
   const { bulk, imports } = jobs;
-  subscriptions.start(jobs.runner);
-  notifications.start(jobs.runner);
+  delivery.start(jobs.runner);
   await http.register(subscriptionRoutes, { prefix: '/fhir', tokens, store, state: subscriptions.state, fhirBase, topics: subscriptions.topics });
   // Secure messaging: Communication/[id]/$mark-read (read status; who reads what: src/workflows/messaging-policy.ts).
   await http.register(messagingRoutes, { prefix: '/fhir', ...deps, tokens });
@@ -404,8 +428,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       // Events of the last requests are written while the database is open.
       await audit.close();
       // No new deliveries once requests stopped; running ones finish or hand back below.
-      notifications.close();
-      await subscriptions.close();
+      await delivery.stop();
       // Running jobs stop at their next checkpoint and release their claim (database still open).
       await jobs.close();
       await subscriptions.closeChannels();

@@ -1,9 +1,6 @@
-import { buildCore, jobWiring } from './app.js';
+import { buildCore, eventDelivery, jobWiring } from './app.js';
 import { loadConfigOrExit } from './config/config.js';
 import { createJobs } from './operations/job-wiring.js';
-import { registerChannels } from './subscriptions/channels/index.js';
-import { createSubscriptions } from './subscriptions/wiring.js';
-import { createNotifications } from './workflows/notifications/wiring.js';
 
 /**
  * `npm run worker`: the job workers without the HTTP server — subscription dispatch and
@@ -18,29 +15,25 @@ async function main(): Promise<void> {
     if (!quiet) console.error(message, error instanceof Error ? error.message : (error ?? ''));
   };
   const core = await buildCore(config);
-  const { database, store, search, validator, fhirBase } = core;
-  const subscriptions = createSubscriptions({ store, search, db: database.db, fhirBase, config, isResourceType: (t) => validator.isResourceType(t), log });
-  registerChannels(subscriptions.channels, { config, log, db: database.db, search, fhirBase });
-  const notifications = createNotifications({ store, search, fhirBase, config, channels: subscriptions.channels, log });
+  const { database } = core;
+  const delivery = eventDelivery(core, config, log);
   let jobs;
   try {
-    jobs = await createJobs(jobWiring(core, config, [subscriptions.queue, ...notifications.queues], log));
+    jobs = await createJobs(jobWiring(core, config, delivery.queues, log));
   } catch (e) {
     await database.close();
     throw e;
   }
-  subscriptions.start(jobs.runner);
-  notifications.start(jobs.runner);
+  delivery.start(jobs.runner);
   if (!quiet) console.log(`worker started (${jobs.runner.kind} job runner)`);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     try {
-      notifications.close();
-      await subscriptions.close();
+      await delivery.stop();
       await jobs.close();
-      await subscriptions.closeChannels();
+      await delivery.subscriptions.closeChannels();
       await core.searchParameters.idle();
       await database.close();
       process.exit(0);
