@@ -3,10 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Bundle, DiagnosticReport } from 'fhir/r4.js';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { contentHash } from '../../src/hl7v2/ingest.js';
-import { startTestApp, type TestApp } from '../support/test-app.js';
+import { startTestApp, type TestApp, dropTestSchema } from '../support/test-app.js';
 import { ackCode, ackControlId, MllpClient, mshField, sample } from './hl7v2-helpers.js';
 
 describe('HL7 v2: nothing lost, nothing twice', () => {
@@ -51,12 +50,7 @@ describe('HL7 v2: nothing lost, nothing twice', () => {
       }
     } finally {
       if (dir) rmSync(dir, { recursive: true, force: true });
-      if (process.env.DATABASE_URL) {
-        const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
+      await dropTestSchema(schema);
     }
   }, 240_000);
 });

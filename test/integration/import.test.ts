@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bundle } from 'fhir/r4.js';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCore } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -13,7 +12,7 @@ import type { ImportSource } from '../../src/operations/import-sources.js';
 import { SearchService } from '../../src/search/search-service.js';
 import { countByType, countVersions, danglingReferences } from '../../src/storage/import-checks.js';
 import { ImportStateStore } from '../../src/storage/import-state.js';
-import { startTestApp, type TestApp } from '../support/test-app.js';
+import { startTestApp, type TestApp, dropTestSchema } from '../support/test-app.js';
 import { BATCH_FILES, importFixture, PATIENT_FILES, SYNTHEA, typeCounts } from './import-helpers.js';
 
 const fixture = importFixture(PATIENT_FILES.slice(0, 2));
@@ -133,12 +132,7 @@ describe('npm run import (scripts/import.ts)', () => {
       }
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
-      if (schema && process.env.DATABASE_URL) {
-        const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
+      await dropTestSchema(schema);
     }
   });
 });

@@ -3,10 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Appointment, CommunicationRequest } from 'fhir/r4.js';
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { reminderId } from '../../src/workflows/notifications/reminders.js';
-import { startTestApp, type TestApp } from '../support/test-app.js';
+import { startTestApp, type TestApp, dropTestSchema } from '../support/test-app.js';
 import { create, inDays, until, update, waitForNotifications } from './notifications-helpers.js';
 
 const LEAD_SECONDS = 2 * 86_400;
@@ -58,12 +57,7 @@ describe('appointment reminders survive a restart (004 FR-AS-003)', () => {
       }
     } finally {
       if (dir) rmSync(dir, { recursive: true, force: true });
-      if (process.env.DATABASE_URL) {
-        const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
+      await dropTestSchema(schema);
     }
   }, 240_000);
 });

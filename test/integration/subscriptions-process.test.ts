@@ -4,10 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Observation, Subscription } from 'fhir/r4.js';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import { startReceiver, type Receiver } from './subscriptions-helpers.js';
+import { dropTestSchema } from '../support/test-app.js';
 
 /**
  * Real server processes (src/main.ts) delivering to a real local receiver:
@@ -25,12 +25,7 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   for (const r of receivers) await r.close();
   rmSync(dataDir, { recursive: true, force: true });
-  if (schema && process.env.DATABASE_URL) {
-    const pgClient = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await pgClient.connect();
-    await pgClient.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await pgClient.end();
-  }
+  await dropTestSchema(schema);
 });
 
 interface Server {

@@ -8,6 +8,18 @@ export { sharedDataDir as SHARED_DATA } from './shared-data.js';
 
 export const TEST_CLIENT = { id: 'test-client', secret: randomBytes(18).toString('base64url') };
 
+/** Drops a test's own schema on the real PostgreSQL (DATABASE_URL); nothing on the embedded database. */
+export async function dropTestSchema(schema: string | undefined): Promise<void> {
+  if (!schema || !process.env.DATABASE_URL) return;
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
 export interface TestApp {
   server: ServerApp;
   config: Config;
@@ -72,12 +84,7 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     },
     async close() {
       await server.close();
-      if (schema && process.env.DATABASE_URL) {
-        const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
+      await dropTestSchema(schema);
     },
   };
 }
