@@ -110,3 +110,25 @@ export async function approve(t: TestApp, p: AuthorizeParams, user: string, opti
 export async function exchangeCode(t: TestApp, fields: Record<string, string | undefined>, headers: Record<string, string> = {}) {
   return post(t, '/auth/token', { grant_type: 'authorization_code', redirect_uri: REDIRECT, ...fields }, headers);
 }
+
+let signInCounter = 0;
+
+/**
+ * A signed-in user's access token, through the real authorization-code flow with PKCE: creates
+ * the user (role, fhirUser), registers a public client for it and signs in. For workflow tests that
+ * need "who wrote this" (signatures, dual verification, overrides). `scope` defaults to the
+ * role's whole table entry (`user/*.cruds`, or `patient/*.cruds` for PATIENT, is cut down to what
+ * the role may have).
+ */
+export async function signInAs(t: TestApp, role: string, fhirUser?: string, scope = role === 'PATIENT' ? 'openid fhirUser launch/patient patient/*.cruds' : 'openid fhirUser user/*.cruds'): Promise<{ token: string; username: string }> {
+  const username = `${role.toLowerCase()}-${++signInCounter}-${randomBytes(3).toString('hex')}`;
+  await createUser(t, { username, role, fhirUser });
+  const client = await registerClient(t, { client_name: `tests ${username}`, redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], scope });
+  const { verifier, challenge } = pkce();
+  const patient = fhirUser?.startsWith('Patient/') ? fhirUser.slice('Patient/'.length) : undefined;
+  const redirect = await approve(t, { clientId: client.client_id, scope, challenge }, username, { patient });
+  const code = redirect.searchParams.get('code') ?? undefined;
+  const res = await exchangeCode(t, { code, client_id: client.client_id, code_verifier: verifier });
+  expect(res.statusCode, res.body).toBe(200);
+  return { token: (res.json() as { access_token: string }).access_token, username };
+}
