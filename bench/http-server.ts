@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   const patients = Number(process.env.BENCH_HTTP_PATIENTS ?? 500);
   const samples = Number(process.env.BENCH_HTTP_SAMPLES ?? SAMPLE_COUNT);
-  const app = await buildApp(loadConfig({ ...process.env, DATA_DIR: 'memory', LOG_LEVEL: 'silent', ACCESS_TOKEN_TTL_SECONDS: '3600', HOST: '127.0.0.1' }));
+  const app = await buildApp(loadConfig({ ...process.env, DATA_DIR: 'memory', LOG_LEVEL: 'silent', ACCESS_TOKEN_TTL_SECONDS: '3600', HOST: '127.0.0.1', API_RATE_LIMIT_PER_CLIENT: '0', API_RATE_LIMIT_PER_IP: '0' }));
   const db = app.database.db;
   const tokenRes = await app.http.inject({
     method: 'POST',

@@ -3,7 +3,7 @@
  * ratio beside its aim and written to bench/report-<timestamp>.json. Uses DATABASE_URL when set
  * (each section in a schema of its own, dropped afterwards), else the embedded database in memory.
  *
- *   npm run bench                          all sections (crud, export, ingest, import, search, http, hl7v2, audit, subscriptions, terminology, booking, fuzzy)
+ *   npm run bench                          all sections (crud, export, ingest, import, search, http, hl7v2, audit, subscriptions, terminology, booking, fuzzy, prescribing, pharmacy, console)
  *   npm run bench -- crud,http             some sections (or BENCH_SECTIONS=crud,http); hl7v2: ORU^R01 over MLLP
  *   npm run bench -- --quick               every section at a small scale, ~2 minutes (or BENCH_QUICK=1)
  *
@@ -21,7 +21,10 @@ import pg from 'pg';
 import { buildApp, type ServerApp } from '../src/app.js';
 import { loadConfig } from '../src/config/config.js';
 import { benchBooking } from './booking.js';
+import { benchPrescribing } from './prescribing.js';
+import { benchPharmacy } from './pharmacy.js';
 import { benchFuzzySearch } from './fuzzy-search.js';
+import { benchReports } from './reports.js';
 import { benchAuthOverhead, printAuthOverhead, type AuthOverheadOptions } from './auth-overhead.js';
 import { benchAuditedWrites, benchCrud } from './crud.js';
 import { benchEnvironment, loadNow, printEnvironment } from './environment.js';
@@ -35,8 +38,12 @@ import { SHARED_DATA, syntheaResources } from './samples.js';
 import { benchSearch, type SearchBenchReport } from './search.js';
 import { benchSubscriptions } from './subscriptions.js';
 import { benchTerminology } from './terminology.js';
+import { benchConsole } from './console.js';
+import { buildConsole } from '../scripts/build-console.js';
+import { buildDemoHospital } from '../scripts/demo-hospital.js';
+import { freePort } from '../test/support/ports.js';
 
-const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http', 'hl7v2', 'audit', 'subscriptions', 'terminology', 'booking', 'fuzzy'] as const;
+const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http', 'hl7v2', 'audit', 'subscriptions', 'terminology', 'booking', 'fuzzy', 'prescribing', 'pharmacy', 'reports', 'console'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /**
@@ -54,6 +61,9 @@ async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) =
       LOG_LEVEL: 'silent',
       FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
       FHIR_BOOTSTRAP_CLIENT_SECRET: secret,
+      // Benchmarks send far more than one client's per-minute API limit.
+      API_RATE_LIMIT_PER_CLIENT: '0',
+      API_RATE_LIMIT_PER_IP: '0',
       ...(schema ? { DATABASE_SCHEMA: schema } : {}),
       ...env,
     }),
@@ -272,6 +282,32 @@ async function main(): Promise<void> {
       }, { AUDIT_EVENTS: 'off' });
       tookSeconds.booking = (Date.now() - t0) / 1000;
     }
+    if (sections.includes('pharmacy')) {
+      const t0 = Date.now();
+      report.pharmacy = await withApp(async (app, token) => {
+        const dispenses = quick ? 200 : 2_000;
+        console.log(`\nPharmacy on ${database}: ${dispenses} dispenses by 8 pharmacists at once from the same two batches (prescription check, FIFO, stock locks), beside plain MedicationDispense creates (inject; load ${loadNow()})`);
+        const result = await benchPharmacy({ app, token: await token(), dispenses, pharmacists: 8 });
+        console.log(`  ${result.dispensesPerSecond.toFixed(0)} dispenses/s; stock ${result.initialStock} → ${result.finalStock} (exactly initial − dispensed)`);
+        printComparisons('dispense (stock rules on) vs plain MedicationDispense create', result.comparisons);
+        aims.push(...comparisonAims('pharmacy (inject)', result.comparisons));
+        return result;
+      }, { AUDIT_EVENTS: 'off', NOTIFICATIONS: 'off' });
+      tookSeconds.pharmacy = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('prescribing')) {
+      const t0 = Date.now();
+      report.prescribing = await withApp(async (app, token) => {
+        const patients = quick ? 20 : 200;
+        const creates = quick ? 200 : 2_000;
+        console.log(`\nPrescribing safety on ${database}: MedicationRequest create with allergy, interaction, duplicate and dose checks (${patients} patients, each 3 allergies, 5 active prescriptions, 12 Observations) beside plain creates (inject, 8 callers; load ${loadNow()})`);
+        const result = await benchPrescribing({ app, token: await token(), patients, creates, concurrency: 8 });
+        printComparisons('checked MedicationRequest create vs plain create of the same resource', result.comparisons);
+        aims.push(...comparisonAims('prescribing (inject)', result.comparisons));
+        return result;
+      }, { AUDIT_EVENTS: 'off' });
+      tookSeconds.prescribing = (Date.now() - t0) / 1000;
+    }
     if (sections.includes('fuzzy')) {
       const t0 = Date.now();
       report.fuzzy = await withApp(async (app, token) => {
@@ -284,6 +320,37 @@ async function main(): Promise<void> {
         return result;
       }, { AUDIT_EVENTS: 'off' });
       tookSeconds.fuzzy = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('reports')) {
+      const t0 = Date.now();
+      report.reports = await withApp(async (app, token) => {
+        // 1 M resources on PostgreSQL (BENCH_REPORTS_RESOURCES); PGlite loads ~300/s, so 100 k there.
+        const total = Number(process.env.BENCH_REPORTS_RESOURCES ?? (quick ? 20_000 : databaseUrl ? 1_000_000 : 100_000));
+        console.log(`\nHospital reports on ${database}: MeasureReport/$revenue, $appointment-statistics, $bed-occupancy, $lab-turnaround over one month of ${total} resources (inject, one caller; load ${loadNow()})`);
+        const result = await benchReports({ app, token: await token(), total, calls: quick ? 10 : 40 });
+        printComparisons('report operation vs the hand-written SQL of its headline figure', result.comparisons);
+        aims.push(...result.comparisons.map((c) => ({ section: 'reports', aim: `${c.what}: ${c.aim}`, figure: `p95 ${c.fhir.p95Ms.toFixed(1)} ms (SQL by hand p95 ${c.raw.p95Ms.toFixed(1)} ms; p50 ratio ${f2(c.p50Ratio)}×)`, met: c.met === true })));
+        return result;
+      }, { AUDIT_EVENTS: 'off', NOTIFICATIONS: 'off' });
+      tookSeconds.reports = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('console')) {
+      const t0 = Date.now();
+      const port = await freePort();
+      const baseUrl = `http://127.0.0.1:${port}`;
+      report.console = await withApp(async (app, token) => {
+        await app.http.listen({ port, host: '127.0.0.1' });
+        await buildConsole();
+        const synthea = quick ? 0 : 10;
+        console.log(`\nConsole on ${database}: each view in headless Chromium on the demo hospital (${synthea} Synthea patients), time to a filled view and API requests, beside the same requests from Node (load ${loadNow()})`);
+        const demo = await buildDemoHospital({ baseUrl, token: await token(), syntheaPatients: synthea, historyDays: quick ? 7 : 30, log: () => undefined });
+        const result = await benchConsole({ baseUrl, accounts: demo.accounts, rounds: quick ? 2 : 5 });
+        if (result.skipped) console.log(`  skipped: ${result.skipped}`);
+        for (const v of result.views) console.log(`  ${`${v.role} ${v.view}`.padEnd(28)} ${String(v.ms).padStart(5)} ms filled, ${String(v.requests).padStart(2)} API requests; the requests alone ${v.apiMs} ms (${f2(v.ratio)}×)`);
+        aims.push({ section: 'console', aim: result.aim, figure: `slowest view ${Math.max(0, ...result.views.map((v) => v.ms))} ms, at most ${Math.max(0, ...result.views.map((v) => v.requests))} API requests per view`, met: result.met });
+        return result;
+      }, { AUDIT_EVENTS: 'off', NOTIFICATIONS: 'off', PORT: String(port), BASE_URL: baseUrl, HL7_MLLP_PORT: '0' });
+      tookSeconds.console = (Date.now() - t0) / 1000;
     }
     if (sections.includes('hl7v2')) {
       const t0 = Date.now();

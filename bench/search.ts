@@ -138,6 +138,9 @@ export async function benchSearch(o: SearchBenchOptions): Promise<SearchBenchRep
     DATABASE_URL: o.databaseUrl ?? '',
     DATABASE_SCHEMA: o.databaseUrl ? schema : '',
     DATA_DIR: 'memory',
+    // Benchmarks send far more than one client's per-minute API limit.
+    API_RATE_LIMIT_PER_CLIENT: '0',
+    API_RATE_LIMIT_PER_IP: '0',
     LOG_LEVEL: 'silent',
     FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
     FHIR_BOOTSTRAP_CLIENT_SECRET: randomBytes(18).toString('base64url'),

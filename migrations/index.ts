@@ -12,6 +12,9 @@ import * as m0016 from './0016-subscription-topics.js';
 import * as m0018 from './0018-front-desk.js';
 import * as m0019 from './0019-terminology.js';
 import * as m0020 from './0020-patient-fuzzy-name.js';
+import * as m0024 from './0024-pharmacy-stock.js';
+import * as m0025 from './0025-lab-accession.js';
+import * as m0027 from './0027-reports.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +31,7 @@ export const migrations: Record<string, Migration> = {
   '0018-front-desk': m0018,
   '0019-terminology': m0019,
   '0020-patient-fuzzy-name': m0020,
+  '0024-pharmacy-stock': m0024,
+  '0025-lab-accession': m0025,
+  '0027-reports': m0027,
 };

@@ -22,11 +22,11 @@ import { bulkRoutes } from './http/bulk-routes.js';
 import { importRoutes } from './http/import-routes.js';
 import { createHl7v2, type Hl7v2Components } from './hl7v2/wiring.js';
 import { registerErrorHandling } from './http/errors.js';
-import { registerMetrics } from './http/metrics.js';
+import { registerMetrics, registerMllpMetrics, registerQueueMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
 import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
-import { buildCapabilityStatement } from './interactions/capabilities.js';
+import { buildCapabilityStatement, mergeTypeOperations } from './interactions/capabilities.js';
 import type { InteractionDeps } from './interactions/types.js';
 import { BULK_OPERATIONS, type BulkComponents } from './operations/export-wiring.js';
 import type { ImportService } from './operations/import-service.js';
@@ -37,7 +37,7 @@ import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
 import { runtimeSearchParameters, type RuntimeSearchParameters } from './search/runtime-parameters.js';
 import { SearchService } from './search/search-service.js';
-import { openDatabase, type DatabaseHandle } from './storage/db.js';
+import { openDatabase, openReplica, type DatabaseHandle } from './storage/db.js';
 import { DatabaseMaintenance } from './storage/maintenance.js';
 import { loadOrCreateKey } from './storage/key-store.js';
 import { migrateToLatest } from './storage/migrate.js';
@@ -50,13 +50,27 @@ import { TerminologyService } from './terminology/service.js';
 import { terminologyRoutes } from './terminology/routes.js';
 import { TERMINOLOGY_OPERATIONS } from './terminology/operations.js';
 import { FRONT_DESK_OPERATIONS, registerFrontDesk, registerFrontDeskRules } from './workflows/scheduling-wiring.js';
+import { ERASE_OPERATIONS, registerErase } from './operations/erase.js';
+import { CLINICAL_OPERATIONS, registerClinical, registerClinicalRules } from './workflows/clinical-wiring.js';
+import { LAB_OPERATIONS, registerLab, registerLabRules } from './workflows/lab/wiring.js';
 import { FUZZY_SEARCH_OPERATION, patientNameIndexHook, registerFuzzySearch } from './workflows/patient-fuzzy-search.js';
 import { REGISTER_CSV_OPERATION, registerCsvRegistration } from './workflows/patient-register-csv.js';
+import { REPORT_OPERATIONS, registerReports } from './workflows/reports/routes.js';
+import { PHARMACY_OPERATIONS, registerPharmacy, registerPharmacyRules } from './workflows/pharmacy/wiring.js';
+import { EXPIRY_JOB, EXPIRY_QUEUE, expiryQueue } from './workflows/pharmacy/expiry.js';
+import { BILLING_OPERATIONS, registerBilling, registerBillingRules } from './workflows/billing/billing-wiring.js';
+import { loadPriceList } from './workflows/billing/price-list.js';
 import { WEBSOCKET_OPERATIONS, websocketUrl } from './subscriptions/channels/websocket-routes.js';
 import { withSubscriptionConformance } from './subscriptions/capability.js';
 import { registerWriteContext } from './subscriptions/write-context.js';
+import { registerApiRateLimits } from './http/rate-limits.js';
+import type { RequestListener, Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createNotifications } from './workflows/notifications/wiring.js';
+import { createSlotGeneration } from './workflows/schedules-generate.js';
+import { GENERATE_SLOTS_OPERATION, registerSchedules } from './workflows/schedules-routes.js';
 import { AuditStore } from './storage/audit-store.js';
+import { consoleRoutes, registerConsoleClient } from './http/console-routes.js';
 
 export interface ServerApp {
   http: FastifyInstance;
@@ -130,6 +144,7 @@ export async function buildCore(config: Config): Promise<AppCore> {
     dataDir: config.dataDir,
     schema: config.databaseSchema,
     poolSize: config.databasePoolSize,
+    poolTimeoutMs: config.databasePoolTimeoutMs,
     statementTimeoutMs: config.databaseStatementTimeoutMs,
   });
   try {
@@ -178,7 +193,15 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Hospital rules on every write path of every process (REST, Bundles, HL7 v2, $import in a
   // worker, npm run import): messages sent as their writer; registration, booking and beds.
   store.onBeforeWrite(messageSenderHook);
-  registerFrontDeskRules(store, { terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
+  registerFrontDeskRules(store, { terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours, dischargeFollowUpDays: config.schedules.followUpDays });
+  // Clinical records (issue 13 §1-2): signatures, amendments, draft notes, vital-sign units, flags and BMI.
+  registerClinicalRules(store, { terminologyDir: join(ROOT, 'terminology'), amendmentWindowHours: config.clinicalAmendmentWindowHours });
+  // Laboratory (issue 14): catalogue orders, accession numbers, result flags, dual verification.
+  registerLabRules(store, { terminologyDir: join(ROOT, 'terminology') });
+  // Pharmacy (issue 13 §4): stock per batch, receipts, dispensing (src/workflows/pharmacy/).
+  registerPharmacyRules(store);
+  // Billing and insurance (issue 14 §3-4): charges, invoice guard, payment accounting, insurer payouts.
+  registerBillingRules(store, loadPriceList(ROOT, config.billing.currency, config.billing.jurisdiction));
   const search = new SearchService({ db: database.db, registry, terminology });
   const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite() });
   await maintenance.start();
@@ -205,17 +228,21 @@ export function eventDelivery(core: AppCore, config: Config, log: (message: stri
   registerChannels(subscriptions.channels, { config, log, db: database.db, search, fhirBase, ...server });
   // Hospital notifications (issue 11 §4): committed writes → Communications sent on the channels above.
   const notifications = createNotifications({ store, search, fhirBase, config, channels: subscriptions.channels, root: ROOT, log });
+  // Recurring schedules (issue 12 §2): Slots generated ahead of time by a job.
+  const slotGeneration = createSlotGeneration({ store, db: database.db, settings: config.schedules, log });
   return {
     subscriptions,
     notifications,
-    queues: [subscriptions.queue, ...notifications.queues],
+    queues: [subscriptions.queue, ...notifications.queues, slotGeneration.queue],
     start(runner: JobRunner): void {
       subscriptions.start(runner);
       notifications.start(runner);
+      slotGeneration.start(runner);
     },
     /** No new deliveries; running ones finish or hand back when the job runner closes. */
     async stop(): Promise<void> {
       notifications.close();
+      slotGeneration.close();
       await subscriptions.close();
     },
   };
@@ -281,6 +308,9 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       await auth.clients.ensureSystemClient(devClient.id, devClient.secret, true);
     }
     if (config.bootstrapAdmin) await auth.users.ensureBootstrapAdmin(config.bootstrapAdmin.user, config.bootstrapAdmin.password);
+    // The hospital web console (issue 16) signs in as a public SMART client like any other app.
+    const consoleProblem = await registerConsoleClient(auth.store, config.baseUrl);
+    if (consoleProblem && config.logLevel !== 'silent') console.warn(`console: sign-in cannot redirect back (${consoleProblem})`);
   } catch (e) {
     await database.close();
     throw e;
@@ -315,13 +345,26 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       resourceTypes: validator.resourceTypes(),
       searchParams: (type) => registry.forType(type).map((p) => ({ name: p.code, type: p.type, definition: p.url })),
       operations: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
-      typeOperations: { ...TERMINOLOGY_OPERATIONS, ...BULK_OPERATIONS.types, Subscription: [...SUBSCRIPTION_OPERATIONS, ...WEBSOCKET_OPERATIONS], Patient: [...BULK_OPERATIONS.types.Patient, ...FRONT_DESK_OPERATIONS.Patient, FUZZY_SEARCH_OPERATION, REGISTER_CSV_OPERATION], Location: FRONT_DESK_OPERATIONS.Location },
+      typeOperations: mergeTypeOperations(
+        TERMINOLOGY_OPERATIONS,
+        BULK_OPERATIONS.types,
+        { Subscription: [...SUBSCRIPTION_OPERATIONS, ...WEBSOCKET_OPERATIONS], Patient: [FUZZY_SEARCH_OPERATION, REGISTER_CSV_OPERATION], Schedule: [GENERATE_SLOTS_OPERATION], MeasureReport: REPORT_OPERATIONS },
+        FRONT_DESK_OPERATIONS,
+        ERASE_OPERATIONS,
+        PHARMACY_OPERATIONS,
+        LAB_OPERATIONS,
+        CLINICAL_OPERATIONS,
+        BILLING_OPERATIONS,
+      ),
       typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
       systemOperations: BULK_OPERATIONS.system,
       readOnlyTypes: { AuditEvent: 'Written by the server only: one AuditEvent per FHIR request, sign-in, token request and administration call. Readable by ADMIN users and backend clients.' },
     }), subscriptions.topics, subscriptions.channels.types().includes('websocket') ? websocketUrl(config.baseUrl) : undefined));
 
   const http = Fastify({
+    // HTTPS when a certificate is configured (otherwise TLS is the reverse proxy's job). An
+    // https.Server answers like an http.Server for fastify; only its type differs.
+    ...(config.tls ? { serverFactory: (handler: RequestListener) => createHttpsServer({ key: config.tls!.key, cert: config.tls!.cert, minVersion: config.tls!.minVersion, maxHeaderSize: 128 * 1024 }, handler) as unknown as HttpServer } : {}),
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
@@ -344,6 +387,9 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   });
   http.addHook('onRequest', (request, reply, done) => {
     reply.header('X-Request-Id', request.id);
+    // Browsers that reached us over HTTPS keep to it (seed: TLS in transit).
+    if (config.tls) reply.header('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    reply.header('X-Content-Type-Options', 'nosniff');
     done();
   });
   // Who writes a Subscription is recorded from the request's token (src/subscriptions/write-context.ts).
@@ -354,7 +400,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     credentials: false,
     exposedHeaders: ['Location', 'ETag', 'Last-Modified', 'Content-Location', 'X-Progress', 'Retry-After', 'X-Request-Id'],
   });
-  const metrics = registerMetrics(http);
+  await registerApiRateLimits(http, { perClient: config.apiRateLimitPerClient, perIp: config.apiRateLimitPerIp, tokens, redisUrl: config.redisUrl, deployment: config.databaseSchema ?? 'public' });
+  const metrics = registerMetrics(http, database.poolStats);
   maintenance.registerMetrics(metrics);
   audit.registerMetrics(metrics);
   await registerBodyParsers(http);
@@ -370,21 +417,39 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   let jobs: JobComponents;
   try {
     const log = (message: string, error?: unknown) => http.log.error({ err: error }, message);
-    jobs = await createJobs(jobWiring(core, config, delivery.queues, log));
+    jobs = await createJobs(jobWiring(core, config, [...delivery.queues, expiryQueue(store, database.db, log)], log));
   } catch (e) {
     await database.close();
     throw e;
   }
   const { bulk, imports } = jobs;
   delivery.start(jobs.runner);
+  registerQueueMetrics(metrics, () => jobs.runner.depths());
+  // The daily pharmacy expiry sweep (one job, sleeping a day between runs; queued once across processes).
+  jobs.runner.enqueue(EXPIRY_QUEUE, { jobId: EXPIRY_JOB }).catch((e: unknown) => http.log.error({ err: e }, 'pharmacy expiry job not queued'));
   await http.register(subscriptionRoutes, { prefix: '/fhir', tokens, store, state: subscriptions.state, fhirBase, topics: subscriptions.topics });
   // Secure messaging: Communication/[id]/$mark-read (read status; who reads what: src/workflows/messaging-policy.ts).
   await http.register(messagingRoutes, { prefix: '/fhir', ...deps, tokens });
   await http.register(terminologyRoutes, { prefix: '/fhir', tokens, terminology: core.terminology, fhirBase });
   // Front desk (issue 12): registration, booking and bed rules before commit; Patient/$match, Location/[ward]/$occupancy.
   await registerFrontDesk(http, { store, search, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
+  // GDPR erasure with legal hold (issue 17 §5): Patient/[id]/$erase; the export is $everything (docs/backup.md).
+  await registerErase(http, { db: database.db, tokens, fhirBase });
+  // Clinical records (issue 13 §1-2): $sign, $amend, $diff on Encounter / Composition; Observation/$lastn, $stats.
+  await registerClinical(http, { store, db: database.db, tokens, fhirBase });
+  await registerLab(http, { store, db: database.db, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), hospitalName: config.notifications.hospitalName });
   await registerFuzzySearch(http, { db: database.db, search, tokens, fhirBase });
+  await registerSchedules(http, { store, tokens, fhirBase, settings: config.schedules });
+  await http.register(consoleRoutes, { dir: join(ROOT, 'dist', 'console'), baseUrl: config.baseUrl, fhirBase });
   await registerCsvRegistration(http, { interactions: deps, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology') });
+  // Hospital reports (issue 14 §5): MeasureReport/$revenue, $appointment-statistics, $bed-occupancy, $lab-turnaround.
+  // Reports only read: on a streaming replica when DATABASE_REPLICA_URL is set.
+  const replica = config.databaseUrl && config.databaseReplicaUrl ? openReplica(config.databaseReplicaUrl, config.databaseSchema, config.databasePoolSize, config.databaseStatementTimeoutMs) : undefined;
+  if (replica) http.addHook('onClose', async () => replica.close());
+  await registerReports(http, { db: replica?.db ?? database.db, tokens, fhirBase });
+  await registerPharmacy(http, { store, search, tokens, db: database.db, fhirBase, hospitalName: config.notifications.hospitalName });
+  // Billing and insurance (issue 14 §3-4): Patient/$invoice, $balance; Invoice/$pay, $refund, $discount, $claim, …
+  await registerBilling(http, { store, tokens, fhirBase, prices: loadPriceList(ROOT, config.billing.currency, config.billing.jurisdiction) });
   await http.register(bulkRoutes, { prefix: '/fhir', tokens, exports: bulk.exports, everything: bulk.everything, baseUrl: config.baseUrl, fhirBase, search });
   await http.register(importRoutes, { prefix: '/fhir', tokens, imports, baseUrl: config.baseUrl });
   const hl7v2 = createHl7v2({
@@ -393,6 +458,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     tablesDir: join(ROOT, 'conformance', 'hl7v2'),
     maxMessageBytes: config.hl7MaxMessageBytes,
     idleTimeoutMs: config.hl7IdleTimeoutSeconds * 1000,
+    tls: config.tls?.mllp ? config.tls : undefined,
     mappingBatch: config.hl7MappingBatch,
     retention: { processedDays: config.hl7RetentionDays, failedDays: config.hl7FailedRetentionDays },
     log: (message, error) => http.log.error({ err: error }, message),
@@ -400,6 +466,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   // Critical results past a limit of the HL7 v2 catalog notify like flagged ones (issue 11 §4).
   hl7v2.ingest.onCriticalResult((c) => notifications.criticalResult(c.observation));
   await hl7v2.routes(http, tokens);
+  registerMllpMetrics(metrics, hl7v2.mllp);
   // Messages stored but not mapped when an earlier run stopped: mapped now, in the background.
   hl7v2.startRecovery();
 

@@ -119,16 +119,24 @@ export class TokenService {
   /** The claims of a live access token of ours (signature, expiry, revocation), else undefined. */
   async inspect(token: string): Promise<JWTPayload | undefined> {
     if (!JWT.test(token)) return undefined;
+    // Only a bad token is "no token" (401). A database that cannot answer the key or revocation
+    // lookup is the server's problem: that error goes on (503), it must not read as forged.
+    let kid: string | undefined;
     try {
-      const kid = decodeProtectedHeader(token).kid;
-      const key = await this.options.keys.verifying('access-token', kid);
-      if (!key) return undefined;
-      const { payload } = await jwtVerify(token, key, { issuer: this.issuer, audience: this.issuer, algorithms: ['ES256'] });
-      if (payload.jti && (await this.options.isRevoked(payload.jti))) return undefined;
-      return payload;
+      kid = decodeProtectedHeader(token).kid;
     } catch {
       return undefined;
     }
+    const key = await this.options.keys.verifying('access-token', kid);
+    if (!key) return undefined;
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, key, { issuer: this.issuer, audience: this.issuer, algorithms: ['ES256'] }));
+    } catch {
+      return undefined;
+    }
+    if (payload.jti && (await this.options.isRevoked(payload.jti))) return undefined;
+    return payload;
   }
 
   /** Revokes a live access token of ours (RFC 7009); unknown tokens are ignored. */

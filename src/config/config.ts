@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { passwordProblems } from '../auth/password-policy.js';
 import { SmtpConfigError, smtpConfigFrom, type SmtpConfig } from '../subscriptions/channels/email-config.js';
 import { NotificationConfigError, notificationConfigFrom, type NotificationConfig } from '../workflows/notifications/config.js';
@@ -16,12 +17,22 @@ export interface Config {
   /** PostgreSQL schema to use (tests isolate themselves with one schema each). */
   databaseSchema?: string;
   databasePoolSize: number;
+  /** DATABASE_REPLICA_URL: a streaming replica for read-only reporting queries (PostgreSQL only). */
+  databaseReplicaUrl?: string;
+  /** How long a request waits for a free database connection before a 503 (PostgreSQL pool). */
+  databasePoolTimeoutMs: number;
+  /** Requests per minute per OAuth client on the API (0: no limit). */
+  apiRateLimitPerClient: number;
+  /** Requests per minute per IP address for API requests without a valid token (0: no limit). */
+  apiRateLimitPerIp: number;
   /** Time limit of one database statement in ms (DATABASE_STATEMENT_TIMEOUT_MS); 0 = none. */
   databaseStatementTimeoutMs: number;
   /** Own ANALYZE / VACUUM (DATABASE_MAINTENANCE): auto = on PGlite and on PostgreSQL without autovacuum. */
   databaseMaintenance: 'auto' | 'on' | 'off';
   redisUrl?: string;
   hl7MllpPort: number;
+  /** TLS_CERT_FILE / TLS_KEY_FILE: HTTPS (and MLLP over TLS) when set; plain otherwise (a proxy's job). */
+  tls?: TlsConfig;
   /** Largest HL7 v2 message accepted (MLLP frame or POST /hl7v2 body). */
   hl7MaxMessageBytes: number;
   /** An MLLP connection silent this long is closed. */
@@ -34,6 +45,12 @@ export interface Config {
   hl7FailedRetentionDays: number;
   /** APPOINTMENT_CHANGE_WINDOW_HOURS: appointments can be cancelled or rescheduled until this many hours before the start (seed 004 FR-AS-002: 24). */
   appointmentChangeWindowHours: number;
+  /** CLINICAL_AMENDMENT_WINDOW_HOURS: signed encounters and final notes can be amended this many hours after signing (seed 004 FR-EMR-001: 24; 0: never). */
+  clinicalAmendmentWindowHours: number;
+  /** BILLING_CURRENCY (ISO 4217, default VND) and BILLING_JURISDICTION (a key of conformance/billing/tax-rates.json, default VN). */
+  billing: { currency: string; jurisdiction: string };
+  /** SLOT_GENERATION_* / SCHEDULE_TIME_ZONE / SLOT_EMERGENCY_RESERVE_PERCENT / DISCHARGE_FOLLOW_UP_DAYS (src/workflows/schedules.ts, inpatient-discharge.ts). */
+  schedules: { horizonDays: number; intervalMinutes: number; timeZone: string; emergencyReservePercent: number; followUpDays: number };
   bootstrapClient?: { id: string; secret: string };
   bootstrapAdmin?: { user: string; password: string };
   accessTokenTtlSeconds: number;
@@ -69,6 +86,32 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+export interface TlsConfig {
+  key: Buffer;
+  cert: Buffer;
+  /** TLS_MIN_VERSION: TLSv1.3 by default (seed: TLS 1.3 in transit); TLSv1.2 for older peers. */
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** HL7_MLLP_TLS: MLLP over TLS as well (on by default when a certificate is set). */
+  mllp: boolean;
+}
+
+function tlsFrom(env: NodeJS.ProcessEnv): TlsConfig | undefined {
+  const certFile = env.TLS_CERT_FILE || undefined;
+  const keyFile = env.TLS_KEY_FILE || undefined;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError('TLS_CERT_FILE and TLS_KEY_FILE go together: set both (PEM files) or neither');
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new ConfigError(`${name}: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  const minVersion = env.TLS_MIN_VERSION ?? 'TLSv1.3';
+  if (minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') throw new ConfigError(`TLS_MIN_VERSION must be TLSv1.2 or TLSv1.3, got "${minVersion}"`);
+  return { cert: read('TLS_CERT_FILE', certFile), key: read('TLS_KEY_FILE', keyFile), minVersion, mllp: onOffFrom(env, 'HL7_MLLP_TLS', true) };
+}
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
   const raw = env[name];
@@ -115,12 +158,29 @@ function notificationsFrom(env: NodeJS.ProcessEnv): NotificationConfig {
   }
 }
 
+/** An IANA time zone the runtime knows (schedules' local opening hours are read in it). */
+function timeZoneFrom(zone: string): string {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return zone;
+  } catch {
+    throw new ConfigError(`SCHEDULE_TIME_ZONE: unknown time zone ${zone}`);
+  }
+}
+
+function billingFrom(env: NodeJS.ProcessEnv): Config['billing'] {
+  const currency = env.BILLING_CURRENCY || 'VND';
+  if (!/^[A-Z]{3}$/.test(currency)) throw new ConfigError(`BILLING_CURRENCY must be an ISO 4217 code such as VND, got "${currency}"`);
+  return { currency, jurisdiction: env.BILLING_JURISDICTION || 'VN' };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = intFrom(env, 'PORT', 8080);
   const client = pairFrom(env, 'FHIR_BOOTSTRAP_CLIENT_ID', 'FHIR_BOOTSTRAP_CLIENT_SECRET');
   const admin = pairFrom(env, 'FHIR_BOOTSTRAP_ADMIN_USER', 'FHIR_BOOTSTRAP_ADMIN_PASSWORD');
   const weak = admin ? passwordProblems(admin[1]) : [];
   if (weak.length > 0) throw new ConfigError(`FHIR_BOOTSTRAP_ADMIN_PASSWORD needs ${weak.join(', ')}`);
+  if (env.DATABASE_REPLICA_URL && !env.DATABASE_URL) throw new ConfigError('DATABASE_REPLICA_URL is a replica of the PostgreSQL database: set DATABASE_URL too');
   return {
     port,
     host: env.HOST ?? '0.0.0.0',
@@ -129,16 +189,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: env.DATABASE_URL || undefined,
     databaseSchema: env.DATABASE_SCHEMA || undefined,
     databasePoolSize: intFrom(env, 'DATABASE_POOL_SIZE', 10, 1),
+    databaseReplicaUrl: env.DATABASE_REPLICA_URL || undefined,
+    databasePoolTimeoutMs: intFrom(env, 'DATABASE_POOL_TIMEOUT_MS', 10_000, 1),
+    // 100 requests/s sustained per client (seed NFR load), a tenth of that per anonymous IP.
+    apiRateLimitPerClient: intFrom(env, 'API_RATE_LIMIT_PER_CLIENT', 6_000),
+    apiRateLimitPerIp: intFrom(env, 'API_RATE_LIMIT_PER_IP', 600),
     databaseStatementTimeoutMs: intFrom(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 30_000),
     databaseMaintenance: maintenanceFrom(env),
     redisUrl: env.REDIS_URL || undefined,
     hl7MllpPort: intFrom(env, 'HL7_MLLP_PORT', 2575),
+    tls: tlsFrom(env),
     hl7MaxMessageBytes: intFrom(env, 'HL7_MAX_MESSAGE_BYTES', 10 * 1024 * 1024, 1024),
     hl7IdleTimeoutSeconds: intFrom(env, 'HL7_IDLE_TIMEOUT_SECONDS', 300, 1),
     hl7MappingBatch: intFrom(env, 'HL7_MAPPING_BATCH', 32, 1),
     hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
     hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),
     appointmentChangeWindowHours: intFrom(env, 'APPOINTMENT_CHANGE_WINDOW_HOURS', 24),
+    clinicalAmendmentWindowHours: intFrom(env, 'CLINICAL_AMENDMENT_WINDOW_HOURS', 24),
+    billing: billingFrom(env),
+    schedules: {
+      horizonDays: intFrom(env, 'SLOT_GENERATION_HORIZON_DAYS', 28, 1),
+      intervalMinutes: intFrom(env, 'SLOT_GENERATION_INTERVAL_MINUTES', 60),
+      timeZone: timeZoneFrom(env.SCHEDULE_TIME_ZONE ?? 'UTC'),
+      emergencyReservePercent: Math.min(100, intFrom(env, 'SLOT_EMERGENCY_RESERVE_PERCENT', 20)),
+      followUpDays: intFrom(env, 'DISCHARGE_FOLLOW_UP_DAYS', 14, 1),
+    },
     bootstrapClient: client && { id: client[0], secret: client[1] },
     bootstrapAdmin: admin && { user: admin[0], password: admin[1] },
     // Seed 004 §4.1: access tokens live 15 to 30 minutes.

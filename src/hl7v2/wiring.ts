@@ -17,6 +17,8 @@ export interface Hl7v2Options {
   tablesDir: string;
   maxMessageBytes: number;
   idleTimeoutMs: number;
+  /** MLLP over TLS (config TLS_CERT_FILE / TLS_KEY_FILE with HL7_MLLP_TLS on). */
+  tls?: { key: Buffer; cert: Buffer; minVersion: 'TLSv1.2' | 'TLSv1.3' };
   /** ORU^R01 messages mapped in one transaction at most (HL7_MAPPING_BATCH; 1: each alone). */
   mappingBatch?: number;
   /** hl7_message retention in days (HL7_MESSAGE_RETENTION_DAYS, HL7_FAILED_MESSAGE_RETENTION_DAYS); 0: kept. */
@@ -55,6 +57,7 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
     rejectOversized: (head, limit) => ingest.rejectOversized(head, limit),
     maxMessageBytes: options.maxMessageBytes,
     idleTimeoutMs: options.idleTimeoutMs,
+    tls: options.tls,
     log: options.log,
   });
   const retention = new Hl7Retention(messages, { ...(options.retention ?? { processedDays: 0, failedDays: 0 }), log: options.log });

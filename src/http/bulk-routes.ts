@@ -14,6 +14,7 @@ import { sendAccepted, statusRoutes } from './async-operation.js';
 import { queryOf } from './fhir-routes.js';
 import { PRIVATE_MESSAGE_TYPES } from '../workflows/messaging-policy.js';
 import { outputOptions, sendResult } from './respond.js';
+import { maskedFields } from '../workflows/patient-masking.js';
 
 export interface BulkRouteDeps {
   tokens: TokenService;
@@ -102,6 +103,8 @@ export async function bulkRoutes(app: FastifyInstance, deps: BulkRouteDeps): Pro
     const granular = granularOnly(filter, (type) => !!request.auth && scopesAllow(request.auth.scopes, type, 'r'));
     const confined = anyConfined(filter) || [...granular.values()].some((g) => g.confined);
     if (confined && !filter?.patient) throw errors.forbidden('patient/ scopes without a patient in context allow no export');
+    // Export files are not masked (src/workflows/patient-masking.ts): roles that see Patients masked get no export.
+    if (maskedFields(request.auth)) throw errors.forbidden('bulk export is not available to a role that sees patient data masked; use FHIR search');
     const { statusUrl } = await deps.exports.kickOff({
       level,
       groupId: request.params.id,

@@ -4,6 +4,7 @@ import { errors, FhirError } from '../fhir/errors.js';
 import { applyElements, applySummary, type SummaryMode } from '../fhir/summary/index.js';
 import type { InteractionResult } from '../interactions/types.js';
 import { etagOf } from '../interactions/versions.js';
+import { maskBody, maskedFields, maskPatientJson } from '../workflows/patient-masking.js';
 import { inDefinitionOrder } from './element-order.js';
 import { reorderResourceText } from './element-order-text.js';
 
@@ -91,8 +92,11 @@ export function sendResult(
     }
   }
   if (result.status === 204) return reply.code(204).send();
+  // Role-based masking of Patient data (src/workflows/patient-masking.ts): every body leaves here.
+  const masked = maskedFields(request.auth);
   if (result.body) {
-    return reply.code(result.status).send(JSON.stringify(inDefinitionOrder(result.body), null, options.pretty ? 2 : undefined));
+    const body = masked ? maskBody(result.body, masked) : result.body;
+    return reply.code(result.status).send(JSON.stringify(inDefinitionOrder(body), null, options.pretty ? 2 : undefined));
   }
   const isWrite = request.method !== 'GET' && request.method !== 'HEAD';
   const prefer = isWrite ? preferReturn(request) : 'representation';
@@ -107,7 +111,8 @@ export function sendResult(
     return reply.code(result.status).send(JSON.stringify(oo, null, options.pretty ? 2 : undefined));
   }
   if (!version?.json) return reply.code(result.status).send();
-  return reply.code(result.status).send(renderResource(version.json, options, version.resourceType));
+  const json = masked && version.resourceType === 'Patient' ? maskPatientJson(version.json, masked) : version.json;
+  return reply.code(result.status).send(renderResource(json, options, version.resourceType));
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Binary, BundleEntry, FhirResource, Parameters, Resource } from 'fhir/r4.js';
 import { errors, FhirError, statusForCategory } from '../fhir/errors.js';
+import { mapDatabaseError } from '../storage/pg-errors.js';
 import type { PatchDocument } from './patch.js';
 import { read, vread } from './read.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
@@ -39,9 +40,15 @@ export class BundleEntryError extends FhirError {
   }
 }
 
+/** A FhirError for what an entry threw: database errors keep their meaning (503 on a lost connection, 409 on a race). */
+export function asEntryFhirError(e: unknown, message = 'internal error while processing the entry'): FhirError {
+  const mapped = mapDatabaseError(e);
+  return mapped instanceof FhirError ? mapped : new FhirError('fault', message);
+}
+
 export function entryError(index: number, e: unknown): BundleEntryError {
   if (e instanceof BundleEntryError && e.index === index) return e;
-  const err = e instanceof FhirError ? e : new FhirError('fault', 'internal error while processing the entry');
+  const err = asEntryFhirError(e);
   const issues = err.issues.map((i) => ({
     ...i,
     diagnostics: `Bundle.entry[${index}]: ${i.diagnostics ?? i.code}`,
@@ -147,7 +154,7 @@ export function responseEntry(deps: InteractionDeps, result: InteractionResult, 
 }
 
 export function errorEntry(e: unknown): BundleEntry {
-  const err = e instanceof FhirError ? e : new FhirError('fault', 'internal error while processing the entry');
+  const err = asEntryFhirError(e);
   return { response: { status: String(statusForCategory(err.category)), outcome: err.toOutcome() } };
 }
 

@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { errors, FhirError } from '../fhir/errors.js';
 import { newResourceId, type StoreTransaction } from '../storage/resource-store.js';
 import {
+  asEntryFhirError,
   entryError,
   errorEntry,
   ORDER,
@@ -163,7 +164,7 @@ async function processTransaction(deps: InteractionDeps, entries: BundleEntry[],
     try {
       results[entry.index] = await readEntry(deps, entry);
     } catch (e) {
-      const err = e instanceof FhirError ? e : new FhirError('fault', 'read failed');
+      const err = asEntryFhirError(e, 'read failed');
       results[entry.index] = { status: err.status, body: err.toOutcome() };
     }
   }

@@ -84,3 +84,21 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
     rest: [rest],
   };
 }
+
+type TypeOperations = Record<string, ReadonlyArray<{ name: string; definition: string }>>;
+
+/**
+ * The operations of every feature, per type, in one map: features declaring operations on the
+ * same type (Patient: bulk export, $match, billing; Encounter: $everything, $sign) add up instead
+ * of the last one replacing the others. A name declared twice for a type is kept once.
+ */
+export function mergeTypeOperations(...sources: ReadonlyArray<Partial<TypeOperations>>): Record<string, Array<{ name: string; definition: string }>> {
+  const merged: Record<string, Array<{ name: string; definition: string }>> = {};
+  for (const source of sources) {
+    for (const [type, operations] of Object.entries(source)) {
+      const list = (merged[type] ??= []);
+      for (const op of operations ?? []) if (!list.some((o) => o.name === op.name)) list.push({ name: op.name, definition: op.definition });
+    }
+  }
+  return merged;
+}

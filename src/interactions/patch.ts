@@ -5,6 +5,7 @@ import type { StoreTransaction } from '../storage/resource-store.js';
 import { findConditional } from './create.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { checkIfMatch } from './update.js';
+import { requireDraftVersion } from '../workflows/clinical-drafts.js';
 import { checkId, parseStored, changeResult } from './versions.js';
 
 /** The two patch formats of R4 (https://hl7.org/fhir/R4/http.html#patch). */
@@ -34,6 +35,7 @@ export async function patchIn(tx: StoreTransaction, resourceType: string, id: st
   const current = await tx.readForUpdate(resourceType, id);
   if (!current) throw errors.notFound(`${resourceType}/${id} is not known`);
   if (current.deleted) throw errors.gone(`${resourceType}/${id} was deleted`);
+  requireDraftVersion(current, ifMatch);
   checkIfMatch(current, ifMatch, `${resourceType}/${id}`);
   const before = parseStored(current);
   const after: Resource =

@@ -6,6 +6,7 @@ import { findConditional } from './create.js';
 import { requireResourceBody } from './resource-body.js';
 import type { InteractionDeps, InteractionResult } from './types.js';
 import { checkId, changeResult, versionFromETag } from './versions.js';
+import { draftConflict, impliedIfMatch, requireDraftVersion } from '../workflows/clinical-drafts.js';
 
 /** update: PUT [type]/[id] (https://hl7.org/fhir/R4/http.html#update), update-as-create included. */
 export async function update(deps: InteractionDeps, resourceType: string, id: string, body: unknown, ifMatch?: string): Promise<InteractionResult> {
@@ -15,7 +16,8 @@ export async function update(deps: InteractionDeps, resourceType: string, id: st
   if (resource.id !== id) {
     throw errors.incorrect(`the resource id "${String(resource.id).slice(0, 64)}" does not match the URL id "${id}"`, ['id']);
   }
-  if (ifMatch !== undefined) return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
+  // A Composition is read first: a draft note is edited only from a known version (clinical-drafts.ts).
+  if (ifMatch !== undefined || resourceType === 'Composition') return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
   // Without If-Match nothing needs reading first: one statement stores the next version.
   return deps.store.transaction(async (tx) => {
     const change = await tx.put(resource, 'PUT');
@@ -28,6 +30,8 @@ export async function update(deps: InteractionDeps, resourceType: string, id: st
 export async function updateIn(tx: StoreTransaction, resource: Resource, ifMatch?: string): Promise<InteractionResult> {
   const id = resource.id as string;
   const current = await tx.readForUpdate(resource.resourceType, id);
+  ifMatch = impliedIfMatch(current, resource, ifMatch);
+  requireDraftVersion(current, ifMatch);
   checkIfMatch(current, ifMatch, `${resource.resourceType}/${id}`);
   if (!current || current.deleted) {
     const change = await tx.create(resource, 'PUT', id, current);
@@ -45,7 +49,8 @@ export function checkIfMatch(current: StoredVersion | undefined, ifMatch: string
     throw errors.preconditionFailed(`If-Match ${ifMatch} given but ${what} has no current version`);
   }
   if (current.versionId !== expected) {
-    throw errors.preconditionFailed(`version conflict: ${what} is at version ${current.versionId}, If-Match asked for ${expected}`);
+    // A stale edit of a draft note is a 409 naming both versions (clinical-drafts.ts); 412 otherwise.
+    throw draftConflict(current, expected) ?? errors.preconditionFailed(`version conflict: ${what} is at version ${current.versionId}, If-Match asked for ${expected}`);
   }
 }
 

@@ -85,6 +85,15 @@ export class BullMqJobRunner implements JobRunner {
     return { url: this.options.redisUrl, enableOfflineQueue: false };
   }
 
+  async depths(): Promise<Array<{ queue: string; waiting: number; active: number; delayed: number; failed: number }>> {
+    return Promise.all(
+      [...this.queues.values()].map(async ({ definition, queue }) => {
+        const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized', 'waiting-children');
+        return { queue: definition.name, waiting: (c.waiting ?? 0) + (c.prioritized ?? 0) + (c['waiting-children'] ?? 0), active: c.active ?? 0, delayed: c.delayed ?? 0, failed: c.failed ?? 0 };
+      }),
+    );
+  }
+
   private async add(definition: QueueDefinition): Promise<void> {
     const queue = new Queue<JobPayload>(definition.name, {
       connection: this.queueConnection(),

@@ -73,6 +73,17 @@ export class InProcessJobRunner implements JobRunner {
     await Promise.allSettled([...this.active]);
   }
 
+  async depths(): Promise<Array<{ queue: string; waiting: number; active: number; delayed: number; failed: number }>> {
+    // Retries waiting on a timer are counted as delayed: known ids neither pending nor running.
+    return [...this.queues.values()].map((q) => ({
+      queue: q.definition.name,
+      waiting: q.pending.length,
+      active: q.running,
+      delayed: Math.max(0, q.known.size - q.pending.length - q.running),
+      failed: 0,
+    }));
+  }
+
   private state(queue: string): QueueState {
     const state = this.queues.get(queue);
     if (!state) throw new Error(`no queue named ${queue}`);

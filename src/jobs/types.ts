@@ -48,6 +48,8 @@ export interface JobRunner {
   resume(): Promise<void>;
   /** Interrupts running jobs at their next checkpoint and releases connections and timers. */
   close(): Promise<void>;
+  /** Jobs per queue by state, for /metrics (BullMQ: the shared queues in Redis; in-process: this process). */
+  depths(): Promise<Array<{ queue: string; waiting: number; active: number; delayed: number; failed: number }>>;
 }
 
 /** A failure that retrying cannot fix (bad stored request, missing data). */

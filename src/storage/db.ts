@@ -35,6 +35,8 @@ export interface DatabaseOptions {
   /** Schema to use on a real server (created if missing); tests use one schema per app. */
   schema?: string;
   poolSize?: number;
+  /** PostgreSQL: how long a caller waits for a free pool connection before an error (ms). */
+  poolTimeoutMs?: number;
   /**
    * Time limit of one statement in ms (0 = none). PostgreSQL enforces it as statement_timeout;
    * on the embedded database the server thread gives the statement up (see PgliteConnection).
@@ -53,10 +55,25 @@ export interface DatabaseHandle {
   unlimitedDb: Db;
   kind: 'pglite' | 'postgres';
   statementTimeoutMs: number;
+  /** Connections of the request pool (PostgreSQL), for /metrics. */
+  poolStats?: () => { total: number; idle: number; waiting: number };
   close(): Promise<void>;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * A read-only pool on a streaming replica of the PostgreSQL database (DATABASE_REPLICA_URL), for
+ * reports: same schema and statement time limit, sessions named `fhir-server-replica[:schema]`.
+ * Writes through it fail (the replica refuses them), so only read paths take it.
+ */
+export function openReplica(url: string, schema: string | undefined, poolSize: number, statementTimeoutMs: number): { db: Db; close(): Promise<void> } {
+  const options = [schema ? `-c search_path=${schema}` : '', statementTimeoutMs > 0 ? `-c statement_timeout=${statementTimeoutMs}` : '', '-c default_transaction_read_only=on'].filter(Boolean).join(' ');
+  const pool = new pg.Pool({ connectionString: url, application_name: schema ? `fhir-server-replica:${schema}` : 'fhir-server-replica', max: poolSize, connectionTimeoutMillis: 10_000, options });
+  pool.on('error', () => undefined);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, close: () => db.destroy() };
+}
 
 /** Opens the configured database: PGlite (embedded) by default, PostgreSQL when a URL is given. */
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
@@ -65,11 +82,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   }
   const timeout = options.statementTimeoutMs ?? 0;
   if (!Number.isInteger(timeout) || timeout < 0) throw new Error(`invalid statement time limit ${timeout}`);
-  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.schema, options.poolSize ?? 10, timeout);
+  if (options.databaseUrl) return openPostgres(options.databaseUrl, options.schema, options.poolSize ?? 10, timeout, options.poolTimeoutMs ?? 10_000);
   return openPglite(options.dataDir, timeout);
 }
 
-async function openPostgres(url: string, schema: string | undefined, poolSize: number, statementTimeoutMs: number): Promise<DatabaseHandle> {
+async function openPostgres(url: string, schema: string | undefined, poolSize: number, statementTimeoutMs: number, poolTimeoutMs: number): Promise<DatabaseHandle> {
   if (schema) {
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -83,8 +100,12 @@ async function openPostgres(url: string, schema: string | undefined, poolSize: n
   // SQL serves every schema and no statement needs a SET of its own.
   const settings = (timeoutMs: number | undefined) =>
     [schema ? `-c search_path=${schema}` : '', timeoutMs !== undefined ? `-c statement_timeout=${timeoutMs}` : ''].filter(Boolean).join(' ') || undefined;
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, options: settings(statementTimeoutMs > 0 ? statementTimeoutMs : undefined), Client: PreparingClient });
-  const unlimitedPool = new pg.Pool({ connectionString: url, max: 2, options: settings(0) });
+  // A request waits at most poolTimeoutMs for a connection, then fails (503 + Retry-After,
+  // see pg-errors.ts) instead of hanging while every connection is busy.
+  // Operators see the server's sessions in pg_stat_activity by name (and can end them).
+  const application_name = schema ? `fhir-server:${schema}` : 'fhir-server';
+  const pool = new pg.Pool({ connectionString: url, application_name, max: poolSize, connectionTimeoutMillis: poolTimeoutMs, options: settings(statementTimeoutMs > 0 ? statementTimeoutMs : undefined), Client: PreparingClient });
+  const unlimitedPool = new pg.Pool({ connectionString: url, application_name, max: 2, options: settings(0) });
   // An idle client that loses its server connection must not crash the process.
   pool.on('error', () => undefined);
   unlimitedPool.on('error', () => undefined);
@@ -95,6 +116,7 @@ async function openPostgres(url: string, schema: string | undefined, poolSize: n
     unlimitedDb,
     kind: 'postgres',
     statementTimeoutMs,
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async close() {
       await unlimitedDb.destroy();
       await db.destroy();
@@ -132,6 +154,10 @@ class PreparingClient extends pg.Client {
 
   constructor(config?: string | pg.ClientConfig) {
     super(config);
+    // A session ended by the server (restart, failover, pg_terminate_backend) while the client is
+    // checked out but idle emits 'error'; unheard, that would end the process. The next query on
+    // the client fails instead, and the pool drops it.
+    this.on('error', () => undefined);
     const plain = this.query.bind(this) as QueryFn;
     const query: QueryFn = (text, values) => {
       if (!this.named || typeof text !== 'string' || !text.endsWith(PREPARED) || !Array.isArray(values)) return plain(text, values);

@@ -33,6 +33,13 @@ export function mapDatabaseError(e: unknown): unknown {
     const detail = e instanceof Error ? e.message.slice(0, 200) : '';
     return new FhirError('incorrect', `a value in the request cannot be stored or searched: ${detail}`);
   }
+  if (isConnectionLost(e)) {
+    // The database restarted, failed over or ended the session: the request may be sent again.
+    return new FhirError('unavailable', 'the database connection was lost (restart or failover); retry', { 'Retry-After': '2' });
+  }
+  if (isPoolTimeout(e)) {
+    return new FhirError('unavailable', 'the server is busy: no database connection became free in time; retry later', { 'Retry-After': '2' });
+  }
   switch (code) {
     case UNIQUE_VIOLATION:
     case SERIALIZATION_FAILURE:
@@ -47,4 +54,22 @@ export function mapDatabaseError(e: unknown): unknown {
     default:
       return e;
   }
+}
+
+/** node-postgres' pool gave up waiting for a free connection (DATABASE_POOL_TIMEOUT_MS). */
+function isPoolTimeout(e: unknown): boolean {
+  return e instanceof Error && /^timeout exceeded when trying to connect$|^Connection terminated due to connection timeout$/.test(e.message);
+}
+
+/**
+ * The session ended under the request: an administrator or a restart ended it (class 57P:
+ * admin_shutdown, crash_shutdown, cannot_connect_now), the connection broke (class 08), or the
+ * socket closed before an answer.
+ */
+function isConnectionLost(e: unknown): boolean {
+  const code = pgErrorCode(e);
+  if (code === '57P01' || code === '57P02' || code === '57P03' || code?.startsWith('08')) return true;
+  if (!(e instanceof Error)) return false;
+  const text = e.message;
+  return /^Connection terminated unexpectedly$|^Client has encountered a connection error and is not queryable$|^Client was closed and is not queryable$|ECONNREFUSED|ECONNRESET/.test(text);
 }

@@ -269,6 +269,15 @@ export class StoreTransaction {
     return this.connection;
   }
 
+  /**
+   * A connection for plain reads of a rule that need not see inside the transaction: while it
+   * has begun nothing and has nothing pending (a lone create), the connection as it is, without
+   * BEGIN, so that the create stays one statement; otherwise `executor()`.
+   */
+  async reader(): Promise<Db> {
+    return !this.begun && this.pending.length === 0 ? this.connection : this.executor();
+  }
+
   /** Current version, locked until commit so concurrent updates of it queue up. */
   async readForUpdate(resourceType: string, id: string): Promise<StoredVersion | undefined> {
     const known = this.locked.get(`${resourceType}/${id}`);

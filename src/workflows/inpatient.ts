@@ -44,6 +44,9 @@ const BED_STATUS_TEXT: Record<string, string> = {
 };
 const BED_STATUS_DISPLAY: Record<string, string> = { O: 'Occupied', U: 'Unoccupied' };
 
+/** What the bed rules saw an Encounter write do, for the stay rules registered after them (inpatient-discharge.ts). */
+export const bedTransitions = new WeakMap<ResourceChange, 'admission' | 'discharge'>();
+
 /** Encounter statuses in which the patient no longer holds a bed. */
 const ENDED = new Set(['finished', 'cancelled', 'entered-in-error']);
 
@@ -107,6 +110,9 @@ export const inpatientHook: BeforeWriteHook = async (tx, change) => {
   }
   if (releasedBeds.length === 0 && takenBeds.length === 0) return;
   if (after?.status === 'finished' && releasedBeds.length > 0) await requireDischargeSummary(tx, change.id);
+  // The stay rules that follow (inpatient-discharge.ts: episode of care, medication list, follow-up).
+  if (after?.status === 'finished' && releasedBeds.length > 0) bedTransitions.set(change, 'discharge');
+  else if (takenBeds.length > 0) bedTransitions.set(change, 'admission');
   const now = new Date().toISOString();
   for (const id of takenBeds) {
     const location = beds.get(id)!;

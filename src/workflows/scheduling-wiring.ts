@@ -9,9 +9,15 @@ import type { SearchService } from '../search/search-service.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 import { inpatientHook } from './inpatient.js';
 import { wardOccupancy } from './inpatient-occupancy.js';
+import { inpatientStayHook } from './inpatient-discharge.js';
 import { loadRegistrationSystems, registrationHook } from './patient-registration.js';
 import { matchPatients } from './patient-registration-match.js';
+import { refuseMaskedPatientWrites } from './patient-masking.js';
+import { leaveHook } from './schedules-leave.js';
 import { schedulingHook } from './scheduling.js';
+import { prescribingHook } from './prescribing.js';
+import { PrescribingKnowledge } from './prescribing-knowledge.js';
+import { refillHook } from './prescribing-refill.js';
 
 /**
  * The front-desk rules of issue 12 in one place: the before-commit hooks (registration,
@@ -25,18 +31,27 @@ export interface FrontDeskDeps {
   terminologyDir: string;
   /** APPOINTMENT_CHANGE_WINDOW_HOURS (seed: 24). */
   appointmentChangeWindowHours: number;
+  /** DISCHARGE_FOLLOW_UP_DAYS (default 14): the follow-up proposed at discharge. */
+  dischargeFollowUpDays?: number;
 }
 
 /**
  * The before-commit rules, on the store of every process that writes (HTTP server, `npm run
  * worker` running `$import`, `npm run import`), so that no write path skips them.
  */
-export function registerFrontDeskRules(store: ResourceStore, deps: Pick<FrontDeskDeps, 'terminologyDir' | 'appointmentChangeWindowHours'>): void {
+export function registerFrontDeskRules(store: ResourceStore, deps: Pick<FrontDeskDeps, 'terminologyDir' | 'appointmentChangeWindowHours' | 'dischargeFollowUpDays'>): void {
   // Before validation: a registration claiming the hospital Patient profile (patient number
   // required) is valid only once the number is assigned.
   store.onBeforeWrite(registrationHook(loadRegistrationSystems(deps.terminologyDir)), 'first');
   store.onBeforeWrite(schedulingHook({ changeWindowHours: deps.appointmentChangeWindowHours }));
   store.onBeforeWrite(inpatientHook);
+  store.onBeforeWrite(inpatientStayHook({ followUpDays: deps.dischargeFollowUpDays ?? 14 }));
+  // Prescribing safety and refills (issue 13 §3): src/workflows/prescribing.ts, prescribing-refill.ts.
+  store.onBeforeWrite(prescribingHook(new PrescribingKnowledge(deps.terminologyDir)));
+  store.onBeforeWrite(refillHook);
+  store.onBeforeWrite(refuseMaskedPatientWrites);
+  // Leave blocks slots (issue 12 §2): src/workflows/schedules-leave.ts.
+  store.onBeforeWrite(leaveHook);
 }
 
 /** The operations `Patient/$match` and `Location/[ward]/$occupancy` (the rules: registerFrontDeskRules). */

@@ -3,6 +3,7 @@ import { latestAppointmentOutcomes, referencing } from '../storage/front-desk-st
 import type { BeforeWriteHook, StoreTransaction } from '../storage/resource-store.js';
 import type { ResourceChange } from '../storage/types.js';
 import { businessRule, referenceTo, replacedVersion } from './scheduling-rules.js';
+import { isEmergencySlot } from './schedules.js';
 
 /**
  * Booking rules (seed 004 FR-AS-001 / FR-AS-002, issue 12 §3), run before commit on every
@@ -42,6 +43,7 @@ export const NO_SHOW_FLAG = {
 const HOLDING = new Set(['pending', 'booked', 'arrived', 'checked-in', 'fulfilled', 'noshow']);
 /** Statuses that close an appointment: it is not rescheduled any more. */
 const OUTCOMES = ['fulfilled', 'noshow'];
+const EMERGENCY_CODE = 'http://terminology.hl7.org/CodeSystem/v2-0276|EMERGENCY';
 
 /** Allowed status changes of a stored appointment (R4 Appointment.status life cycle). */
 const NEXT_STATUS: Record<string, readonly string[]> = {
@@ -87,7 +89,7 @@ export function schedulingHook(options: SchedulingOptions): BeforeWriteHook {
     // no Slot is another system's (e.g. an HL7 v2 SIU feed from the scheduling system of
     // record, whose messages may arrive out of order): its source decides.
     if (before && after && (before.slot?.length || after.slot?.length)) checkChange(before, after, windowMs, options.changeWindowHours);
-    await moveSlots(tx, heldSlots(before), heldSlots(after));
+    await moveSlots(tx, heldSlots(before), heldSlots(after), after !== undefined && isEmergencySlot(after));
     if (after?.status === 'noshow' && before?.status !== 'noshow') await flagRepeatedNoShows(tx, change, after, threshold);
   };
 }
@@ -122,7 +124,7 @@ function checkChange(before: Appointment, after: Appointment, windowMs: number, 
  * Frees the slots no longer held and takes the newly held ones, all locked first in one
  * statement in id order (two bookings that take several slots cannot deadlock).
  */
-async function moveSlots(tx: StoreTransaction, before: readonly string[], after: readonly string[]): Promise<void> {
+async function moveSlots(tx: StoreTransaction, before: readonly string[], after: readonly string[], emergency: boolean): Promise<void> {
   const release = before.filter((id) => !after.includes(id));
   const take = after.filter((id) => !before.includes(id));
   if (release.length === 0 && take.length === 0) return;
@@ -135,6 +137,14 @@ async function moveSlots(tx: StoreTransaction, before: readonly string[], after:
     if (slot.status !== 'free') {
       const why = slot.status === 'busy' || slot.status === 'busy-tentative' ? 'is already booked' : 'is not available for booking';
       throw businessRule('conflict', `The time slot ${when(slot.start)} ${why}. Please choose another slot.`, ['Appointment.slot']);
+    }
+    // FR-AS-001 emergency reserve (schedules.ts): only an emergency appointment takes a reserved slot.
+    if (isEmergencySlot(slot) && !emergency) {
+      throw businessRule(
+        'conflict',
+        `The time slot ${when(slot.start)} is reserved for emergencies. Please choose another slot, or book it as an emergency (appointmentType ${EMERGENCY_CODE}).`,
+        ['Appointment.slot'],
+      );
     }
     const booked: Slot = { ...slot, status: 'busy' };
     await tx.update(booked, current, 'PUT');

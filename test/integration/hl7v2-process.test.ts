@@ -20,6 +20,8 @@ describe('server process: the MLLP listener on HL7_MLLP_PORT (contract)', () => 
     const [port, mllpPort] = [await freePort(), await freePort()];
     const env: NodeJS.ProcessEnv = {
       ...process.env,
+      API_RATE_LIMIT_PER_CLIENT: '0',
+      API_RATE_LIMIT_PER_IP: '0',
       PORT: String(port),
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,

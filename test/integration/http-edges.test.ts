@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { CapabilityStatement, OperationOutcome } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, TEST_CLIENT, type TestApp } from '../support/test-app.js';
@@ -168,6 +169,26 @@ describe('metadata and health', () => {
     expect(res.body).toContain('route="/fhir/:type/:id"');
     expect(res.body).not.toContain('metrics-probe-id');
     expect(res.body).not.toContain('Secretname');
+  });
+
+  it('/metrics has the gateway figures of issue 17: job queues by state, MLLP counters, the database pool on PostgreSQL', async () => {
+    const port = await t.server.hl7v2.listen(0, '127.0.0.1');
+    const message = 'MSH|^~\\&|LAB|HOSP|FHIR|HOSP|20240501101500||ORU^R01|MET-1|P|2.5\rPID|1||MET1^^^HOSP^MR||Metric^Mo||19800101|M';
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(message), Buffer.from([0x1c, 0x0d])])));
+      socket.on('data', (d: Buffer) => {
+        if (d.includes(0x1c)) {
+          socket.end();
+          resolve();
+        }
+      });
+      socket.on('error', reject);
+    });
+    const res = await t.server.http.inject({ method: 'GET', url: '/metrics' });
+    expect(res.body).toMatch(/job_queue_jobs\{queue="[^"]+",state="waiting"\} \d+/);
+    expect(res.body).toMatch(/hl7v2_mllp_frames_total [1-9]/);
+    expect(res.body).toMatch(/hl7v2_mllp_acks_total\{code="A[AER]"\} [1-9]/);
+    if (process.env.DATABASE_URL) expect(res.body).toMatch(/db_pool_connections\{state="total"\} \d+/);
   });
 
   it('answers CORS preflights for browser apps', async () => {

@@ -22,6 +22,8 @@ afterAll(() => {
 async function startServer(port: number): Promise<{ child: ChildProcess; output: () => string; exited: Promise<number | null> }> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    API_RATE_LIMIT_PER_CLIENT: '0',
+    API_RATE_LIMIT_PER_IP: '0',
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,

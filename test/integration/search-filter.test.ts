@@ -66,7 +66,8 @@ const observations: Observation[] = [
   obs('f-o2', 'f-p1', [LAB, 'HDL'], 1.2, 'mmol/L', '2021-06-01T10:00:00Z', 'laboratory'),
   obs('f-o3', 'f-p2', [LAB, 'CBC'], 7, 'g', '2022-03-03', 'laboratory'),
   obs('f-o4', 'f-p3', [LOINC, '8867-4'], 72, '/min', '2019-11-11', 'vital-signs'),
-  obs('f-o5', 'f-p4', [LAB, 'CHOL'], 0.005, 'g', '2023-02-02', 'laboratory'),
+  // A catalogue result must be in a unit of its test (issue 14): g/dL converts to the catalogue's mg/dL.
+  obs('f-o5', 'f-p4', [LAB, 'CHOL'], 0.005, 'g/dL', '2023-02-02', 'laboratory'),
   obs('f-o6', 'f-p5', [LOINC, '1234-5'], undefined, 'mg', '2020-05-05', 'vital-signs'),
 ];
 
@@ -128,9 +129,9 @@ describe('_filter comparisons = the ordinary parameters they stand for', () => {
       const n = v.slice(2);
       expect(await filtered('Observation', `value-quantity ${op} ${n}`), v).toEqual(await found(`Observation?value-quantity=${v}&_count=100`));
     }
-    // 5.0 mg = 0.005 g (5.4 mg is outside 5.0's precision): the canonical comparison of the ordinary parameter
-    expect(await filtered('Observation', 'value-quantity eq 5.0|http://unitsofmeasure.org|mg')).toEqual(['f-o5']);
-    expect(await filtered('Observation', 'value-quantity eq 5.0|http://unitsofmeasure.org|mg')).toEqual(await found('Observation?value-quantity=5.0|http://unitsofmeasure.org|mg'));
+    // 5.0 mg/dL = 0.005 g/dL: the canonical comparison of the ordinary parameter
+    expect(await filtered('Observation', 'value-quantity eq 5.0|http://unitsofmeasure.org|mg/dL')).toEqual(['f-o5']);
+    expect(await filtered('Observation', 'value-quantity eq 5.0|http://unitsofmeasure.org|mg/dL')).toEqual(await found('Observation?value-quantity=5.0|http://unitsofmeasure.org|mg/dL'));
   });
 
   it('number: prefixes (implicit precision on eq)', async () => {

@@ -38,6 +38,8 @@ async function startServer(entry: 'src/main.ts' | 'src/worker.ts' = 'src/main.ts
   const port = await freePort();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    API_RATE_LIMIT_PER_CLIENT: '0',
+    API_RATE_LIMIT_PER_IP: '0',
     PORT: String(port),
     HOST: '127.0.0.1',
     BASE_URL: `http://127.0.0.1:${port}`,

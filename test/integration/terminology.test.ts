@@ -176,7 +176,8 @@ describe('terminology operations and search modifiers', () => {
     expect(await ids(`/fhir/Observation?code:below=${GEN}|R`)).toEqual(['o1', 'o2', 'o3', 'o4']);
     expect(await ids(`/fhir/Observation?code:above=${GEN}|C010`)).toEqual(['o1', 'o2']);
     expect(await ids(`/fhir/Observation?code:in=${GEN_VS}`)).toEqual(['o1', 'o2', 'o4']);
-    expect(await ids(`/fhir/Observation?code:not-in=${GEN_VS}&status=final&_count=50`)).toEqual(['e1', 'l1', 'l2', 'o3', 'o5', 'v1']);
+    // l1 and l2 (lab catalogue codes) are stored preliminary: a client's lab result awaits dual verification (issue 14).
+    expect(await ids(`/fhir/Observation?code:not-in=${GEN_VS}&status=final&_count=50`)).toEqual(['e1', 'o3', 'o5', 'v1']);
     // without a system: the code in any code system holding it
     expect(await ids('/fhir/Observation?code:below=B01')).toEqual(['o1', 'o2']);
   });

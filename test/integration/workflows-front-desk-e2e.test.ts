@@ -103,8 +103,20 @@ describe('front desk end to end (REST only)', () => {
       author: [{ reference: `Practitioner/${doctor.id}` }],
       title: 'Discharge summary',
     });
+    await send('POST', '/fhir/List', {
+      resourceType: 'List',
+      status: 'current',
+      mode: 'snapshot',
+      code: { coding: [{ system: 'http://loinc.org', code: '10183-2', display: 'Hospital discharge medications' }] },
+      subject: { reference: `Patient/${patient.id}` },
+      encounter: { reference: `Encounter/${stay.id}` },
+      entry: [{ item: { display: 'Aspirin 81 mg daily' } }],
+    });
     stay = await send<Encounter>('PUT', `/fhir/Encounter/${stay.id}`, { ...stay, status: 'finished' });
     expect(stay.location?.every((l) => l.location.reference === `Location/${ward.id}` || l.status === 'completed')).toBe(true);
     expect(await occupancy()).toBe(0);
+    // FR-IP-003: the follow-up visit is proposed for the front desk to book.
+    const followUps = (await send<Bundle>('GET', `/fhir/Appointment?patient=Patient/${patient.id}&status=proposed`)).entry ?? [];
+    expect(followUps.length).toBe(1);
   });
 });

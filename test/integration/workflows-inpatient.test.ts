@@ -82,6 +82,16 @@ async function dischargeSummary(encounterId: string): Promise<void> {
     author: [{ display: 'Dr Ward' }],
     title: 'Discharge summary',
   });
+  // FR-IP-003 also needs the discharge medication list (workflows-discharge.test.ts tests that rule).
+  await create({
+    resourceType: 'List',
+    status: 'current',
+    mode: 'snapshot',
+    code: { coding: [{ system: 'http://loinc.org', code: '10183-2' }] },
+    subject: { reference: `Patient/${patient}` },
+    encounter: { reference: `Encounter/${encounterId}` },
+    emptyReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/list-empty-reason', code: 'nilknown' }] },
+  });
 }
 
 async function occupancy(wardId: string): Promise<Record<string, number>> {

@@ -51,6 +51,10 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     // Notifications write Communications and CommunicationRequests after other tests' Appointments
     // and results; test/integration/notifications*.test.ts switch them on.
     NOTIFICATIONS: 'off',
+    // Suites send thousands of requests a minute from one client; test/integration/rate-limits.test.ts
+    // switches the limits on.
+    API_RATE_LIMIT_PER_CLIENT: '0',
+    API_RATE_LIMIT_PER_IP: '0',
     ...(schema ? { DATABASE_SCHEMA: schema } : {}),
     ...env,
   });

@@ -204,7 +204,7 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
       if (collected) specimen.collection = { collectedDateTime: collected };
       const received = toInstant(spm.get(18), t);
       if (received) specimen.receivedTime = received;
-      specimens.push(await ctx.upsert(specimen, specimenId));
+      specimens.push(await ctx.upsert(specimen, specimenId, keepLaboratoryFields));
     }
     if (specimens.length === 0 && obr.get(15)) {
       // v2.3-style OBR-15 specimen source, collected at OBR-7.
@@ -214,7 +214,7 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
       if (type) specimen.type = type;
       const collected = toDateTime(obr.get(7), t);
       if (collected) specimen.collection = { collectedDateTime: collected };
-      specimens.push(await ctx.upsert(specimen, specimenId));
+      specimens.push(await ctx.upsert(specimen, specimenId, keepLaboratoryFields));
     }
 
     const code = toCodeableConcept(obr.fields[4]?.[0], t);
@@ -336,4 +336,16 @@ function pick(limit: { low?: number; high?: number }, ...names: Array<'low' | 'h
   const out: { low?: number; high?: number } = {};
   for (const n of names) if (limit[n] !== undefined) out[n] = limit[n];
   return out;
+}
+
+/**
+ * A resent result's Specimen keeps what the laboratory gave it (its accession number, its status)
+ * when the message does not say: the same message then changes nothing and makes no new version.
+ */
+function keepLaboratoryFields(stored: Specimen, incoming: Specimen): Specimen {
+  return {
+    ...incoming,
+    ...(incoming.accessionIdentifier === undefined && stored.accessionIdentifier !== undefined ? { accessionIdentifier: stored.accessionIdentifier } : {}),
+    ...(incoming.status === undefined && stored.status !== undefined ? { status: stored.status } : {}),
+  };
 }

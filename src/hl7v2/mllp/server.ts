@@ -1,4 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { encodeFrame, MllpDecoder } from './framing.js';
 
 /** Messages received but not yet answered on one connection before reading from it pauses. */
@@ -20,6 +21,8 @@ export interface MllpServerOptions {
   maxMessageBytes: number;
   /** A connection silent this long is closed (senders reconnect). */
   idleTimeoutMs: number;
+  /** MLLP over TLS (certificate and key in PEM) when set; plain TCP otherwise. */
+  tls?: { key: Buffer; cert: Buffer; minVersion: 'TLSv1.2' | 'TLSv1.3' };
   log?: (message: string, error?: unknown) => void;
 }
 
@@ -37,9 +40,14 @@ export class MllpServer {
   private readonly inFlight = new Set<Promise<unknown>>();
   private closing = false;
   private connectionCount = 0;
+  /** Counters for /metrics: frames received, oversized frames, ACKs sent by MSA-1 code. */
+  readonly counters = { frames: 0, oversized: 0, acks: new Map<string, number>() };
 
   constructor(private readonly options: MllpServerOptions) {
-    this.server = createServer((socket) => this.accept(socket));
+    // A TLS socket is a net.Socket: framing, ordering and limits are the same over both.
+    this.server = options.tls
+      ? createTlsServer({ key: options.tls.key, cert: options.tls.cert, minVersion: options.tls.minVersion }, (socket) => this.accept(socket))
+      : createServer((socket) => this.accept(socket));
   }
 
   /** Starts listening; port 0 binds a free port. Resolves to the bound port. */
@@ -95,6 +103,8 @@ export class MllpServer {
     // Application ACKs (enhanced mode) still to come on this connection.
     let pendingLater = 0;
     const send = (ack: string) => {
+      const code = /(?:^|\r)MSA\|([A-Z]{2})/.exec(ack)?.[1] ?? (ack.startsWith('FHS') || ack.startsWith('BHS') ? 'batch' : 'other');
+      this.counters.acks.set(code, (this.counters.acks.get(code) ?? 0) + 1);
       if (!socket.destroyed && socket.writable) socket.write(encodeFrame(ack));
     };
     // Idle means the sender is silent AND nothing of its is being answered: a connection
@@ -107,6 +117,7 @@ export class MllpServer {
     socket.on('data', (chunk: Buffer) => {
       for (const event of decoder.push(chunk)) {
         if (event.kind === 'frame') {
+          this.counters.frames++;
           const body = event.body;
           if (++queued >= MAX_QUEUED_PER_CONNECTION) socket.pause();
           queue = queue.then(async () => {
@@ -135,6 +146,7 @@ export class MllpServer {
             }
           });
         } else if (event.kind === 'oversized') {
+          this.counters.oversized++;
           const { head, limit } = event;
           queue = queue.then(async () => {
             try {

@@ -1,4 +1,4 @@
-import type { Appointment, ClaimResponse, CodeableConcept, DiagnosticReport, Extension, Invoice, Medication, MedicationDispense, Observation, Resource } from 'fhir/r4.js';
+import type { Appointment, ClaimResponse, CodeableConcept, DiagnosticReport, Extension, Invoice, Medication, MedicationDispense, Observation, Resource, Task } from 'fhir/r4.js';
 import type { NotificationEvent, NotificationRules } from './rules.js';
 
 /**
@@ -19,6 +19,8 @@ import type { NotificationEvent, NotificationRules } from './rules.js';
  * | Invoice | into balanced (paid in full) | PAYMENT_SUCCESSFUL |
  * | ClaimResponse | created, or outcome changed | CLAIM_STATUS_UPDATED |
  * | Medication | stock extension falls to or below the reorder-level extension | PHARMACY_STOCK_LOW |
+ * | Task | created: reschedule-appointment (a leave over a booked slot, schedules-leave.ts) | APPOINTMENT_RESCHEDULE_NEEDED |
+ * | Medication | a lot newly listed in the batch-expiring extension (90 days to expiry, issue 13) | PHARMACY_BATCH_EXPIRING |
  */
 export interface DetectedEvents {
   events: NotificationEvent[];
@@ -27,7 +29,7 @@ export interface DetectedEvents {
 }
 
 /** Types whose writes may notify: the after-commit hook ignores every other write at once. */
-export const WATCHED_TYPES: readonly string[] = ['Appointment', 'DiagnosticReport', 'Observation', 'MedicationDispense', 'Invoice', 'ClaimResponse', 'Medication'];
+export const WATCHED_TYPES: readonly string[] = ['Appointment', 'DiagnosticReport', 'Observation', 'MedicationDispense', 'Invoice', 'ClaimResponse', 'Medication', 'Task'];
 
 export function detectEvents(current: Resource | undefined, previous: Resource | undefined, rules: NotificationRules): DetectedEvents {
   const type = (current ?? previous)?.resourceType;
@@ -41,7 +43,7 @@ export function detectEvents(current: Resource | undefined, previous: Resource |
       return { events: done(now) && !done(before) ? ['LAB_RESULT_READY'] : [] };
     }
     case 'Observation': {
-      const critical = (o?: Observation) => o !== undefined && rules.labResultStatuses.includes(o.status) && isCritical(o, rules);
+      const critical = (o?: Observation) => o !== undefined && (rules.criticalResultStatuses ?? rules.labResultStatuses).includes(o.status) && isCritical(o, rules);
       return { events: critical(current as Observation | undefined) && !critical(previous as Observation | undefined) ? ['CRITICAL_LAB_RESULT'] : [] };
     }
     case 'MedicationDispense': {
@@ -51,7 +53,8 @@ export function detectEvents(current: Resource | undefined, previous: Resource |
     case 'Invoice': {
       const status = (i?: Resource) => (i as Invoice | undefined)?.status;
       const events: NotificationEvent[] = [];
-      if (status(current) === 'issued' && status(previous) !== 'issued') events.push('INVOICE_GENERATED');
+      // balanced → issued is a refund reopening the invoice, not a new invoice.
+      if (status(current) === 'issued' && status(previous) !== 'issued' && status(previous) !== 'balanced') events.push('INVOICE_GENERATED');
       if (status(current) === 'balanced' && status(previous) !== 'balanced') events.push('PAYMENT_SUCCESSFUL');
       return { events };
     }
@@ -63,8 +66,13 @@ export function detectEvents(current: Resource | undefined, previous: Resource |
     }
     case 'Medication': {
       const low = (m?: Resource) => stockLevel(m as Medication | undefined, rules)?.low === true;
-      return { events: low(current) && !low(previous) ? ['PHARMACY_STOCK_LOW'] : [] };
+      const events: NotificationEvent[] = low(current) && !low(previous) ? ['PHARMACY_STOCK_LOW'] : [];
+      const before = new Set(expiringLots(previous as Medication | undefined, rules));
+      if (expiringLots(current as Medication | undefined, rules).some((lot) => !before.has(lot))) events.push('PHARMACY_BATCH_EXPIRING');
+      return { events };
     }
+    case 'Task':
+      return { events: previous === undefined && isRescheduleTask(current) ? ['APPOINTMENT_RESCHEDULE_NEEDED'] : [] };
     default:
       return { events: [] };
   }
@@ -83,6 +91,11 @@ function appointmentEvents(now: Appointment | undefined, before: Appointment | u
   if (status === 'booked' && (was !== 'booked' || before?.start !== now?.start)) reminder = 'schedule';
   else if (status !== 'booked' && was === 'booked') reminder = 'cancel';
   return reminder ? { events, reminder } : { events };
+}
+
+/** A reschedule-appointment Task (src/workflows/schedules-leave.ts; code system kept in step with it). */
+export function isRescheduleTask(r: Resource | undefined): r is Task {
+  return r?.resourceType === 'Task' && ((r as Task).code?.coding ?? []).some((c) => c.system === 'https://fhir.hospital.example.org/CodeSystem/task-code' && c.code === 'reschedule-appointment');
 }
 
 export function isCritical(o: Pick<Observation, 'interpretation'>, rules: NotificationRules): boolean {
@@ -112,6 +125,19 @@ export function stockLevel(m: Medication | undefined, rules: NotificationRules):
 }
 
 /**
+ * Batches of a Medication listed in the batch-expiring extension, as `lot (expiry)` (kept by the
+ * pharmacy stock rules, src/workflows/pharmacy/: one per batch within 90 days of expiry, alerted once).
+ */
+export function expiringLots(m: Medication | undefined, rules: NotificationRules): string[] {
+  if (!m || m.status === 'inactive' || m.status === 'entered-in-error') return [];
+  return (m.extension ?? []).filter((e) => e.url === rules.stock.batchExpiringExtension).flatMap((e) => {
+    const lot = e.extension?.find((x) => x.url === 'lotNumber')?.valueString;
+    const expiry = e.extension?.find((x) => x.url === 'expirationDate')?.valueDate;
+    return lot ? [expiry ? `${lot} (${expiry})` : lot] : [];
+  });
+}
+
+/**
  * Cheap test on the new version alone, in the after-commit hook: could this write make an
  * event? Writes that cannot (most Observations of an HL7 v2 feed) never become a job.
  */
@@ -120,7 +146,7 @@ export function mayNotify(type: string, current: Resource | undefined, rules: No
     case 'Appointment':
       return true; // any change may move or cancel a reminder
     case 'Observation':
-      return current !== undefined && rules.labResultStatuses.includes((current as Observation).status) && isCritical(current as Observation, rules);
+      return current !== undefined && (rules.criticalResultStatuses ?? rules.labResultStatuses).includes((current as Observation).status) && isCritical(current as Observation, rules);
     case 'DiagnosticReport':
       return current !== undefined && rules.labResultStatuses.includes((current as DiagnosticReport).status);
     case 'MedicationDispense':
@@ -130,7 +156,9 @@ export function mayNotify(type: string, current: Resource | undefined, rules: No
     case 'ClaimResponse':
       return (current as ClaimResponse | undefined)?.status === 'active';
     case 'Medication':
-      return stockLevel(current as Medication | undefined, rules)?.low === true;
+      return stockLevel(current as Medication | undefined, rules)?.low === true || expiringLots(current as Medication | undefined, rules).length > 0;
+    case 'Task':
+      return isRescheduleTask(current);
     default:
       return false;
   }

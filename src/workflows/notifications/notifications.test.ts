@@ -14,7 +14,7 @@ const { rules } = catalog;
 
 describe('notification data (conformance/notifications)', () => {
   it('every event has a template per audience, channel and language; subjects use no PHI variable', () => {
-    expect(catalog.templates.size).toBe(15);
+    expect(catalog.templates.size).toBe(17);
     for (const t of catalog.templates.values()) {
       for (const lang of ['en', 'vi']) expect(t.templates.email[lang]!.subject).not.toMatch(/\{\{\s*(?!hospital_name)/);
     }
@@ -60,10 +60,13 @@ describe('events from transitions', () => {
   it('critical results: HH / LL / AA or the text "critical", on a result status, once', () => {
     const obs = (code: string, status: Observation['status'] = 'final'): Observation => ({ resourceType: 'Observation', status, code: {}, interpretation: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation', code }] }] });
     expect(detectEvents(obs('HH'), undefined, rules).events).toEqual(['CRITICAL_LAB_RESULT']);
-    expect(detectEvents(obs('LL'), obs('LL', 'preliminary'), rules).events).toEqual(['CRITICAL_LAB_RESULT']);
+    // Critical while still preliminary (issue 14, rules.json criticalResultStatuses): notified at once, not again when verified.
+    expect(detectEvents(obs('LL'), obs('LL', 'preliminary'), rules).events).toEqual([]);
+    expect(detectEvents(obs('LL', 'preliminary'), obs('N', 'preliminary'), rules).events).toEqual(['CRITICAL_LAB_RESULT']);
     expect(detectEvents(obs('HH', 'amended'), obs('HH'), rules).events).toEqual([]);
     expect(detectEvents(obs('H'), undefined, rules).events).toEqual([]);
-    expect(detectEvents(obs('HH', 'preliminary'), undefined, rules).events).toEqual([]);
+    expect(detectEvents(obs('HH', 'preliminary'), undefined, rules).events).toEqual(['CRITICAL_LAB_RESULT']);
+    expect(detectEvents(obs('HH', 'registered'), undefined, rules).events).toEqual([]);
   });
 });
 

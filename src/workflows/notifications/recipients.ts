@@ -1,7 +1,7 @@
-import type { Appointment, Bundle, ClaimResponse, CodeableConcept, DiagnosticReport, HumanName, Invoice, Medication, MedicationDispense, Observation, Patient, Practitioner, PractitionerRole, Reference, Resource, ServiceRequest } from 'fhir/r4.js';
+import type { Appointment, Bundle, ClaimResponse, CodeableConcept, DiagnosticReport, HumanName, Invoice, Medication, MedicationDispense, Observation, Patient, Practitioner, PractitionerRole, Reference, Resource, ServiceRequest, Task } from 'fhir/r4.js';
 import type { SearchInput } from '../../search/search-service.js';
 import type { ResourceStore } from '../../storage/resource-store.js';
-import { isCritical, stockLevel } from './events.js';
+import { expiringLots, isCritical, stockLevel } from './events.js';
 import type { Audience, NotificationEvent, NotificationRules } from './rules.js';
 
 /** Who gets one event, and the values its templates may use. */
@@ -111,6 +111,12 @@ function money(m: { value?: number; currency?: string } | undefined): string {
 /** Recipients and template values of `event` raised by `focus` (the version that raised it). */
 export async function audienceOf(event: NotificationEvent, focus: Resource, deps: RecipientDeps): Promise<EventAudience> {
   switch (focus.resourceType) {
+    case 'Task': {
+      // APPOINTMENT_RESCHEDULE_NEEDED: told about the Appointment the Task is for.
+      const id = /(?:^|\/)Appointment\/([A-Za-z0-9\-.]{1,64})$/.exec((focus as Task).focus?.reference ?? '')?.[1];
+      const appt = id ? await readResource<Appointment>(deps.store, 'Appointment', id) : undefined;
+      return appt ? audienceOf(event, appt, deps) : { recipients: [], values: {} };
+    }
     case 'Appointment': {
       const appt = focus as Appointment;
       const people: EventAudience['recipients'] = [];
@@ -212,7 +218,13 @@ export async function audienceOf(event: NotificationEvent, focus: Resource, deps
       }
       return {
         recipients: [...new Set(pharmacists)].map((p) => ({ reference: p, audience: 'practitioner' as const })),
-        values: { medication_name: conceptText(m.code), lot_number: m.batch?.lotNumber ?? '', quantity: String(level?.quantity ?? ''), reorder_level: String(level?.reorderLevel ?? '') },
+        values: {
+          medication_name: conceptText(m.code),
+          // PHARMACY_BATCH_EXPIRING: the batches within 90 days of expiry, each with its date.
+          lot_number: event === 'PHARMACY_BATCH_EXPIRING' ? expiringLots(m, deps.rules).join(', ') : (m.batch?.lotNumber ?? ''),
+          quantity: String(level?.quantity ?? ''),
+          reorder_level: String(level?.reorderLevel ?? ''),
+        },
       };
     }
     default:

@@ -9,6 +9,7 @@ export const NOTIFICATION_EVENTS = [
   'APPOINTMENT_CONFIRMED',
   'APPOINTMENT_CANCELLED',
   'APPOINTMENT_REMINDER',
+  'APPOINTMENT_RESCHEDULE_NEEDED',
   'LAB_RESULT_READY',
   'CRITICAL_LAB_RESULT',
   'PRESCRIPTION_READY',
@@ -16,6 +17,7 @@ export const NOTIFICATION_EVENTS = [
   'PAYMENT_SUCCESSFUL',
   'CLAIM_STATUS_UPDATED',
   'PHARMACY_STOCK_LOW',
+  'PHARMACY_BATCH_EXPIRING',
 ] as const;
 export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 export type Audience = 'patient' | 'practitioner';
@@ -42,7 +44,9 @@ export interface NotificationRules {
   clinicianMandatoryEvents: NotificationEvent[];
   criticalInterpretation: { codes: Array<Required<Pick<Coding, 'system' | 'code'>>>; texts: string[] };
   labResultStatuses: string[];
-  stock: { quantityExtension: string; reorderLevelExtension: string; recipientRole: { system: string; code: string } };
+  /** Observation statuses whose critical flags notify at once (default labResultStatuses); lab results are critical while still preliminary (issue 14). */
+  criticalResultStatuses?: string[];
+  stock: { quantityExtension: string; reorderLevelExtension: string; recipientRole: { system: string; code: string }; batchExpiringExtension: string };
   preferencesExtension: string;
   addressExtension: string;
   channels: NotificationChannel[];

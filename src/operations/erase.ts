@@ -1,0 +1,67 @@
+import type { FastifyInstance } from 'fastify';
+import type { Coding, OperationOutcome, Resource } from 'fhir/r4.js';
+import type { TokenService, AuthContext } from '../auth/token-service.js';
+import { scopesAllow } from '../auth/scopes.js';
+import { errors, FhirError } from '../fhir/errors.js';
+import { outputOptions, sendResult } from '../http/respond.js';
+import { queryOf } from '../http/fhir-routes.js';
+import { indexTables } from '../search/index-tables.js';
+import type { Db } from '../storage/db.js';
+import { erasePatientRecord } from '../storage/erase-store.js';
+import { patientCompartment } from './export-compartments.js';
+
+/** The security label that keeps a record from erasure (terminology/CodeSystem-record-hold.json). */
+export const LEGAL_HOLD: Required<Pick<Coding, 'system' | 'code'>> = { system: 'https://fhir.hospital.example.org/CodeSystem/record-hold', code: 'legal-hold' };
+
+export const ERASE_OPERATIONS = {
+  Patient: [{ name: 'erase', definition: 'https://fhir.hospital.example.org/OperationDefinition/Patient-erase' }],
+};
+
+/** Erasure destroys records: an ADMIN user, or a client with system scopes that may delete Patient. */
+function mayErase(auth: AuthContext): boolean {
+  if (auth.kind === 'user') return auth.role === 'ADMIN';
+  return scopesAllow(auth.scopes.filter((s) => s.context === 'system'), 'Patient', 'd');
+}
+
+function onHold(content: unknown): boolean {
+  const security = (content as Resource | null)?.meta?.security ?? [];
+  return security.some((c) => c.system === LEGAL_HOLD.system && c.code === LEGAL_HOLD.code);
+}
+
+/**
+ * `POST /fhir/Patient/[id]/$erase` (GDPR art. 17): hard-deletes the Patient and its compartment
+ * with every version; refused with 409 business-rule while the Patient carries the legal hold.
+ * The request is recorded by the audit trail like every operation (no body, no PHI). The GDPR
+ * export is `Patient/[id]/$everything`.
+ */
+export async function registerErase(http: FastifyInstance, deps: { db: Db; tokens: TokenService; fhirBase: string }): Promise<void> {
+  const compartment = patientCompartment();
+  const pairs: Array<[string, string]> = [];
+  // AuditEvents about the patient stay: the audit trail is kept for its own retention period.
+  for (const [type, params] of compartment.params) if (type !== 'AuditEvent') for (const p of params) pairs.push([type, p]);
+  const tables = indexTables.map((t) => t.table);
+  await http.register(
+    async (app) => {
+      app.addHook('onRequest', async (request) => {
+        request.auth = await deps.tokens.verify(request.headers.authorization);
+      });
+      app.post<{ Params: { id: string } }>('/Patient/:id/$erase', async (request, reply) => {
+        if (!mayErase(request.auth!)) throw errors.forbidden('erasing a patient record needs an ADMIN user or a system scope that may delete Patient');
+        const id = request.params.id;
+        if (!/^[A-Za-z0-9\-.]{1,64}$/.test(id)) throw errors.incorrect('not a Patient id');
+        const result = await erasePatientRecord(deps.db, id, pairs, tables, (content) => {
+          if (onHold(content)) {
+            throw new FhirError('conflict', [{ severity: 'error', code: 'business-rule', diagnostics: `Patient/${id} is under legal hold (meta.security ${LEGAL_HOLD.system}|${LEGAL_HOLD.code}): it cannot be erased until the hold is lifted` }]);
+          }
+        });
+        if (!result) throw errors.notFound(`Patient/${id} is not known`);
+        const body: OperationOutcome = {
+          resourceType: 'OperationOutcome',
+          issue: [{ severity: 'information', code: 'informational', diagnostics: `erased Patient/${id}: ${result.resources} resources, ${result.versions} versions` }],
+        };
+        return sendResult(request, reply, { status: 200, body }, outputOptions(queryOf(request)), deps.fhirBase);
+      });
+    },
+    { prefix: '/fhir' },
+  );
+}

@@ -1,0 +1,108 @@
+import { sql } from 'kysely';
+import type { Db } from './db.js';
+
+/**
+ * SQL of the laboratory workflow (src/workflows/lab/). Lookups go through the search index
+ * tables (rows exist only for current, live versions) joined to `resource` for the content.
+ */
+
+/** The next accession number of `day` (YYYYMMDD): 1, 2, … — atomic across processes (migration 0025). */
+export async function nextAccessionNumber(db: Db, day: string): Promise<number> {
+  const result = await sql<{ last_value: number }>`
+    INSERT INTO lab_accession_sequence AS s (day, last_value) VALUES (${day}, 1)
+    ON CONFLICT (day) DO UPDATE SET last_value = s.last_value + 1
+    RETURNING s.last_value`.execute(db);
+  return Number(result.rows[0]!.last_value);
+}
+
+export interface WorklistPage {
+  rows: Array<{ id: string; json: string }>;
+  total: number;
+}
+
+/**
+ * Open laboratory orders: live ServiceRequests whose status is active (index rows of `status`,
+ * a small share of all orders) and that carry a code of the catalogue's system.
+ */
+function openLabOrders(catalogSystem: string) {
+  return sql`
+    r.resource_type = 'ServiceRequest' AND NOT r.deleted
+    AND r.id IN (
+      SELECT s.resource_id FROM search_token s
+      WHERE s.resource_type = 'ServiceRequest' AND s.param = 'status' AND s.code = 'active')
+    AND EXISTS (
+      SELECT 1 FROM search_token c
+      WHERE c.resource_type = 'ServiceRequest' AND c.resource_id = r.id AND c.param = 'code' AND c.system = ${catalogSystem})`;
+}
+
+/**
+ * One page of the work list: priority stat, then asap, then urgent, then routine (or none);
+ * oldest first within a priority (authoredOn, else lastUpdated); by id last, so pages are stable.
+ */
+export function labWorklistSql(catalogSystem: string, count: number, offset: number) {
+  return sql<{ id: string; json: string }>`
+    SELECT r.id, r.content::text AS json
+    FROM resource r
+    WHERE ${openLabOrders(catalogSystem)}
+    ORDER BY
+      CASE r.content->>'priority' WHEN 'stat' THEN 0 WHEN 'asap' THEN 1 WHEN 'urgent' THEN 2 ELSE 3 END,
+      coalesce((SELECT min(d.low) FROM search_date d
+                WHERE d.resource_type = 'ServiceRequest' AND d.resource_id = r.id AND d.param = 'authored'), r.last_updated),
+      r.id
+    LIMIT ${count} OFFSET ${offset}`;
+}
+
+export async function labWorklist(db: Db, catalogSystem: string, count: number, offset: number): Promise<WorklistPage> {
+  const rows = await labWorklistSql(catalogSystem, count, offset).execute(db);
+  const total = await sql<{ n: number }>`SELECT count(*)::int AS n FROM resource r WHERE ${openLabOrders(catalogSystem)}`.execute(db);
+  return { rows: rows.rows, total: Number(total.rows[0]?.n ?? 0) };
+}
+
+/** Live resources of `resourceType` whose reference parameter `param` points at one of `targets` (`Type/id`). */
+export async function referencingAny(db: Db, resourceType: string, param: string, targets: readonly string[]): Promise<Array<{ id: string; json: string }>> {
+  if (targets.length === 0) return [];
+  const types = targets.map((t) => t.split('/')[0]!);
+  const ids = targets.map((t) => t.split('/')[1]!);
+  const result = await sql<{ id: string; json: string }>`
+    SELECT r.id, r.content::text AS json
+    FROM resource r
+    WHERE r.resource_type = ${resourceType} AND NOT r.deleted AND r.id IN (
+      SELECT x.resource_id FROM search_reference x
+      JOIN unnest(${types}::text[], ${ids}::text[]) AS k(t, i) ON x.target_type = k.t AND x.target_id = k.i
+      WHERE x.resource_type = ${resourceType} AND x.param = ${param})
+    ORDER BY r.id`.execute(db);
+  return result.rows;
+}
+
+/**
+ * The patient's earlier results of one catalogue test (Observation code `system|code`), other
+ * than `excludeIds`, with a status of a released result, newest first, at most `limit`.
+ */
+export async function previousResults(
+  db: Db,
+  patientId: string,
+  system: string,
+  code: string,
+  excludeIds: readonly string[],
+  limit: number,
+): Promise<Array<{ id: string; json: string }>> {
+  return (await previousResultsSql(patientId, system, code, excludeIds, limit).execute(db)).rows;
+}
+
+export function previousResultsSql(patientId: string, system: string, code: string, excludeIds: readonly string[], limit: number) {
+  return sql<{ id: string; json: string }>`
+    SELECT r.id, r.content::text AS json
+    FROM resource r
+    WHERE r.resource_type = 'Observation' AND NOT r.deleted
+      AND r.content->>'status' IN ('final', 'amended', 'corrected', 'preliminary')
+      AND NOT (r.id = ANY(${[...excludeIds]}::text[]))
+      AND r.id IN (
+        SELECT x.resource_id FROM search_reference x
+        WHERE x.resource_type = 'Observation' AND x.param = 'subject' AND x.target_type = 'Patient' AND x.target_id = ${patientId})
+      AND r.id IN (
+        SELECT y.resource_id FROM search_token y
+        WHERE y.resource_type = 'Observation' AND y.param = 'code' AND y.system = ${system} AND y.code = ${code})
+    ORDER BY coalesce((SELECT max(d.low) FROM search_date d
+                       WHERE d.resource_type = 'Observation' AND d.resource_id = r.id AND d.param = 'date'), r.last_updated) DESC, r.id DESC
+    LIMIT ${limit}`;
+}

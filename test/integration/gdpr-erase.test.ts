@@ -1,0 +1,99 @@
+/**
+ * Issue 17 §5 (NFR-COMP, GDPR): the export of a patient's record is Patient/[id]/$everything;
+ * Patient/[id]/$erase removes the Patient and its compartment with every version and index row,
+ * leaves other patients alone, keeps the audit trail, and is refused under legal hold.
+ */
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Bundle, OperationOutcome } from 'fhir/r4.js';
+import { startTestApp, type TestApp } from '../support/test-app.js';
+
+const HOLD = { system: 'https://fhir.hospital.example.org/CodeSystem/record-hold', code: 'legal-hold' };
+let t: TestApp;
+
+beforeAll(async () => {
+  t = await startTestApp({ AUDIT_EVENTS: 'on' });
+}, 120_000);
+afterAll(async () => {
+  await t?.close();
+});
+
+async function create(resource: Record<string, unknown>): Promise<string> {
+  const res = await t.request({ method: 'POST', url: `/fhir/${String(resource.resourceType)}`, payload: resource });
+  expect(res.statusCode, res.body).toBe(201);
+  return (res.json() as { id: string }).id;
+}
+
+function observation(patient: string): Record<string, unknown> {
+  return { resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] }, subject: { reference: `Patient/${patient}` }, valueQuantity: { value: 70, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' } };
+}
+
+async function total(url: string): Promise<number> {
+  const res = await t.request({ method: 'GET', url });
+  expect(res.statusCode, res.body).toBe(200);
+  return (res.json() as Bundle).total ?? (res.json() as Bundle).entry?.length ?? 0;
+}
+
+describe('GDPR export and erasure (issue 17 §5, NFR-COMP)', () => {
+  it('NFR-COMP: $everything exports the record; $erase removes the patient, its compartment and every version, nothing else', async () => {
+    const family = `Erase${randomBytes(3).toString('hex')}`;
+    const patient = await create({ resourceType: 'Patient', name: [{ family, given: ['Eva'] }] });
+    const renamed = await t.request({ method: 'PUT', url: `/fhir/Patient/${patient}`, payload: { resourceType: 'Patient', id: patient, name: [{ family, given: ['Eva', 'Maria'] }] } });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+    const obs = await create(observation(patient));
+    const encounter = await create({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: `Patient/${patient}` } });
+    const other = await create({ resourceType: 'Patient', name: [{ family: `${family}Other` }] });
+    const otherObs = await create(observation(other));
+
+    const exported = await t.request({ method: 'GET', url: `/fhir/Patient/${patient}/$everything` });
+    expect(exported.statusCode, exported.body).toBe(200);
+    const exportedIds = ((exported.json() as Bundle).entry ?? []).map((e) => `${e.resource?.resourceType}/${e.resource?.id}`);
+    expect(exportedIds).toEqual(expect.arrayContaining([`Patient/${patient}`, `Observation/${obs}`, `Encounter/${encounter}`]));
+
+    const readOnly = await t.tokenFor('system/Patient.rs');
+    const forbidden = await t.server.http.inject({ method: 'POST', url: `/fhir/Patient/${patient}/$erase`, headers: { authorization: `Bearer ${readOnly}` } });
+    expect(forbidden.statusCode).toBe(403);
+
+    const erased = await t.request({ method: 'POST', url: `/fhir/Patient/${patient}/$erase` });
+    expect(erased.statusCode, erased.body).toBe(200);
+    expect((erased.json() as OperationOutcome).issue[0]?.diagnostics).toMatch(/3 resources, 4 versions/);
+
+    for (const url of [`Patient/${patient}`, `Observation/${obs}`, `Encounter/${encounter}`, `Patient/${patient}/_history/1`]) {
+      expect((await t.request({ method: 'GET', url: `/fhir/${url}` })).statusCode, url).toBe(404);
+    }
+    expect(await total(`/fhir/Patient?family=${family}&_total=accurate`)).toBe(1);
+    expect(await total(`/fhir/Observation?subject=Patient/${patient}&_total=accurate`)).toBe(0);
+    expect(await total(`/fhir/Patient/${patient}/Observation?_total=accurate`)).toBe(0);
+    const history = await t.request({ method: 'GET', url: `/fhir/Patient/${patient}/_history` });
+    expect([404, 410, 200]).toContain(history.statusCode);
+    if (history.statusCode === 200) expect((history.json() as Bundle).entry ?? []).toHaveLength(0);
+    const typeHistory = (await t.request({ method: 'GET', url: '/fhir/Patient/_history?_count=1000' })).json() as Bundle;
+    expect((typeHistory.entry ?? []).map((e) => e.fullUrl ?? '').filter((u) => u.endsWith(`/Patient/${patient}`))).toHaveLength(0);
+    expect((await t.request({ method: 'GET', url: `/fhir/Observation/${otherObs}` })).statusCode).toBe(200);
+    expect((await t.request({ method: 'GET', url: `/fhir/Patient/${other}` })).statusCode).toBe(200);
+
+    // The erasure is in the audit trail, which holds no name of the erased patient.
+    await t.server.audit.flush();
+    const trail = await sql<{ content: string }>`SELECT content::text AS content FROM audit_event WHERE content::text LIKE ${'%$erase%'}`.execute(t.server.database.db);
+    expect(trail.rows.length).toBeGreaterThan(0);
+    expect(trail.rows.some((r) => r.content.includes(family))).toBe(false);
+    // Erasing again: nothing left to erase.
+    expect((await t.request({ method: 'POST', url: `/fhir/Patient/${patient}/$erase` })).statusCode).toBe(404);
+  }, 120_000);
+
+  it('NFR-COMP: a Patient under legal hold is not erased (409 business-rule) until the hold is lifted', async () => {
+    const held = await create({ resourceType: 'Patient', meta: { security: [HOLD] }, name: [{ family: 'Held' }] });
+    const obs = await create(observation(held));
+    const refused = await t.request({ method: 'POST', url: `/fhir/Patient/${held}/$erase` });
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect((refused.json() as OperationOutcome).issue[0]?.code).toBe('business-rule');
+    expect((await t.request({ method: 'GET', url: `/fhir/Patient/${held}` })).statusCode).toBe(200);
+    expect((await t.request({ method: 'GET', url: `/fhir/Observation/${obs}` })).statusCode).toBe(200);
+
+    const lifted = await t.request({ method: 'PUT', url: `/fhir/Patient/${held}`, payload: { resourceType: 'Patient', id: held, name: [{ family: 'Held' }] } });
+    expect(lifted.statusCode, lifted.body).toBe(200);
+    expect((await t.request({ method: 'POST', url: `/fhir/Patient/${held}/$erase` })).statusCode).toBe(200);
+    expect((await t.request({ method: 'GET', url: `/fhir/Observation/${obs}` })).statusCode).toBe(404);
+  }, 60_000);
+});
