@@ -71,11 +71,19 @@ class Api {
 
   async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     this.requests++;
-    const res = await fetch(`${this.fhirBase}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, accept: 'application/fhir+json', ...(body ? { 'content-type': 'application/fhir+json' } : {}), ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    const send = () =>
+      fetch(`${this.fhirBase}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, accept: 'application/fhir+json', ...(body ? { 'content-type': 'application/fhir+json' } : {}), ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    let res = await send();
+    // The server's per-client API limit (API_RATE_LIMIT_PER_CLIENT): wait as told, then again.
+    for (let attempt = 0; res.status === 429 && attempt < 10; attempt++) {
+      const seconds = Number(res.headers.get('retry-after') ?? '1');
+      await new Promise((resolve) => setTimeout(resolve, Math.min(60, Number.isFinite(seconds) && seconds > 0 ? seconds : 1) * 1000));
+      res = await send();
+    }
     const text = await res.text();
     if (!res.ok) {
       let message = text.slice(0, 300);
