@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './db.js';
+import { nextInDaySequence } from './day-sequence.js';
 
 /**
  * SQL of the front-desk rules (src/workflows/scheduling.ts, inpatient.ts,
@@ -10,12 +11,8 @@ import type { Db } from './db.js';
  */
 
 /** The next patient number of `day` (YYYYMMDD): 1, 2, … — atomic across processes (see migration 0018). */
-export async function nextPatientNumber(db: Db, day: string): Promise<number> {
-  const result = await sql<{ last_value: number }>`
-    INSERT INTO patient_number_sequence AS s (day, last_value) VALUES (${day}, 1)
-    ON CONFLICT (day) DO UPDATE SET last_value = s.last_value + 1
-    RETURNING s.last_value`.execute(db);
-  return Number(result.rows[0]!.last_value);
+export function nextPatientNumber(db: Db, day: string): Promise<number> {
+  return nextInDaySequence(db, 'patient_number_sequence', day);
 }
 
 /**

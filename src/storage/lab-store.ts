@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './db.js';
+import { nextInDaySequence } from './day-sequence.js';
 
 /**
  * SQL of the laboratory workflow (src/workflows/lab/). Lookups go through the search index
@@ -7,12 +8,8 @@ import type { Db } from './db.js';
  */
 
 /** The next accession number of `day` (YYYYMMDD): 1, 2, … — atomic across processes (migration 0025). */
-export async function nextAccessionNumber(db: Db, day: string): Promise<number> {
-  const result = await sql<{ last_value: number }>`
-    INSERT INTO lab_accession_sequence AS s (day, last_value) VALUES (${day}, 1)
-    ON CONFLICT (day) DO UPDATE SET last_value = s.last_value + 1
-    RETURNING s.last_value`.execute(db);
-  return Number(result.rows[0]!.last_value);
+export function nextAccessionNumber(db: Db, day: string): Promise<number> {
+  return nextInDaySequence(db, 'lab_accession_sequence', day);
 }
 
 export interface WorklistPage {
