@@ -12,13 +12,11 @@
  * event of its requests is written, so the writer's work is paid inside the figure.
  * Aim (issue 9): auth and audit on ≥ 0.8 × auth off, for reads and for searches.
  */
-import { randomBytes } from 'node:crypto';
 import type { Bundle, BundleEntry } from 'fhir/r4.js';
-import pg from 'pg';
-import { buildApp, type ServerApp } from '../src/app.js';
+import type { ServerApp } from '../src/app.js';
 import type { AuthContext } from '../src/auth/token-service.js';
 import { parseScopes } from '../src/auth/scopes.js';
-import { loadConfig } from '../src/config/config.js';
+import { openBenchApp } from './bench-app.js';
 import { loadNow } from './environment.js';
 import { measureFor, type Measurement } from './harness.js';
 
@@ -62,22 +60,8 @@ interface Server {
   close(): Promise<void>;
 }
 
-async function startServer(mode: Mode, databaseUrl: string | undefined): Promise<Server> {
-  const schema = databaseUrl ? `bench_${randomBytes(4).toString('hex')}` : undefined;
-  const app = await buildApp(
-    loadConfig({
-      ...process.env,
-      DATA_DIR: 'memory',
-      LOG_LEVEL: 'silent',
-      FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
-      // Benchmarks send far more than one client's per-minute API limit.
-      API_RATE_LIMIT_PER_CLIENT: '0',
-      API_RATE_LIMIT_PER_IP: '0',
-      FHIR_BOOTSTRAP_CLIENT_SECRET: randomBytes(18).toString('base64url'),
-      AUDIT_EVENTS: mode === 'authAudit' ? 'on' : 'off',
-      ...(schema ? { DATABASE_SCHEMA: schema } : {}),
-    }),
-  );
+async function startServer(mode: Mode): Promise<Server> {
+  const { app, close } = await openBenchApp({ AUDIT_EVENTS: mode === 'authAudit' ? 'on' : 'off' });
   let headers: Record<string, string> = {};
   if (mode === 'authOff') {
     // No token check: every request is let in as a caller that may see everything (no scope filter).
@@ -88,19 +72,7 @@ async function startServer(mode: Mode, databaseUrl: string | undefined): Promise
     const token = await app.tokens.issue({ sub: 'bench-doctor', clientId: 'bench-app', scope: 'openid fhirUser user/*.rs', fhirUser: 'Practitioner/bench-doctor', role: 'DOCTOR' });
     headers = { authorization: `Bearer ${token}` };
   }
-  return {
-    app,
-    headers,
-    async close() {
-      await app.close();
-      if (schema && databaseUrl) {
-        const client = new pg.Client({ connectionString: databaseUrl });
-        await client.connect();
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await client.end();
-      }
-    },
-  };
+  return { app, headers, close };
 }
 
 /** The same patients and observations on every server (written with a system token, not measured). */
@@ -143,7 +115,7 @@ export async function benchAuthOverhead(o: AuthOverheadOptions): Promise<AuthOve
   const ids = {} as Record<Mode, Awaited<ReturnType<typeof seed>>>;
   try {
     for (const mode of MODES) {
-      servers[mode] = await startServer(mode, o.databaseUrl);
+      servers[mode] = await startServer(mode);
       ids[mode] = await seed(servers[mode], o.patients);
     }
     const kinds = {

@@ -13,13 +13,10 @@
  * BENCH_HTTP_SAMPLES (400); BENCH_REPORT chooses the report file. docs/benchmarks.md describes
  * each section and its baseline.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { buildApp, type ServerApp } from '../src/app.js';
-import { loadConfig } from '../src/config/config.js';
+import type { ServerApp } from '../src/app.js';
 import { benchBooking } from './booking.js';
 import { benchPrescribing } from './prescribing.js';
 import { benchPharmacy } from './pharmacy.js';
@@ -39,6 +36,7 @@ import { benchSearch, type SearchBenchReport } from './search.js';
 import { benchSubscriptions } from './subscriptions.js';
 import { benchTerminology } from './terminology.js';
 import { benchConsole } from './console.js';
+import { openBenchApp } from './bench-app.js';
 import { buildConsole } from '../scripts/build-console.js';
 import { buildDemoHospital } from '../scripts/demo-hospital.js';
 import { freePort } from '../test/support/ports.js';
@@ -51,23 +49,7 @@ type Section = (typeof SECTIONS)[number];
  * `env` overrides the process environment for this app (e.g. AUDIT_EVENTS).
  */
 async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) => Promise<T>, env: Record<string, string> = {}): Promise<T> {
-  const databaseUrl = process.env.DATABASE_URL;
-  const schema = databaseUrl ? `bench_${randomBytes(4).toString('hex')}` : undefined;
-  const secret = randomBytes(18).toString('base64url');
-  const app = await buildApp(
-    loadConfig({
-      ...process.env,
-      DATA_DIR: 'memory',
-      LOG_LEVEL: 'silent',
-      FHIR_BOOTSTRAP_CLIENT_ID: 'bench',
-      FHIR_BOOTSTRAP_CLIENT_SECRET: secret,
-      // Benchmarks send far more than one client's per-minute API limit.
-      API_RATE_LIMIT_PER_CLIENT: '0',
-      API_RATE_LIMIT_PER_IP: '0',
-      ...(schema ? { DATABASE_SCHEMA: schema } : {}),
-      ...env,
-    }),
-  );
+  const { app, secret, close } = await openBenchApp(env);
   let current = { token: '', at: 0 };
   // Long sections outlive one access token: fetch a fresh one every minute.
   const token = async () => {
@@ -85,13 +67,7 @@ async function withApp<T>(work: (app: ServerApp, token: () => Promise<string>) =
   try {
     return await work(app, token);
   } finally {
-    await app.close();
-    if (schema && databaseUrl) {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await client.end();
-    }
+    await close();
   }
 }
 
