@@ -15,20 +15,7 @@ export function nextPatientNumber(db: Db, day: string): Promise<number> {
   return nextInDaySequence(db, 'patient_number_sequence', day);
 }
 
-/**
- * Ids and contents of the live `resourceType` resources whose reference parameter `param`
- * points at `targetType/targetId`.
- */
-export async function referencing(db: Db, resourceType: string, param: string, targetType: string, targetId: string): Promise<Array<{ id: string; json: string }>> {
-  const result = await sql<{ id: string; json: string }>`
-    SELECT r.id, r.content::text AS json
-    FROM resource r
-    WHERE r.resource_type = ${resourceType} AND NOT r.deleted AND r.id IN (
-      SELECT x.resource_id FROM search_reference x
-      WHERE x.resource_type = ${resourceType} AND x.param = ${param} AND x.target_type = ${targetType} AND x.target_id = ${targetId})
-    ORDER BY r.id`.execute(db);
-  return result.rows;
-}
+export { referencing } from './referencing.js';
 
 /**
  * The patient's appointments (other than `excludeId`) that reached an outcome (`statuses`)

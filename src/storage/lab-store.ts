@@ -55,21 +55,7 @@ export async function labWorklist(db: Db, catalogSystem: string, count: number, 
   return { rows: rows.rows, total: Number(total.rows[0]?.n ?? 0) };
 }
 
-/** Live resources of `resourceType` whose reference parameter `param` points at one of `targets` (`Type/id`). */
-export async function referencingAny(db: Db, resourceType: string, param: string, targets: readonly string[]): Promise<Array<{ id: string; json: string }>> {
-  if (targets.length === 0) return [];
-  const types = targets.map((t) => t.split('/')[0]!);
-  const ids = targets.map((t) => t.split('/')[1]!);
-  const result = await sql<{ id: string; json: string }>`
-    SELECT r.id, r.content::text AS json
-    FROM resource r
-    WHERE r.resource_type = ${resourceType} AND NOT r.deleted AND r.id IN (
-      SELECT x.resource_id FROM search_reference x
-      JOIN unnest(${types}::text[], ${ids}::text[]) AS k(t, i) ON x.target_type = k.t AND x.target_id = k.i
-      WHERE x.resource_type = ${resourceType} AND x.param = ${param})
-    ORDER BY r.id`.execute(db);
-  return result.rows;
-}
+export { referencingAny } from './referencing.js';
 
 /**
  * The patient's earlier results of one catalogue test (Observation code `system|code`), other
