@@ -193,7 +193,7 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Hospital rules on every write path of every process (REST, Bundles, HL7 v2, $import in a
   // worker, npm run import): messages sent as their writer; registration, booking and beds.
   store.onBeforeWrite(messageSenderHook);
-  registerFrontDeskRules(store, { terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours, dischargeFollowUpDays: config.schedules.followUpDays });
+  registerFrontDeskRules(store, { terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours, emergencyReleaseHours: config.schedules.emergencyReleaseHours, dischargeFollowUpDays: config.schedules.followUpDays });
   // Clinical records (issue 13 §1-2): signatures, amendments, draft notes, vital-sign units, flags and BMI.
   registerClinicalRules(store, { terminologyDir: join(ROOT, 'terminology'), amendmentWindowHours: config.clinicalAmendmentWindowHours });
   // Laboratory (issue 14): catalogue orders, accession numbers, result flags, dual verification.

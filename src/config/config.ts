@@ -49,8 +49,8 @@ export interface Config {
   clinicalAmendmentWindowHours: number;
   /** BILLING_CURRENCY (ISO 4217, default VND) and BILLING_JURISDICTION (a key of conformance/billing/tax-rates.json, default VN). */
   billing: { currency: string; jurisdiction: string };
-  /** SLOT_GENERATION_* / SCHEDULE_TIME_ZONE / SLOT_EMERGENCY_RESERVE_PERCENT / DISCHARGE_FOLLOW_UP_DAYS (src/workflows/schedules.ts, inpatient-discharge.ts). */
-  schedules: { horizonDays: number; intervalMinutes: number; timeZone: string; emergencyReservePercent: number; followUpDays: number };
+  /** SLOT_GENERATION_* / SCHEDULE_TIME_ZONE / SLOT_EMERGENCY_RESERVE_PERCENT / SLOT_EMERGENCY_RELEASE_HOURS / DISCHARGE_FOLLOW_UP_DAYS (src/workflows/schedules.ts, inpatient-discharge.ts). */
+  schedules: { horizonDays: number; intervalMinutes: number; timeZone: string; emergencyReservePercent: number; emergencyReleaseHours: number; followUpDays: number };
   bootstrapClient?: { id: string; secret: string };
   bootstrapAdmin?: { user: string; password: string };
   accessTokenTtlSeconds: number;
@@ -212,6 +212,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       intervalMinutes: intFrom(env, 'SLOT_GENERATION_INTERVAL_MINUTES', 60),
       timeZone: timeZoneFrom(env.SCHEDULE_TIME_ZONE ?? 'UTC'),
       emergencyReservePercent: Math.min(100, intFrom(env, 'SLOT_EMERGENCY_RESERVE_PERCENT', 20)),
+      // Reserved slots still free this close to their start open to ordinary bookings (0: never).
+      emergencyReleaseHours: intFrom(env, 'SLOT_EMERGENCY_RELEASE_HOURS', 2),
       followUpDays: intFrom(env, 'DISCHARGE_FOLLOW_UP_DAYS', 14, 1),
     },
     bootstrapClient: client && { id: client[0], secret: client[1] },

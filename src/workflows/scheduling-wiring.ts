@@ -31,6 +31,8 @@ export interface FrontDeskDeps {
   terminologyDir: string;
   /** APPOINTMENT_CHANGE_WINDOW_HOURS (seed: 24). */
   appointmentChangeWindowHours: number;
+  /** SLOT_EMERGENCY_RELEASE_HOURS (default 2): reserved slots open to anyone this close to their start. */
+  emergencyReleaseHours?: number;
   /** DISCHARGE_FOLLOW_UP_DAYS (default 14): the follow-up proposed at discharge. */
   dischargeFollowUpDays?: number;
 }
@@ -39,11 +41,11 @@ export interface FrontDeskDeps {
  * The before-commit rules, on the store of every process that writes (HTTP server, `npm run
  * worker` running `$import`, `npm run import`), so that no write path skips them.
  */
-export function registerFrontDeskRules(store: ResourceStore, deps: Pick<FrontDeskDeps, 'terminologyDir' | 'appointmentChangeWindowHours' | 'dischargeFollowUpDays'>): void {
+export function registerFrontDeskRules(store: ResourceStore, deps: Pick<FrontDeskDeps, 'terminologyDir' | 'appointmentChangeWindowHours' | 'emergencyReleaseHours' | 'dischargeFollowUpDays'>): void {
   // Before validation: a registration claiming the hospital Patient profile (patient number
   // required) is valid only once the number is assigned.
   store.onBeforeWrite(registrationHook(loadRegistrationSystems(deps.terminologyDir)), 'first');
-  store.onBeforeWrite(schedulingHook({ changeWindowHours: deps.appointmentChangeWindowHours }));
+  store.onBeforeWrite(schedulingHook({ changeWindowHours: deps.appointmentChangeWindowHours, emergencyReleaseHours: deps.emergencyReleaseHours ?? 2 }));
   store.onBeforeWrite(inpatientHook);
   store.onBeforeWrite(inpatientStayHook({ followUpDays: deps.dischargeFollowUpDays ?? 14 }));
   // Prescribing safety and refills (issue 13 §3): src/workflows/prescribing.ts, prescribing-refill.ts.

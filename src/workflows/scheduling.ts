@@ -31,6 +31,11 @@ export interface SchedulingOptions {
   changeWindowHours: number;
   /** Consecutive no-shows that flag the patient (seed: 3). */
   noShowThreshold?: number;
+  /**
+   * An emergency-reserve slot still free this many hours before its start is released: any
+   * appointment may take it, so the reserve does not go to waste (0: never released).
+   */
+  emergencyReleaseHours?: number;
 }
 
 export const NO_SHOW_FLAG = {
@@ -40,7 +45,7 @@ export const NO_SHOW_FLAG = {
 };
 
 /** Statuses in which an appointment occupies its slots. */
-const HOLDING = new Set(['pending', 'booked', 'arrived', 'checked-in', 'fulfilled', 'noshow']);
+export const HOLDING = new Set(['pending', 'booked', 'arrived', 'checked-in', 'fulfilled', 'noshow']);
 /** Statuses that close an appointment: it is not rescheduled any more. */
 const OUTCOMES = ['fulfilled', 'noshow'];
 const EMERGENCY_CODE = 'http://terminology.hl7.org/CodeSystem/v2-0276|EMERGENCY';
@@ -73,6 +78,12 @@ function patientOf(appointment: Appointment): string | undefined {
   return undefined;
 }
 
+/** Whether a reserved slot is close enough to its start to be open to any booking. */
+function released(slot: Slot, releaseMs: number): boolean {
+  if (releaseMs <= 0 || !slot.start) return false;
+  return Date.parse(slot.start) - Date.now() <= releaseMs;
+}
+
 function when(instant: string | undefined): string {
   return instant ? new Date(instant).toISOString().replace(/:\d\d\.\d{3}Z$/, ' UTC').replace('T', ' ') : 'an unknown time';
 }
@@ -80,6 +91,7 @@ function when(instant: string | undefined): string {
 export function schedulingHook(options: SchedulingOptions): BeforeWriteHook {
   const windowMs = options.changeWindowHours * 3600_000;
   const threshold = options.noShowThreshold ?? 3;
+  const releaseMs = (options.emergencyReleaseHours ?? 2) * 3600_000;
   return async (tx, change) => {
     if (change.resourceType === 'Slot') return guardBookedSlot(tx, change);
     if (change.resourceType !== 'Appointment') return;
@@ -89,7 +101,7 @@ export function schedulingHook(options: SchedulingOptions): BeforeWriteHook {
     // no Slot is another system's (e.g. an HL7 v2 SIU feed from the scheduling system of
     // record, whose messages may arrive out of order): its source decides.
     if (before && after && (before.slot?.length || after.slot?.length)) checkChange(before, after, windowMs, options.changeWindowHours);
-    await moveSlots(tx, heldSlots(before), heldSlots(after), after !== undefined && isEmergencySlot(after));
+    await moveSlots(tx, heldSlots(before), heldSlots(after), after !== undefined && isEmergencySlot(after), releaseMs);
     if (after?.status === 'noshow' && before?.status !== 'noshow') await flagRepeatedNoShows(tx, change, after, threshold);
   };
 }
@@ -124,7 +136,7 @@ function checkChange(before: Appointment, after: Appointment, windowMs: number, 
  * Frees the slots no longer held and takes the newly held ones, all locked first in one
  * statement in id order (two bookings that take several slots cannot deadlock).
  */
-async function moveSlots(tx: StoreTransaction, before: readonly string[], after: readonly string[], emergency: boolean): Promise<void> {
+async function moveSlots(tx: StoreTransaction, before: readonly string[], after: readonly string[], emergency: boolean, releaseMs: number): Promise<void> {
   const release = before.filter((id) => !after.includes(id));
   const take = after.filter((id) => !before.includes(id));
   if (release.length === 0 && take.length === 0) return;
@@ -138,11 +150,13 @@ async function moveSlots(tx: StoreTransaction, before: readonly string[], after:
       const why = slot.status === 'busy' || slot.status === 'busy-tentative' ? 'is already booked' : 'is not available for booking';
       throw businessRule('conflict', `The time slot ${when(slot.start)} ${why}. Please choose another slot.`, ['Appointment.slot']);
     }
-    // FR-AS-001 emergency reserve (schedules.ts): only an emergency appointment takes a reserved slot.
-    if (isEmergencySlot(slot) && !emergency) {
+    // FR-AS-001 emergency reserve (schedules.ts): only an emergency appointment takes a reserved
+    // slot, until the slot is released `releaseMs` before its start.
+    if (isEmergencySlot(slot) && !emergency && !released(slot, releaseMs)) {
+      const opens = releaseMs > 0 && slot.start ? ` It opens to all bookings at ${when(new Date(Date.parse(slot.start) - releaseMs).toISOString())}.` : '';
       throw businessRule(
         'conflict',
-        `The time slot ${when(slot.start)} is reserved for emergencies. Please choose another slot, or book it as an emergency (appointmentType ${EMERGENCY_CODE}).`,
+        `The time slot ${when(slot.start)} is reserved for emergencies. Please choose another slot, or book it as an emergency (appointmentType ${EMERGENCY_CODE}).${opens}`,
         ['Appointment.slot'],
       );
     }

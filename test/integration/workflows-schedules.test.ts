@@ -182,7 +182,57 @@ describe('FR-AS-001 emergency reserve', () => {
   });
 });
 
+describe('FR-AS-001 emergency reserve release', () => {
+  it('FR-AS-001: a reserved slot still free within SLOT_EMERGENCY_RELEASE_HOURS (default 2) of its start opens to ordinary bookings', async () => {
+    const { schedule, practitioner } = await practitionerWithSchedule('Release');
+    const reservedAt = async (fromNowMs: number) =>
+      create<Slot>({
+        resourceType: 'Slot',
+        schedule: { reference: `Schedule/${schedule}` },
+        status: 'free',
+        appointmentType: { coding: [EMERGENCY], text: 'Reserved for emergencies' },
+        start: new Date(Date.now() + fromNowMs).toISOString(),
+        end: new Date(Date.now() + fromNowMs + 30 * 60_000).toISOString(),
+      });
+    const soon = await reservedAt(60 * 60_000);
+    const later = await reservedAt(5 * 3600_000);
+    const taken = await t.request({ method: 'POST', url: '/fhir/Appointment', payload: booking(soon, practitioner) });
+    expect(taken.statusCode, taken.body).toBe(201);
+    expect(((await t.request({ method: 'GET', url: `/fhir/Slot/${soon.id}` })).json() as Slot).status).toBe('busy');
+    const refused = await t.request({ method: 'POST', url: '/fhir/Appointment', payload: booking(later, practitioner) });
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect((refused.json() as OperationOutcome).issue[0]?.diagnostics).toMatch(/reserved for emergencies.*opens to all bookings at/);
+  });
+});
+
 describe('FR-AS-001 leave blocks slots', () => {
+  it('FR-AS-001: withdrawing a leave gives its slots back (free, or busy with the appointment kept) and cancels the reschedule Task', async () => {
+    const { schedule, practitioner, role } = await practitionerWithSchedule('Withdrawn');
+    await generate(schedule);
+    const slots = (await slotsOf(schedule)).filter((s) => s.start!.startsWith(tomorrow));
+    const booked = await create<Appointment>(booking(slots[0]!, practitioner) as unknown as { resourceType: string });
+    const leave = { description: 'Course', during: { start: at(tomorrow, '09:00'), end: at(tomorrow, '10:00') } };
+    const other = { description: 'Meeting', during: { start: at(tomorrow, '10:30'), end: at(tomorrow, '11:00') } };
+    const blocked = await t.request({ method: 'PUT', url: `/fhir/PractitionerRole/${role.id}`, payload: { ...role, notAvailable: [leave, other] } });
+    expect(blocked.statusCode, blocked.body).toBe(200);
+    expect((await search<Task>(`/fhir/Task?focus=Appointment/${booked.id}&status=requested`)).length).toBe(1);
+    // The course is called off; the meeting stays.
+    const withdrawn = await t.request({ method: 'PUT', url: `/fhir/PractitionerRole/${role.id}`, payload: { ...(blocked.json() as PractitionerRole), notAvailable: [other] } });
+    expect(withdrawn.statusCode, withdrawn.body).toBe(200);
+    const byStart = new Map((await slotsOf(schedule)).map((s) => [s.start, s]));
+    expect(byStart.get(at(tomorrow, '09:00'))!.status).toBe('busy');
+    expect(byStart.get(at(tomorrow, '09:00'))!.comment).toBeUndefined();
+    expect(byStart.get(at(tomorrow, '09:30'))!.status).toBe('free');
+    expect(byStart.get(at(tomorrow, '10:30'))!.status).toBe('busy-unavailable');
+    const tasks = await search<Task>(`/fhir/Task?focus=Appointment/${booked.id}`);
+    expect(tasks.map((task) => task.status)).toEqual(['cancelled']);
+    expect(tasks[0]!.statusReason?.text).toMatch(/withdrawn/);
+    // The freed slot books again; the kept appointment still holds its own.
+    expect((await t.request({ method: 'POST', url: '/fhir/Appointment', payload: booking(byStart.get(at(tomorrow, '09:30'))!, practitioner) })).statusCode).toBe(201);
+    expect((await t.request({ method: 'POST', url: '/fhir/Appointment', payload: booking(byStart.get(at(tomorrow, '09:00'))!, practitioner) })).statusCode).toBe(409);
+  });
+
+
   it('FR-AS-001: a leave (PractitionerRole.notAvailable) blocks its slots and asks for booked appointments to be rescheduled', async () => {
     const { schedule, practitioner, role } = await practitionerWithSchedule('Leave');
     await generate(schedule);
