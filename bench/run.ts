@@ -6,6 +6,7 @@
  *   npm run bench                          all sections (crud, export, ingest, import, search, http, hl7v2, audit, subscriptions, terminology, booking, fuzzy, prescribing, pharmacy, console)
  *   npm run bench -- crud,http             some sections (or BENCH_SECTIONS=crud,http); hl7v2: ORU^R01 over MLLP
  *   npm run bench -- --quick               every section at a small scale, ~2 minutes (or BENCH_QUICK=1)
+ *   npm run bench -- fulltext              _content search at 1 M resources (BENCH_FULLTEXT_RESOURCES; 100 k on PGlite)
  *
  * Sizes: BENCH_INGEST_COPIES (default 9 on PostgreSQL, 0 on PGlite), BENCH_SEARCH_PATIENTS
  * (default 100000 on PostgreSQL = 1 M Observations, 2000 on PGlite = 20 k), BENCH_HTTP_SECONDS
@@ -21,6 +22,7 @@ import { benchBooking } from './booking.js';
 import { benchPrescribing } from './prescribing.js';
 import { benchPharmacy } from './pharmacy.js';
 import { benchFuzzySearch } from './fuzzy-search.js';
+import { benchFullText } from './fulltext.js';
 import { benchReports } from './reports.js';
 import { benchAuthOverhead, printAuthOverhead, type AuthOverheadOptions } from './auth-overhead.js';
 import { benchAuditedWrites, benchCrud } from './crud.js';
@@ -35,13 +37,14 @@ import { SHARED_DATA, syntheaResources } from './samples.js';
 import { benchSearch, type SearchBenchReport } from './search.js';
 import { benchSubscriptions } from './subscriptions.js';
 import { benchTerminology } from './terminology.js';
+import { benchTerminologyLoad } from './terminology-load.js';
 import { benchConsole } from './console.js';
 import { openBenchApp } from './bench-app.js';
 import { buildConsole } from '../scripts/build-console.js';
 import { buildDemoHospital } from '../scripts/demo-hospital.js';
 import { freePort } from '../test/support/ports.js';
 
-const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http', 'hl7v2', 'audit', 'subscriptions', 'terminology', 'booking', 'fuzzy', 'prescribing', 'pharmacy', 'reports', 'console'] as const;
+const SECTIONS = ['crud', 'export', 'ingest', 'import', 'search', 'http', 'hl7v2', 'audit', 'subscriptions', 'terminology', 'terminology-load', 'booking', 'fuzzy', 'prescribing', 'pharmacy', 'reports', 'console', 'fulltext'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /**
@@ -245,6 +248,21 @@ async function main(): Promise<void> {
       }, { AUDIT_EVENTS: 'off' });
       tookSeconds.terminology = (Date.now() - t0) / 1000;
     }
+    if (sections.includes('terminology-load')) {
+      const t0 = Date.now();
+      report['terminology-load'] = await withApp(async (app, token) => {
+        const size = quick ? 20_000 : 100_000;
+        console.log(`\nTerminology load on ${database}: a ${size}-concept LOINC-format release loaded (npm run terminology:load's loader), then $expand of http://loinc.org/vs with pick-list filters (1–4 letters, words), page of 20 with total (inject, one caller; load ${loadNow()})`);
+        const result = await benchTerminologyLoad({ app, token: await token(), size, calls: quick ? 140 : 700 });
+        console.log(`  loaded ${result.concepts} concepts (${result.closurePairs} hierarchy pairs) in ${result.loadSeconds.toFixed(1)} s: ${result.conceptsPerSecond.toFixed(0)} concepts/s`);
+        printComparisons('$expand vs hand-written SQL on the same tables', [result.comparison]);
+        for (const [kind, m] of Object.entries(result.byLength)) console.log(`  filter ${kind}: p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms`);
+        console.log(`  plan of the hand-written SQL for a one-letter filter:\n    ${result.plan.split('\n').join('\n    ')}`);
+        aims.push({ section: 'terminology-load', aim: result.aim, figure: `p95 ${result.comparison.fhir.p95Ms.toFixed(1)} ms (SQL alone p95 ${result.comparison.raw.p95Ms.toFixed(1)} ms); load ${result.conceptsPerSecond.toFixed(0)} concepts/s`, met: result.met });
+        return result;
+      }, { AUDIT_EVENTS: 'off' });
+      tookSeconds['terminology-load'] = (Date.now() - t0) / 1000;
+    }
     if (sections.includes('booking')) {
       const t0 = Date.now();
       report.booking = await withApp(async (app, token) => {
@@ -296,6 +314,21 @@ async function main(): Promise<void> {
         return result;
       }, { AUDIT_EVENTS: 'off' });
       tookSeconds.fuzzy = (Date.now() - t0) / 1000;
+    }
+    if (sections.includes('fulltext')) {
+      const t0 = Date.now();
+      report.fulltext = await withApp(async (app, token) => {
+        // 1 M resources on PostgreSQL (BENCH_FULLTEXT_RESOURCES); PGlite writes far slower, so 100 k there.
+        const resources = Number(process.env.BENCH_FULLTEXT_RESOURCES ?? (quick ? 20_000 : databaseUrl ? 1_000_000 : 100_000));
+        console.log(`\nFull-text search on ${database}: DocumentReference?_content=… (page of 20) over ${resources} resources, a quarter notes (inject, one caller; load ${loadNow()})`);
+        const result = await benchFullText({ app, token: await token(), resources, calls: quick ? 20 : 60, log: (m) => console.log(m) });
+        console.log(`  ${result.resources} resources written in ${result.loadSeconds.toFixed(1)} s (${result.loadPerSecond.toFixed(0)}/s)`);
+        printComparisons('_content search vs the hand-written tsvector SQL', result.comparisons);
+        if (process.env.SEARCH_BENCH_PLANS === '1') for (const [name, plan] of Object.entries(result.plans)) console.log(`\n${name}\n${plan}`);
+        aims.push(...result.comparisons.map((c) => ({ section: 'fulltext', aim: `${c.what}: ${result.aim}`, figure: `p95 ${c.fhir.p95Ms.toFixed(1)} ms (SQL by hand p95 ${c.raw.p95Ms.toFixed(1)} ms; p50 ratio ${f2(c.p50Ratio)}×)`, met: c.met === true })));
+        return result;
+      }, { AUDIT_EVENTS: 'off', NOTIFICATIONS: 'off' });
+      tookSeconds.fulltext = (Date.now() - t0) / 1000;
     }
     if (sections.includes('reports')) {
       const t0 = Date.now();

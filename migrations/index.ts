@@ -15,6 +15,10 @@ import * as m0020 from './0020-patient-fuzzy-name.js';
 import * as m0024 from './0024-pharmacy-stock.js';
 import * as m0025 from './0025-lab-accession.js';
 import * as m0027 from './0027-reports.js';
+import * as m0029 from './0029-terminology-release.js';
+import * as m0030 from './0030-report-facts.js';
+import * as m0028 from './0028-full-text.js';
+import * as m0032 from './0032-erasure-lookups.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -34,4 +38,8 @@ export const migrations: Record<string, Migration> = {
   '0024-pharmacy-stock': m0024,
   '0025-lab-accession': m0025,
   '0027-reports': m0027,
+  '0029-terminology-release': m0029,
+  '0030-report-facts': m0030,
+  '0028-full-text': m0028,
+  '0032-erasure-lookups': m0032,
 };

@@ -26,6 +26,7 @@ import { registerMetrics, registerMllpMetrics, registerQueueMetrics } from './ht
 import { registerBodyParsers } from './http/fhir-json.js';
 import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
+import { registerDrain } from './http/drain.js';
 import { buildCapabilityStatement, mergeTypeOperations } from './interactions/capabilities.js';
 import type { InteractionDeps } from './interactions/types.js';
 import { BULK_OPERATIONS, type BulkComponents } from './operations/export-wiring.js';
@@ -37,6 +38,8 @@ import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
 import { runtimeSearchParameters, type RuntimeSearchParameters } from './search/runtime-parameters.js';
 import { SearchService } from './search/search-service.js';
+import { checkTextSearchLanguage } from './search/text-search-config.js';
+import { pdfTextHook } from './search/pdf-text.js';
 import { openDatabase, openReplica, type DatabaseHandle } from './storage/db.js';
 import { DatabaseMaintenance } from './storage/maintenance.js';
 import { loadOrCreateKey } from './storage/key-store.js';
@@ -50,7 +53,7 @@ import { TerminologyService } from './terminology/service.js';
 import { terminologyRoutes } from './terminology/routes.js';
 import { TERMINOLOGY_OPERATIONS } from './terminology/operations.js';
 import { FRONT_DESK_OPERATIONS, registerFrontDesk, registerFrontDeskRules } from './workflows/scheduling-wiring.js';
-import { ERASE_OPERATIONS, registerErase } from './operations/erase.js';
+import { ERASE_OPERATIONS, legalHoldHook, registerErase } from './operations/erase.js';
 import { CLINICAL_OPERATIONS, registerClinical, registerClinicalRules } from './workflows/clinical-wiring.js';
 import { LAB_OPERATIONS, registerLab, registerLabRules } from './workflows/lab/wiring.js';
 import { FUZZY_SEARCH_OPERATION, patientNameIndexHook, registerFuzzySearch } from './workflows/patient-fuzzy-search.js';
@@ -96,8 +99,13 @@ export interface ServerApp {
   subscriptions: SubscriptionComponents;
   /** Access-token issuing and checking (benchmarks mint user tokens with it). */
   tokens: TokenService;
+  /** First phase of a graceful shutdown (src/http/drain.ts): not ready, keep-alive connections closed after their next response. */
+  drain(): void;
   close(): Promise<void>;
 }
+
+/** How soon a SearchParameter stored by another process is picked up (src/search/runtime-parameters.ts). */
+const SEARCH_PARAMETER_POLL_MS = 2_000;
 
 const ROOT = resolve(import.meta.dirname, import.meta.dirname.includes(`${join('dist', 'src')}`) ? '../..' : '..');
 
@@ -157,7 +165,8 @@ export async function buildCore(config: Config): Promise<AppCore> {
 
   const fhirBase = `${config.baseUrl}/fhir`;
   const usCore = config.profilePacks.includes('us-core');
-  const registry = new SearchParameterRegistry({ searchParamsDir: join(ROOT, 'search-params'), packs: usCore ? ['uscore'] : [], unindexed: AUDIT_EVENT_UNINDEXED_PARAMS });
+  const registry = new SearchParameterRegistry({ searchParamsDir: join(ROOT, 'search-params'), packs: usCore ? ['uscore'] : [], unindexed: AUDIT_EVENT_UNINDEXED_PARAMS, textSearchLanguage: config.textSearchLanguage });
+  await checkTextSearchLanguage(database.db, registry.textSearchLanguage);
   const indexer = new SearchIndexer(registry, { baseUrls: [fhirBase] });
   const store = new ResourceStore(database.db, { tables: indexTables, extract: (r) => indexer.extract(r) });
   const extraProfiles = [...loadOwnProfiles(), ...(usCore ? loadUsCoreProfiles() : [])];
@@ -193,6 +202,8 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Hospital rules on every write path of every process (REST, Bundles, HL7 v2, $import in a
   // worker, npm run import): messages sent as their writer; registration, booking and beds.
   store.onBeforeWrite(messageSenderHook);
+  // GDPR legal hold (issue 17 §5): lifted by ADMIN users only (src/operations/erase.ts).
+  store.onBeforeWrite(legalHoldHook);
   registerFrontDeskRules(store, { terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours, emergencyReleaseHours: config.schedules.emergencyReleaseHours, dischargeFollowUpDays: config.schedules.followUpDays });
   // Clinical records (issue 13 §1-2): signatures, amendments, draft notes, vital-sign units, flags and BMI.
   registerClinicalRules(store, { terminologyDir: join(ROOT, 'terminology'), amendmentWindowHours: config.clinicalAmendmentWindowHours });
@@ -202,13 +213,18 @@ export async function buildCore(config: Config): Promise<AppCore> {
   registerPharmacyRules(store);
   // Billing and insurance (issue 14 §3-4): charges, invoice guard, payment accounting, insurer payouts.
   registerBillingRules(store, loadPriceList(ROOT, config.billing.currency, config.billing.jurisdiction));
+  // Full text (issue 15 §3): inline PDF attachments' text for `_content`, after every other
+  // hook (it must see the resource as stored).
+  store.onBeforeWrite(pdfTextHook, 'last');
   const search = new SearchService({ db: database.db, registry, terminology });
-  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite() });
+  // Several processes share a PostgreSQL database: each looks for SearchParameters the others stored.
+  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? SEARCH_PARAMETER_POLL_MS : 0 });
   await maintenance.start();
   const closeDatabase = database.close.bind(database);
   const owned: DatabaseHandle = {
     ...database,
     async close() {
+      searchParameters.close();
       await terminology.idle();
       await maintenance.close();
       await closeDatabase();
@@ -366,7 +382,10 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     // https.Server answers like an http.Server for fastify; only its type differs.
     ...(config.tls ? { serverFactory: (handler: RequestListener) => createHttpsServer({ key: config.tls!.key, cert: config.tls!.cert, minVersion: config.tls!.minVersion, maxHeaderSize: 128 * 1024 }, handler) as unknown as HttpServer } : {}),
     bodyLimit: config.bodyLimitBytes,
-    return503OnClosing: true,
+    // Once the listener closes, a request still arriving on an open keep-alive connection is
+    // served (with Connection: close, which fastify adds), not refused with 503: the client sent
+    // it already and may not be able to send it again (src/http/drain.ts).
+    return503OnClosing: false,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: true },
@@ -408,7 +427,13 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   registerErrorHandling(http);
   registerHttpAudit(http, { audit, source: auditSource });
   registerAuthServerAudit(http, { audit, source: auditSource, tokens });
-  registerHealthRoutes(http, { ready: async () => void (await sql`SELECT 1`.execute(database.db)) });
+  const drain = registerDrain(http);
+  registerHealthRoutes(http, {
+    ready: async () => {
+      if (drain.draining) throw new Error('shutting down');
+      await sql`SELECT 1`.execute(database.db);
+    },
+  });
   await auth.register(http, patients);
   await http.register(fhirRoutes, { prefix: '/fhir', ...deps, tokens, capabilityStatement, reindexStatus: () => searchParameters.status() });
   const subscriptionLog = (message: string, error?: unknown) => http.log.error({ err: error }, message);
@@ -486,8 +511,10 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     tokens,
     subscriptions,
     devClient,
+    drain: () => drain.start(),
     async close() {
       if (closed) return;
+      drain.start();
       closed = true;
       // MLLP first: messages being handled finish and are acknowledged while the database is open.
       await hl7v2.close();
@@ -499,6 +526,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       // Running jobs stop at their next checkpoint and release their claim (database still open).
       await jobs.close();
       await subscriptions.closeChannels();
+      searchParameters.close();
       await searchParameters.idle();
       await database.close();
     },

@@ -16,8 +16,11 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    server.http.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    server.http.log.info({ signal, drainMs: config.shutdownDrainMs }, 'shutting down: draining, then finishing in-flight requests');
     try {
+      // Behind a load balancer: out of rotation (readiness 503) before the listener closes.
+      server.drain();
+      if (config.shutdownDrainMs > 0) await new Promise((r) => setTimeout(r, config.shutdownDrainMs));
       await server.close();
       process.exit(0);
     } catch (e) {

@@ -101,7 +101,7 @@ function addParam(q: AuditQuery, f: ParamFilter): void {
       (f.modifier === 'not' ? q.notIds : q.ids).push(ids);
       return;
     }
-    if (f.modifier !== undefined) throw notSupported(f.name);
+    if (code !== '_lastUpdated' || f.modifier !== undefined) throw notSupported(f.name);
     q.lastUpdated.push(f.values.flatMap((v) => (v.kind === 'date' ? [v.v] : [])));
     return;
   }

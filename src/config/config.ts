@@ -27,6 +27,8 @@ export interface Config {
   apiRateLimitPerIp: number;
   /** Time limit of one database statement in ms (DATABASE_STATEMENT_TIMEOUT_MS); 0 = none. */
   databaseStatementTimeoutMs: number;
+  /** SHUTDOWN_DRAIN_MS: on SIGTERM, serve this long while not ready before the listener closes. */
+  shutdownDrainMs: number;
   /** Own ANALYZE / VACUUM (DATABASE_MAINTENANCE): auto = on PGlite and on PostgreSQL without autovacuum. */
   databaseMaintenance: 'auto' | 'on' | 'off';
   redisUrl?: string;
@@ -62,6 +64,8 @@ export interface Config {
   strictProfiles: boolean;
   /** Extra profile packs switched on, e.g. ['us-core']. */
   profilePacks: string[];
+  /** FHIR_TEXT_SEARCH_LANGUAGE: PostgreSQL text search configuration of `_content` / `_text` (default english). */
+  textSearchLanguage?: string;
   logLevel: string;
   /** Directory POST /fhir/$import may read files from (FHIR_IMPORT_DIR); unset: inline NDJSON only. */
   importDir?: string;
@@ -195,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiRateLimitPerClient: intFrom(env, 'API_RATE_LIMIT_PER_CLIENT', 6_000),
     apiRateLimitPerIp: intFrom(env, 'API_RATE_LIMIT_PER_IP', 600),
     databaseStatementTimeoutMs: intFrom(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 30_000),
+    shutdownDrainMs: intFrom(env, 'SHUTDOWN_DRAIN_MS', 0),
     databaseMaintenance: maintenanceFrom(env),
     redisUrl: env.REDIS_URL || undefined,
     hl7MllpPort: intFrom(env, 'HL7_MLLP_PORT', 2575),
@@ -226,6 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: intFrom(env, 'BODY_LIMIT_BYTES', 64 * 1024 * 1024, 1024),
     strictProfiles: env.FHIR_STRICT_PROFILES === 'true',
     profilePacks: (env.FHIR_PROFILE_PACKS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    textSearchLanguage: textSearchLanguageFrom(env),
     logLevel: env.LOG_LEVEL ?? 'info',
     importDir: env.FHIR_IMPORT_DIR || undefined,
     auditEvents: onOffFrom(env, 'AUDIT_EVENTS', true),
@@ -241,6 +247,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** For the process entry points (`npm start`, `npm run worker`): a configuration error exits with status 2. */
+/** A text search configuration name (english, german, simple, …); the database checks it exists at start-up. */
+function textSearchLanguageFrom(env: NodeJS.ProcessEnv): string {
+  const v = (env.FHIR_TEXT_SEARCH_LANGUAGE ?? '').trim() || 'english';
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(v)) throw new ConfigError(`FHIR_TEXT_SEARCH_LANGUAGE must name a PostgreSQL text search configuration (english, german, simple, …), not '${v.slice(0, 40)}'`);
+  return v;
+}
+
 export function loadConfigOrExit(): Config {
   try {
     return loadConfig();

@@ -7,7 +7,8 @@ import { buildAck, type AckCode, type AckError, type CommitAckCode } from './ack
 import { MappingContext, MappingError, type CriticalResult, type Lookup } from './maps/context.js';
 import { mapAdt, mapMerge } from './maps/adt.js';
 import { mapOrder } from './maps/orders.js';
-import { mapResult, resultLookups } from './maps/results.js';
+import { mapResult, newSpecimens, resultLookups } from './maps/results.js';
+import { expectSpecimens } from '../workflows/lab/orders.js';
 import type { MappingTables, MessageTypeRule } from './maps/tables.js';
 import { mapVaccination } from './maps/vaccination.js';
 import { mapMedicationOrder } from './maps/medication.js';
@@ -143,6 +144,8 @@ export class Hl7Ingest {
   /** Received messages waiting for the next mapping batch (see runBatch). */
   private readonly mappingQueue: Queued[] = [];
   private batchesRunning = 0;
+  /** A startBatches call is scheduled (enqueue). */
+  private startScheduled = false;
   /** Ordered streams with messages in a running batch: their next ones wait (takeBatch). */
   private readonly runningSenders = new Set<string>();
   /** Numbers the batches received, each an ordered stream of its own. */
@@ -407,9 +410,10 @@ export class Hl7Ingest {
           },
         ],
       };
-      // A message never mapped before has no Provenance yet: written without reading first,
-      // so it goes out in the same statement as the mapped resources.
-      if (record.attempts === 0) await ctx.tx.create(provenance, 'PUT', provenance.id);
+      // A message never mapped before has no Provenance yet: its id is new, chosen by the server,
+      // so it is a create ('POST'), which no before-write hook needs to read a replaced version
+      // for (a 'PUT' made guardProvenance read it: a flush and a round trip per message).
+      if (record.attempts === 0) await ctx.tx.create(provenance, 'POST', provenance.id);
       else await ctx.put(provenance);
     }
     return {
@@ -419,11 +423,22 @@ export class Hl7Ingest {
     };
   }
 
-  /** Queues a message for the next mapping batch, starting one when fewer than MAPPING_BATCHES run. */
+  /**
+   * Queues a message for the next mapping batch, starting one when fewer than MAPPING_BATCHES run.
+   * The start waits for the end of the current macrotask: the receipts of one group commit all
+   * resolve in it, so their messages (parsed on the way) go into one batch together instead of
+   * the first one alone and the others in the next.
+   */
   private enqueue(item: Prepared): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       this.mappingQueue.push({ item, resolve, reject });
-      this.startBatches();
+      if (!this.startScheduled) {
+        this.startScheduled = true;
+        setImmediate(() => {
+          this.startScheduled = false;
+          this.startBatches();
+        });
+      }
     });
   }
 
@@ -486,6 +501,9 @@ export class Hl7Ingest {
         const known = new Map<string, string[]>();
         const contexts = batch.map(({ item }) => new MappingContext(this.deps.interactions, tx, this.deps.tables, item.message, item.record.id, known));
         await contexts[0].prefetch(contexts.flatMap((ctx, i) => LOOKUPS[batch[i].item.rule.mapper]?.(ctx) ?? []));
+        // The batch's new Specimens (distinct: two messages may name one) take their accession
+        // numbers in one statement, not one each.
+        expectSpecimens(tx, new Set(contexts.flatMap((ctx, i) => (batch[i].item.rule.mapper === 'result' ? newSpecimens(ctx) : []))).size);
         const outcomes = [];
         for (const [i, { item }] of batch.entries()) {
           // Mapping with everything prefetched runs on resolved promises only: without a

@@ -1,11 +1,11 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { Redis } from 'ioredis';
-import type { TokenService } from '../auth/token-service.js';
+import type { AuthContext, TokenService } from '../auth/token-service.js';
 import { FhirError } from '../fhir/errors.js';
 
 export interface ApiRateLimitOptions {
-  /** Requests per minute per OAuth client (a valid bearer token); 0: no limit. */
+  /** Requests per minute per OAuth client (a valid bearer token), per user of a client for user tokens; 0: no limit. */
   perClient: number;
   /** Requests per minute per IP address for requests without a valid token; 0: no limit. */
   perIp: number;
@@ -21,8 +21,8 @@ const LIMITED = /^\/(fhir|hl7v2)(\/|$|\?)/;
 
 /**
  * Gateway duty (seeds 001/002): per-client and per-IP request limits on the API, answered 429
- * with Retry-After and an OperationOutcome. The key is the token's client when the token
- * verifies (so a forged token cannot pick its own bucket), the IP address otherwise. With
+ * with Retry-After and an OperationOutcome. The key is the token's client (and user, for a
+ * user's token) when the token verifies (so a forged token cannot pick its own bucket), the IP address otherwise. With
  * REDIS_URL the counters live in Redis and every process of a deployment shares them; a Redis
  * outage lets requests through rather than refusing the whole API.
  */
@@ -43,8 +43,11 @@ export async function registerApiRateLimits(http: FastifyInstance, options: ApiR
     limiter = child.rateLimit({
       timeWindow: 60_000,
       keyGenerator: async (request: FastifyRequest) => {
-        const clientId = await verifiedClient(options.tokens, request.headers.authorization);
-        return clientId !== undefined ? `c:${clientId}` : `ip:${request.ip}`;
+        const caller = await verifiedCaller(options.tokens, request.headers.authorization);
+        if (!caller) return `ip:${request.ip}`;
+        // A user's token (the console, SMART apps) counts against that user's own bucket within
+        // its client: one busy user of the console does not throttle every other user of it.
+        return caller.kind === 'user' ? `c:${caller.clientId}|u:${caller.fhirUser ?? caller.subject}` : `c:${caller.clientId}`;
       },
       // 0 means "no limit" for that kind of caller.
       max: (_request: FastifyRequest, key: string) => {
@@ -62,11 +65,11 @@ export async function registerApiRateLimits(http: FastifyInstance, options: ApiR
   if (redis) http.addHook('onClose', async () => void (await redis.quit().catch(() => undefined)));
 }
 
-/** The client id of a token that verifies; undefined for none or an invalid one. */
-async function verifiedClient(tokens: TokenService, authorization: string | undefined): Promise<string | undefined> {
+/** The caller of a token that verifies; undefined for none or an invalid one. */
+async function verifiedCaller(tokens: TokenService, authorization: string | undefined): Promise<AuthContext | undefined> {
   if (!authorization) return undefined;
   try {
-    return (await tokens.verify(authorization)).clientId;
+    return await tokens.verify(authorization);
   } catch {
     return undefined;
   }

@@ -44,7 +44,7 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
     ...(writable(type) ? { updateCreate: true, conditionalCreate: true } : {}),
     conditionalRead: 'full-support',
     ...(writable(type) ? { conditionalUpdate: true, conditionalDelete: 'single' as const } : {}),
-    searchParam: inputs.searchParams(type).map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition })),
+    searchParam: inputs.searchParams(type).map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition, ...fullTextDocumentation(p.name) })),
     operation: [...inputs.operations, ...(inputs.typeOperations?.[type] ?? [])].map((o) => ({ name: o.name, definition: o.definition })),
   }));
   if (inputs.systemOperations?.length) {
@@ -53,12 +53,13 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
   // Whole-system search (`GET [base]?…`, `POST [base]/_search`) takes the parameters every
   // resource has (those defined on Resource / DomainResource).
   if (!rest.interaction?.some((i) => i.code === 'search-system')) rest.interaction = [...(rest.interaction ?? []), { code: 'search-system' }];
-  // (`_text`, `_content`, `_query` have no indexable expression: the search ignores them.)
-  const unindexable = new Set(['_text', '_content', '_query']);
+  // (`_query` has no indexable expression: the search ignores it. `_content` and `_text` are
+  // full-text searches on search_text, src/search/full-text.ts.)
+  const unindexable = new Set(['_query']);
   rest.searchParam = inputs
     .searchParams('Resource')
     .filter((p) => !unindexable.has(p.name))
-    .map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition }));
+    .map((p) => ({ name: p.name, type: p.type as 'token', definition: p.definition, ...fullTextDocumentation(p.name) }));
   // `_filter` works on every search (src/search/filter-expression.ts); R4 has no SearchParameter for it.
   rest.searchParam.push({
     name: '_filter',
@@ -82,6 +83,14 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
     software: { ...base.software, name: base.software?.name ?? 'fhir-server', version: inputs.version },
     implementation: { description: base.implementation?.description ?? '', url: `${inputs.baseUrl}/fhir` },
     rest: [rest],
+  };
+}
+
+/** How `_content` / `_text` read their value (src/search/full-text.ts). */
+function fullTextDocumentation(name: string): { documentation?: string } {
+  if (name !== '_content' && name !== '_text') return {};
+  return {
+    documentation: `Full-text search (PostgreSQL, stemmed with the server's text search language) on ${name === '_text' ? 'the narrative' : 'all text of the resource, text attachments and PDF attachments included'}: words side by side must all occur (AND), OR between alternatives, "quoted phrases", word* prefixes, NOT or -word to exclude, parentheses; comma-separated values are ORed. _sort=_score orders by relevance (ts_rank).`,
   };
 }
 

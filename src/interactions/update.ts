@@ -16,8 +16,9 @@ export async function update(deps: InteractionDeps, resourceType: string, id: st
   if (resource.id !== id) {
     throw errors.incorrect(`the resource id "${String(resource.id).slice(0, 64)}" does not match the URL id "${id}"`, ['id']);
   }
-  // A Composition is read first: a draft note is edited only from a known version (clinical-drafts.ts).
-  if (ifMatch !== undefined || resourceType === 'Composition') return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
+  // A Composition is read first: a draft note is edited only from a known version (clinical-drafts.ts);
+  // a Patient too: whether the update lifts a legal hold depends on the stored version (operations/erase.ts).
+  if (ifMatch !== undefined || resourceType === 'Composition' || resourceType === 'Patient') return deps.store.transaction((tx) => updateIn(tx, resource, ifMatch));
   // Without If-Match nothing needs reading first: one statement stores the next version.
   return deps.store.transaction(async (tx) => {
     const change = await tx.put(resource, 'PUT');

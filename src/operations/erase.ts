@@ -8,6 +8,8 @@ import { queryOf } from '../http/fhir-routes.js';
 import { indexTables } from '../search/index-tables.js';
 import type { Db } from '../storage/db.js';
 import { erasePatientRecord } from '../storage/erase-store.js';
+import type { BeforeWriteHook } from '../storage/resource-store.js';
+import { currentRequestPath, currentWriter } from '../subscriptions/write-context.js';
 import { patientCompartment } from './export-compartments.js';
 
 /** The security label that keeps a record from erasure (terminology/CodeSystem-record-hold.json). */
@@ -27,6 +29,27 @@ function onHold(content: unknown): boolean {
   const security = (content as Resource | null)?.meta?.security ?? [];
   return security.some((c) => c.system === LEGAL_HOLD.system && c.code === LEGAL_HOLD.code);
 }
+
+/**
+ * A legal hold is lifted by whoever may erase (an ADMIN user, or a system client that may delete
+ * Patient), not by everyone who may update the Patient: a receptionist correcting an address must
+ * not end a hold by leaving the label out. Such an update (or a delete) of a held Patient is
+ * refused with 403. HL7 v2 feeds (MLLP or POST /hl7v2: their messages carry no FHIR labels) and
+ * server-side work never lift it: the label is carried over to the new version.
+ */
+export const legalHoldHook: BeforeWriteHook = (_tx, change) => {
+  if (change.resourceType !== 'Patient' || !change.previous?.json || change.previous.deleted) return;
+  if (!onHold(JSON.parse(change.previous.json))) return;
+  if (change.resource && onHold(change.resource)) return;
+  const feed = currentRequestPath()?.startsWith('/hl7v2') === true;
+  const writer = feed ? undefined : currentWriter();
+  if (writer && mayErase(writer)) return;
+  if (writer || !change.resource) {
+    throw errors.forbidden(`Patient/${change.id} is under legal hold: only an ADMIN user (or a system client that may delete Patient) may lift it, and nobody else may delete the Patient`);
+  }
+  const meta = change.resource.meta ?? {};
+  change.resource = { ...change.resource, meta: { ...meta, security: [...(meta.security ?? []), { ...LEGAL_HOLD }] } };
+};
 
 /**
  * `POST /fhir/Patient/[id]/$erase` (GDPR art. 17): hard-deletes the Patient and its compartment
@@ -57,7 +80,7 @@ export async function registerErase(http: FastifyInstance, deps: { db: Db; token
         if (!result) throw errors.notFound(`Patient/${id} is not known`);
         const body: OperationOutcome = {
           resourceType: 'OperationOutcome',
-          issue: [{ severity: 'information', code: 'informational', diagnostics: `erased Patient/${id}: ${result.resources} resources, ${result.versions} versions` }],
+          issue: [{ severity: 'information', code: 'informational', diagnostics: `erased Patient/${id}: ${result.resources} resources, ${result.versions} versions, ${result.hl7Messages} HL7 v2 messages; ${result.stockMovements} stock movements unlinked` }],
         };
         return sendResult(request, reply, { status: 200, body }, outputOptions(queryOf(request)), deps.fhirBase);
       });

@@ -74,14 +74,24 @@ export function trigramSchema(db: Db): Promise<string> {
   return schema;
 }
 
-/** Replaces the stored name words of a patient (in the write transaction `db`). */
+/**
+ * Replaces the stored name words of a patient (in the write transaction `db`), in ONE statement:
+ * the hook runs for every Patient write (HL7 v2 results create patients by the hundred), and
+ * each statement is a round trip. Words no longer carried are deleted, the others inserted when
+ * missing; the two sets are disjoint, so the CTEs' shared snapshot does not matter.
+ */
 export async function storePatientNameWords(db: Db, id: string, words: readonly string[]): Promise<void> {
-  await sql`DELETE FROM patient_name_token WHERE resource_id = ${id}`.execute(db);
-  if (words.length === 0) return;
-  await sql`INSERT INTO patient_name_token (resource_id, token) SELECT ${id}, unnest(${[...words]}::text[])`.execute(db);
+  if (words.length === 0) {
+    await sql`DELETE FROM patient_name_token WHERE resource_id = ${id}`.execute(db);
+    return;
+  }
   // Words are only added (sorted, so concurrent writers take the keys in one order); a word no
   // patient carries any more simply joins to no row.
-  await sql`INSERT INTO patient_name_word (token) SELECT unnest(${[...words]}::text[]) ON CONFLICT DO NOTHING`.execute(db);
+  await sql`
+    WITH w AS (SELECT unnest(${[...words]}::text[]) AS token),
+    gone AS (DELETE FROM patient_name_token t WHERE t.resource_id = ${id} AND t.token <> ALL (${[...words]}::text[])),
+    kept AS (INSERT INTO patient_name_token (resource_id, token) SELECT ${id}, token FROM w ON CONFLICT DO NOTHING)
+    INSERT INTO patient_name_word (token) SELECT token FROM w ON CONFLICT DO NOTHING`.execute(db);
 }
 
 export interface FuzzyHit {

@@ -31,7 +31,12 @@
  *     (`values.ts#normalizeString`) identically at write and query time.
  */
 
-export type IndexColumnType = 'text' | 'numeric' | 'timestamptz' | 'boolean' | 'integer';
+/**
+ * `regconfig`: a text search configuration name. `tsvector`: the row value is TEXT, stored as
+ * `to_tsvector(<the row's regconfig column>, text)` — the words are parsed and stemmed by
+ * PostgreSQL in the write statement itself (full-text search, `search_text`).
+ */
+export type IndexColumnType = 'text' | 'numeric' | 'timestamptz' | 'boolean' | 'integer' | 'regconfig' | 'tsvector';
 
 /** columns AFTER resource_type, resource_id */
 export interface IndexTableSpec {
@@ -55,6 +60,7 @@ export const QUANTITY = 'search_quantity';
 export const REFERENCE = 'search_reference';
 export const URI = 'search_uri';
 export const COMPOSITE = 'search_composite';
+export const FULLTEXT = 'search_text';
 
 export const indexTables: readonly IndexTableSpec[] = [
   {
@@ -102,6 +108,17 @@ export const indexTables: readonly IndexTableSpec[] = [
       n('c2_value_low'), n('c2_value_high'),
     ],
   },
+  {
+    // ONE row per resource (full-text search, src/search/full-text.ts): `content` = all its text
+    // (`_content`), `narrative` = text.div without tags (`_text`, null without a narrative),
+    // both as tsvectors of the text search configuration `config` (FHIR_TEXT_SEARCH_LANGUAGE).
+    table: FULLTEXT,
+    columns: [
+      { name: 'config', type: 'regconfig' as const },
+      { name: 'content', type: 'tsvector' as const },
+      { name: 'narrative', type: 'tsvector' as const },
+    ],
+  },
 ];
 
 export const indexTableByName: ReadonlyMap<string, IndexTableSpec> = new Map(indexTables.map((s) => [s.table, s]));
@@ -109,9 +126,13 @@ export const indexTableByName: ReadonlyMap<string, IndexTableSpec> = new Map(ind
 /** `INSERT … SELECT * FROM unnest($1::text[], …)` for one table; parameters in column order. */
 export function unnestInsertSql(spec: IndexTableSpec): string {
   const cols = ['resource_type', 'resource_id', ...spec.columns.map((c) => c.name)];
-  const types = ['text', 'text', ...spec.columns.map((c) => c.type)];
+  const types = ['text', 'text', ...spec.columns.map((c) => (c.type === 'tsvector' ? 'text' : c.type))];
   const params = types.map((ty, i) => `$${i + 1}::${ty}[]`).join(', ');
-  return `INSERT INTO ${spec.table} (${cols.join(', ')}) SELECT * FROM unnest(${params})`;
+  if (!spec.columns.some((c) => c.type === 'tsvector')) return `INSERT INTO ${spec.table} (${cols.join(', ')}) SELECT * FROM unnest(${params})`;
+  const config = spec.columns.findIndex((c) => c.type === 'regconfig');
+  if (config < 0) throw new Error(`${spec.table}: a tsvector column needs a regconfig column`);
+  const projections = cols.map((_, i) => (i >= 2 && spec.columns[i - 2]!.type === 'tsvector' ? `to_tsvector(u.c${config + 2}, u.c${i})` : `u.c${i}`));
+  return `INSERT INTO ${spec.table} (${cols.join(', ')}) SELECT ${projections.join(', ')} FROM unnest(${params}) AS u(${cols.map((_, i) => `c${i}`).join(', ')})`;
 }
 
 export function deleteSql(spec: IndexTableSpec): string {

@@ -1,6 +1,8 @@
 import type { Resource } from 'fhir/r4.js';
 import type { TypedValue } from './expression.js';
-import { COMPOSITE, DATE, indexTables, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI, type IndexRows } from './index-tables.js';
+import { COMPOSITE, DATE, FULLTEXT, indexTables, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI, type IndexRows } from './index-tables.js';
+import { DEFAULT_TEXT_SEARCH_LANGUAGE, resourceTexts } from './full-text.js';
+import { attachmentTextsOf } from './attachment-text.js';
 import type { CompiledSearchParam } from './registry.js';
 import type { SearchParameterRegistry } from './registry.js';
 import { toCanonical, UCUM_SYSTEM } from './ucum.js';
@@ -27,6 +29,8 @@ export const MAX_INDEXED_URI = 512;
 export interface IndexerOptions {
   /** Our own base URLs: absolute references starting with one are indexed as relative. */
   baseUrls?: readonly string[];
+  /** Text search configuration of the full-text rows (FHIR_TEXT_SEARCH_LANGUAGE); default english. */
+  textSearchLanguage?: string;
 }
 
 type Row = unknown[];
@@ -410,12 +414,14 @@ function componentCells(type: string, nodes: TypedValue[], baseUrls: readonly st
  */
 export class SearchIndexer {
   private readonly baseUrls: readonly string[];
+  private readonly textSearchLanguage: string;
 
   constructor(
     private readonly registry: SearchParameterRegistry,
     options: IndexerOptions = {},
   ) {
     this.baseUrls = (options.baseUrls ?? []).map((u) => u.replace(/\/+$/, ''));
+    this.textSearchLanguage = options.textSearchLanguage ?? registry.textSearchLanguage ?? DEFAULT_TEXT_SEARCH_LANGUAGE;
   }
 
   extract(resource: Resource): IndexRows {
@@ -434,6 +440,9 @@ export class SearchIndexer {
       if (nodes.length === 0) continue;
       this.addRows(p, nodes, resource, out);
     }
+    // Full text: the text is gathered once here; PostgreSQL builds the tsvectors in the write.
+    const texts = resourceTexts(resource, attachmentTextsOf());
+    if (texts.content.length > 0) out.get(FULLTEXT)!.push([this.textSearchLanguage, texts.content, texts.narrative]);
     return out;
   }
 

@@ -3,6 +3,7 @@ import type { CompiledSearchParam, SearchParameterRegistry } from './registry.js
 import type {
   Filter,
   IncludeSpec,
+  ParamFilter,
   ParamValue,
   Prefix,
   ReferenceValue,
@@ -12,6 +13,7 @@ import type {
   TokenValue,
 } from './request.js';
 import { compileFilterExpression } from './filter-expression.js';
+import { parseTextQuery } from './full-text.js';
 import { toCanonical, UCUM_SYSTEM } from './ucum.js';
 import { decimalToString, parseDateRange, parseDecimal, precisionRange } from './values.js';
 
@@ -51,6 +53,9 @@ export interface ParseOptions {
 
 const idParam: SpecialParam = { code: '_id', type: 'token', special: true };
 const lastUpdatedParam: SpecialParam = { code: '_lastUpdated', type: 'date', special: true };
+const contentParam: SpecialParam = { code: '_content', type: 'special', special: true };
+const textParam: SpecialParam = { code: '_text', type: 'special', special: true };
+const scoreParam: SpecialParam = { code: '_score', type: 'special', special: true };
 
 /** Splits on an unescaped separator, keeping escapes (they are removed by `unescape`). */
 export function splitEscaped(s: string, sep: string): string[] {
@@ -127,6 +132,7 @@ function referenceValue(name: string, raw: string, modifier: string | undefined,
 
 /** Parses one value of a param of the given type (one OR branch). */
 function parseValue(p: CompiledSearchParam | SpecialParam, name: string, raw: string, modifier: string | undefined, registry: SearchParameterRegistry, baseUrl?: string): ParamValue {
+  if ('special' in p && (p.code === '_content' || p.code === '_text')) return { kind: 'fulltext', q: parseTextQuery(unescape(raw)), config: registry.textSearchLanguage };
   switch (p.type) {
     case 'token':
       if (modifier === 'text') return { kind: 'text', v: unescape(raw) };
@@ -203,6 +209,9 @@ interface Ctx {
 function resolveParam(ctx: Ctx, types: string[], code: string, fullName: string): CompiledSearchParam | SpecialParam | undefined {
   if (code === '_id') return idParam;
   if (code === '_lastUpdated') return lastUpdatedParam;
+  // Full text (search_text rows): `_content` is defined on Resource, `_text` on DomainResource.
+  if (code === '_content') return contentParam;
+  if (code === '_text') return textParam;
   let found: CompiledSearchParam | undefined;
   for (const t of types) {
     const p = ctx.registry.get(t, code);
@@ -271,6 +280,7 @@ function parseFilter(ctx: Ctx, types: string[], name: string, value: string, dep
       bad(name, `modifier ':${modifier}' is not supported on ${p.type} parameters`);
     }
   }
+  if ('special' in p && (p.code === '_content' || p.code === '_text') && modifier !== undefined) bad(name, `modifier ':${modifier}' is not supported on ${p.code}`);
   if (modifier === 'missing') {
     if (value !== 'true' && value !== 'false') bad(name, ':missing takes true or false');
     return { kind: 'param', name, param: p, modifier, values: [{ kind: 'missing', v: value === 'true' }] };
@@ -409,6 +419,12 @@ export function parseSearch(registry: SearchParameterRegistry, pairs: ReadonlyAr
     const f = parseFilter(ctx, paramTypes, name, value, 0);
     if (f) req.filters.push(f);
   }
+  const textFilters = req.filters.filter((f): f is ParamFilter => f.kind === 'param' && 'special' in f.param && (f.param.code === '_content' || f.param.code === '_text'));
+  for (const k of req.sort) {
+    if (k.name !== '_score') continue;
+    if (textFilters.length === 0) bad('_sort', '_score orders by the relevance of _content / _text: give one of them');
+    k.textFilters = textFilters;
+  }
   if (systemSearch && types.length === 0) {
     for (const f of req.filters) {
       if (f.kind === 'param' && !('special' in f.param) && f.param.resourceType !== 'Resource') bad(f.name, 'system search without _type accepts only parameters common to all resources');
@@ -421,6 +437,7 @@ function parseSort(ctx: Ctx, types: string[], key: string): SortKey {
   const desc = key.startsWith('-');
   const code = desc ? key.slice(1) : key;
   if (!code) bad('_sort', 'empty sort key');
+  if (code === '_score') return { name: code, param: scoreParam, desc };
   const p = resolveParam(ctx, types, code, '_sort');
   if (!p) bad('_sort', `unknown sort parameter '${code.slice(0, 64)}'`);
   if (p.type === 'composite' || p.type === 'special') bad('_sort', `cannot sort on ${p.type} parameter '${code}'`);

@@ -97,6 +97,11 @@ export interface RegistryOptions {
    * rather than silently matching nothing. The audit trail uses it (src/audit/audit-search.ts).
    */
   unindexed?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Text search configuration of `_content` / `_text` (FHIR_TEXT_SEARCH_LANGUAGE, e.g. english,
+   * german, simple): the indexer stems with it and searches parse queries with it.
+   */
+  textSearchLanguage?: string;
 }
 
 /** Params that are not stored in index tables: they are answered from `resource` columns. */
@@ -168,9 +173,13 @@ export class SearchParameterRegistry {
   private readonly startup = new Map<string, SearchParameter>();
   private version = 0;
   private readonly unindexed: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Text search configuration of the full-text parameters (RegistryOptions.textSearchLanguage). */
+  readonly textSearchLanguage: string;
 
   constructor(options: RegistryOptions = {}) {
     this.unindexed = new Map(Object.entries(options.unindexed ?? {}).map(([type, codes]) => [type, new Set(codes)]));
+    this.textSearchLanguage = options.textSearchLanguage ?? 'english';
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.textSearchLanguage)) throw new Error(`text search language '${this.textSearchLanguage}' is not a configuration name`);
     for (const sp of paramsFromJson(loadR4Bundle('search-parameters.json'))) this.register(sp, 'ready');
     for (const pack of options.packs ?? []) {
       for (const sp of paramsFromJson(loadR4Bundle(`search-parameters-${pack}.json`))) this.register(sp, 'ready');

@@ -2,6 +2,7 @@ import type { Resource } from 'fhir/r4.js';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { indexTables, rowsToColumns, unnestInsertSql } from './index-tables.js';
 import type { SearchIndexer } from './indexer.js';
+import { pdfTextHook } from './pdf-text.js';
 import type { SearchParameterRegistry } from './registry.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -17,6 +18,9 @@ export async function replaceIndexRows(executor: AnyDb, indexer: SearchIndexer, 
   const ids = resources.map((r) => r.id!);
   const perTable = new Map<string, Array<readonly [string, string, readonly unknown[]]>>(indexTables.map((s) => [s.table, []]));
   for (const r of resources) {
+    // PDF attachments' text (full text) comes from the same extraction as on a write.
+    const pdf = pdfTextHook(undefined, { resource: r });
+    if (pdf) await pdf;
     for (const [table, rows] of indexer.extract(r)) {
       const list = perTable.get(table)!;
       for (const row of rows) list.push([r.resourceType, r.id!, row]);

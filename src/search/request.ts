@@ -1,3 +1,4 @@
+import type { TextQuery } from './full-text.js';
 import type { CompiledSearchParam } from './registry.js';
 
 /**
@@ -60,7 +61,9 @@ export type ParamValue =
   | { kind: 'reference'; v: ReferenceValue }
   | { kind: 'uri'; v: string }
   | { kind: 'composite'; parts: ParamValue[] }
-  | { kind: 'missing'; v: boolean };
+  | { kind: 'missing'; v: boolean }
+  /** `_content` / `_text`: a parsed text query, stemmed with the text search configuration `config` */
+  | { kind: 'fulltext'; q: TextQuery; config: string };
 
 /** One `name[:modifier]=v1,v2` (values are ORed). */
 export interface ParamFilter {
@@ -71,10 +74,13 @@ export interface ParamFilter {
   values: ParamValue[];
 }
 
-/** `_id` and `_lastUpdated` live on the resource table itself. */
+/**
+ * `_id` and `_lastUpdated` live on the resource table itself; `_content` and `_text` (full
+ * text) on the `search_text` row; `_score` is a sort key only (relevance of those two).
+ */
 export interface SpecialParam {
-  code: '_id' | '_lastUpdated';
-  type: 'token' | 'date';
+  code: '_id' | '_lastUpdated' | '_content' | '_text' | '_score';
+  type: 'token' | 'date' | 'special';
   special: true;
 }
 
@@ -110,6 +116,8 @@ export interface SortKey {
   name: string;
   param: CompiledSearchParam | SpecialParam;
   desc: boolean;
+  /** `_score`: the `_content` / `_text` filters whose relevance orders the matches */
+  textFilters?: ParamFilter[];
 }
 
 export interface IncludeSpec {

@@ -1,5 +1,5 @@
 import type { SearchParameter } from 'fhir/r4.js';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { FhirError } from '../fhir/errors.js';
 import type { SearchIndexer } from './indexer.js';
 import { reindex } from './reindex.js';
@@ -20,14 +20,21 @@ export interface RuntimeSearchParameters {
   status(): ReindexStatus[];
   /** Waits for every reindex this process started (tests, shutdown). */
   idle(): Promise<void>;
+  /** Stops looking for SearchParameters stored by other processes. */
+  close(): void;
 }
+
+/** Another process's clock may lag this one's: changes are looked for this far back again. */
+const POLL_OVERLAP_MS = 60_000;
 
 /**
  * SearchParameter resources created at run time (https://hl7.org/fhir/R4/searchparameter.html):
  * an active one is checked before it is stored (its expression must compile), then added to
  * the registry as pending, its base types are reindexed in the background, and only then do
  * searches accept it (until then they are refused with a 400 naming the parameter).
- * Known gap: other server processes learn of it at their next start.
+ * Other server processes on the same database learn of it within `pollMs`: each looks for
+ * SearchParameter versions it has not activated yet (one probe of the (resource_type,
+ * last_updated) index) and activates them the same way, reindex included.
  */
 export async function runtimeSearchParameters(deps: {
   store: ResourceStore;
@@ -39,12 +46,17 @@ export async function runtimeSearchParameters(deps: {
   log: (message: string) => void;
   /** Called when a reindex has finished (the server ANALYZEs the rewritten index tables). */
   afterReindex?: () => void;
+  /** How often to look for SearchParameters stored by other processes; 0: never (one process, e.g. the embedded database). */
+  pollMs?: number;
 }): Promise<RuntimeSearchParameters> {
   const statuses = new Map<string, ReindexStatus>();
   const running = new Set<Promise<void>>();
+  /** Versions activated here, by SearchParameter id: what another process stored is the rest. */
+  const activated = new Map<string, string>();
 
   const activate = (sp: SearchParameter) => {
     if (!sp.url) return;
+    if (sp.id) activated.set(sp.id, sp.meta?.versionId ?? '');
     deps.registry.add(sp);
     const status: ReindexStatus = { url: sp.url, state: 'running', resourcesDone: 0 };
     statuses.set(sp.url, status);
@@ -89,7 +101,35 @@ export async function runtimeSearchParameters(deps: {
     if (stored?.json) activate(JSON.parse(stored.json) as SearchParameter);
   }
 
+  let since = new Date(Date.now() - POLL_OVERLAP_MS).toISOString();
+  const poll = async () => {
+    const from = since;
+    since = new Date(Date.now() - POLL_OVERLAP_MS).toISOString();
+    const rows = await sql<{ id: string; version_id: string }>`
+      SELECT id, version_id::text AS version_id FROM resource
+      WHERE resource_type = 'SearchParameter' AND last_updated >= ${from}::timestamptz AND NOT deleted`.execute(deps.db);
+    for (const row of rows.rows) {
+      if (activated.get(row.id) === row.version_id) continue;
+      const stored = await deps.store.read('SearchParameter', row.id);
+      const sp = stored?.json ? (JSON.parse(stored.json) as SearchParameter) : undefined;
+      if (sp?.status === 'active') activate(sp);
+      else activated.set(row.id, row.version_id);
+    }
+  };
+  let polling = false;
+  const timer = deps.pollMs
+    ? setInterval(() => {
+        if (polling) return;
+        polling = true;
+        poll()
+          .catch((e: unknown) => deps.log(`looking for new search parameters failed: ${e instanceof Error ? e.message : String(e)}`))
+          .finally(() => (polling = false));
+      }, deps.pollMs)
+    : undefined;
+  timer?.unref();
+
   return {
+    close: () => clearInterval(timer),
     status: () => [...statuses.values()].map((s) => ({ ...s })),
     idle: async () => {
       while (running.size > 0) await Promise.all([...running]);

@@ -1,6 +1,6 @@
 import type { Bundle, BundleEntry, BundleLink, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { errors } from '../fhir/errors.js';
+import { errors, isFhirError, type FhirError } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
 import { filterTerminologyPairs } from './filter-expression.js';
@@ -14,6 +14,7 @@ import { Aliases, and, col, type Cond } from './sql/util.js';
 import { Terminology, type SearchTerminology } from './terminology.js';
 import { compartmentCondition, compartmentSource, compartmentTypes, resourceInCompartment } from './compartment.js';
 import { versionVisible } from './version-access.js';
+import { memoryMatcher } from './memory-match.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = Kysely<any>;
@@ -153,6 +154,73 @@ export class SearchService {
     const target: Target = { type: col(resourceAlias, 'resource_type'), id: col(resourceAlias, 'id'), resourceAlias };
     const resolved = this.resolveAccess(filter, baseUrl);
     return accessCondition(resolved, target, new FilterCompiler(this.terminology, new Aliases(), resolved));
+  }
+
+  /**
+   * A matcher deciding in memory, on a current resource, exactly what `search` with `params`
+   * and `accessFilter` would decide for it; undefined when some filter or the access filter
+   * needs SQL (see `memory-match.ts`). Throws the parse errors `search` would.
+   */
+  memoryMatcher(resourceType: string, params: [string, string][], accessFilter: AccessFilter | undefined, baseUrl: string): ((resource: Resource) => boolean) | undefined {
+    if (this.ownTypes.has(resourceType)) return undefined;
+    const req = this.parse({ resourceType, params, baseUrl });
+    return memoryMatcher(this.registry, resourceType, req.filters, accessFilter, [baseUrl]);
+  }
+
+  /**
+   * For several searches of one type at once (Subscription criteria, each with its subscriber's
+   * access filter): which of `ids` each one matches, as `search(params&_id=ids)` would find
+   * them — in ONE statement (a UNION ALL branch per search over the same id list) instead of
+   * a round trip, plan and content read per search. Answers current (id, version) pairs per
+   * search, or the FhirError a search the engine refuses would have raised.
+   */
+  async matchEach(
+    resourceType: string,
+    ids: readonly string[],
+    searches: ReadonlyArray<{ params: [string, string][]; accessFilter?: AccessFilter }>,
+    baseUrl: string,
+  ): Promise<Array<Array<{ id: string; versionId: string }> | FhirError>> {
+    const out: Array<Array<{ id: string; versionId: string }> | FhirError> = searches.map(() => []);
+    if (ids.length === 0 || searches.length === 0) return out;
+    const own = this.ownTypes.get(resourceType);
+    if (own) {
+      // Stored outside `resource` (the audit trail): its own search, one per criteria.
+      for (const [g, s] of searches.entries()) {
+        try {
+          const bundle = await this.search({ resourceType, params: [...s.params, ['_id', ids.join(',')], ['_count', String(ids.length)], ['_total', 'none']], baseUrl, accessFilter: s.accessFilter });
+          out[g] = (bundle.entry ?? []).flatMap((e) => (e.search?.mode === 'match' && e.resource?.id ? [{ id: e.resource.id, versionId: e.resource.meta?.versionId ?? '' }] : []));
+        } catch (e) {
+          if (!isFhirError(e)) throw e;
+          out[g] = e;
+        }
+      }
+      return out;
+    }
+    const aliases = new Aliases();
+    const branches: Cond[] = [];
+    // The id list is bound once; each branch reads it through the InitPlan, an Index Cond on the primary key.
+    const idList = sql`(SELECT mc.ids FROM mc)::text[]`;
+    for (const [g, s] of searches.entries()) {
+      try {
+        // Per search: a value set one of them names that cannot be expanded fails that one alone.
+        await this.terminology.prepare?.([...s.params, ...filterTerminologyPairs(s.params)]);
+        const accessFilter = this.resolveAccess(s.accessFilter, baseUrl);
+        const req = this.parse({ resourceType, params: s.params, baseUrl });
+        const where = this.whereClause(req, new FilterCompiler(this.terminology, aliases, accessFilter), { resourceType, accessFilter });
+        branches.push(sql`SELECT ${g}::int AS g, r.id, r.version_id::text AS version_id FROM resource r WHERE r.id = ANY(${idList}) AND ${where}`);
+      } catch (e) {
+        if (!isFhirError(e)) throw e;
+        out[g] = e;
+      }
+    }
+    if (branches.length === 0) return out;
+    const q = sql<{ g: number; id: string; version_id: string }>`WITH mc AS (SELECT ${[...ids]}::text[] AS ids)
+      ${sql.join(branches, sql` UNION ALL `)}`;
+    for (const row of (await q.execute(this.db)).rows) {
+      const list = out[Number(row.g)];
+      if (Array.isArray(list)) list.push({ id: row.id, versionId: String(row.version_id) });
+    }
+    return out;
   }
 
   /** Parses without running (e.g. to validate a query early or to match in memory later). */

@@ -62,8 +62,8 @@ function hasParticipant(registry: SearchParameterRegistry, resource: Resource, p
   return false;
 }
 
-/** One plain parameter filter (values ORed) on the resource; unsupported forms match nothing. */
-function filterMatches(registry: SearchParameterRegistry, f: Filter, resource: Resource, baseUrls: readonly string[]): boolean {
+/** One plain parameter filter (values ORed) on the resource; unsupported forms match nothing (see `memory-match.ts`). */
+export function filterMatches(registry: SearchParameterRegistry, f: Filter, resource: Resource, baseUrls: readonly string[]): boolean {
   if (f.kind !== 'param' || f.modifier !== undefined) return false;
   if ('special' in f.param) {
     if (f.param.code !== '_id') return false;

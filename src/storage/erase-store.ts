@@ -6,6 +6,10 @@ export interface EraseResult {
   resources: number;
   /** Stored versions removed with them (current and history). */
   versions: number;
+  /** Raw HL7 v2 messages removed: those that wrote any version of an erased resource. */
+  hl7Messages: number;
+  /** Pharmacy stock movements whose link to an erased dispense was removed (quantities kept). */
+  stockMovements: number;
 }
 
 /**
@@ -14,6 +18,11 @@ export interface EraseResult {
  * its versions and index rows, in one transaction. `check` runs first, on the Patient locked
  * FOR UPDATE (legal hold), and may throw. The audit trail (AuditEvent) is kept: it lives in
  * audit_event, which DELETE FROM ONLY resource / resource_history does not reach.
+ *
+ * Beyond the resource tables: the raw HL7 v2 messages that wrote any erased version (their text
+ * is the patient's data) are deleted, and pharmacy stock movements made by an erased
+ * MedicationDispense lose their link to it and its reason; their quantities and balances stay, so
+ * the stock ledger still adds up and holds nothing of the patient.
  */
 export async function erasePatientRecord(
   db: Db,
@@ -38,8 +47,20 @@ export async function erasePatientRecord(
       await sql`DELETE FROM ${sql.table(table)} WHERE (resource_type, resource_id) IN ${keys}`.execute(tx);
     }
     await sql`DELETE FROM patient_name_token WHERE resource_id = ${patientId}`.execute(tx);
-    const versions = await sql`DELETE FROM ONLY resource_history WHERE (resource_type, id) IN ${keys}`.execute(tx);
+    const versions = await sql<{ key: string }>`
+      DELETE FROM ONLY resource_history WHERE (resource_type, id) IN ${keys}
+      RETURNING resource_type || '/' || id || '/_history/' || version_id AS key`.execute(tx);
     const resources = await sql`DELETE FROM ONLY resource WHERE (resource_type, id) IN ${keys}`.execute(tx);
-    return { resources: Number(resources.numAffectedRows ?? 0), versions: Number(versions.numAffectedRows ?? 0) };
+    // hl7_message.resources lists `Type/id/_history/v` of what each message wrote (GIN index, 0032).
+    const messages = await sql`DELETE FROM hl7_message WHERE resources ?| ${versions.rows.map((r) => r.key)}::text[]`.execute(tx);
+    const dispenses = members.rows.filter((m) => m.resource_type === 'MedicationDispense').map((m) => `MedicationDispense/${m.resource_id}`);
+    const movements = dispenses.length === 0 ? undefined : await sql`
+      UPDATE pharmacy_stock_movement SET source = NULL, reason = NULL WHERE source = ANY(${dispenses}::text[])`.execute(tx);
+    return {
+      resources: Number(resources.numAffectedRows ?? 0),
+      versions: versions.rows.length,
+      hl7Messages: Number(messages.numAffectedRows ?? 0),
+      stockMovements: Number(movements?.numAffectedRows ?? 0),
+    };
   });
 }

@@ -7,9 +7,12 @@ import { nextInDaySequence } from './day-sequence.js';
  * tables (rows exist only for current, live versions) joined to `resource` for the content.
  */
 
-/** The next accession number of `day` (YYYYMMDD): 1, 2, … — atomic across processes (migration 0025). */
-export function nextAccessionNumber(db: Db, day: string): Promise<number> {
-  return nextInDaySequence(db, 'lab_accession_sequence', day);
+/**
+ * The next accession number of `day` (YYYYMMDD): 1, 2, … — atomic across processes (migration
+ * 0025). `count` numbers at once: the last of them is returned.
+ */
+export function nextAccessionNumber(db: Db, day: string, count = 1): Promise<number> {
+  return nextInDaySequence(db, 'lab_accession_sequence', day, count);
 }
 
 export interface WorklistPage {

@@ -24,47 +24,90 @@ export const BODY_WEIGHT_LOINC = '29463-7';
  * and (`withWeight`: only when a dose limit in mg/kg needs it) its latest body-weight Observation.
  */
 export async function prescribingContext(db: Db, patientId: string, excludeId: string, medStatuses: readonly string[], withWeight = true): Promise<PrescribingRow[]> {
-  // Each branch reads `resource` by (resource_type, id = ANY(ids)), the ids taken from the index
-  // tables in an init plan: the plans are fixed index probes, cheap to plan and bounded by one
-  // patient's record. The weights are picked among the patient's Observations (not the reverse).
-  const referencing = (type: string) => sql`ARRAY(
-    SELECT x.resource_id FROM search_reference x
-    WHERE x.target_id = ${patientId} AND x.target_type = 'Patient' AND x.resource_type = ${type} AND x.param = 'patient')`;
-  const result = await sql<PrescribingRow>`
-    SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
-    WHERE r.resource_type = 'Patient' AND r.id = ${patientId} AND NOT r.deleted
-    UNION ALL
-    SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
-    WHERE r.resource_type = 'AllergyIntolerance' AND r.id = ANY(${referencing('AllergyIntolerance')}) AND NOT r.deleted
-    UNION ALL
-    SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
-    WHERE r.resource_type = 'MedicationRequest' AND r.id = ANY(${referencing('MedicationRequest')}) AND NOT r.deleted
-      AND r.id <> ${excludeId} AND r.content->>'status' = ANY(${[...medStatuses]}::text[])
-    ${withWeight ? sql`UNION ALL ${latestWeight(referencing('Observation'))}` : sql``}`.execute(db);
+  const result = await prescribingContextQuery(patientId, excludeId, medStatuses, withWeight).execute(db);
   return result.rows;
 }
 
-/** The latest body weight among the patient's Observations (the `date` index row's upper bound). */
-function latestWeight(observations: RawBuilder<unknown>): RawBuilder<unknown> {
-  return sql`(SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
-     JOIN search_date d ON d.resource_type = 'Observation' AND d.resource_id = r.id AND d.param = 'date'
-     WHERE r.resource_type = 'Observation' AND NOT r.deleted
-       AND r.id = ANY(ARRAY(
-         SELECT c.resource_id FROM search_token c
-         WHERE c.resource_type = 'Observation' AND c.param = 'code' AND c.code = ${BODY_WEIGHT_LOINC} AND c.system = 'http://loinc.org'
-           AND c.resource_id = ANY(${observations})))
-       AND coalesce(r.content->>'status', 'final') IN ('final', 'amended', 'corrected', 'preliminary')
-     ORDER BY d.high DESC, r.id DESC
-     LIMIT 1)`;
+/**
+ * The statement of `prescribingContext` (exported for EXPLAIN in bench/ and tests). Each branch
+ * starts from the patient's own rows of `search_reference_target` (an equality on the whole
+ * index prefix) and reads `resource` by primary key, so its cost is bounded by one patient's
+ * record whatever the statistics say: no branch has an ORDER BY that an index over every
+ * patient's rows could serve (the trap the weight lookup fell into: walking the date index of
+ * ALL Observations newest first, probing each, when the tables had no statistics yet).
+ */
+export function prescribingContextQuery(patientId: string, excludeId: string, medStatuses: readonly string[], withWeight: boolean): RawBuilder<PrescribingRow> {
+  return sql<PrescribingRow>`
+    SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
+    WHERE r.resource_type = 'Patient' AND r.id = ${patientId} AND NOT r.deleted
+    UNION ALL
+    ${referencingPatient(patientId, 'AllergyIntolerance', sql``)}
+    UNION ALL
+    ${referencingPatient(patientId, 'MedicationRequest', sql`AND r.id <> ${excludeId} AND r.content->>'status' = ANY(${[...medStatuses]}::text[])`)}
+    ${withWeight ? sql`UNION ALL ${latestWeight(patientId)}` : sql``}`;
+}
+
+/**
+ * The live resources of `type` whose `patient` reference is the patient: one primary-key probe
+ * of `resource` per index row, in a LATERAL subquery that cannot be flattened (OFFSET 0). With
+ * `id = ANY(ids)` instead, PGlite's planner (PostgreSQL 17+) took the index on
+ * (resource_type, last_updated, id) and read every resource of the type.
+ */
+function referencingPatient(patientId: string, type: string, filter: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`SELECT r.resource_type, r.id, r.content::text AS json
+    FROM search_reference x
+    CROSS JOIN LATERAL (
+      SELECT r.resource_type, r.id, r.content FROM ONLY resource r
+      WHERE r.resource_type = ${type} AND r.id = x.resource_id AND NOT r.deleted ${filter}
+      OFFSET 0) r
+    WHERE x.target_id = ${patientId} AND x.target_type = 'Patient' AND x.resource_type = ${type} AND x.param = 'patient'`;
+}
+
+/**
+ * The latest body weight (by the upper bound of the `date` index row) among the patient's
+ * Observations. Driven from the patient's Observation references; the code, resource and date
+ * of each are probed in LATERAL subqueries that cannot be flattened (LIMIT / OFFSET 0), so the
+ * planner can neither reorder them into a walk of an index over all Observations nor hash-join
+ * them against a whole table: one probe per Observation of this patient, then a top-1 sort.
+ */
+function latestWeight(patientId: string): RawBuilder<unknown> {
+  return sql`SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
+    WHERE r.resource_type = 'Observation' AND r.id = (
+      SELECT x.resource_id
+      FROM search_reference x
+      CROSS JOIN LATERAL (
+        SELECT 1 AS weight FROM search_token c
+        WHERE c.resource_type = 'Observation' AND c.param = 'code' AND c.code = ${BODY_WEIGHT_LOINC} AND c.resource_id = x.resource_id AND c.system = 'http://loinc.org'
+        LIMIT 1) c
+      CROSS JOIN LATERAL (
+        SELECT o.id FROM ONLY resource o
+        WHERE o.resource_type = 'Observation' AND o.id = x.resource_id AND NOT o.deleted
+          AND coalesce(o.content->>'status', 'final') IN ('final', 'amended', 'corrected', 'preliminary')
+        OFFSET 0) o
+      CROSS JOIN LATERAL (
+        SELECT d.high FROM search_date d
+        WHERE d.resource_type = 'Observation' AND d.resource_id = x.resource_id AND d.param = 'date'
+        OFFSET 0) d
+      WHERE x.target_id = ${patientId} AND x.target_type = 'Patient' AND x.resource_type = 'Observation' AND x.param = 'patient'
+      ORDER BY d.high DESC, x.resource_id DESC
+      LIMIT 1)`;
 }
 
 /** Live resources of one type by id, in one statement (Medications named by prescriptions, DetectedIssues named by one). */
 export async function resourcesById(db: Db, resourceType: string, ids: readonly string[]): Promise<PrescribingRow[]> {
   if (ids.length === 0) return [];
-  const result = await sql<PrescribingRow>`
-    SELECT r.resource_type, r.id, r.content::text AS json FROM ONLY resource r
-    WHERE r.resource_type = ${resourceType} AND r.id = ANY(${[...ids]}::text[]) AND NOT r.deleted`.execute(db);
-  return result.rows;
+  return (await resourcesByIdQuery(resourceType, ids).execute(db)).rows;
+}
+
+/** The statement of `resourcesById`: one primary-key probe per id (see referencingPatient: `id = ANY(…)` may read the whole type). */
+export function resourcesByIdQuery(resourceType: string, ids: readonly string[]): RawBuilder<PrescribingRow> {
+  return sql<PrescribingRow>`
+    SELECT r.resource_type, r.id, r.content::text AS json
+    FROM unnest(${[...ids]}::text[]) AS i(id)
+    CROSS JOIN LATERAL (
+      SELECT r.resource_type, r.id, r.content FROM ONLY resource r
+      WHERE r.resource_type = ${resourceType} AND r.id = i.id AND NOT r.deleted
+      OFFSET 0) r`;
 }
 
 export interface FillCounts {

@@ -4,8 +4,7 @@ import type { Period } from './report-queries.js';
 
 /**
  * SQL of the clinical reports (bed occupancy, lab turnaround; src/workflows/reports/). Same
- * conventions as report-queries.ts: a search-index range first, `resource` by primary key,
- * figures aggregated here.
+ * conventions as report-queries.ts: the report facts of migration 0030, figures aggregated here.
  */
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
@@ -29,7 +28,7 @@ export interface WardRow {
  * and the occupied time inside the period: each Encounter location entry at one of the beds
  * (status not planned, with a period start; encounter not cancelled / entered-in-error)
  * clipped to the period, its end the entry's period end, else the encounter's, else now.
- * Encounters are found by their `location-period` index rows overlapping the period.
+ * The entries are the rows of `report_bed_stay` (migration 0030) whose span overlaps the period.
  */
 export function wardOccupancyFiguresQuery(period: Period) {
   return sql<{ ward: string; name: string | null; beds: number; occupied: number; seconds: string | null; stays: number }>`
@@ -52,22 +51,15 @@ export function wardOccupancyFiguresQuery(period: Period) {
       LEFT JOIN loc p2 ON p2.id = p1.parent AND p1.kind IS DISTINCT FROM 'wa'
       LEFT JOIN loc p3 ON p3.id = p2.parent AND p2.kind IS DISTINCT FROM 'wa'
       WHERE b.kind = 'bd'
-    ), enc AS (
-      SELECT DISTINCT d.resource_id AS id
-      FROM search_date d
-      WHERE d.resource_type = 'Encounter' AND d.param = 'location-period'
-        AND d.high > ${period.start}::timestamptz AND d.low < ${period.end}::timestamptz
     ), stay AS (
+      -- Bed stays overlapping the period (report_bed_stay, migration 0030: one row per counted
+      -- location entry, found through its GiST-indexed span).
       SELECT bed.ward,
         greatest(0, extract(epoch FROM
-          least(coalesce((l->'period'->>'end')::timestamptz, (e.content->'period'->>'end')::timestamptz, now()), ${period.end}::timestamptz)
-          - greatest((l->'period'->>'start')::timestamptz, ${period.start}::timestamptz))) AS seconds
-      FROM enc
-      CROSS JOIN LATERAL (SELECT e.content FROM resource e WHERE e.resource_type = 'Encounter' AND e.id = enc.id AND NOT e.deleted OFFSET 0) e
-      CROSS JOIN LATERAL jsonb_array_elements(e.content->'location') l
-      JOIN bed ON bed.id = (CASE WHEN l->'location'->>'reference' LIKE 'Location/%' THEN substr(l->'location'->>'reference', 10) END)
-      WHERE e.content->>'status' NOT IN ('cancelled', 'entered-in-error')
-        AND coalesce(l->>'status', '') <> 'planned' AND l->'period'->>'start' IS NOT NULL
+          least(coalesce(s.end_at, now()), ${period.end}::timestamptz) - greatest(s.start_at, ${period.start}::timestamptz))) AS seconds
+      FROM report_bed_stay s
+      JOIN bed ON bed.id = s.location_id
+      WHERE s.span && tstzrange(${period.start}::timestamptz, ${period.end}::timestamptz, '[)')
         AND bed.ward IS NOT NULL
     ), occupation AS (
       SELECT ward, sum(seconds) AS seconds, count(*) FILTER (WHERE seconds > 0) AS stays FROM stay GROUP BY ward
@@ -107,27 +99,22 @@ export interface TurnaroundRow {
  * request's `authoredOn` to the report's `issued` (pairs with issued before authoredOn are
  * data errors and left out). Median and 90th percentile are `percentile_cont` (linear
  * interpolation), per test (the request's first code coding) and priority (`routine` when
- * none), both, and overall. The report's status comes from its index row, not its content:
- * a DiagnosticReport can carry its PDF (presentedForm), which would be read whole otherwise.
+ * none), both, and overall. Read from the report facts of migration 0030, never the documents
+ * (a DiagnosticReport can carry its PDF in presentedForm).
  */
 export function labTurnaroundQuery(period: Period) {
   return sql<{ g_test: number; g_priority: number; system: string | null; code: string | null; display: string | null; priority: string | null; reports: number; median: string; p90: string; mean: string }>`
     WITH pair AS (
-      SELECT sr.content->'code'->'coding'->0->>'system' AS system,
-        coalesce(sr.content->'code'->'coding'->0->>'code', sr.content->'code'->>'text') AS code,
-        coalesce(sr.content->'code'->'coding'->0->>'display', sr.content->'code'->>'text') AS display,
-        coalesce(sr.content->>'priority', 'routine') AS priority,
-        extract(epoch FROM d.low - a.low) / 60 AS minutes
-      FROM search_date d
-      JOIN search_reference b ON b.resource_type = 'DiagnosticReport' AND b.resource_id = d.resource_id AND b.param = 'based-on' AND b.target_type = 'ServiceRequest'
-      CROSS JOIN LATERAL (SELECT sr.content FROM resource sr WHERE sr.resource_type = 'ServiceRequest' AND sr.id = b.target_id AND NOT sr.deleted OFFSET 0) sr
-      JOIN search_date a ON a.resource_type = 'ServiceRequest' AND a.resource_id = b.target_id AND a.param = 'authored'
-      WHERE d.resource_type = 'DiagnosticReport' AND d.param = 'issued'
-        AND d.low >= ${period.start}::timestamptz AND d.low < ${period.end}::timestamptz
-        -- a probe per report (as EXISTS it was planned as a hash of every report's status row)
-        AND (SELECT count(*) FROM search_token s WHERE s.resource_type = 'DiagnosticReport' AND s.resource_id = d.resource_id
-          AND s.param = 'status' AND s.code IN ('final', 'amended', 'corrected', 'appended')) > 0
-        AND d.low >= a.low
+      -- report_lab_result / report_lab_request (migration 0030): a range over the period's
+      -- reports, then each request by primary key.
+      SELECT q.system, q.code, q.display, q.priority, extract(epoch FROM d.issued - q.authored) / 60 AS minutes
+      FROM report_lab_result d
+      CROSS JOIN LATERAL unnest(d.requests) AS b(id)
+      -- A probe per request (OFFSET 0: as a join it was planned as a hash of every request, EXPLAIN at 1 M).
+      CROSS JOIN LATERAL (SELECT q.* FROM report_lab_request q WHERE q.id = b.id OFFSET 0) q
+      WHERE d.issued >= ${period.start}::timestamptz AND d.issued < ${period.end}::timestamptz
+        AND d.status IN ('final', 'amended', 'corrected', 'appended')
+        AND d.issued >= q.authored
     )
     SELECT GROUPING(system, code) AS g_test, GROUPING(priority) AS g_priority, system, code, min(display) AS display, priority,
       count(*)::int AS reports,

@@ -8,6 +8,7 @@ import { executePrepared } from './prepared-write.js';
 import { writeStatements, type BlindResult, type PendingWrite } from './write-sql.js';
 import type { ResourceChange, SearchIndexSource, StoredVersion, WriteMethod } from './types.js';
 import { activeWriteProfile, stageStart } from './write-profile.js';
+import { sameVersionContent } from './same-content.js';
 
 /** Runs inside the database transaction before the version is stored: validation, rules, derived data. */
 export type BeforeWriteHook = (tx: StoreTransaction, change: ResourceChange) => Promise<void> | void;
@@ -377,6 +378,18 @@ export class StoreTransaction {
     return this.write(method, resource, current.id, String(Number(current.versionId) + 1), current);
   }
 
+  /**
+   * `update` for writers that resend what may be the stored content (an HL7 v2 message sent
+   * again): when the content after the before-write hooks (which may fill in server-assigned
+   * data such as an accession number) equals `current` (ignoring meta.versionId and
+   * lastUpdated), nothing is stored and undefined is returned. Plain FHIR PUTs keep making a
+   * new version each (`update`). Hooks ran, so their own effects stay (e.g. a reserved number).
+   */
+  async updateIfChanged(resource: Resource, current: StoredVersion, method: WriteMethod = 'PUT'): Promise<ResourceChange | undefined> {
+    if (current.deleted || current.json === null) return this.update(resource, current, method);
+    return this.write(method, resource, current.id, String(Number(current.versionId) + 1), current, false, JSON.parse(current.json) as Resource);
+  }
+
   async delete(current: StoredVersion): Promise<ResourceChange> {
     this.checkNotSealed();
     const change: ResourceChange = {
@@ -401,7 +414,9 @@ export class StoreTransaction {
     if (this.sealed) throw new FhirError('fault', 'a transaction that stored a blind put takes no further writes');
   }
 
-  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion | undefined, blind = false): Promise<ResourceChange> {
+  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion | undefined, blind?: boolean): Promise<ResourceChange>;
+  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion, blind: false, unlessSameAs: Resource): Promise<ResourceChange | undefined>;
+  private async write(method: WriteMethod, input: Resource, id: string, versionId: string, previous: StoredVersion | undefined, blind = false, unlessSameAs?: Resource): Promise<ResourceChange | undefined> {
     this.checkNotSealed();
     const lastUpdated = new Date().toISOString();
     const resource: Resource = { ...input, id, meta: { ...input.meta, versionId, lastUpdated } };
@@ -422,6 +437,7 @@ export class StoreTransaction {
     if (!stored || stored.id !== id || stored.resourceType !== input.resourceType) {
       throw new FhirError('fault', 'a before-write hook changed the identity of the resource');
     }
+    if (unlessSameAs && sameVersionContent(unlessSameAs, stored)) return undefined;
     change.json = JSON.stringify(stored);
     if (profile) {
       profile.add('build', t);

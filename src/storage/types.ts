@@ -33,7 +33,8 @@ export interface ResourceChange {
 }
 
 /** Column types of search index tables (defined by the search layer). */
-export type IndexColumnType = 'text' | 'numeric' | 'timestamptz' | 'boolean' | 'integer';
+/** `tsvector`: the value is text, stored as to_tsvector(<the row's regconfig column>, value). */
+export type IndexColumnType = 'text' | 'numeric' | 'timestamptz' | 'boolean' | 'integer' | 'regconfig' | 'tsvector';
 
 export interface IndexTableLayout {
   table: string;

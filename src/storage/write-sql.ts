@@ -116,7 +116,10 @@ function tableTextsFor(tables: readonly IndexTableLayout[]): TableTexts[] {
       // Values are unpacked positionally with ->> and casts. jsonb: ->> on a json element
       // re-parses it for every column, on jsonb it is a lookup (measured: faster than
       // per-column unnest() arrays too).
-      const projections = layout.columns.map((c, k) => `(r->>${k})::${c.type}`);
+      // A tsvector column is built from its text by PostgreSQL with the row's regconfig
+      // (full-text search: the words are parsed and stemmed here, not in Node).
+      const config = layout.columns.findIndex((c) => c.type === 'regconfig');
+      const projections = layout.columns.map((c, k) => (c.type === 'tsvector' ? `to_tsvector((r->>${config})::regconfig, r->>${k})` : `(r->>${k})::${c.type}`));
       const select = `SELECT w->>0, w->>1, ${projections.join(', ')}
       FROM jsonb_array_elements($P::jsonb) AS w, jsonb_array_elements(w->2) AS r`;
       const all = ['resource_type', 'resource_id', ...columns];
@@ -167,19 +170,32 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
     );
   }
   const parameters: string[] = [`[${versionParts.join(',')}]`];
+  // Keys of the replaced resources as a VALUES list: the planner then knows how few they are
+  // and reads and deletes through the (resource_type, …) key indexes, never a scan. Blind
+  // writes delete too (nothing to find when the resource is new).
+  const keyRows: string[] = [];
+  for (const w of writes) {
+    if (!w.change.previous && !w.blind) continue;
+    parameters.push(w.change.resourceType, w.change.id);
+    keyRows.push(`($${parameters.length - 1}::text, $${parameters.length}::text)`);
+  }
+  const replacedKeys = keyRows.join(', ');
   const ctes: string[] = [];
   if (blind.length === 0) {
     // jsonb, not json: the text is parsed once, and each content is then a jsonb value that
     // needs no second parse (json_to_recordset re-parses every field; measured ~20% slower).
     ctes.push(`v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`);
   } else {
-    // Blind writes take the version after the current row as this statement sees it.
+    // Blind writes take the version after the current row as this statement sees it. The
+    // current rows are read by the key parameters (an index probe per key): joined to the
+    // recordset alone (estimated at 100 rows), a generic plan scanned all of `resource`.
     ctes.push(`x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(t text, i text, v bigint, u timestamptz, d boolean, m text, c jsonb))`);
+    ctes.push(`p AS MATERIALIZED (SELECT resource_type, id, version_id, deleted, last_updated FROM resource WHERE (resource_type, id) IN (VALUES ${replacedKeys}))`);
     ctes.push(`v AS (
       SELECT x.t, x.i, coalesce(x.v, p.version_id + 1, 1) AS v, x.u, x.d, x.m,
         CASE WHEN x.v IS NULL THEN jsonb_set(x.c, '{meta,versionId}', to_jsonb((coalesce(p.version_id, 0) + 1)::text)) ELSE x.c END AS c,
         x.v IS NULL AS blind, p.version_id AS pv, p.deleted AS pd, p.last_updated AS pu
-      FROM x LEFT JOIN resource p ON x.v IS NULL AND p.resource_type = x.t AND p.id = x.i)`);
+      FROM x LEFT JOIN p ON x.v IS NULL AND p.resource_type = x.t AND p.id = x.i)`);
   }
   // Only batches that replace versions pay for the upsert; fresh ids are plain inserts.
   ctes.push(
@@ -198,16 +214,6 @@ function statementFor(tables: readonly IndexTableLayout[], writes: readonly Pend
       INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, content)
       SELECT t, i, v, u, d, m, c FROM v)`);
 
-  // Keys of the replaced resources as a VALUES list: the planner then knows how few they are
-  // and deletes through the (resource_type, resource_id) index, never a scan. Blind writes
-  // delete too (nothing to find when the resource is new).
-  const keyRows: string[] = [];
-  for (const w of writes) {
-    if (!w.change.previous && !w.blind) continue;
-    parameters.push(w.change.resourceType, w.change.id);
-    keyRows.push(`($${parameters.length - 1}::text, $${parameters.length}::text)`);
-  }
-  const replacedKeys = keyRows.join(', ');
   const texts = tableTextsFor(tables);
   let tablesWritten = 0;
   tables.forEach((layout, n) => {

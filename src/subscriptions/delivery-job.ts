@@ -4,6 +4,7 @@ import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobContex
 import type { ResourceStore } from '../storage/resource-store.js';
 import type { ClaimedDelivery, DeliveryRecord, DeliveryStatus, DeliveryTarget, SubscriptionStore } from '../storage/subscription-store.js';
 import type { ChannelRegistry } from './channels/registry.js';
+import { maskBody, maskedFields } from '../workflows/patient-masking.js';
 import { buildDelivery } from './notification.js';
 import type { SubscriptionStatusWriter } from './status.js';
 
@@ -144,7 +145,10 @@ async function run(deps: DeliveryJobDeps, target: DeliveryTarget, ctx: JobContex
         continue;
       }
       try {
-        const resource = record.kind === 'event' && record.action !== 'delete' && c.resourceJson ? (JSON.parse(c.resourceJson) as Resource) : undefined;
+        let resource = record.kind === 'event' && record.action !== 'delete' && c.resourceJson ? (JSON.parse(c.resourceJson) as Resource) : undefined;
+        // What the subscriber's role sees masked (national id, phone, address) leaves masked on every channel.
+        const masked = maskedFields(c.subscriber);
+        if (resource && masked) resource = maskBody(resource, masked);
         await deps.channels.get(sub.channel.type)!.deliver(buildDelivery(sub, record, deps.fhirBase, resource));
         done.push({ id: record.id, status: 'delivered' });
       } catch (e) {

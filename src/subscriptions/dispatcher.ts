@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Bundle, Subscription } from 'fhir/r4.js';
+import type { Resource, Subscription } from 'fhir/r4.js';
 import { parseScopes } from '../auth/scopes.js';
-import { isFhirError } from '../fhir/errors.js';
 import { accessFilterFor, type AccessFilter } from '../search/sql/access.js';
-import type { SearchRequest } from '../search/request.js';
-import type { SearchInput } from '../search/search-service.js';
+import type { SearchService } from '../search/search-service.js';
 import type { HistoryKey, NewDelivery, SubscriptionStore } from '../storage/subscription-store.js';
 import type { ResourceChange } from '../storage/types.js';
 import { splitCriteria, type Criteria } from './criteria.js';
@@ -54,7 +52,7 @@ const HEARTBEAT_CHECK_MS = 1_000;
 
 export interface DispatcherDeps {
   state: SubscriptionStore;
-  search: { search(input: SearchInput): Promise<Bundle>; parse(input: Pick<SearchInput, 'resourceType' | 'params' | 'strict' | 'baseUrl'>): SearchRequest };
+  search: Pick<SearchService, 'parse' | 'matchEach' | 'memoryMatcher'>;
   /** queues a delivery job (a row id or a batch job id) */
   enqueue(jobId: string): Promise<void>;
   /** subscription topics (conformance/subscription-topics) */
@@ -77,6 +75,8 @@ interface ActiveSubscription {
   activatedAt: string;
   /** literal values a match must contain (see prefilter.ts); empty: search every change */
   needles: string[][];
+  /** criteria and access judged in memory exactly as the search would (see search/memory-match.ts); else SQL */
+  memory?: (resource: Resource) => boolean;
   /** topic-based: the trigger this entry stands for (a topic with triggers on n types gives n entries) */
   trigger?: TopicTrigger;
   channelType: string;
@@ -376,47 +376,67 @@ export class SubscriptionDispatcher {
       }
       if (groups.size === 0) continue;
       const allIds = [...versionsById.keys()];
-      // Lower-cased current JSON, read once per type and batch when some criteria can be pre-checked.
+      const emit = (group: ActiveSubscription[], matched: ReadonlyArray<{ id: string; versionId: string }>) => {
+        for (const m of matched) {
+          // The match is on the current version: an older version of the batch is superseded.
+          const version = versionsById.get(m.id)?.find((k) => k.versionId === m.versionId);
+          if (!version) continue;
+          const action = version.versionId === '1' ? 'create' : 'update';
+          for (const s of group) {
+            if (version.lastUpdated < s.activatedAt) continue;
+            if (s.trigger && !s.trigger.interactions.has(action)) continue;
+            const delivery: NewDelivery = { subscriptionId: s.id, resourceType: type, resourceId: version.id, versionId: version.versionId, action, committedAt: version.lastUpdated };
+            if (s.trigger?.fhirPath) pending.push({ delivery, fhirPath: s.trigger.fhirPath });
+            else out.push(delivery);
+          }
+        }
+      };
+      // Current content, read once per type and batch when some criteria are judged in memory or pre-checked.
+      const list = [...groups.values()];
+      const json = list.some((g) => g[0]!.memory || g[0]!.needles.length > 0) ? await this.deps.state.contents(type, allIds) : undefined;
+      let docs: Map<string, Resource> | undefined;
       let texts: Map<string, string> | undefined;
-      if ([...groups.values()].some((g) => g[0]!.needles.length > 0)) {
-        texts = new Map([...(await this.deps.state.contents(type, allIds))].map(([id, json]) => [id, json.toLowerCase()]));
+      const bySql: ActiveSubscription[][] = [];
+      const candidates = new Set<string>();
+      for (const group of list) {
+        const { memory, needles } = group[0]!;
+        if (memory && json) {
+          docs ??= new Map([...json].map(([id, text]) => [id, JSON.parse(text) as Resource]));
+          const matched: Array<{ id: string; versionId: string }> = [];
+          for (const [id, doc] of docs) if (memory(doc)) matched.push({ id, versionId: doc.meta?.versionId ?? '' });
+          emit(group, matched);
+          continue;
+        }
+        if (needles.length && json) texts ??= new Map([...json].map(([id, text]) => [id, text.toLowerCase()]));
+        const ids = needles.length && texts ? allIds.filter((id) => mayMatch(texts!.get(id) ?? '', needles)) : allIds;
+        if (ids.length === 0) continue;
+        bySql.push(group);
+        for (const id of ids) candidates.add(id);
       }
-      for (const group of groups.values()) {
-        const { criteria, access, needles } = group[0]!;
-        const ids = needles.length && texts ? allIds.filter((id) => mayMatch(texts.get(id) ?? '', needles)) : allIds;
-        for (let i = 0; i < ids.length; i += ID_CHUNK) {
-          const chunk = ids.slice(i, i + ID_CHUNK);
-          let bundle: Bundle;
-          try {
-            bundle = await this.deps.search.search({
-              resourceType: type,
-              params: [...criteria.params, ['_id', chunk.join(',')], ['_count', String(chunk.length)], ['_total', 'none']],
-              baseUrl: this.deps.fhirBase,
-              accessFilter: access,
-            });
-          } catch (e) {
-            // A search the engine refuses (a parameter removed since, a value it no longer
-            // accepts) would fail every round for everyone: those Subscriptions go to error.
-            // Anything else (the database) fails the round, which is retried.
-            if (!isFhirError(e)) throw e;
-            for (const s of group) await this.deps.statusWriter.setError(s.id, `its criteria cannot be searched: ${e.message}`);
-            this.subsDirty = true;
-            break;
+      if (bySql.length === 0) continue;
+      // The rest: every criteria of the type in one statement per chunk of ids (the search engine's SQL).
+      const ids = [...candidates];
+      const failed = new Set<number>();
+      for (let i = 0; i < ids.length; i += ID_CHUNK) {
+        const chunk = ids.slice(i, i + ID_CHUNK);
+        const results = await this.deps.search.matchEach(
+          type,
+          chunk,
+          bySql.map((g) => ({ params: g[0]!.criteria.params, accessFilter: g[0]!.access })),
+          this.deps.fhirBase,
+        );
+        for (const [g, result] of results.entries()) {
+          if (failed.has(g)) continue;
+          if (Array.isArray(result)) {
+            emit(bySql[g]!, result);
+            continue;
           }
-          for (const entry of bundle.entry ?? []) {
-            if (entry.search?.mode !== 'match' || !entry.resource?.id) continue;
-            // The search sees the current version: an older version of the batch is superseded.
-            const version = versionsById.get(entry.resource.id)?.find((k) => k.versionId === entry.resource!.meta?.versionId);
-            if (!version) continue;
-            const action = version.versionId === '1' ? 'create' : 'update';
-            for (const s of group) {
-              if (version.lastUpdated < s.activatedAt) continue;
-              if (s.trigger && !s.trigger.interactions.has(action)) continue;
-              const delivery: NewDelivery = { subscriptionId: s.id, resourceType: type, resourceId: version.id, versionId: version.versionId, action, committedAt: version.lastUpdated };
-              if (s.trigger?.fhirPath) pending.push({ delivery, fhirPath: s.trigger.fhirPath });
-              else out.push(delivery);
-            }
-          }
+          // A search the engine refuses (a parameter removed since, a value it no longer
+          // accepts) would fail every round for everyone: those Subscriptions go to error.
+          // Anything else (the database) fails the round, which is retried.
+          failed.add(g);
+          for (const s of bySql[g]!) await this.deps.statusWriter.setError(s.id, `its criteria cannot be searched: ${result.message}`);
+          this.subsDirty = true;
         }
       }
     }
@@ -470,6 +490,16 @@ export class SubscriptionDispatcher {
     }
   }
 
+  private memory(criteria: Criteria, access: AccessFilter | undefined): Pick<ActiveSubscription, 'memory'> {
+    try {
+      const memory = this.deps.search.memoryMatcher(criteria.resourceType, criteria.params, access, this.deps.fhirBase);
+      return memory ? { memory } : {};
+    } catch {
+      // Criteria that no longer parse: the SQL path reports them (the Subscription goes to error).
+      return {};
+    }
+  }
+
   private async loadSubscriptions(): Promise<void> {
     this.subsDirty = false;
     this.lastLoad = Date.now();
@@ -500,14 +530,14 @@ export class SubscriptionDispatcher {
         for (const trigger of topic.triggers) {
           const params: [string, string][] = [...trigger.current, ...(filters.get(trigger.resourceType) ?? [])];
           const criteria = splitCriteria(`${trigger.resourceType}?${new URLSearchParams(params).toString()}`);
-          const entry: ActiveSubscription = { ...common, criteria, trigger, needles: this.needles(criteria), groupKey: `${topic.url}\n${topic.triggers.indexOf(trigger)}\n${criteria.key}\n${JSON.stringify(access ?? null)}` };
+          const entry: ActiveSubscription = { ...common, criteria, trigger, needles: this.needles(criteria), ...this.memory(criteria, access), groupKey: `${topic.url}\n${topic.triggers.indexOf(trigger)}\n${criteria.key}\n${JSON.stringify(access ?? null)}` };
           if (heartbeat !== undefined) entry.heartbeatSeconds = heartbeat;
           subs.push(entry);
         }
         continue;
       }
       const criteria = splitCriteria(sub.criteria);
-      subs.push({ ...common, criteria, needles: this.needles(criteria), groupKey: `${criteria.key}\n${JSON.stringify(access ?? null)}` });
+      subs.push({ ...common, criteria, needles: this.needles(criteria), ...this.memory(criteria, access), groupKey: `${criteria.key}\n${JSON.stringify(access ?? null)}` });
     }
     this.subs = subs;
   }

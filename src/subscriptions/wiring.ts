@@ -1,7 +1,6 @@
-import type { Bundle } from 'fhir/r4.js';
 import type { Config } from '../config/config.js';
 import type { JobRunner, QueueDefinition } from '../jobs/types.js';
-import type { SearchInput, SearchService } from '../search/search-service.js';
+import type { SearchService } from '../search/search-service.js';
 import type { Db } from '../storage/db.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 import { SubscriptionStore } from '../storage/subscription-store.js';
@@ -14,7 +13,7 @@ import { TopicRegistry, TOPICS_DIR } from './topics.js';
 
 export interface SubscriptionDeps {
   store: ResourceStore;
-  search: Pick<SearchService, 'parse'> & { search(input: SearchInput): Promise<Bundle> };
+  search: Pick<SearchService, 'parse' | 'search' | 'matchEach' | 'memoryMatcher'>;
   db: Db;
   fhirBase: string;
   config: Pick<Config, 'subscriptionEndpointAllowList' | 'subscriptionAttempts' | 'subscriptionBackoffMs' | 'subscriptionPollMs' | 'subscriptionTimeoutMs'>;

@@ -32,6 +32,12 @@ export function currentWriter(): AuthContext | undefined {
   return c && 'request' in c ? c.request.auth : undefined;
 }
 
+/** The path of the API request writing right now (without the query); undefined outside a request. */
+export function currentRequestPath(): string | undefined {
+  const c = context.getStore();
+  return c && 'request' in c ? c.request.url.split('?')[0] : undefined;
+}
+
 /** Whether the current write was made by the server itself (see `asSystem`). */
 export function isSystemWrite(): boolean {
   const c = context.getStore();

@@ -84,7 +84,8 @@ export async function lookup(t: TerminologyService, subject: Subject, input: Ope
   const want = (p: string) => wanted.length === 0 || wanted.includes(p);
   const out: ParametersParameter[] = [{ name: 'name', valueString: cs.name ?? cs.title ?? cs.url }];
   if (cs.version) out.push({ name: 'version', valueString: cs.version });
-  out.push({ name: 'display', valueString: concept.display ?? concept.code });
+  const displayLanguage = input.string('displayLanguage');
+  out.push({ name: 'display', valueString: displayIn(concept, displayLanguage) || concept.code });
   if (concept.definition && want('definition')) out.push({ name: 'property', part: [{ name: 'code', valueCode: 'definition' }, { name: 'value', valueString: concept.definition }] });
   if (want('inactive')) out.push({ name: 'property', part: [{ name: 'code', valueCode: 'inactive' }, { name: 'value', valueBoolean: !concept.active }] });
   for (const d of concept.designations ?? []) {
@@ -198,23 +199,55 @@ export async function subsumes(t: TerminologyService, subject: Subject, input: O
   return parameters([{ name: 'outcome', valueCode: outcome }]);
 }
 
-/** The value set an operation is about: instance id, `url` parameter, or (expand only) an inline `valueSet`. */
-async function valueSetUrl(t: TerminologyService, subject: Subject, input: OperationInput): Promise<string> {
+/**
+ * Runs `fn` on the value set an operation is about: the instance in the URL, the `url`
+ * parameter, or an inline `valueSet` resource (held for the call only). `shownUrl` is the URL the
+ * answer names (an inline value set's own, if it has one).
+ */
+async function withValueSet<T>(t: TerminologyService, subject: Subject, input: OperationInput, fn: (url: string, shown: Shown) => Promise<T>): Promise<T> {
   await t.ready();
   if (subject.id) {
     const vs = await t.store.valueSetOfResource(subject.id);
     if (!vs) throw errors.notFound(`ValueSet/${subject.id} is not known (or has no url)`);
-    return vs.url;
+    return fn(vs.url, { inline: false });
   }
-  if (input.has('valueSet')) throw new FhirError('incorrect', [{ severity: 'error', code: 'not-supported', diagnostics: "An inline 'valueSet' is not supported yet: store the ValueSet, then call $expand with its url or id" }]);
+  if (input.has('valueSet')) {
+    const inline = input.resource('valueSet');
+    if (inline?.resourceType !== 'ValueSet') throw errors.incorrect("Parameter 'valueSet' must be a ValueSet resource");
+    const vs = inline as ValueSet;
+    if (!vs.compose?.include?.length && !vs.expansion?.contains?.length) throw errors.incorrect("The inline 'valueSet' has neither compose.include nor expansion.contains: nothing to expand");
+    return t.withInlineValueSet(vs, (url) => fn(url, { inline: true, ...(vs.url ? { url: vs.url } : {}) }));
+  }
   const url = input.string('url') ?? input.string('context');
-  if (!url) throw errors.incorrect("Parameter 'url' is required (or call the operation on a ValueSet instance)");
-  return url;
+  if (!url) throw errors.incorrect("Parameter 'url' (or 'valueSet') is required (or call the operation on a ValueSet instance)");
+  return fn(url, { inline: false });
+}
+
+/** How the answer names the value set: an inline one by its own url (if any), never by the key it was held under. */
+interface Shown {
+  inline: boolean;
+  url?: string;
+}
+
+/** The display in `language` (a designation of that language, `en` matching `en-US`), else the concept's. */
+function displayIn(c: { display: string | null; designations: StoredConcept['designations'] }, language: string | undefined): string {
+  const lang = language?.toLowerCase();
+  const d = lang ? c.designations?.find((x) => x.language && (x.language.toLowerCase() === lang || x.language.toLowerCase().startsWith(`${lang}-`))) : undefined;
+  return d?.value ?? c.display ?? '';
+}
+
+/** `designation` parameters: a language code, or a use as `system|code`; none given = all. */
+function designationChosen(d: NonNullable<StoredConcept['designations']>[number], wanted: readonly string[]): boolean {
+  if (wanted.length === 0) return true;
+  return wanted.some((w) => (w.includes('|') ? `${d.use?.system ?? ''}|${d.use?.code ?? ''}` === w : d.language === w));
 }
 
 /** ValueSet/$expand: the expansion paged with count / offset, filtered with pick-list text matching. */
 export async function expand(t: TerminologyService, subject: Subject, input: OperationInput): Promise<ValueSet> {
-  const url = await valueSetUrl(t, subject, input);
+  return withValueSet(t, subject, input, (url, shown) => expandOne(t, subject, input, url, shown));
+}
+
+async function expandOne(t: TerminologyService, subject: Subject, input: OperationInput, url: string, shown: Shown): Promise<ValueSet> {
   const vs = await t.expanded(url);
   if (!vs) throw errors.notFound(`Value set '${url.slice(0, 200)}' is not known to this server`);
   const version = input.string('valueSetVersion');
@@ -231,18 +264,32 @@ export async function expand(t: TerminologyService, subject: Subject, input: Ope
   const offset = input.integer('offset', 1_000_000_000) ?? 0;
   const activeOnly = input.boolean('activeOnly') ?? false;
   const includeDesignations = input.boolean('includeDesignations') ?? false;
+  const excludeNotForUI = input.boolean('excludeNotForUI') ?? false;
+  const displayLanguage = input.string('displayLanguage');
+  // `designation`: which designations to include, by language (a code) or use (system|code).
+  const designationWanted = input.strings('designation');
   const words = filter ? wordsOf(filter) : [];
-  const { total, rows } = await t.store.expandPage(vs.url, { words, indexed: vs.word_indexed, offset, count: countGiven === undefined ? count + 1 : count, activeOnly, withDesignations: includeDesignations });
-  if (countGiven === undefined && total > MAX_EXPANSION) {
-    throw new FhirError('too-costly', [{ severity: 'error', code: 'too-costly', diagnostics: `The expansion of '${vs.url}' has ${total} codes: ask for pages with 'count' (at most ${MAX_EXPANSION}) and 'offset', or narrow it with 'filter'` }]);
+  const { total, rows } = await t.store.expandPage(vs.url, {
+    words,
+    indexed: vs.word_indexed,
+    offset,
+    count: countGiven === undefined ? count + 1 : count,
+    activeOnly,
+    excludeNotSelectable: excludeNotForUI,
+    withDesignations: includeDesignations || displayLanguage !== undefined,
+  });
+  // (a frequent filter word leaves the total uncounted: then the page itself tells)
+  if (countGiven === undefined && (total ?? rows.length) > MAX_EXPANSION) {
+    throw new FhirError('too-costly', [{ severity: 'error', code: 'too-costly', diagnostics: `The expansion of '${vs.url}' has ${total ?? 'more than ' + MAX_EXPANSION} codes: ask for pages with 'count' (at most ${MAX_EXPANSION}) and 'offset', or narrow it with 'filter'` }]);
   }
   const contains: ValueSetExpansionContains[] = rows.map((r) => ({
     system: r.system,
     ...(r.active === false ? { inactive: true } : {}),
     code: r.code,
-    ...(r.display ? { display: r.display } : {}),
+    ...(r.notSelectable ? { abstract: true } : {}),
+    ...(r.display ? { display: displayIn(r, displayLanguage) } : {}),
     ...(includeDesignations && r.designations?.length
-      ? { designation: r.designations.map((d) => ({ ...(d.language ? { language: d.language } : {}), ...(d.use ? { use: d.use as Coding } : {}), value: d.value })) }
+      ? { designation: r.designations.filter((d) => designationChosen(d, designationWanted)).map((d) => ({ ...(d.language ? { language: d.language } : {}), ...(d.use ? { use: d.use as Coding } : {}), value: d.value })) }
       : {}),
   }));
   const used: NonNullable<ValueSet['expansion']>['parameter'] = [
@@ -251,11 +298,13 @@ export async function expand(t: TerminologyService, subject: Subject, input: Ope
     ...(offset ? [{ name: 'offset', valueInteger: offset }] : []),
     ...(activeOnly ? [{ name: 'activeOnly', valueBoolean: true }] : []),
     ...(includeDesignations ? [{ name: 'includeDesignations', valueBoolean: true }] : []),
+    ...(excludeNotForUI ? [{ name: 'excludeNotForUI', valueBoolean: true }] : []),
+    ...(displayLanguage ? [{ name: 'displayLanguage', valueCode: displayLanguage }] : []),
   ];
   return {
     resourceType: 'ValueSet',
     ...(subject.id ? { id: subject.id } : {}),
-    url: vs.url,
+    ...(shown.inline ? (shown.url ? { url: shown.url } : {}) : { url: vs.url }),
     ...(vs.version ? { version: vs.version } : {}),
     ...(vs.name ? { name: vs.name } : {}),
     ...(vs.title ? { title: vs.title } : {}),
@@ -263,7 +312,7 @@ export async function expand(t: TerminologyService, subject: Subject, input: Ope
     expansion: {
       identifier: `urn:uuid:${randomUUID()}`,
       timestamp: new Date().toISOString(),
-      total,
+      ...(total !== undefined ? { total } : {}),
       offset,
       ...(used.length ? { parameter: used } : {}),
       ...(contains.length ? { contains } : {}),
@@ -273,7 +322,10 @@ export async function expand(t: TerminologyService, subject: Subject, input: Ope
 
 /** ValueSet/$validate-code: is the code in the value set's expansion. */
 export async function validateInValueSet(t: TerminologyService, subject: Subject, input: OperationInput): Promise<Parameters> {
-  const url = await valueSetUrl(t, subject, input);
+  return withValueSet(t, subject, input, (url) => validateOne(t, input, url));
+}
+
+async function validateOne(t: TerminologyService, input: OperationInput, url: string): Promise<Parameters> {
   const vs = await t.expanded(url);
   if (!vs) throw errors.notFound(`Value set '${url.slice(0, 200)}' is not known to this server`);
   const messages: string[] = [];
@@ -297,10 +349,14 @@ export async function validateInValueSet(t: TerminologyService, subject: Subject
   return validation(false, messages.join('; '), undefined);
 }
 
-/** ConceptMap/$translate: the targets a concept map gives for a code. */
+/** An equivalence read from target to source (https://hl7.org/fhir/R4/valueset-concept-map-equivalence.html). */
+const REVERSED: Record<string, string> = { wider: 'narrower', narrower: 'wider', subsumes: 'specializes', specializes: 'subsumes' };
+
+/** ConceptMap/$translate: the targets a concept map gives for a code (`reverse`: the sources mapped to it). */
 export async function translate(t: TerminologyService, subject: Subject, input: OperationInput): Promise<Parameters> {
   await t.ready();
-  if (input.boolean('reverse')) throw new FhirError('incorrect', [{ severity: 'error', code: 'not-supported', diagnostics: "'reverse' translation is not supported" }]);
+  // reverse: the code is a target; the answer is the sources mapped to it (equivalence read backwards).
+  const reverse = input.boolean('reverse') ?? false;
   let mapUrl: string | undefined;
   if (subject.id) {
     mapUrl = await t.store.conceptMapUrlOfResource(subject.id);
@@ -316,7 +372,7 @@ export async function translate(t: TerminologyService, subject: Subject, input: 
   if (!code || !system) throw errors.incorrect("Parameters 'code' and 'system' (or 'coding') are required");
   const targetSystem = input.string('targetsystem');
   if (!mapUrl) await t.ensureConceptMaps(undefined);
-  const rows = await t.store.translations(stripVersion(system), code, mapUrl, targetSystem);
+  const rows = (await t.store.translations(stripVersion(system), code, mapUrl, targetSystem, reverse)).map((r) => (reverse ? { ...r, equivalence: REVERSED[r.equivalence] ?? r.equivalence } : r));
   const matches = rows.filter((r) => r.equivalence !== 'unmatched' || r.target_code);
   const positive = matches.some((r) => r.equivalence !== 'unmatched' && r.equivalence !== 'disjoint');
   return parameters([

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { CodeSystem, ConceptMap, ValueSet, ValueSetCompose, ValueSetComposeInclude } from 'fhir/r4.js';
 import { errors, FhirError } from '../fhir/errors.js';
 import type { TokenValue } from '../search/request.js';
@@ -28,6 +29,14 @@ function composePart(p: ValueSetComposeInclude): ComposePart {
     ...(p.filter?.length ? { filter: p.filter.map((f) => ({ property: f.property, op: f.op, value: f.value })) } : {}),
     ...(p.valueSet?.length ? { valueSet: p.valueSet.map(stripVersion) } : {}),
   };
+}
+
+/** The code system (and is-a root) of an implicit value set URL, or undefined. */
+export function implicitValueSet(url: string): { system: string; isA?: string } | undefined {
+  if (url === 'http://loinc.org/vs') return { system: 'http://loinc.org' };
+  const m = /^([^?#]+)\?fhir_vs(?:=isa\/([^&#]+))?$/.exec(url);
+  if (!m) return undefined;
+  return { system: m[1]!, ...(m[2] ? { isA: decodeURIComponent(m[2]) } : {}) };
 }
 
 /** `a\,b,c` → ['a,b', 'c'] (search value lists). */
@@ -119,6 +128,7 @@ export class TerminologyService implements SearchTerminology {
     const key = stripVersion(url);
     let vs = await this.store.valueSet(key);
     if (!vs && (await this.builtIn.ensure(this.store, 'ValueSet', key))) vs = await this.store.valueSet(key);
+    if (!vs && (await this.ensureImplicit(key))) vs = await this.store.valueSet(key);
     if (!vs) return undefined;
     if (vs.expanded) return vs;
     if (vs.error) throw cannotExpand(key, vs.error);
@@ -161,6 +171,46 @@ export class TerminologyService implements SearchTerminology {
       throw cannotExpand(key, why);
     }
     return (await this.store.valueSet(key)) ?? { ...vs, expanded: true };
+  }
+
+  /**
+   * The implicit value sets of a code system the server holds (https://hl7.org/fhir/R4/snomedct.html#implicit,
+   * loinc.html#implicit): `<system>?fhir_vs` (every code), `<system>?fhir_vs=isa/<code>` (the code and
+   * its descendants), `http://loinc.org/vs` (all of LOINC). Made into a value set row on first use.
+   */
+  private async ensureImplicit(url: string): Promise<boolean> {
+    const implicit = implicitValueSet(url);
+    if (!implicit) return false;
+    await this.ensureCodeSystem(implicit.system);
+    if (!(await this.store.exists('CodeSystem', implicit.system))) return false;
+    const row = valueSetRow({ resourceType: 'ValueSet', url, status: 'active', compose: { include: [implicit.isA ? { system: implicit.system, filter: [{ property: 'concept', op: 'is-a', value: implicit.isA }] } : { system: implicit.system }] } }, 'implicit');
+    await this.store.bulkDb.transaction().execute(async (trx) => {
+      await this.store.lock(trx, 'write');
+      if (!(await this.store.exists('ValueSet', url, trx))) await this.store.insertValueSets(trx, [row!]);
+    });
+    return true;
+  }
+
+  /**
+   * Runs `fn` on an inline ValueSet (the `valueSet` parameter of $expand / $validate-code): held
+   * under a key of its own for the call, then removed with its expansion.
+   */
+  async withInlineValueSet<T>(resource: ValueSet, fn: (url: string) => Promise<T>): Promise<T> {
+    await this.ready();
+    const url = `urn:uuid:${randomUUID()}`;
+    const row = valueSetRow({ ...resource, url }, 'implicit');
+    await this.store.bulkDb.transaction().execute(async (trx) => {
+      await this.store.lock(trx, 'write');
+      await this.store.insertValueSets(trx, [row!]);
+    });
+    try {
+      return await fn(url);
+    } finally {
+      await this.store.bulkDb.transaction().execute(async (trx) => {
+        await this.store.lock(trx, 'write');
+        await this.store.dropValueSet(trx, url);
+      });
+    }
   }
 
   // ---- search ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TokenService } from '../auth/token-service.js';
 import type { Db } from '../storage/db.js';
 import type { ResourceStore } from '../storage/resource-store.js';
+import { encounterLinksHook } from './clinical-encounter-links.js';
 import { clinicalRecordsHook } from './clinical-records.js';
 import { CLINICAL_RECORD_OPERATIONS, registerClinicalOperations } from './clinical-operations.js';
 import { vitalSignsHook } from './vital-signs.js';
@@ -10,7 +11,7 @@ import { registerVitalTrends, VITAL_TREND_OPERATIONS } from './vital-signs-trend
 
 /**
  * Clinical records of issue 13 §1–2 in one place: signed encounters and notes (signature,
- * immutability, amendments, drafts) and vital signs (units, flags, BMI) as before-commit rules,
+ * immutability, amendments, drafts), encounter links to appointment and admission, and vital signs (units, flags, BMI) as before-commit rules,
  * and the operations $sign, $amend, $diff, Observation/$lastn and Observation/$stats.
  */
 export interface ClinicalRuleOptions {
@@ -23,6 +24,8 @@ export interface ClinicalRuleOptions {
 export function registerClinicalRules(store: ResourceStore, options: ClinicalRuleOptions): void {
   store.onBeforeWrite(vitalSignsHook(loadVitalRanges(options.terminologyDir)));
   store.onBeforeWrite(clinicalRecordsHook({ amendmentWindowHours: options.amendmentWindowHours }));
+  // After the bed rules (registered earlier): an admission's EpisodeOfCare is linked by then.
+  store.onBeforeWrite(encounterLinksHook);
 }
 
 export async function registerClinical(http: FastifyInstance, deps: { store: ResourceStore; db: Db; tokens: TokenService; fhirBase: string }): Promise<void> {

@@ -66,11 +66,5 @@ export async function finishedVisit(t: TestApp, patient: string, extra: Partial<
   return encounter.id;
 }
 
-/** The text a pdfkit PDF shows (uncompressed content streams: hex strings of the standard fonts). */
-export function pdfText(pdf: Buffer): string {
-  const raw = pdf.toString('latin1');
-  const parts: string[] = [];
-  for (const m of raw.matchAll(/<([0-9a-fA-F]+)>/g)) parts.push(Buffer.from(m[1]!, 'hex').toString('latin1'));
-  for (const m of raw.matchAll(/\((.*?)\)\s*Tj/g)) parts.push(m[1]!);
-  return parts.join('');
-}
+/** The text a pdfkit PDF shows (uncompressed content streams; embedded fonts read through their ToUnicode maps). */
+export { pdfText } from '../support/pdf-text.js';

@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bundle, OperationOutcome } from 'fhir/r4.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
+import { signInAs } from './smart-helpers.js';
 
 const HOLD = { system: 'https://fhir.hospital.example.org/CodeSystem/record-hold', code: 'legal-hold' };
 let t: TestApp;
@@ -95,5 +96,68 @@ describe('GDPR export and erasure (issue 17 §5, NFR-COMP)', () => {
     expect(lifted.statusCode, lifted.body).toBe(200);
     expect((await t.request({ method: 'POST', url: `/fhir/Patient/${held}/$erase` })).statusCode).toBe(200);
     expect((await t.request({ method: 'GET', url: `/fhir/Observation/${obs}` })).statusCode).toBe(404);
+  }, 60_000);
+});
+
+describe('GDPR erasure beyond the resource tables, and who lifts a legal hold (issue 17 §5)', () => {
+  it('NFR-COMP: $erase removes the raw HL7 v2 messages that wrote the patient and unlinks its pharmacy stock movements', async () => {
+    const mrn = `MRN${randomBytes(4).toString('hex')}`;
+    const message = [
+      `MSH|^~\\&|ERASEAPP|ERASEFAC|FHIR|HOSP|20260101120000||ADT^A04^ADT_A01|${mrn}|P|2.5.1`,
+      'EVN|A04|20260101120000',
+      `PID|1||${mrn}^^^HOSP^MR||Erasable^Hana||19800101|F`,
+      'PV1|1|O',
+    ].join('\r');
+    const ack = await t.server.http.inject({ method: 'POST', url: '/hl7v2', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'x-application/hl7-v2+er7' }, payload: message });
+    expect(ack.statusCode, ack.body).toBe(200);
+    expect(ack.headers['x-hl7-ack-code'], ack.body).toBe('AA');
+    const messageId = String(ack.headers['x-hl7-message-id']);
+    const stored = await t.request({ method: 'GET', url: `/hl7v2/messages/${messageId}` });
+    expect(stored.statusCode).toBe(200);
+    const patient = ((stored.json() as { resources: string[] }).resources.find((r) => r.startsWith('Patient/')) ?? '').split('/')[1]!;
+    expect(patient).toBeTruthy();
+
+    // A dispense to the patient moves stock (src/workflows/pharmacy/).
+    const med = await create({ resourceType: 'Medication', status: 'active', code: { text: 'Erasol 10 mg' } });
+    const batchExt = [{ url: 'https://fhir.hospital.example.org/StructureDefinition/pharmacy-batch', extension: [{ url: 'lotNumber', valueString: 'ER-1' }, { url: 'expirationDate', valueDate: new Date(Date.now() + 400 * 86_400_000).toISOString().slice(0, 10) }] }];
+    await create({ resourceType: 'SupplyDelivery', status: 'completed', suppliedItem: { itemReference: { reference: `Medication/${med}` }, quantity: { value: 20, unit: 'tablet' } }, extension: batchExt, occurrenceDateTime: new Date().toISOString() });
+    const rx = await create({ resourceType: 'MedicationRequest', status: 'active', intent: 'order', subject: { reference: `Patient/${patient}` }, medicationReference: { reference: `Medication/${med}` }, authoredOn: new Date().toISOString(), dispenseRequest: { quantity: { value: 5, unit: 'tablet' } } });
+    const dispense = await create({ resourceType: 'MedicationDispense', status: 'completed', subject: { reference: `Patient/${patient}` }, medicationReference: { reference: `Medication/${med}` }, authorizingPrescription: [{ reference: `MedicationRequest/${rx}` }], quantity: { value: 5, unit: 'tablet' }, whenHandedOver: new Date().toISOString() });
+    const linked = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pharmacy_stock_movement WHERE source = ${`MedicationDispense/${dispense}`}`.execute(t.server.database.db);
+    expect(linked.rows[0]!.n).toBeGreaterThan(0);
+
+    const erased = await t.request({ method: 'POST', url: `/fhir/Patient/${patient}/$erase` });
+    expect(erased.statusCode, erased.body).toBe(200);
+    expect((erased.json() as OperationOutcome).issue[0]?.diagnostics).toMatch(/1 HL7 v2 messages; [1-9]\d* stock movements unlinked/);
+    expect((await t.request({ method: 'GET', url: `/hl7v2/messages/${messageId}` })).statusCode).toBe(404);
+    const raw = await sql<{ n: number }>`SELECT count(*)::int AS n FROM hl7_message WHERE raw LIKE ${`%${mrn}%`}`.execute(t.server.database.db);
+    expect(raw.rows[0]!.n).toBe(0);
+    const after = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pharmacy_stock_movement WHERE source = ${`MedicationDispense/${dispense}`}`.execute(t.server.database.db);
+    expect(after.rows[0]!.n).toBe(0);
+    // The stock ledger still adds up: the dispensed quantity stays taken.
+    const stock = await t.request({ method: 'GET', url: `/fhir/Medication/${med}/$stock` });
+    expect(stock.statusCode, stock.body).toBe(200);
+    const total = (stock.json() as { parameter?: Array<{ name: string; valueDecimal?: number; valueQuantity?: { value?: number } }> }).parameter?.find((p) => p.name === 'total');
+    expect(total?.valueDecimal ?? total?.valueQuantity?.value, stock.body).toBe(15);
+  }, 60_000);
+
+  it('NFR-COMP: a legal hold is lifted by an ADMIN user, not by a user who may only update the Patient', async () => {
+    const held = await create({ resourceType: 'Patient', meta: { security: [HOLD] }, name: [{ family: 'HeldTwo' }] });
+    const receptionist = (await signInAs(t, 'RECEPTIONIST', 'Practitioner/rec-hold')).token;
+    const admin = (await signInAs(t, 'ADMIN', 'Practitioner/adm-hold')).token;
+    const put = (token: string, resource: Record<string, unknown>) =>
+      t.server.http.inject({ method: 'PUT', url: `/fhir/Patient/${held}`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, payload: JSON.stringify(resource) });
+    // The receptionist may update the Patient while keeping the hold…
+    const kept = await put(receptionist, { resourceType: 'Patient', id: held, meta: { security: [HOLD] }, name: [{ family: 'HeldTwo', given: ['Kim'] }] });
+    expect(kept.statusCode, kept.body).toBe(200);
+    // …but not lift it, nor delete the Patient.
+    const lifted = await put(receptionist, { resourceType: 'Patient', id: held, name: [{ family: 'HeldTwo' }] });
+    expect(lifted.statusCode, lifted.body).toBe(403);
+    const deleted = await t.server.http.inject({ method: 'DELETE', url: `/fhir/Patient/${held}`, headers: { authorization: `Bearer ${receptionist}` } });
+    expect(deleted.statusCode, deleted.body).toBe(403);
+    expect(((await t.request({ method: 'GET', url: `/fhir/Patient/${held}` })).json() as { meta?: { security?: unknown[] } }).meta?.security).toEqual([expect.objectContaining(HOLD)]);
+    const byAdmin = await put(admin, { resourceType: 'Patient', id: held, name: [{ family: 'HeldTwo' }] });
+    expect(byAdmin.statusCode, byAdmin.body).toBe(200);
+    expect((await t.request({ method: 'POST', url: `/fhir/Patient/${held}/$erase` })).statusCode).toBe(200);
   }, 60_000);
 });

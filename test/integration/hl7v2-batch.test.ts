@@ -1,4 +1,4 @@
-import type { Bundle, DiagnosticReport, Observation, Patient, Provenance } from 'fhir/r4.js';
+import type { Bundle, DiagnosticReport, Observation, Patient, Provenance, Specimen } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ReceiptBatcher } from '../../src/hl7v2/receipt-batcher.js';
 import type { Hl7MessageStore, NewHl7Message } from '../../src/storage/hl7v2-messages.js';
@@ -124,5 +124,31 @@ describe('HL7 v2: ORU^R01 received together are mapped in one transaction (HL7_M
     expect(ok[8]).toMatchObject({ duplicate: true, record: { id: ok[3]?.record.id } });
     expect(results[9].status).toBe('rejected');
     for (const r of ok) expect((await store.get(r?.record.id ?? ''))?.controlId).toMatch(/^GC-/);
+  });
+
+  test('issue 10: the new Specimens of a batch take their accession numbers together, consecutive and without gaps', async () => {
+    const accession = async (order: string) => {
+      const [specimen] = await search<Specimen>(`Specimen?identifier=SP-${order}`);
+      const value = specimen?.accessionIdentifier?.value ?? '';
+      expect(value).toMatch(/^LAB-\d{8}-\d{5}$/);
+      return Number(value.slice(-5));
+    };
+    const first = Array.from({ length: 6 }, (_, i) => oru(`ACC-${i}`, `MRN-ACC-${i % 2}`, 1));
+    expect((await receive(first)).map((r) => r.code)).toEqual(Array(6).fill('AA'));
+    const numbers = await Promise.all(first.map((_, i) => accession(`ACC-${i}`)));
+    expect(new Set(numbers).size).toBe(6);
+    expect(Math.max(...numbers) - Math.min(...numbers)).toBe(5);
+    // Three known specimens (their orders resent under new control ids) and three new ones: only
+    // the new ones are numbered, right after the first ones.
+    const resent = [0, 1, 2].map((i) => oru(`ACC-${i}`, `MRN-ACC-${i % 2}`, 1).replace(`|ORU^R01^ORU_R01|ACC-${i}|`, `|ORU^R01^ORU_R01|ACC-${i}-again|`));
+    const fresh = [6, 7, 8].map((i) => oru(`ACC-${i}`, `MRN-ACC-${i % 2}`, 1));
+    expect((await receive([...resent, ...fresh])).map((r) => r.code)).toEqual(Array(6).fill('AA'));
+    expect(await Promise.all([0, 1, 2].map((i) => accession(`ACC-${i}`)))).toEqual(numbers.slice(0, 3));
+    const next = await Promise.all([6, 7, 8].map((i) => accession(`ACC-${i}`)));
+    expect([...next].sort((a, b) => a - b)).toEqual([1, 2, 3].map((k) => Math.max(...numbers) + k));
+    // No number was taken and left unused: a Specimen created over REST now gets the next one.
+    const created = await app.request({ method: 'POST', url: '/fhir/Specimen', payload: { resourceType: 'Specimen' } });
+    expect(created.statusCode).toBe(201);
+    expect(Number(((created.json() as Specimen).accessionIdentifier?.value ?? '').slice(-5))).toBe(Math.max(...next) + 1);
   });
 });

@@ -1,6 +1,7 @@
 import type { OperationOutcome } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
+import { approve, createUser, exchangeCode, pkce, REDIRECT, registerClient } from './smart-helpers.js';
 
 /** Issue 17 §1 (seeds 001/002 gateway duties): API request limits per client and per IP. */
 describe('API rate limits', () => {
@@ -39,6 +40,27 @@ describe('API rate limits', () => {
     // Another address has its own bucket.
     const other = await t.server.http.inject({ method: 'GET', url: '/fhir/Patient', remoteAddress: '10.9.8.6' });
     expect(other.statusCode).toBe(401);
+  });
+
+  it('issue 17: users of one client (the console) each have their own bucket', async () => {
+    const scope = 'openid fhirUser user/Patient.rs';
+    const app = await registerClient(t, { client_name: 'console-like', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], scope });
+    const userToken = async (name: string) => {
+      const username = `${name}-${Date.now().toString(36)}`;
+      await createUser(t, { username, role: 'NURSE', fhirUser: `Practitioner/${name}` });
+      const { verifier, challenge } = pkce();
+      const redirect = await approve(t, { clientId: app.client_id, scope, challenge }, username);
+      const res = await exchangeCode(t, { code: redirect.searchParams.get('code') ?? undefined, client_id: app.client_id, code_verifier: verifier });
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json() as { access_token: string }).access_token;
+    };
+    const [first, second] = [await userToken('nurse-a'), await userToken('nurse-b')];
+    const get = async (token: string) => (await t.server.http.inject({ method: 'GET', url: '/fhir/Patient?_count=1', headers: { authorization: `Bearer ${token}` } })).statusCode;
+    const firstStatuses: number[] = [];
+    for (let i = 0; i < 6; i++) firstStatuses.push(await get(first));
+    expect(firstStatuses).toEqual([200, 200, 200, 200, 200, 429]);
+    // The other user of the same client is not throttled by the first one.
+    expect(await get(second)).toBe(200);
   });
 
   it('health, metrics and the conformance of other paths are not limited', async () => {

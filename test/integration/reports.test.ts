@@ -246,22 +246,74 @@ afterAll(async () => {
   await t?.close();
 });
 
+// ---------------------------------------------------------------- checks against the oracle
+
+async function checkRevenue() {
+  const body = await report('revenue');
+  const e = expectedRevenue(FIRST, LAST, await readAll<Invoice>('Invoice'), await readAll<PaymentReconciliation>('PaymentReconciliation'), await readAll<ChargeItem>('ChargeItem'));
+  expectFigure(figureOf(groupOf(body, 'invoiced-gross')), e.gross, 6);
+  expectFigure(figureOf(groupOf(body, 'invoiced-net')), e.net, 6);
+  expectStrata(strataOf(body, 'invoiced-gross', 'day'), e.grossByDay, 6);
+  expectStrata(strataOf(body, 'invoiced-gross', 'month'), e.grossByMonth, 6);
+  expectStrata(strataOf(body, 'invoiced-net', 'status'), e.netByStatus, 6);
+  expectStrata(strataOf(body, 'invoiced-gross', 'category'), e.grossByCategory, 6);
+  expectStrata(strataOf(body, 'invoiced-net', 'category'), e.netByCategory, 6);
+  expectFigure(figureOf(groupOf(body, 'collected')), e.collected, 6);
+  expectStrata(strataOf(body, 'collected', 'day'), e.collectedByDay, 6);
+  expectFigure(figureOf(groupOf(body, 'outstanding')), e.outstanding, 6);
+  return { body, e };
+}
+
+async function checkAppointments() {
+  const body = await report('appointment-statistics');
+  const e = expectedAppointments(FIRST, LAST, await readAll<Appointment>('Appointment'));
+  expectFigure(figureOf(groupOf(body, 'no-show-rate')), e.noShow);
+  expectFigure(figureOf(groupOf(body, 'cancellation-rate')), e.cancellation);
+  expectStrata(strataOf(body, 'no-show-rate', 'day'), e.noShowByDay);
+  expectStrata(strataOf(body, 'no-show-rate', 'practitioner'), e.noShowByPractitioner);
+  expectStrata(strataOf(body, 'no-show-rate', 'status'), e.byStatus);
+  expectStrata(strataOf(body, 'cancellation-rate', 'practitioner'), e.cancellationByPractitioner);
+  return { body, e };
+}
+
+async function checkBeds() {
+  const body = await report('bed-occupancy');
+  const wards = expectedBeds(FIRST, LAST, await readAll<Location>('Location'), await readAll<Encounter>('Encounter'), Date.now());
+  const occupied = strataOf(body, 'occupied-bed-days', 'ward');
+  const available = strataOf(body, 'available-bed-days', 'ward');
+  const rate = strataOf(body, 'occupancy-rate', 'ward');
+  const current = strataOf(body, 'current-occupancy', 'ward');
+  expect([...occupied.keys()].sort()).toEqual([...wards.keys()].sort());
+  for (const [ward, w] of wards) {
+    expectFigure(occupied.get(ward), { populations: { 'initial-population': w.stays }, score: w.occupiedDays }, 4);
+    expectFigure(available.get(ward), { populations: { 'initial-population': w.beds }, score: w.availableDays }, 4);
+    expectFigure(rate.get(ward), { populations: { 'initial-population': w.beds }, score: w.availableDays ? w.occupiedDays / w.availableDays : undefined }, 4);
+    expectFigure(current.get(ward), { populations: { denominator: w.beds, numerator: w.occupiedNow }, score: w.beds ? w.occupiedNow / w.beds : undefined }, 4);
+  }
+  return { body, wards };
+}
+
+async function checkTurnaround() {
+  const body = await report('lab-turnaround');
+  const e = expectedTurnaround(FIRST, LAST, await readAll<ServiceRequest>('ServiceRequest'), await readAll<DiagnosticReport>('DiagnosticReport'));
+  const check = (group: string, pick: (s: { median: number; p90: number; mean: number }) => number) => {
+    const fig = (s: { n: number; median: number; p90: number; mean: number }): Expected => ({ populations: { 'initial-population': s.n }, score: pick(s) });
+    expectFigure(figureOf(groupOf(body, group)), fig(e.all), 2);
+    expectStrata(strataOf(body, group, 'test'), new Map([...e.byTest].map(([k, s]) => [k, fig(s)])), 2);
+    expectStrata(strataOf(body, group, 'priority'), new Map([...e.byPriority].map(([k, s]) => [k, fig(s)])), 2);
+    expectStrata(strataOf(body, group, 'test-priority'), new Map([...e.byBoth].map(([k, s]) => [k, fig(s)])), 2);
+  };
+  check('turnaround-median', (s) => s.median);
+  check('turnaround-p90', (s) => s.p90);
+  check('turnaround-mean', (s) => s.mean);
+  return { body, e };
+}
+
 // ---------------------------------------------------------------- tests
 
 describe('hospital reports as MeasureReport operations (issue 14 §5)', () => {
   it('revenue: invoiced by day, month, status and category, collected, outstanding = an independent computation', async () => {
-    const body = await report('revenue');
-    const e = expectedRevenue(FIRST, LAST, await readAll<Invoice>('Invoice'), await readAll<PaymentReconciliation>('PaymentReconciliation'), await readAll<ChargeItem>('ChargeItem'));
-    expectFigure(figureOf(groupOf(body, 'invoiced-gross')), e.gross, 6);
-    expectFigure(figureOf(groupOf(body, 'invoiced-net')), e.net, 6);
-    expectStrata(strataOf(body, 'invoiced-gross', 'day'), e.grossByDay, 6);
-    expectStrata(strataOf(body, 'invoiced-gross', 'month'), e.grossByMonth, 6);
-    expectStrata(strataOf(body, 'invoiced-net', 'status'), e.netByStatus, 6);
-    expectStrata(strataOf(body, 'invoiced-gross', 'category'), e.grossByCategory, 6);
-    expectStrata(strataOf(body, 'invoiced-net', 'category'), e.netByCategory, 6);
-    expectFigure(figureOf(groupOf(body, 'collected')), e.collected, 6);
-    expectStrata(strataOf(body, 'collected', 'day'), e.collectedByDay, 6);
-    expectFigure(figureOf(groupOf(body, 'outstanding')), e.outstanding, 6);
+    const { body, e } = await checkRevenue();
     // The data set's own numbers, so the oracle itself is checked once.
     expect(e.gross).toEqual({ populations: { 'initial-population': 4 }, score: 403000 });
     expect(e.outstanding).toEqual({ populations: { 'initial-population': 3 }, score: 164000 });
@@ -269,14 +321,7 @@ describe('hospital reports as MeasureReport operations (issue 14 §5)', () => {
   });
 
   it('appointment statistics: no-show rate = noshow / (fulfilled + noshow + arrived + checked-in), per day, practitioner and status', async () => {
-    const body = await report('appointment-statistics');
-    const e = expectedAppointments(FIRST, LAST, await readAll<Appointment>('Appointment'));
-    expectFigure(figureOf(groupOf(body, 'no-show-rate')), e.noShow);
-    expectFigure(figureOf(groupOf(body, 'cancellation-rate')), e.cancellation);
-    expectStrata(strataOf(body, 'no-show-rate', 'day'), e.noShowByDay);
-    expectStrata(strataOf(body, 'no-show-rate', 'practitioner'), e.noShowByPractitioner);
-    expectStrata(strataOf(body, 'no-show-rate', 'status'), e.byStatus);
-    expectStrata(strataOf(body, 'cancellation-rate', 'practitioner'), e.cancellationByPractitioner);
+    const { e } = await checkAppointments();
     expect(e.noShow).toEqual({ populations: { 'initial-population': 8, denominator: 6, numerator: 2 }, score: 2 / 6 });
     // One practitioner's appointments only.
     const one = await report('appointment-statistics', `${PERIOD}&practitioner=Practitioner/${practitioners[1]}`);
@@ -285,19 +330,7 @@ describe('hospital reports as MeasureReport operations (issue 14 §5)', () => {
   });
 
   it('FR-IP-001 bed occupancy: per ward beds, occupied / available bed-days, rate and current occupancy', async () => {
-    const body = await report('bed-occupancy');
-    const wards = expectedBeds(FIRST, LAST, await readAll<Location>('Location'), await readAll<Encounter>('Encounter'), Date.now());
-    const occupied = strataOf(body, 'occupied-bed-days', 'ward');
-    const available = strataOf(body, 'available-bed-days', 'ward');
-    const rate = strataOf(body, 'occupancy-rate', 'ward');
-    const current = strataOf(body, 'current-occupancy', 'ward');
-    expect([...occupied.keys()].sort()).toEqual([...wards.keys()].sort());
-    for (const [ward, w] of wards) {
-      expectFigure(occupied.get(ward), { populations: { 'initial-population': w.stays }, score: w.occupiedDays }, 4);
-      expectFigure(available.get(ward), { populations: { 'initial-population': w.beds }, score: w.availableDays }, 4);
-      expectFigure(rate.get(ward), { populations: { 'initial-population': w.beds }, score: w.availableDays ? w.occupiedDays / w.availableDays : undefined }, 4);
-      expectFigure(current.get(ward), { populations: { denominator: w.beds, numerator: w.occupiedNow }, score: w.beds ? w.occupiedNow / w.beds : undefined }, 4);
-    }
+    const { body, wards } = await checkBeds();
     const all = [...wards.values()];
     const sum = (f: (w: (typeof all)[number]) => number) => all.reduce((s, w) => s + f(w), 0);
     expectFigure(figureOf(groupOf(body, 'occupancy-rate')), { populations: { 'initial-population': sum((w) => w.beds) }, score: sum((w) => w.occupiedDays) / sum((w) => w.availableDays) }, 4);
@@ -307,18 +340,7 @@ describe('hospital reports as MeasureReport operations (issue 14 §5)', () => {
   });
 
   it('lab turnaround: median / p90 / mean minutes from order to final report, per test and priority', async () => {
-    const body = await report('lab-turnaround');
-    const e = expectedTurnaround(FIRST, LAST, await readAll<ServiceRequest>('ServiceRequest'), await readAll<DiagnosticReport>('DiagnosticReport'));
-    const check = (group: string, pick: (s: { median: number; p90: number; mean: number }) => number) => {
-      const fig = (s: { n: number; median: number; p90: number; mean: number }): Expected => ({ populations: { 'initial-population': s.n }, score: pick(s) });
-      expectFigure(figureOf(groupOf(body, group)), fig(e.all), 2);
-      expectStrata(strataOf(body, group, 'test'), new Map([...e.byTest].map(([k, s]) => [k, fig(s)])), 2);
-      expectStrata(strataOf(body, group, 'priority'), new Map([...e.byPriority].map(([k, s]) => [k, fig(s)])), 2);
-      expectStrata(strataOf(body, group, 'test-priority'), new Map([...e.byBoth].map(([k, s]) => [k, fig(s)])), 2);
-    };
-    check('turnaround-median', (s) => s.median);
-    check('turnaround-p90', (s) => s.p90);
-    check('turnaround-mean', (s) => s.mean);
+    const { e } = await checkTurnaround();
     expect(e.all.n).toBe(6);
     expect(e.all.median).toBe(240);
   });
@@ -407,6 +429,90 @@ describe('hospital reports as MeasureReport operations (issue 14 §5)', () => {
     const patientToken = await signInAs(t, 'PATIENT', `Patient/${patient}`);
     expect((await get(patientToken.token, 'appointment-statistics')).statusCode).toBe(403);
     expect((await t.server.http.inject({ method: 'GET', url: `/fhir/MeasureReport/$revenue?${PERIOD}` })).statusCode).toBe(401);
+  });
+
+  // Runs after the tests above (it changes their data): the report facts of migration 0030 are
+  // kept by the writes themselves, so updates, deletes, Bundles and re-categorised ChargeItems
+  // must show in every report at once, equal to the oracle over the resources as they are now.
+  it('issue 14 §5: reports follow updates, deletes, transaction Bundles and ChargeItem changes (report facts kept by the write)', async () => {
+    const put = async (resource: FhirResource) => {
+      const res = await t.request({ method: 'PUT', url: `/fhir/${resource.resourceType}/${resource.id}`, payload: resource });
+      expect(res.statusCode, res.body).toBe(200);
+    };
+    const remove = async (type: string, id: string) => {
+      const res = await t.request({ method: 'DELETE', url: `/fhir/${type}/${id}` });
+      expect(res.statusCode, res.body).toBeLessThan(300);
+    };
+    const invoices = await readAll<Invoice>('Invoice');
+    // The other currency an earlier test added goes (the oracle sums one currency).
+    for (const other of invoices.filter((i) => i.totalGross?.currency !== 'VND')) await remove('Invoice', other.id!);
+    const i1 = invoices.find((i) => i.totalGross?.value === 110000)!;
+    await put({ ...i1, status: 'balanced' });
+    await remove('Invoice', invoices.find((i) => i.date === '2026-01-20')!.id!);
+    // The ChargeItem a line of i2 refers to is re-coded: that line changes category.
+    const [chargeItem] = await readAll<ChargeItem>('ChargeItem');
+    await put({ ...chargeItem!, code: { coding: [{ system: CHARGE, code: 'CONS-SPEC', display: 'Specialist' }] } });
+    // A ChargeItem and an Invoice referring to it in one transaction; a partial date (the month).
+    const bundle = await t.request({
+      method: 'POST',
+      url: '/fhir',
+      payload: {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          { fullUrl: 'urn:uuid:6f0c1f4e-0000-4000-8000-000000000001', resource: { resourceType: 'ChargeItem', status: 'billed', code: { coding: [{ system: CHARGE, code: 'IMAGING' }] }, subject: { reference: `Patient/${patient}` } }, request: { method: 'POST', url: 'ChargeItem' } },
+          {
+            resource: {
+              resourceType: 'Invoice',
+              status: 'issued',
+              date: '2026-01',
+              subject: { reference: `Patient/${patient}` },
+              lineItem: [{ chargeItemReference: { reference: 'urn:uuid:6f0c1f4e-0000-4000-8000-000000000001' }, priceComponent: [{ type: 'base', amount: VND(70000) }, { type: 'tax', amount: VND(7000) }] }],
+              totalNet: VND(70000),
+              totalGross: VND(77000),
+            },
+            request: { method: 'POST', url: 'Invoice' },
+          },
+        ],
+      },
+    });
+    expect(bundle.statusCode, bundle.body).toBe(200);
+    const payments = await readAll<PaymentReconciliation>('PaymentReconciliation');
+    await put({ ...payments.find((x) => x.paymentDate === '2026-01-31')!, status: 'cancelled' });
+    const { e } = await checkRevenue();
+    expect(e.grossByCategory.get(`${CHARGE}|IMAGING`)?.score).toBe(77000);
+
+    const appointments = await readAll<Appointment>('Appointment');
+    await put({ ...appointments.find((a) => a.start === '2026-01-05T10:00:00Z')!, status: 'fulfilled' });
+    await remove('Appointment', appointments.find((a) => a.start === '2026-01-05T11:00:00Z')!.id!);
+    await checkAppointments();
+
+    const encounters = await readAll<Encounter>('Encounter');
+    await remove('Encounter', encounters.find((x) => x.period?.start === '2026-01-18T00:00:00Z')!.id!);
+    await checkBeds();
+
+    const requests = await readAll<ServiceRequest>('ServiceRequest');
+    await put({ ...requests.find((r) => r.authoredOn === '2026-01-11T10:00:00Z')!, priority: 'stat' });
+    await checkTurnaround();
+  });
+
+  it('issue 14 §5: every group, stratifier and component code of the reports is defined in CodeSystem report-figure (terminology/, $lookup)', async () => {
+    const used = new Set<string>();
+    for (const name of ['revenue', 'appointment-statistics', 'bed-occupancy', 'lab-turnaround']) {
+      for (const g of (await report(name, name === 'revenue' ? `${PERIOD}&currency=VND` : PERIOD)).group ?? []) {
+        for (const c of [g.code, ...(g.stratifier ?? []).flatMap((st) => [...(st.code ?? []), ...(st.stratum ?? []).flatMap((x) => (x.component ?? []).map((k) => k.code))])]) {
+          for (const coding of c?.coding ?? []) if (coding.system === 'https://fhir.hospital.example.org/CodeSystem/report-figure') used.add(coding.code!);
+        }
+      }
+    }
+    expect(used.size).toBeGreaterThan(15);
+    for (const code of used) {
+      const res = await t.request({ method: 'GET', url: `/fhir/CodeSystem/$lookup?system=https://fhir.hospital.example.org/CodeSystem/report-figure&code=${code}` });
+      expect(res.statusCode, `${code}: ${res.body}`).toBe(200);
+    }
+    // The discount approval Task code (src/workflows/billing/operations.ts) likewise.
+    const task = await t.request({ method: 'GET', url: '/fhir/CodeSystem/$lookup?system=https://fhir.hospital.example.org/CodeSystem/billing-task&code=discount-approval' });
+    expect(task.statusCode, task.body).toBe(200);
   });
 
   it('the Measures and OperationDefinitions in conformance/ are valid FHIR R4 and the operations are in the CapabilityStatement', async () => {

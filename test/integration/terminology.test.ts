@@ -274,7 +274,38 @@ describe('terminology operations and search modifiers', () => {
     expect(await status('/fhir/ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/administrative-gender&count=abc')).toBe(400);
     expect(await status('/fhir/ValueSet/nope/$expand')).toBe(404);
     expect(await status('/fhir/CodeSystem/$subsumes?system=' + GEN + '&codeA=R&codeB=nope')).toBe(400);
-    expect(await status('/fhir/ConceptMap/$translate?system=a&code=b&reverse=true')).toBe(400);
+    expect(await status('/fhir/ValueSet/$expand', { resourceType: 'Parameters', parameter: [{ name: 'valueSet', resource: { resourceType: 'Patient' } }] })).toBe(400);
+  });
+
+  it('issue 15 item 1: inline valueSet for $expand and $validate-code; $translate reverse', async () => {
+    const inline: ValueSet = { resourceType: 'ValueSet', url: 'https://example.org/ValueSet/inline-b01', status: 'active', compose: { include: [{ system: GEN, filter: [{ property: 'concept', op: 'is-a', value: 'B01' }] }] } };
+    const expanded = (await post('/fhir/ValueSet/$expand', { resourceType: 'Parameters', parameter: [{ name: 'valueSet', resource: inline }, { name: 'filter', valueString: 'leaf' }] })).json() as ValueSet;
+    expect(expanded.url).toBe(inline.url);
+    expect(expanded.expansion?.contains?.map((c) => c.code).sort()).toEqual(['C010', 'C011', 'C012']);
+    const valid = (await post('/fhir/ValueSet/$validate-code', { resourceType: 'Parameters', parameter: [{ name: 'valueSet', resource: inline }, { name: 'coding', valueCoding: { system: GEN, code: 'C011' } }] })).json() as Parameters;
+    expect(param(valid, 'result')?.[0]?.valueBoolean).toBe(true);
+    const invalid = (await post('/fhir/ValueSet/$validate-code', { resourceType: 'Parameters', parameter: [{ name: 'valueSet', resource: inline }, { name: 'coding', valueCoding: { system: GEN, code: 'A0' } }] })).json() as Parameters;
+    expect(param(invalid, 'result')?.[0]?.valueBoolean).toBe(false);
+    // held for the call only
+    const held = await t.server.database.db.selectFrom('terminology_value_set' as never).select(['url' as never]).where('url' as never, 'like', 'urn:uuid:%' as never).execute();
+    expect(held).toEqual([]);
+    await t.request({
+      method: 'PUT',
+      url: '/fhir/ConceptMap/rev-map',
+      payload: {
+        resourceType: 'ConceptMap',
+        id: 'rev-map',
+        url: 'https://fhir.hospital.example.org/ConceptMap/test-reverse',
+        status: 'active',
+        group: [{ source: GEN, target: 'http://loinc.org', element: [{ code: 'C100', target: [{ code: '718-7', equivalence: 'wider' }] }, { code: 'C101', target: [{ code: '718-7', equivalence: 'equivalent' }] }] }],
+      },
+    });
+    const rev = (await get('/fhir/ConceptMap/rev-map/$translate?system=http://loinc.org&code=718-7&reverse=true')).json() as Parameters;
+    expect(param(rev, 'result')?.[0]?.valueBoolean).toBe(true);
+    const matches = param(rev, 'match')!.map((m) => `${m.part!.find((x) => x.name === 'concept')?.valueCoding?.code}:${m.part!.find((x) => x.name === 'equivalence')?.valueCode}`);
+    expect(matches).toEqual(['C100:narrower', 'C101:equivalent']);
+    const none = (await get('/fhir/ConceptMap/$translate?system=a&code=b&reverse=true')).json() as Parameters;
+    expect(param(none, 'result')?.[0]?.valueBoolean).toBe(false);
   });
 
   it('the CapabilityStatement lists the operations', async () => {

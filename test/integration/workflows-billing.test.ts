@@ -58,6 +58,30 @@ async function dispense(patient: string, quantity: number): Promise<string> {
   ).id;
 }
 
+/** The discharge summary and (empty) discharge medication list the discharge rules ask for. */
+async function dischargePapers(patient: string, encounter: string): Promise<void> {
+  await create<Composition>(t, {
+    resourceType: 'Composition',
+    status: 'final',
+    type: { coding: [{ system: 'http://loinc.org', code: '18842-5' }] },
+    subject: { reference: `Patient/${patient}` },
+    encounter: { reference: `Encounter/${encounter}` },
+    date: new Date().toISOString(),
+    author: [{ display: 'Dr Test' }],
+    title: 'Discharge summary',
+  });
+  // Discharge medication list (the prescribing rules ask for one; empty here).
+  await create(t, {
+    resourceType: 'List',
+    status: 'current',
+    mode: 'snapshot',
+    code: { coding: [{ system: 'http://loinc.org', code: '10183-2' }] },
+    subject: { reference: `Patient/${patient}` },
+    encounter: { reference: `Encounter/${encounter}` },
+    emptyReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/list-empty-reason', code: 'nilknown' }] },
+  });
+}
+
 /** An ICU stay of `hours`, discharged (summary written): BED-DAY charge. */
 async function icuStay(patient: string, hours: number): Promise<string> {
   const ward = await create<Location>(t, { resourceType: 'Location', status: 'active', name: 'ICU A', physicalType: { coding: [{ system: PHYSICAL_TYPE_SYSTEM, code: 'wa' }] }, type: [{ coding: [{ system: 'https://fhir.hospital.example.org/CodeSystem/ward-type', code: 'ICU' }] }] });
@@ -70,26 +94,7 @@ async function icuStay(patient: string, hours: number): Promise<string> {
     period: { start: new Date(Date.now() - hours * 3_600_000).toISOString() },
     location: [{ location: { reference: `Location/${bed.id}` }, status: 'active' }],
   });
-  await create<Composition>(t, {
-    resourceType: 'Composition',
-    status: 'final',
-    type: { coding: [{ system: 'http://loinc.org', code: '18842-5' }] },
-    subject: { reference: `Patient/${patient}` },
-    encounter: { reference: `Encounter/${stay.id}` },
-    date: new Date().toISOString(),
-    author: [{ display: 'Dr Test' }],
-    title: 'Discharge summary',
-  });
-  // Discharge medication list (the prescribing rules ask for one; empty here).
-  await create(t, {
-    resourceType: 'List',
-    status: 'current',
-    mode: 'snapshot',
-    code: { coding: [{ system: 'http://loinc.org', code: '10183-2' }] },
-    subject: { reference: `Patient/${patient}` },
-    encounter: { reference: `Encounter/${stay.id}` },
-    emptyReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/list-empty-reason', code: 'nilknown' }] },
-  });
+  await dischargePapers(patient, stay.id);
   const current = await read<Encounter>(t, 'Encounter', stay.id);
   const res = await t.request({ method: 'PUT', url: `/fhir/Encounter/${stay.id}`, payload: { ...current, status: 'finished', period: { ...current.period, end: new Date().toISOString() } } });
   expect(res.statusCode, res.body).toBe(200);
@@ -187,6 +192,43 @@ describe('charges created by the server (FR-BL-001, FR-IP-002)', () => {
     expect(charges[0]!.quantity?.value).toBe(3);
     expect(charges[0]!.priceOverride?.value).toBe(7_500_000);
     expect(charges[0]!.context?.reference).toBe(`Encounter/${stay}`);
+  });
+  it('FR-IP-002 / FR-BL-001: after a transfer, bed days are priced per ward for the days spent in each', async () => {
+    const patient = await createPatient(t, 'Transferred');
+    const ward = async (name: string, type: string) => {
+      const w = await create<Location>(t, { resourceType: 'Location', status: 'active', name, physicalType: { coding: [{ system: PHYSICAL_TYPE_SYSTEM, code: 'wa' }] }, type: [{ coding: [{ system: 'https://fhir.hospital.example.org/CodeSystem/ward-type', code: type }] }] });
+      return (await create<Location>(t, { resourceType: 'Location', status: 'active', name: `${name}-1`, physicalType: { coding: [{ system: PHYSICAL_TYPE_SYSTEM, code: 'bd' }] }, partOf: { reference: `Location/${w.id}` }, operationalStatus: { system: BED_STATUS_SYSTEM, code: 'U' } })).id;
+    };
+    const icu = await ward('ICU T', 'ICU');
+    const general = await ward('Medical T', 'MED');
+    const hour = 3_600_000;
+    const start = Date.now() - 70 * hour;
+    const at = (hours: number) => new Date(start + hours * hour).toISOString();
+    // 30 h in ICU, then 40 h on the medical ward: day 1 ICU, days 2 and 3 mostly medical.
+    const stay = await create<Encounter>(t, {
+      resourceType: 'Encounter',
+      status: 'in-progress',
+      class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' },
+      subject: { reference: `Patient/${patient}` },
+      period: { start: at(0) },
+      location: [
+        { location: { reference: `Location/${icu}` }, status: 'completed', period: { start: at(0), end: at(30) } },
+        { location: { reference: `Location/${general}` }, status: 'active', period: { start: at(30) } },
+      ],
+    });
+    await dischargePapers(patient, stay.id);
+    const current = await read<Encounter>(t, 'Encounter', stay.id);
+    const res = await t.request({ method: 'PUT', url: `/fhir/Encounter/${stay.id}`, payload: { ...current, status: 'finished', period: { ...current.period, end: at(70) } } });
+    expect(res.statusCode, res.body).toBe(200);
+    const charges = (await chargesOf(t, patient)).filter((c) => codeOf(c) === 'BED-DAY');
+    expect(charges.map((c) => [c.quantity?.value, c.priceOverride?.value]).sort()).toEqual([
+      [1, 2_500_000],
+      [2, 1_000_000],
+    ]);
+    // Finishing it again charges nothing more.
+    const again = await t.request({ method: 'PUT', url: `/fhir/Encounter/${stay.id}`, payload: { ...(await read<Encounter>(t, 'Encounter', stay.id)), status: 'finished' } });
+    expect(again.statusCode, again.body).toBe(200);
+    expect((await chargesOf(t, patient)).filter((c) => codeOf(c) === 'BED-DAY')).toHaveLength(2);
   });
 });
 
@@ -304,7 +346,7 @@ describe('invoices, discounts, payments, receipts (FR-BL-001, FR-BL-002)', () =>
     const text = pdfText(res.rawPayload);
     expect(text).toContain('Payment receipt');
     expect(text).toContain('General Hospital');
-    expect(text).toContain('Test Nguyen');
+    expect(text).toContain('Test Nguyễn'); // Vietnamese marks kept (embedded Noto Sans, src/workflows/pdf.ts)
     expect(text).toContain('100,000 VND');
     expect(text).toContain('cash');
     const statement = await t.request({ method: 'GET', url: `/fhir/Invoice/${invoice.id}/$receipt`, headers: { authorization: `Bearer ${accountant}` } });

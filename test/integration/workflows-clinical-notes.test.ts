@@ -285,6 +285,86 @@ describe('FR-EMR-002 clinical notes: drafts, signing, revisions, diff, concurren
   });
 });
 
+describe('FR-EMR-001 / FR-IP-002 encounters link to the appointment or admission', () => {
+  const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
+  const hour = (h: number) => new Date(Date.now() + h * 3600_000).toISOString();
+  const appointment = async (status: string, who = patient) =>
+    (
+      await created<{ id: string }>({
+        resourceType: 'Appointment',
+        status,
+        start: hour(1),
+        end: hour(2),
+        participant: [{ actor: { reference: `Patient/${who}` }, status: 'accepted' }, { actor: { reference: `Practitioner/${doctor}` }, status: 'accepted' }],
+      })
+    ).id;
+  const refusal = (res: { status: number; body: OperationOutcome }, path: string) => {
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    const issue = res.body.issue.find((i) => i.code === 'business-rule');
+    expect(issue?.expression, JSON.stringify(res.body)).toEqual([path]);
+    return issue!.diagnostics ?? '';
+  };
+
+  it('FR-EMR-001 Encounter.appointment: an existing Appointment of the same patient in a status the encounter can follow; 422 business-rule otherwise', async () => {
+    const other = (await created<{ id: string }>({ resourceType: 'Patient', name: [{ family: 'Other' }] })).id;
+    const booked = await appointment('booked');
+    const linked = await created<Encounter>(visit({ appointment: [{ reference: `Appointment/${booked}` }] }), doctorToken);
+    expect(linked.appointment?.[0]?.reference).toBe(`Appointment/${booked}`);
+
+    const post = (e: Encounter) => send<OperationOutcome>('POST', '/fhir/Encounter', e, doctorToken);
+    expect(refusal(await post(visit({ appointment: [{ reference: 'Appointment/does-not-exist' }] })), 'Encounter.appointment[0]')).toMatch(/does not exist/);
+    expect(refusal(await post(visit({ appointment: [{ reference: `Appointment/${await appointment('booked', other)}` }] })), 'Encounter.appointment[0]')).toMatch(/not for this encounter's Patient/);
+    const cancelled = await appointment('cancelled');
+    expect(refusal(await post(visit({ appointment: [{ reference: `Appointment/${cancelled}` }] })), 'Encounter.appointment[0]')).toMatch(/is cancelled/);
+    // A cancelled encounter may record the cancelled appointment it belonged to.
+    expect((await post(visit({ status: 'cancelled', appointment: [{ reference: `Appointment/${cancelled}` }] }))).status).toBe(201);
+    const proposed = await appointment('proposed');
+    expect(refusal(await post(visit({ appointment: [{ reference: `Appointment/${proposed}` }] })), 'Encounter.appointment[0]')).toMatch(/not booked/);
+    expect((await post(visit({ status: 'planned', appointment: [{ reference: `Appointment/${proposed}` }] }))).status).toBe(201);
+
+    // Checked when the link (or the status) changes, not on every later edit.
+    const appt = (await send<{ status: string }>('GET', `/fhir/Appointment/${booked}`)).body;
+    expect((await send('PUT', `/fhir/Appointment/${booked}`, { ...appt, status: 'noshow' })).status).toBe(200);
+    const current = (await send<Encounter>('GET', `/fhir/Encounter/${linked.id}`)).body;
+    expect((await send('PUT', `/fhir/Encounter/${linked.id}`, { ...current, reasonCode: [{ text: 'Follow-up' }] }, doctorToken)).status).toBe(200);
+
+    // Without an API caller (bulk import, HL7 v2 feed): stored as sent.
+    const imported = await t.server.store.transaction((tx) => tx.create(visit({ appointment: [{ reference: 'Appointment/elsewhere' }] })));
+    expect(JSON.parse(imported.json!).appointment[0].reference).toBe('Appointment/elsewhere');
+  });
+
+  it('FR-IP-002 an inpatient encounter (class IMP) links to the admission: the patient\'s inpatient EpisodeOfCare, or partOf an encounter of the same patient', async () => {
+    const who = (await created<{ id: string }>({ resourceType: 'Patient', name: [{ family: 'Admitted' }] })).id;
+    const other = (await created<{ id: string }>({ resourceType: 'Patient', name: [{ family: 'Elsewhere' }] })).id;
+    const episode = (subject: string, code: string, status = 'active') =>
+      created<{ id: string }>({ resourceType: 'EpisodeOfCare', status, type: [{ coding: [{ system: ACT, code }] }], patient: { reference: `Patient/${subject}` }, period: { start: hour(-48) } }).then((e) => e.id);
+    const admission = await episode(who, 'IMP');
+    const inpatient = (extra: Partial<Encounter> = {}): Encounter => visit({ class: { system: ACT, code: 'IMP' }, subject: { reference: `Patient/${who}` }, ...extra });
+    const post = (e: Encounter) => send<OperationOutcome>('POST', '/fhir/Encounter', e, doctorToken);
+
+    // No link given: the open inpatient encounter joins the patient's active admission.
+    const ward = await created<Encounter>(inpatient(), doctorToken);
+    expect(ward.episodeOfCare?.map((e) => e.reference)).toEqual([`EpisodeOfCare/${admission}`]);
+    expect((await created<Encounter>(inpatient({ episodeOfCare: [{ reference: `EpisodeOfCare/${admission}` }] }), doctorToken)).id).toBeTruthy();
+
+    expect(refusal(await post(inpatient({ episodeOfCare: [{ reference: `EpisodeOfCare/${await episode(other, 'IMP')}` }] })), 'Encounter.episodeOfCare[0]')).toMatch(/not this encounter's Patient/);
+    expect(refusal(await post(inpatient({ episodeOfCare: [{ reference: `EpisodeOfCare/${await episode(who, 'AMB')}` }] })), 'Encounter.episodeOfCare')).toMatch(/admission/);
+    expect(refusal(await post(inpatient({ episodeOfCare: [{ reference: `EpisodeOfCare/${await episode(who, 'IMP', 'finished')}` }] })), 'Encounter.episodeOfCare[0]')).toMatch(/is finished/);
+    expect(refusal(await post(inpatient({ episodeOfCare: [{ reference: 'EpisodeOfCare/none' }] })), 'Encounter.episodeOfCare[0]')).toMatch(/does not exist/);
+
+    // partOf: the admission encounter of the same patient.
+    expect((await created<Encounter>(inpatient({ partOf: { reference: `Encounter/${ward.id}` } }), doctorToken)).partOf?.reference).toBe(`Encounter/${ward.id}`);
+    const elsewhere = await created<Encounter>(visit({ subject: { reference: `Patient/${other}` } }), doctorToken);
+    expect(refusal(await post(inpatient({ partOf: { reference: `Encounter/${elsewhere.id}` } })), 'Encounter.partOf')).toMatch(/not this encounter's Patient/);
+    expect(refusal(await post(inpatient({ partOf: { reference: 'Encounter/none' } })), 'Encounter.partOf')).toMatch(/does not exist/);
+
+    // Outpatient encounters without links, and finished inpatient history, are left alone.
+    expect((await created<Encounter>(visit({ subject: { reference: `Patient/${who}` } }), doctorToken)).episodeOfCare).toBeUndefined();
+    const history = await created<Encounter>(inpatient({ status: 'finished', period: { start: hour(-400), end: hour(-300) } }));
+    expect(history.episodeOfCare).toBeUndefined();
+  });
+});
+
 describe('FR-EMR-001 amendment window from CLINICAL_AMENDMENT_WINDOW_HOURS', () => {
   it('FR-EMR-001 the window is configurable (default 24 h, 0: never amendable)', () => {
     expect(t.config.clinicalAmendmentWindowHours).toBe(24);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { ackCode } from './hl7v2-helpers.js';
 import { signInAs } from './smart-helpers.js';
+import { pdfText } from '../support/pdf-text.js';
 
 /**
  * Laboratory results (issue 14 §2, seed 004 FR-LAB-002 / FR-LAB-003): values checked against the
@@ -64,15 +65,6 @@ function result(patient: string, code: string, value: Observation['valueQuantity
 const flags = (o: Observation) => (o.interpretation ?? []).flatMap((c) => c.coding ?? []).map((c) => c.code);
 const verify = (type: string, id: string, token: string) => t.request({ method: 'POST', url: `/fhir/${type}/${id}/$verify`, ...auth(token) });
 const issueOf = (body: string) => (JSON.parse(body) as OperationOutcome).issue[0]!;
-
-/** Text shown by an uncompressed pdfkit PDF: the hex strings of its TJ operators, one line per operator. */
-function pdfText(pdf: Buffer): string {
-  const lines: string[] = [];
-  for (const op of pdf.toString('latin1').matchAll(/\[([^\]]*)\]\s*TJ/g)) {
-    lines.push([...op[1]!.matchAll(/<([0-9a-fA-F]*)>/g)].map((h) => Buffer.from(h[1]!, 'hex').toString('latin1')).join(''));
-  }
-  return lines.join('\n');
-}
 
 describe('FR-LAB-002 result entry against the catalogue', () => {
   it('FR-LAB-002: a value of the wrong type or unit, or an unknown test, is refused with 422 and the path', async () => {

@@ -106,12 +106,5 @@ export function stockExtension(m: Medication): number | undefined {
   return m.extension?.find((e) => e.url === STOCK)?.valueQuantity?.value;
 }
 
-/** Text shown by an uncompressed pdfkit PDF: the hex strings of its TJ operators, one line per operator. */
-export function pdfText(pdf: Buffer): string {
-  const source = pdf.toString('latin1');
-  const lines: string[] = [];
-  for (const op of source.matchAll(/\[([^\]]*)\]\s*TJ/g)) {
-    lines.push([...op[1]!.matchAll(/<([0-9a-fA-F]*)>/g)].map((h) => Buffer.from(h[1]!, 'hex').toString('latin1')).join(''));
-  }
-  return lines.join('\n');
-}
+/** Text shown by an uncompressed pdfkit PDF, one line per TJ operator (test/support/pdf-text.ts). */
+export { pdfText } from '../support/pdf-text.js';

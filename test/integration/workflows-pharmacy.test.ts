@@ -1,4 +1,4 @@
-import type { DetectedIssue, Medication, MedicationDispense, OperationOutcome, Parameters, Practitioner } from 'fhir/r4.js';
+import type { DetectedIssue, Medication, MedicationDispense, MedicationRequest, OperationOutcome, Parameters, Practitioner } from 'fhir/r4.js';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
@@ -178,6 +178,65 @@ describe('dispensing (FR-PH-002)', () => {
     expect((await stock(t, med)).total).toBe(80);
   });
 
+  it('FR-PH-002: the dispense that uses the prescription up (refills included) sets it completed in the same transaction; undoing it reopens it', async () => {
+    const med = await medication(t, 'Losartan 50 mg');
+    await receive(t, med, 'LOS-1', inDays(365), 100);
+    const p = await patient(t, 'Ngo');
+    const status = async (id: string) => (await read<MedicationRequest>(t, 'MedicationRequest', id)).status;
+    // 5 tablets × (1 + 1 repeat) = 10.
+    const rx = await prescription(t, p, med, 5, { dispenseRequest: { quantity: { value: 5, unit: 'tablet' }, numberOfRepeatsAllowed: 1 } });
+    expect((await postDispense(t, ph1, dispenseBody(p, med, rx, 5))).statusCode).toBe(201);
+    expect(await status(rx)).toBe('active');
+    expect((await postDispense(t, ph1, dispenseBody(p, med, rx, 3))).statusCode).toBe(201);
+    expect(await status(rx)).toBe('active');
+    // The last 2 in a transaction Bundle whose other entry fails: nothing is written, still active.
+    const failing = await t.request({
+      method: 'POST',
+      url: '/fhir',
+      headers: { authorization: `Bearer ${ph1}` },
+      payload: {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          { resource: dispenseBody(p, med, rx, 2), request: { method: 'POST', url: 'MedicationDispense' } },
+          { resource: dispenseBody(p, med, rx, 1), request: { method: 'POST', url: 'MedicationDispense' } },
+        ],
+      },
+    });
+    expect(failing.statusCode).toBe(409);
+    expect(await status(rx)).toBe('active');
+    const last = await postDispense(t, ph1, dispenseBody(p, med, rx, 2));
+    expect(last.statusCode, last.body).toBe(201);
+    const completed = await read<MedicationRequest>(t, 'MedicationRequest', rx);
+    expect(completed.status).toBe('completed');
+    expect(completed.meta?.versionId).not.toBe('1');
+    const again = await postDispense(t, ph1, dispenseBody(p, med, rx, 1));
+    expect(again.statusCode).toBe(409);
+    expect(outcomeText(again.body)).toMatch(/completed \(fully dispensed\)/);
+    // The last dispense entered in error: its 2 tablets are owed again, the prescription is active.
+    const lastDispense = last.json() as MedicationDispense;
+    const undone = await t.request({ method: 'PUT', url: `/fhir/MedicationDispense/${lastDispense.id}`, payload: { ...lastDispense, status: 'entered-in-error' }, headers: { authorization: `Bearer ${ph1}` } });
+    expect(undone.statusCode, undone.body).toBe(200);
+    expect(await status(rx)).toBe('active');
+    expect((await postDispense(t, ph1, dispenseBody(p, med, rx, 2))).statusCode).toBe(201);
+    expect(await status(rx)).toBe('completed');
+
+    // Without a quantity the dispenses are counted: 1 + 1 repeat.
+    const counted = await prescription(t, p, med, undefined, { dispenseRequest: { numberOfRepeatsAllowed: 1 } });
+    expect((await postDispense(t, ph1, dispenseBody(p, med, counted, 4))).statusCode).toBe(201);
+    expect(await status(counted)).toBe('active');
+    expect((await postDispense(t, ph1, dispenseBody(p, med, counted, 4))).statusCode).toBe(201);
+    expect(await status(counted)).toBe('completed');
+
+    // Completed by the prescriber short of its quantity: an undone dispense does not reopen it.
+    const stopped = await prescription(t, p, med, 10);
+    const part = (await postDispense(t, ph1, dispenseBody(p, med, stopped, 4))).json() as MedicationDispense;
+    const current = await read<MedicationRequest>(t, 'MedicationRequest', stopped);
+    expect((await t.request({ method: 'PUT', url: `/fhir/MedicationRequest/${stopped}`, payload: { ...current, status: 'completed' } })).statusCode).toBe(200);
+    expect((await t.request({ method: 'PUT', url: `/fhir/MedicationDispense/${part.id}`, payload: { ...part, status: 'cancelled' }, headers: { authorization: `Bearer ${ph1}` } })).statusCode).toBe(200);
+    expect(await status(stopped)).toBe('completed');
+  });
+
   it('FR-PH-002: an expired or inactive prescription, another patient\'s or another product\'s, is refused and nothing is taken', async () => {
     const med = await medication(t, 'Atorvastatin 20 mg');
     await receive(t, med, 'ATO-1', inDays(365), 30);
@@ -335,7 +394,7 @@ describe('transactions', () => {
 });
 
 describe('receipt and alerts', () => {
-  it('FR-PH-002: $receipt is a PDF with hospital, patient, drug, quantity, batches and pharmacist', async () => {
+  it('FR-PH-002: $receipt is a PDF with hospital, patient (Vietnamese marks kept), drug, quantity, batches and pharmacist', async () => {
     const med = await medication(t, 'Losartan 50 mg');
     await receive(t, med, 'LOS-A', inDays(200), 2);
     await receive(t, med, 'LOS-B', inDays(400), 10);
@@ -348,7 +407,8 @@ describe('receipt and alerts', () => {
     const pdf = res.rawPayload;
     expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
     const text = pdfText(pdf);
-    for (const expected of ['Bach Mai Hospital', 'Thi Lan Nguyen', 'Losartan 50 mg', '6 tablet', 'LOS-A', 'LOS-B', 'Minh Tran', 'One tablet daily']) expect(text).toContain(expected);
+    // The name prints with its Vietnamese marks (embedded Noto Sans, src/workflows/pdf.ts).
+    for (const expected of ['Bach Mai Hospital', 'Thị Lan Nguyễn', 'Losartan 50 mg', '6 tablet', 'LOS-A', 'LOS-B', 'Minh Tran', 'One tablet daily']) expect(text).toContain(expected);
     expect((await t.request({ method: 'GET', url: '/fhir/MedicationDispense/nope/$receipt' })).statusCode).toBe(404);
   });
 

@@ -130,6 +130,11 @@ export class MappingContext {
     }
   }
 
+  /** True when a prefetch found nothing of `type` carrying `identifier` (and this transaction wrote none since). */
+  absent(type: string, identifier: Identifier): boolean {
+    return this.known.get(this.knownKey(type, identifier))?.length === 0;
+  }
+
   /** Ids of resources of `type` carrying `identifier` (at most 2: more than one is ambiguous). */
   async find(type: string, identifier: Identifier): Promise<string[]> {
     const known = this.known.get(this.knownKey(type, identifier));
@@ -166,8 +171,10 @@ export class MappingContext {
     if (!current?.json) throw new MappingError(`${type}/${ids[0]} vanished while being updated`, '207');
     const stored = JSON.parse(current.json) as T;
     const next = { ...merge(stored, incoming), id: current.id } as T;
-    if (sameContent(stored, next)) return this.remember({ resourceType: type, id: current.id, versionId: current.versionId, changed: false });
-    const change = await this.tx.update(next, current, 'PUT');
+    // Compared after the before-write hooks (which fill in what the server assigns, e.g. a
+    // Specimen's accession number): the same message again makes no new version.
+    const change = await this.tx.updateIfChanged(next, current, 'PUT');
+    if (!change) return this.remember({ resourceType: type, id: current.id, versionId: current.versionId, changed: false });
     // Identifiers the update added (a merge) are known to lead here now.
     for (const id of (next as Resource & { identifier?: Identifier[] }).identifier ?? []) {
       const ids = this.known.get(this.knownKey(type, id));
@@ -201,18 +208,3 @@ export function identifierQuery(identifier: Identifier): string {
   return `identifier=${encodeURIComponent(identifierToken(identifier))}`;
 }
 
-/** Equal content, ignoring what the store sets (id, meta). */
-function sameContent(a: Resource, b: Resource): boolean {
-  return canonical({ ...a, id: undefined, meta: undefined }) === canonical({ ...b, id: undefined, meta: undefined });
-}
-
-/** JSON with object keys sorted: jsonb gives keys back in its own order. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}

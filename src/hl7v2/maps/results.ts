@@ -5,6 +5,7 @@ import { identifierFromEi, identifierFromSubEi, personDisplay, toCodeableConcept
 import { patientIdentifiers, resolvePatient, requirePid } from './patient.js';
 import { limitBreach } from './critical-limits.js';
 import { lookup } from './tables.js';
+import { expectSpecimens } from '../../workflows/lab/orders.js';
 
 /** One OBR with what follows it up to the next OBR or ORC (v2.5.1 ORU_R01 ORDER_OBSERVATION group). */
 interface ResultGroup {
@@ -182,6 +183,8 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
   // Every identifier the message will look up, known before anything is written: one prefetch
   // (nothing left to fetch when the batch this message is mapped in prefetched it already).
   await ctx.prefetch(resultLookups(ctx, pid, plans));
+  // Mapped alone: its new Specimens' accession numbers in one step (a batch announced them already).
+  expectSpecimens(ctx.tx, new Set(newSpecimens(ctx)).size);
   const patient = await resolvePatient(ctx, pid, false);
   const subject = reference(patient);
   for (const { group, placer, filler, reportId, key, specimenIds, observationIds: obsIds } of plans) {
@@ -204,7 +207,7 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
       if (collected) specimen.collection = { collectedDateTime: collected };
       const received = toInstant(spm.get(18), t);
       if (received) specimen.receivedTime = received;
-      specimens.push(await ctx.upsert(specimen, specimenId, keepLaboratoryFields));
+      specimens.push(await ctx.upsert(specimen, specimenId));
     }
     if (specimens.length === 0 && obr.get(15)) {
       // v2.3-style OBR-15 specimen source, collected at OBR-7.
@@ -214,7 +217,7 @@ export async function mapResult(ctx: MappingContext): Promise<void> {
       if (type) specimen.type = type;
       const collected = toDateTime(obr.get(7), t);
       if (collected) specimen.collection = { collectedDateTime: collected };
-      specimens.push(await ctx.upsert(specimen, specimenId, keepLaboratoryFields));
+      specimens.push(await ctx.upsert(specimen, specimenId));
     }
 
     const code = toCodeableConcept(obr.fields[4]?.[0], t);
@@ -331,6 +334,20 @@ export function resultLookups(ctx: MappingContext, pid = requirePid(ctx), plans 
   ];
 }
 
+/**
+ * `system|value` of each Specimen the mapping will create (after `prefetch`): the SPM specimens,
+ * else the OBR-15 one, that nothing stored carries yet. Each gets a laboratory accession number
+ * (specimenHook); knowing how many lets the transaction take them in one step (expectSpecimens).
+ */
+export function newSpecimens(ctx: MappingContext): string[] {
+  const keys: string[] = [];
+  for (const p of resultPlans(ctx)) {
+    const ids = p.group.spm.length ? p.specimenIds : p.group.obr.get(15) ? [{ system: ctx.system('specimen-of-order'), value: p.key }] : [];
+    for (const id of ids) if (ctx.absent('Specimen', id)) keys.push(`${id.system ?? ''}|${id.value ?? ''}`);
+  }
+  return keys;
+}
+
 /** The named bounds of a limit that are set. */
 function pick(limit: { low?: number; high?: number }, ...names: Array<'low' | 'high'>): { low?: number; high?: number } {
   const out: { low?: number; high?: number } = {};
@@ -338,14 +355,3 @@ function pick(limit: { low?: number; high?: number }, ...names: Array<'low' | 'h
   return out;
 }
 
-/**
- * A resent result's Specimen keeps what the laboratory gave it (its accession number, its status)
- * when the message does not say: the same message then changes nothing and makes no new version.
- */
-function keepLaboratoryFields(stored: Specimen, incoming: Specimen): Specimen {
-  return {
-    ...incoming,
-    ...(incoming.accessionIdentifier === undefined && stored.accessionIdentifier !== undefined ? { accessionIdentifier: stored.accessionIdentifier } : {}),
-    ...(incoming.status === undefined && stored.status !== undefined ? { status: stored.status } : {}),
-  };
-}

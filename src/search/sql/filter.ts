@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { COMPOSITE, DATE, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
+import { COMPOSITE, DATE, FULLTEXT, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
+import { fullTextCond } from './full-text.js';
 import { indexCodes, type CompiledSearchParam } from '../registry.js';
 import type { ChainFilter, Filter, HasFilter, LogicFilter, ParamFilter, ParamValue, ReferenceValue, SpecialParam } from '../request.js';
 import type { SearchTerminology } from '../terminology.js';
@@ -153,6 +154,10 @@ export class FilterCompiler {
   }
 
   private special(f: ParamFilter, p: SpecialParam, target: Target): Cond {
+    if (p.code === '_content' || p.code === '_text' || p.code === '_score') {
+      const a = this.aliases.next('x');
+      return sql`EXISTS (SELECT 1 FROM ${sql.raw(FULLTEXT)} ${sql.raw(a)} WHERE ${col(a, 'resource_type')} = ${target.type} AND ${col(a, 'resource_id')} = ${target.id} AND ${fullTextCond(a, p.code, f.values)})`;
+    }
     if (p.code === '_id') {
       if (f.values[0]?.kind === 'missing') return f.values[0].v ? FALSE : TRUE;
       const ids = f.values.flatMap((v) => (v.kind === 'token' && v.v.code !== undefined ? [v.v.code] : []));
@@ -216,6 +221,8 @@ export class FilterCompiler {
         return this.composite(a, p, v.parts);
       case 'missing':
         return TRUE;
+      case 'fulltext':
+        return FALSE; // special parameter: compiled by `special` / `fullTextSource`
     }
   }
 
@@ -272,7 +279,8 @@ export class FilterCompiler {
   idSource(f: Filter, type: TypeSet): IdSource | undefined {
     switch (f.kind) {
       case 'param':
-        return 'special' in f.param ? undefined : this.paramSource(f, f.param, type);
+        if ('special' in f.param) return f.param.code === '_content' || f.param.code === '_text' ? this.fullTextSource(f, f.param.code, type) : undefined;
+        return this.paramSource(f, f.param, type);
       case 'chain':
         return this.chainSource(f, type);
       case 'has':
@@ -307,6 +315,19 @@ export class FilterCompiler {
     // `:missing=false`: any row of the param
     if (first?.kind !== 'missing') conds.push(this.values(a, p, f, typeof type === 'string' ? type : undefined));
     return { from: sql`${sql.raw(table)} ${sql.raw(a)}`, id: col(a, 'resource_id'), ...typeColumn(col(a, 'resource_type'), type), where: and(conds), live: true, rank: rankByType[p.type] ?? 3 };
+  }
+
+  /** `_content` / `_text`: the ids whose search_text row matches (GIN on the tsvector). */
+  private fullTextSource(f: ParamFilter, code: string, type: TypeSet): IdSource {
+    const a = this.aliases.next('x');
+    return {
+      from: sql`${sql.raw(FULLTEXT)} ${sql.raw(a)}`,
+      id: col(a, 'resource_id'),
+      ...typeColumn(col(a, 'resource_type'), type),
+      where: and([typeIs(col(a, 'resource_type'), type), fullTextCond(a, code, f.values)]),
+      live: true,
+      rank: 2,
+    };
   }
 
   /**

@@ -1,13 +1,14 @@
 import { sql } from 'kysely';
 import { errors } from '../../fhir/errors.js';
-import { DATE, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
+import { DATE, FULLTEXT, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI } from '../index-tables.js';
+import { rankExpr } from './full-text.js';
 import type { SortKey } from '../request.js';
 import { and, col, FALSE, or, type Cond } from './util.js';
 
 /** One ORDER BY key: its SQL expression, the type to cast cursor values to, its direction. */
 export interface OrderKey {
   expr: Cond;
-  type: 'text' | 'timestamptz' | 'numeric';
+  type: 'text' | 'timestamptz' | 'numeric' | 'float8';
   desc: boolean;
   /** never NULL: ORDER BY may then use the plain btree order (no NULLS clause). */
   notNull?: boolean;
@@ -72,6 +73,16 @@ export function sortPlan(sort: SortKey[], r: SortTarget, valueGuaranteed: Readon
   let first: { firstJoin: Cond; firstMissing: Cond; valueNotNull: boolean; hubWhere: Cond } | undefined;
   sort.forEach((s, i) => {
     if ('special' in s.param) {
+      if (s.param.code === '_score') {
+        // Relevance (ts_rank) of the full-text filters, highest first for `_score` (`-_score`:
+        // lowest first). The row is joined once; every match has one (the filter needs it).
+        const a = `sc${i}`;
+        joins.push(sql`LEFT JOIN ${sql.raw(FULLTEXT)} ${sql.raw(a)} ON ${col(a, 'resource_type')} = ${r.type} AND ${col(a, 'resource_id')} = ${r.id}`);
+        const ranks = (s.textFilters ?? []).map((f) => sql`COALESCE(${rankExpr(a, f.param.code, f.values)}, 0)`);
+        const expr = ranks.length ? sql`(${sql.join(ranks, sql` + `)})::float8` : sql`0::float8`;
+        keys.push({ expr, type: 'float8', desc: !s.desc, notNull: true });
+        return;
+      }
       if (s.param.code === '_id') keys.push({ expr: r.id, type: 'text', desc: s.desc, notNull: true });
       else if (r.lastUpdated) keys.push({ expr: r.lastUpdated, type: 'timestamptz', desc: s.desc, notNull: true });
       else throw new Error('_sort=_lastUpdated needs the resource row');

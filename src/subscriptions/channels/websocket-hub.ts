@@ -4,6 +4,7 @@ import { parseScopes, scopesAllow, type ResourceScope } from '../../auth/scopes.
 import { compartmentParams } from '../../search/compartment.js';
 import type { SearchService } from '../../search/search-service.js';
 import { relativeReference } from '../../workflows/messaging-policy.js';
+import { maskBody, maskedFields } from '../../workflows/patient-masking.js';
 import { accessFilterFor, rowRestricted, type AccessFilter } from '../../search/sql/access.js';
 import type { Delivery } from './types.js';
 import type { BindingGrant } from './websocket-token.js';
@@ -149,7 +150,10 @@ export class WebSocketHub {
     }
     const bundle: Resource | undefined = delivery.notificationBundle;
     if (!bundle) throw new Error('the delivery carries no notification Bundle');
-    binding.socket.send(JSON.stringify(withoutUnreadable(bundle as Bundle, delivery)));
+    // Masked for the socket's own token too (its role may see less than the subscriber's).
+    const masked = maskedFields(binding.grant);
+    const shown = withoutUnreadable(bundle as Bundle, delivery);
+    binding.socket.send(JSON.stringify(masked ? maskBody(shown, masked) : shown));
   }
 
   /**

@@ -16,7 +16,7 @@ import { CHARGE_CODE_SYSTEM, type PriceList, type PricedDefinition } from './pri
  * | source write | charge (code of CodeSystem charge-code) |
  * |---|---|
  * | Encounter, not inpatient, into `finished` | consultation: CONS-FU / CONS-SPEC when Encounter.type says so, else CONS-GP |
- * | Encounter class IMP / ACUTE / NONAC into `finished` (discharge) | BED-DAY × days of Encounter.period (started 24 h count, at least 1), priced by the ward of the last bed |
+ * | Encounter class IMP / ACUTE / NONAC into `finished` (discharge) | BED-DAY × days of Encounter.period (started 24 h count, at least 1), each day priced by the ward the patient spent most of it in (location entries with periods; a transfer gives one charge per ward), else by the ward of the last bed |
  * | MedicationDispense into `completed` | MED-DISP × MedicationDispense.quantity (per unit) |
  * | ServiceRequest with a lab-test code into `active` (ordered) or `completed` | LAB-ORDER priced per test (+ LAB-STAT when priority stat); `revoked` / `entered-in-error` aborts them while not invoiced |
  *
@@ -45,6 +45,8 @@ interface ChargeRequest {
   encounter?: string;
   occurrence: string;
   service?: Reference;
+  /** Tells apart several charges of one code from one source (bed days per ward); none for the first. */
+  part?: string;
 }
 
 export function chargeHook(prices: PriceList): BeforeWriteHook {
@@ -94,14 +96,15 @@ async function abortCharges(tx: StoreTransaction, prices: PriceList, source: str
 }
 
 async function createCharge(tx: StoreTransaction, prices: PriceList, r: ChargeRequest): Promise<void> {
-  const id = chargeId(r.source, r.definition.code);
+  const key = r.part ? `${r.definition.code}@${r.part}` : r.definition.code;
+  const id = chargeId(r.source, key);
   const existing = await tx.read('ChargeItem', id);
   if (existing) return;
   const unit = r.definition.unitPrice(r.context) ?? 0n;
   const total = applyRate(unit, parseDecimal(r.quantity) ?? { units: 1n, scale: 0 });
   const charge: ChargeItem = {
     resourceType: 'ChargeItem',
-    identifier: [{ system: CHARGE_SOURCE_SYSTEM, value: `${r.source}#${r.definition.code}` }],
+    identifier: [{ system: CHARGE_SOURCE_SYSTEM, value: `${r.source}#${key}` }],
     definitionCanonical: [r.definition.url],
     status: 'billable',
     code: { coding: [{ system: CHARGE_CODE_SYSTEM, code: r.definition.code, display: prices.display(r.definition.code) }] },
@@ -136,23 +139,70 @@ async function encounterCharges(tx: StoreTransaction, prices: PriceList, encount
   const start = encounter.period?.start ?? encounter.location?.find((l) => l.period?.start)?.period?.start;
   const end = encounter.period?.end ?? now;
   const days = start ? Math.max(1, Math.ceil((Date.parse(end) - Date.parse(start)) / DAY_MS)) : 1;
-  const ward = await lastWard(tx, encounter);
-  return [{ source, definition, context: ward, quantity: Number.isFinite(days) ? days : 1, subject, encounter: source, occurrence: end }];
+  const quantity = Number.isFinite(days) ? days : 1;
+  const common = { source, definition, subject, encounter: source, occurrence: end };
+  const perWard = start && Number.isFinite(days) ? await bedDaysByWard(tx, encounter, Date.parse(start), days, Date.parse(end)) : [];
+  if (perWard.length === 0) return [{ ...common, context: await lastWard(tx, encounter), quantity }];
+  // The ward of the first day keeps the charge id of a single-ward stay; the others are parts.
+  return perWard.map((w, i) => ({ ...common, context: w.ward, quantity: w.days, ...(i > 0 ? { part: `Location/${w.ward.id}` } : {}) }));
 }
 
-/** The ward (physicalType `wa`) of the encounter's last bed, climbing `partOf` through a room; the bed itself when it has none. */
+/**
+ * Days of a stay per ward, for transfers (FR-IP-002, issue 14 §3): day k is the k-th started
+ * 24 h of the stay, charged at the ward whose bed the patient occupied longest in it (the later
+ * on a tie), from the location entries with a period start (end: the entry's, else the
+ * encounter's). Wards in order of their first day; empty when no entry has a period.
+ */
+async function bedDaysByWard(tx: StoreTransaction, encounter: Encounter, start: number, days: number, end: number): Promise<Array<{ ward: Location; days: number }>> {
+  const segments: Array<{ ward: Location; from: number; to: number }> = [];
+  for (const entry of encounter.location ?? []) {
+    const id = referenceTo('Location', entry.location.reference);
+    if (!id || !entry.period?.start || entry.status === 'planned') continue;
+    const ward = await wardOf(tx, id);
+    if (!ward) continue;
+    segments.push({ ward, from: Date.parse(entry.period.start), to: entry.period.end ? Date.parse(entry.period.end) : end });
+  }
+  if (segments.length === 0) return [];
+  const out = new Map<string, { ward: Location; days: number }>();
+  let current = segments[0]!.ward;
+  for (let k = 0; k < days; k++) {
+    const from = start + k * DAY_MS;
+    const to = from + DAY_MS;
+    let best = 0;
+    for (const s of segments) {
+      const overlap = Math.min(to, s.to) - Math.max(from, s.from);
+      if (overlap > 0 && overlap >= best) {
+        best = overlap;
+        current = s.ward;
+      }
+    }
+    // A day no entry covers stays at the ward of the day before.
+    const tally = out.get(current.id!) ?? { ward: current, days: 0 };
+    tally.days++;
+    out.set(current.id!, tally);
+  }
+  return [...out.values()];
+}
+
+/** The ward (physicalType `wa`) of a bed, climbing `partOf` through a room; the bed itself when it has none. */
+async function wardOf(tx: StoreTransaction, bedId: string): Promise<Location | undefined> {
+  let location = await readLocation(tx, bedId);
+  if (!location || physicalType(location) !== 'bd') return undefined;
+  const bed = location;
+  for (let hops = 0; hops < 3 && location; hops++) {
+    if (physicalType(location) === 'wa') return location;
+    const parent = referenceTo('Location', location.partOf?.reference);
+    location = parent ? await readLocation(tx, parent) : undefined;
+  }
+  return bed;
+}
+
+/** The ward of the encounter's last bed (wardOf). */
 async function lastWard(tx: StoreTransaction, encounter: Encounter): Promise<Location | undefined> {
   const ids = (encounter.location ?? []).map((l) => referenceTo('Location', l.location.reference)).filter((id): id is string => id !== undefined);
   for (const id of ids.reverse()) {
-    let location = await readLocation(tx, id);
-    if (!location || physicalType(location) !== 'bd') continue;
-    const bed = location;
-    for (let hops = 0; hops < 3 && location; hops++) {
-      if (physicalType(location) === 'wa') return location;
-      const parent = referenceTo('Location', location.partOf?.reference);
-      location = parent ? await readLocation(tx, parent) : undefined;
-    }
-    return bed;
+    const ward = await wardOf(tx, id);
+    if (ward) return ward;
   }
   return undefined;
 }

@@ -1,4 +1,4 @@
-import { openPdf, printable } from '../pdf.js';
+import { FONTS, openPdf, printable } from '../pdf.js';
 
 /** What a billing receipt shows (seed 004 FR-BL-002 "generate receipts immediately"). */
 export interface BillingReceipt {
@@ -18,11 +18,11 @@ export interface BillingReceipt {
 /** An A5 PDF (pdfkit); `compress: false` leaves the text findable in the file (tests). */
 export function billingReceiptPdf(r: BillingReceipt, options: { compress?: boolean } = {}): Promise<Buffer> {
   const { doc, done, field } = openPdf({ size: 'A5', margin: 36, compress: options.compress ?? true, title: `${r.title} ${r.number}`, author: r.hospital.name });
-  doc.font('Helvetica-Bold').fontSize(15).text(printable(r.hospital.name), { align: 'center' });
-  doc.font('Helvetica').fontSize(8);
+  doc.font(FONTS.bold).fontSize(15).text(printable(r.hospital.name), { align: 'center' });
+  doc.font(FONTS.regular).fontSize(8);
   if (r.hospital.address) doc.text(printable(r.hospital.address), { align: 'center' });
   if (r.hospital.phone) doc.text(printable(r.hospital.phone), { align: 'center' });
-  doc.moveDown(0.5).font('Helvetica-Bold').fontSize(12).text(printable(r.title), { align: 'center' }).moveDown(0.5);
+  doc.moveDown(0.5).font(FONTS.bold).fontSize(12).text(printable(r.title), { align: 'center' }).moveDown(0.5);
   doc.fontSize(9);
   field('Number', r.number);
   field('Date', r.date);
@@ -33,21 +33,21 @@ export function billingReceiptPdf(r: BillingReceipt, options: { compress?: boole
     field('Method', r.payment.method);
     if (r.payment.reference) field('Reference', r.payment.reference);
   }
-  doc.moveDown(0.5).font('Helvetica-Bold').text('Items');
-  doc.font('Helvetica');
+  doc.moveDown(0.5).font(FONTS.bold).text('Items');
+  doc.font(FONTS.regular);
   let category = '';
   for (const line of r.lines) {
     if (line.category !== category) {
       category = line.category;
-      doc.font('Helvetica-Oblique').text(printable(category)).font('Helvetica');
+      doc.font(FONTS.italic).text(printable(category)).font(FONTS.regular);
     }
     doc.text(printable(`  ${line.description}   ${line.amount}`));
   }
   doc.moveDown(0.5);
   for (const t of r.totals) field(t.label, t.amount);
   if (r.payments.length > 0) {
-    doc.moveDown(0.5).font('Helvetica-Bold').text('Payments');
-    doc.font('Helvetica');
+    doc.moveDown(0.5).font(FONTS.bold).text('Payments');
+    doc.font(FONTS.regular);
     for (const p of r.payments) doc.text(printable(`${p.date}   ${p.method}   ${p.amount}`));
   }
   doc.end();

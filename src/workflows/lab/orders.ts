@@ -1,6 +1,6 @@
 import type { ServiceRequest, Specimen } from 'fhir/r4.js';
 import { nextAccessionNumber } from '../../storage/lab-store.js';
-import type { BeforeWriteHook } from '../../storage/resource-store.js';
+import type { BeforeWriteHook, StoreTransaction } from '../../storage/resource-store.js';
 import { currentWriter } from '../../subscriptions/write-context.js';
 import { businessRule, replacedVersion } from '../scheduling-rules.js';
 import type { LabCatalog } from './catalog.js';
@@ -42,6 +42,32 @@ function accessionDay(now = new Date()): string {
   return now.toISOString().slice(0, 10).replace(/-/g, '');
 }
 
+/**
+ * Accession numbers taken from the day's counter together, per transaction: `wanted` until the
+ * first is needed, then the range not given out yet. A transaction that creates many Specimens
+ * (an HL7 v2 batch) takes them in one statement instead of one per Specimen; a rolled-back
+ * transaction rolls its step of the counter back with it.
+ */
+const reservations = new WeakMap<StoreTransaction, { wanted: number; day?: string; next?: number; last?: number }>();
+
+/**
+ * A writer about to create `count` Specimens without accession numbers in `tx` says so: the
+ * first one takes `count` numbers in one step. Only the first announcement per transaction
+ * counts. Say the exact number: numbers taken and not used stay unused (gaps).
+ */
+export function expectSpecimens(tx: StoreTransaction, count: number): void {
+  if (count > 1 && !reservations.has(tx)) reservations.set(tx, { wanted: count });
+}
+
+async function accessionNumber(tx: StoreTransaction, day: string): Promise<number> {
+  const r = reservations.get(tx);
+  if (r?.day === day && r.next !== undefined && r.last !== undefined && r.next <= r.last) return r.next++;
+  const count = r && r.day === undefined ? r.wanted : 1;
+  const last = await nextAccessionNumber(await tx.executor(), day, count);
+  reservations.set(tx, { wanted: 1, day, next: last - count + 2, last });
+  return last - count + 1;
+}
+
 export const specimenHook: BeforeWriteHook = async (tx, change) => {
   if (change.resourceType !== 'Specimen' || !change.resource) return;
   let specimen = change.resource as Specimen;
@@ -55,7 +81,7 @@ export const specimenHook: BeforeWriteHook = async (tx, change) => {
     }
   } else if (!asked?.value) {
     const day = accessionDay();
-    const n = await nextAccessionNumber(await tx.executor(), day);
+    const n = await accessionNumber(tx, day);
     if (n > 99999) throw businessRule('conflict', `No accession numbers are left for ${day} (at most 99999 specimens a day).`, ['Specimen.accessionIdentifier']);
     specimen = { ...specimen, accessionIdentifier: { use: 'official', system: ACCESSION_SYSTEM, value: `LAB-${day}-${String(n).padStart(5, '0')}` } };
   } else if (asked.system === ACCESSION_SYSTEM) {

@@ -1,4 +1,4 @@
-import { openPdf, printable } from '../pdf.js';
+import { FONTS, openPdf, printable } from '../pdf.js';
 
 /** One result line of a laboratory report, with the patient's earlier results of the same test. */
 export interface ReportRow {
@@ -31,10 +31,10 @@ export interface LabReportContent {
  */
 export function labReportPdf(r: LabReportContent, options: { compress?: boolean } = {}): Promise<Buffer> {
   const { doc, done, field: line } = openPdf({ size: 'A4', margin: 40, compress: options.compress ?? true, title: `${r.title} ${r.report}`, author: r.hospitalName });
-  doc.font('Helvetica-Bold').fontSize(18).fillColor('#1d4e89').text(printable(r.hospitalName), { align: 'center' });
+  doc.font(FONTS.bold).fontSize(18).fillColor('#1d4e89').text(printable(r.hospitalName), { align: 'center' });
   doc.fontSize(10).fillColor('#555555').text('Laboratory department', { align: 'center' });
   doc.moveTo(40, doc.y + 4).lineTo(555, doc.y + 4).strokeColor('#1d4e89').stroke().moveDown();
-  doc.fillColor('black').font('Helvetica-Bold').fontSize(14).text(printable(r.title), { align: 'left' }).moveDown(0.3);
+  doc.fillColor('black').font(FONTS.bold).fontSize(14).text(printable(r.title), { align: 'left' }).moveDown(0.3);
   doc.fontSize(10);
   line('Report', `${r.report} (${r.status})`);
   line('Patient', r.patientName);
@@ -46,9 +46,9 @@ export function labReportPdf(r: LabReportContent, options: { compress?: boolean 
   const columns = [40, 190, 290, 330, 430];
   const header = ['Test', 'Result', 'Flag', 'Reference range', 'Previous results'];
   const y0 = doc.y;
-  doc.font('Helvetica-Bold');
+  doc.font(FONTS.bold);
   header.forEach((h, i) => doc.text(h, columns[i]!, y0, { width: (columns[i + 1] ?? 555) - columns[i]! - 4, lineBreak: false }));
-  doc.moveDown(0.5).font('Helvetica');
+  doc.moveDown(0.5).font(FONTS.regular);
   for (const row of r.rows) {
     const y = doc.y;
     const previous = row.previous.length ? row.previous.map((p) => `${p.date}: ${p.value}${p.flag && p.flag !== 'N' ? ` ${p.flag}` : ''}`).join('\n') : '-';
@@ -56,19 +56,19 @@ export function labReportPdf(r: LabReportContent, options: { compress?: boolean 
     let bottom = y;
     cells.forEach((c, i) => {
       const abnormal = i === 2 && c !== '' && c !== 'N';
-      doc.fillColor(abnormal ? '#b00020' : 'black').font(abnormal ? 'Helvetica-Bold' : 'Helvetica');
+      doc.fillColor(abnormal ? '#b00020' : 'black').font(abnormal ? FONTS.bold : FONTS.regular);
       doc.text(printable(c), columns[i]!, y, { width: (columns[i + 1] ?? 555) - columns[i]! - 4 });
       bottom = Math.max(bottom, doc.y);
     });
-    doc.fillColor('black').font('Helvetica');
+    doc.fillColor('black').font(FONTS.regular);
     doc.y = bottom + 4;
     doc.x = 40;
   }
   doc.x = 40;
   doc.moveDown();
   if (r.conclusion) line('Conclusion', r.conclusion);
-  doc.font('Helvetica-Bold').text('Verification');
-  doc.font('Helvetica');
+  doc.font(FONTS.bold).text('Verification');
+  doc.font(FONTS.regular);
   if (r.verifications.length === 0) doc.text('Not verified: preliminary result.');
   for (const v of r.verifications) doc.text(printable(v));
   doc.moveDown().fontSize(8).fillColor('#555555').text('Flags: L low, H high, LL critical low, HH critical high, A abnormal, AA critical abnormal, N normal.');

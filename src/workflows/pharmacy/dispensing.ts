@@ -1,12 +1,13 @@
 import type { DetectedIssue, Extension, MedicationDispense, MedicationRequest } from 'fhir/r4.js';
 import { errors } from '../../fhir/errors.js';
 import { referencing } from '../../storage/front-desk-store.js';
-import { addMovement, dispensedOn, lockActiveBatches, lockBatchesById, setBatchQuantity, tracksStock } from '../../storage/pharmacy-store.js';
+import { addMovement, lockActiveBatches, lockBatchesById, setBatchQuantity, tracksStock } from '../../storage/pharmacy-store.js';
 import type { BeforeWriteHook, StoreTransaction } from '../../storage/resource-store.js';
 import type { ResourceChange } from '../../storage/types.js';
 import { currentWriter } from '../../subscriptions/write-context.js';
 import { businessRule, referenceTo, replacedVersion } from '../scheduling-rules.js';
 import { BATCH_URL, batchExtension, decimal, DISPENSED, medicationName, OVERRIDE_URL, readBatchExtension, today, UNDONE } from './definitions.js';
+import { fillState, fullyDispensed, setPrescriptionStatus } from './prescription-fill.js';
 import { lockProduct, movementAuthor, refreshProduct } from './stock.js';
 
 /**
@@ -32,10 +33,14 @@ import { lockProduct, movementAuthor, refreshProduct } from './stock.js';
  *    the dispense as `pharmacy-batch` extensions (lot, expiry, quantity, batch id). The
  *    performer defaults to the writing user (`currentWriter().fhirUser`).
  *
+ * 4. The dispense that uses the prescription up (quantity, or number of dispenses, reaching
+ *    what step 1 allows) sets the MedicationRequest `completed`, in the same transaction.
+ *
  * A dispensed MedicationDispense keeps its product, quantity and batches; moving it to
  * entered-in-error / cancelled / stopped / declined (or deleting it) returns the stock to its
- * batches (`return` movements). Dispenses of products without batches here (external data,
- * untracked items) skip step 3; writes without an API caller (bulk import, HL7 v2) skip 1 and 2;
+ * batches (`return` movements), and a prescription it had completed becomes `active` again. Dispenses of products without batches here (external data,
+ * untracked items) skip step 3; writes without an API caller (bulk import, HL7 v2) skip 1, 2 and
+ * 4 (the source system keeps its prescriptions' status);
  * a dispense whose prescription is not held here of a product not stocked here (another
  * system's record) is stored as sent.
  */
@@ -67,6 +72,7 @@ async function undo(tx: StoreTransaction, change: ResourceChange, before: Medica
   if (after && !UNDONE.has(after.status)) {
     throw businessRule('conflict', `This medication is already dispensed; it can only be marked ${[...UNDONE].join(', ')} (which returns it to stock).`, ['MedicationDispense.status']);
   }
+  await reopenPrescription(tx, change, before);
   const taken = (before.extension ?? []).filter((e) => e.url === BATCH_URL).map(readBatchExtension);
   const medicationId = taken.length > 0 ? productOf(before) : undefined;
   if (!medicationId) return;
@@ -86,13 +92,37 @@ async function undo(tx: StoreTransaction, change: ResourceChange, before: Medica
   await refreshProduct(tx, medicationId);
 }
 
+/**
+ * A prescription this dispense had used up is open again once the dispense is undone. Only when
+ * it was fully dispensed with this dispense and is not without it: a prescription completed
+ * by the prescriber short of its quantity stays completed.
+ */
+async function reopenPrescription(tx: StoreTransaction, change: ResourceChange, before: MedicationDispense): Promise<void> {
+  const requestId = prescriptionOf(before);
+  if (!requestId || !currentWriter()) return;
+  await tx.lockCondition(`dispense/MedicationRequest/${requestId}`);
+  const stored = await tx.read('MedicationRequest', requestId);
+  if (!stored?.json || stored.deleted) return;
+  const request = JSON.parse(stored.json) as MedicationRequest;
+  if (request.status !== 'completed') return;
+  const state = await fillState(tx, request, requestId, change.id);
+  if (fullyDispensed(state, before.quantity?.value ?? 0) && !fullyDispensed(state, undefined)) {
+    await setPrescriptionStatus(tx, requestId, 'completed', 'active');
+  }
+}
+
+function prescriptionOf(d: MedicationDispense): string | undefined {
+  return (d.authorizingPrescription ?? []).map((r) => referenceTo('MedicationRequest', r.reference)).find((id) => id !== undefined);
+}
+
 function productOf(d: MedicationDispense, request?: MedicationRequest): string | undefined {
   return referenceTo('Medication', d.medicationReference?.reference) ?? referenceTo('Medication', request?.medicationReference?.reference);
 }
 
 async function dispense(tx: StoreTransaction, change: ResourceChange, dispense: MedicationDispense): Promise<void> {
-  const requestId = (dispense.authorizingPrescription ?? []).map((r) => referenceTo('MedicationRequest', r.reference)).find((id) => id !== undefined);
+  const requestId = prescriptionOf(dispense);
   let request: MedicationRequest | undefined;
+  let completes = false;
   const writer = currentWriter();
   if (requestId) {
     // Dispenses of one prescription queue here: two cannot both pass "not fully dispensed".
@@ -112,7 +142,7 @@ async function dispense(tx: StoreTransaction, change: ResourceChange, dispense: 
     // Writes with no API caller (bulk import, HL7 v2 feed) bring past or another system's
     // dispenses: recorded (and their stock taken) without re-judging the prescription.
     if (writer) {
-      await checkPrescription(tx, change, dispense, request, requestId);
+      completes = await checkPrescription(tx, change, dispense, request, requestId);
       await checkDetectedIssues(tx, dispense, requestId);
     }
   }
@@ -123,9 +153,11 @@ async function dispense(tx: StoreTransaction, change: ResourceChange, dispense: 
     result = { ...result, extension: [...(result.extension ?? []).filter((e) => e.url !== BATCH_URL), ...(await takeStock(tx, change, result, medicationId))] };
   }
   change.resource = result;
+  if (completes && requestId) await setPrescriptionStatus(tx, requestId, ACTIVE_PRESCRIPTION, 'completed');
 }
 
-async function checkPrescription(tx: StoreTransaction, change: ResourceChange, dispense: MedicationDispense, request: MedicationRequest, requestId: string): Promise<void> {
+/** Step 1; true when this dispense uses the prescription up (step 4). */
+async function checkPrescription(tx: StoreTransaction, change: ResourceChange, dispense: MedicationDispense, request: MedicationRequest, requestId: string): Promise<boolean> {
   const label = `Prescription MedicationRequest/${requestId}`;
   const patientOf = (reference: string | undefined) => referenceTo('Patient', reference);
   if (patientOf(request.subject?.reference) && patientOf(dispense.subject?.reference) !== patientOf(request.subject?.reference)) {
@@ -148,20 +180,18 @@ async function checkPrescription(tx: StoreTransaction, change: ResourceChange, d
   if (validity?.start && new Date(validity.start).toISOString() > now) {
     throw businessRule('conflict', `${label} is valid only from ${validity.start}.`, ['MedicationDispense.authorizingPrescription']);
   }
-  const fills = 1 + (request.dispenseRequest?.numberOfRepeatsAllowed ?? 0);
-  const so = await dispensedOn(await tx.executor(), requestId, change.id, [...DISPENSED]);
-  const perFill = request.dispenseRequest?.quantity?.value;
-  const unit = request.dispenseRequest?.quantity?.unit ?? '';
-  if (perFill !== undefined) {
-    const allowed = decimal(perFill * fills);
-    const remaining = decimal(allowed - Number(so.quantity));
+  const state = await fillState(tx, request, requestId, change.id);
+  const { allowed, unit } = state;
+  const wanted = dispense.quantity?.value;
+  if (allowed !== undefined) {
+    const remaining = decimal(allowed - state.quantity);
     if (remaining <= 0) throw businessRule('conflict', `${label} is fully dispensed (${allowed} ${unit} of ${allowed} ${unit}).`.replace(/ {2}/g, ' '), ['MedicationDispense.authorizingPrescription']);
-    const wanted = dispense.quantity?.value;
     if (wanted === undefined || !(wanted > 0)) throw businessRule('invalid', 'The dispensed quantity is missing or not above zero.', ['MedicationDispense.quantity']);
     if (wanted > remaining) throw businessRule('conflict', `${label} has ${remaining} ${unit} left to dispense; ${wanted} ${unit} asked.`.replace(/ {2}/g, ' '), ['MedicationDispense.quantity']);
-  } else if (so.count >= fills) {
-    throw businessRule('conflict', `${label} is fully dispensed (${so.count} of ${fills} fills).`, ['MedicationDispense.authorizingPrescription']);
+  } else if (fullyDispensed(state, undefined)) {
+    throw businessRule('conflict', `${label} is fully dispensed (${state.count} of ${state.fills} fills).`, ['MedicationDispense.authorizingPrescription']);
   }
+  return fullyDispensed(state, wanted ?? 0);
 }
 
 function isCritical(issue: DetectedIssue): boolean {

@@ -1,4 +1,4 @@
-import { openPdf, printable } from '../pdf.js';
+import { FONTS, openPdf, printable } from '../pdf.js';
 
 /** What a dispensing receipt shows (seed 004 FR-PH-002 "generate dispensing receipt"). */
 export interface ReceiptContent {
@@ -21,7 +21,7 @@ export interface ReceiptContent {
  */
 export function receiptPdf(r: ReceiptContent): Promise<Buffer> {
   const { doc, done, field: line } = openPdf({ size: 'A5', margin: 36, compress: false, title: `Dispensing receipt ${r.dispense}`, author: r.hospitalName });
-  doc.font('Helvetica-Bold').fontSize(16).text(printable(r.hospitalName), { align: 'center' });
+  doc.font(FONTS.bold).fontSize(16).text(printable(r.hospitalName), { align: 'center' });
   doc.fontSize(12).text('Pharmacy dispensing receipt', { align: 'center' }).moveDown();
   doc.fontSize(10);
   line('Receipt', r.dispense);
@@ -32,8 +32,8 @@ export function receiptPdf(r: ReceiptContent): Promise<Buffer> {
   line('Quantity', r.quantity);
   line('Status', r.status);
   if (r.instructions) line('Instructions', r.instructions);
-  doc.moveDown().font('Helvetica-Bold').text('Batches');
-  doc.font('Helvetica');
+  doc.moveDown().font(FONTS.bold).text('Batches');
+  doc.font(FONTS.regular);
   if (r.batches.length === 0) doc.text('(stock not tracked by batch)');
   for (const b of r.batches) doc.text(printable(`Lot ${b.lot}   expiry ${b.expiry}   quantity ${b.quantity}`));
   doc.moveDown();
