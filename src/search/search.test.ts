@@ -391,9 +391,9 @@ describe('search: results, paging, includes', () => {
     expect(b.entry?.filter((e) => e.search?.mode === 'match').length).toBe(1);
     expect(await error('Patient', 'foo=bar', true)).toContain("'foo'");
     // declared but not indexable parameters are reported the same way, never silently empty
-    const c = await run('Patient', '_content=x&gender=male');
+    const c = await run('Patient', '_query=x&gender=male');
     expect(c.entry?.filter((e) => e.search?.mode === 'match').map((e) => e.resource!.id)).toEqual(['p2']);
-    expect(JSON.stringify(c.entry?.find((e) => e.search?.mode === 'outcome')?.resource)).toContain('_content');
+    expect(JSON.stringify(c.entry?.find((e) => e.search?.mode === 'outcome')?.resource)).toContain('_query');
   });
 
   it('malformed values are 400s naming the parameter, never 500s', async () => {
