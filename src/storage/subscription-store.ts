@@ -203,16 +203,18 @@ export class SubscriptionStore {
   }
 
   /** Versions stored in (from, to]: the window where slow transactions may still commit rows. */
-  async historyBetween(from: string, to: string, limit: number, type?: string): Promise<HistoryKey[]> {
+  async historyBetween(from: string, to: string, limit: number, type?: string, newestFirst = false): Promise<HistoryKey[]> {
     const where = sql`last_updated > ${from}::timestamptz AND last_updated <= ${to}::timestamptz`;
-    return this.historyKeys(type ? sql`resource_type = ${type} AND ${where}` : where, limit);
+    return this.historyKeys(type ? sql`resource_type = ${type} AND ${where}` : where, limit, newestFirst);
   }
 
-  private async historyKeys(where: RawBuilder<unknown>, limit: number): Promise<HistoryKey[]> {
+  /** `newestFirst`: the last `limit` versions of the range (newest first), else the first ones (oldest first). */
+  private async historyKeys(where: RawBuilder<unknown>, limit: number, newestFirst = false): Promise<HistoryKey[]> {
+    const order = newestFirst ? sql`ORDER BY last_updated DESC, resource_type DESC, id DESC, version_id DESC` : sql`ORDER BY last_updated, resource_type, id, version_id`;
     const r = await sql<{ resource_type: string; id: string; version_id: string; deleted: boolean; last_updated: string }>`
       SELECT resource_type, id, version_id::text AS version_id, deleted, ${isoMicros('last_updated')} AS last_updated
       FROM resource_history WHERE ${where}
-      ORDER BY last_updated, resource_type, id, version_id
+      ${order}
       LIMIT ${limit}`.execute(this.db);
     return r.rows.map((x) => ({ resourceType: x.resource_type, id: x.id, versionId: x.version_id, deleted: x.deleted, lastUpdated: x.last_updated }));
   }
@@ -255,64 +257,66 @@ export class SubscriptionStore {
    * Stores the deliveries not stored yet (a version seen twice is one event) and numbers the
    * events per subscription, without gaps (handshakes and heartbeats carry the count without
    * increasing it); returns the new rows grouped in batches (one Subscription each, at most
-   * `maxBatch` rows), each sent by one job. One transaction, run by the dispatcher lease holder
-   * only, so numbering never races.
+   * `maxBatch` rows), each sent by one job. `advanceTo` moves the dispatch cursor in the same
+   * statement: the deliveries and the cursor past them commit together.
+   *
+   * ONE statement (dedupe, numbering, insert, cursor), written only while `holder` is the
+   * dispatcher leader: a leader that lost its lease (paused past it) writes nothing, and
+   * `leading` says so. It was a transaction of five statements plus the cursor's own; under a
+   * stream of writes a dispatch round pays this once, so it was most of a round's fixed cost.
    */
-  async addDeliveries(deliveries: readonly NewDelivery[], maxBatch = 200): Promise<DeliveryBatch[]> {
-    if (deliveries.length === 0) return [];
-    return this.db.transaction().execute(async (trx) => {
-      const existing = await sql<{ k: string }>`
-        SELECT d.subscription_id || ' ' || d.resource_type || '/' || d.resource_id || '/' || d.version_id AS k
-        FROM subscription_delivery d
-        JOIN unnest(${deliveries.map((d) => d.subscriptionId)}::text[], ${deliveries.map((d) => d.resourceType)}::text[],
-                    ${deliveries.map((d) => d.resourceId)}::text[], ${deliveries.map((d) => d.versionId)}::bigint[]) AS k(s, t, i, v)
-          ON d.subscription_id = k.s AND d.resource_type = k.t AND d.resource_id = k.i AND d.version_id = k.v`.execute(trx);
-      const seen = new Set(existing.rows.map((r) => r.k));
-      const fresh = deliveries.filter((d) => {
-        const key = `${d.subscriptionId} ${d.resourceType}/${d.resourceId}/${d.versionId}`;
-        if (seen.has(key)) return false;
-        seen.add(key);
-        return true;
-      });
-      if (fresh.length === 0) return [];
-      const perSubscription = new Map<string, number>();
-      for (const d of fresh) perSubscription.set(d.subscriptionId, (perSubscription.get(d.subscriptionId) ?? 0) + ((d.kind ?? 'event') === 'event' ? 1 : 0));
-      const counters = await sql<{ subscription_id: string; events: string }>`
-        UPDATE subscription_state s SET events = s.events + v.n
-        FROM unnest(${[...perSubscription.keys()]}::text[], ${[...perSubscription.values()]}::int[]) AS v(id, n)
-        WHERE s.subscription_id = v.id
-        RETURNING s.subscription_id, s.events::text AS events`.execute(trx);
-      // next event number per subscription; `count` = events before this call (for signals)
-      const before = new Map(counters.rows.map((r) => [r.subscription_id, Number(r.events) - perSubscription.get(r.subscription_id)!]));
-      const next = new Map([...before].map(([id, n]) => [id, n + 1]));
-      const rows = fresh.filter((d) => next.has(d.subscriptionId));
-      if (rows.length === 0) return [];
-      const ids = rows.map(() => randomUUID());
-      const numbers = rows.map((d) => {
-        if ((d.kind ?? 'event') !== 'event') return before.get(d.subscriptionId)!;
-        const n = next.get(d.subscriptionId)!;
-        next.set(d.subscriptionId, n + 1);
-        return n;
-      });
-      const batches: DeliveryBatch[] = [];
-      const open = new Map<string, DeliveryBatch>();
-      const batchIds = rows.map((d, i) => {
-        let b = open.get(d.subscriptionId);
-        if (!b || b.ids.length >= maxBatch) {
-          b = { batchId: randomUUID(), subscriptionId: d.subscriptionId, ids: [] };
-          open.set(d.subscriptionId, b);
-          batches.push(b);
-        }
-        b.ids.push(ids[i]!);
-        return b.batchId;
-      });
-      await sql`
-        INSERT INTO subscription_delivery (id, subscription_id, event_number, resource_type, resource_id, version_id, action, committed_at, kind, batch_id)
-        SELECT * FROM unnest(${ids}::text[], ${rows.map((d) => d.subscriptionId)}::text[], ${numbers}::bigint[], ${rows.map((d) => d.resourceType)}::text[],
-                             ${rows.map((d) => d.resourceId)}::text[], ${rows.map((d) => d.versionId)}::bigint[], ${rows.map((d) => d.action)}::text[],
-                             ${rows.map((d) => d.committedAt)}::timestamptz[], ${rows.map((d) => d.kind ?? 'event')}::text[], ${batchIds}::text[])`.execute(trx);
-      return batches;
+  async addDeliveries(deliveries: readonly NewDelivery[], holder: string, advanceTo?: string, maxBatch = 200): Promise<{ batches: DeliveryBatch[]; leading: boolean }> {
+    // Batches are cut here over every row (the rows already stored are left out by the
+    // statement): a batch only ever comes out smaller, never mixes Subscriptions.
+    const ids = deliveries.map(() => randomUUID());
+    const open = new Map<string, { batchId: string; size: number }>();
+    const batchIds = deliveries.map((d) => {
+      let b = open.get(d.subscriptionId);
+      if (!b || b.size >= maxBatch) open.set(d.subscriptionId, (b = { batchId: randomUUID(), size: 0 }));
+      b.size++;
+      return b.batchId;
     });
+    const r = await sql<{ leading: number | string; rows: string }>`
+      WITH lead AS (
+        SELECT 1 FROM subscription_dispatch WHERE name = 'default' AND leader = ${holder}
+      ), input AS (
+        SELECT k.* FROM unnest(${ids}::text[], ${deliveries.map((d) => d.subscriptionId)}::text[], ${deliveries.map((d) => d.resourceType)}::text[],
+                               ${deliveries.map((d) => d.resourceId)}::text[], ${deliveries.map((d) => d.versionId)}::bigint[], ${deliveries.map((d) => d.action)}::text[],
+                               ${deliveries.map((d) => d.committedAt)}::timestamptz[], ${deliveries.map((d) => d.kind ?? 'event')}::text[], ${batchIds}::text[])
+          WITH ORDINALITY AS k(id, s, t, i, v, action, committed_at, kind, batch_id, ord)
+        WHERE EXISTS (SELECT 1 FROM lead)
+      ), fresh AS (
+        SELECT DISTINCT ON (k.s, k.t, k.i, k.v) k.* FROM input k
+        WHERE NOT EXISTS (SELECT 1 FROM subscription_delivery d
+                          WHERE d.subscription_id = k.s AND d.resource_type = k.t AND d.resource_id = k.i AND d.version_id = k.v)
+        ORDER BY k.s, k.t, k.i, k.v, k.ord
+      ), counts AS (
+        SELECT s, count(*) FILTER (WHERE kind = 'event') AS n FROM fresh GROUP BY s
+      ), st AS (
+        UPDATE subscription_state x SET events = x.events + c.n FROM counts c WHERE x.subscription_id = c.s
+        RETURNING x.subscription_id, x.events - c.n AS before
+      ), ins AS (
+        INSERT INTO subscription_delivery (id, subscription_id, event_number, resource_type, resource_id, version_id, action, committed_at, kind, batch_id)
+        SELECT f.id, f.s,
+          st.before + CASE WHEN f.kind = 'event' THEN count(*) FILTER (WHERE f.kind = 'event') OVER (PARTITION BY f.s ORDER BY f.ord) ELSE 0 END,
+          f.t, f.i, f.v, f.action, f.committed_at, f.kind, f.batch_id
+        FROM fresh f JOIN st ON st.subscription_id = f.s
+        RETURNING batch_id, subscription_id, id
+      ), adv AS (
+        UPDATE subscription_dispatch SET position = GREATEST(position, ${advanceTo ?? null}::timestamptz)
+        WHERE name = 'default' AND leader = ${holder} AND ${advanceTo ?? null}::timestamptz IS NOT NULL
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM lead) AS leading,
+        COALESCE((SELECT json_agg(json_build_array(batch_id, subscription_id, id))::text FROM ins), '[]') AS rows`.execute(this.db);
+    const row = r.rows[0]!;
+    const batches = new Map<string, DeliveryBatch>();
+    for (const [batchId, subscriptionId, id] of JSON.parse(row.rows) as Array<[string, string, string]>) {
+      let b = batches.get(batchId);
+      if (!b) batches.set(batchId, (b = { batchId, subscriptionId, ids: [] }));
+      b.ids.push(id);
+    }
+    return { batches: [...batches.values()], leading: Number(row.leading) > 0 };
   }
 
   /**

@@ -16,6 +16,12 @@ import { detached } from './write-context.js';
 
 /** The dispatcher lease: another process takes over this long after the leader stopped renewing it. */
 const leaseMs = (pollMs: number) => Math.max(5_000, pollMs * 10);
+/**
+ * The leader renews its lease this often, not every round (a statement per round saved): far
+ * inside the lease, and its writes (deliveries, cursor) are refused anyway once another process
+ * has taken the lease (`addDeliveries` and `advance` check the leader).
+ */
+const renewEvery = (pollMs: number) => leaseMs(pollMs) / 5;
 /** Versions read from resource_history per batch. */
 const BATCH = 1000;
 /** Batches per round before the lease is renewed. */
@@ -36,12 +42,21 @@ const RELOAD_EVERY_MS = 60_000;
 /** After a round that spent M ms matching, the next starts M × this later at the earliest. */
 const MATCH_SPACING = 4;
 /**
+ * While versions keep coming (the last round found some), rounds start at most this often,
+ * and never more often than every twice their own duration. A round costs a few statements
+ * whatever its size (history read, contents, one delivery statement, a job's claim and
+ * finish): spaced like this a stream of writes is dispatched in batches of ~BUSY_ROUND_MS of
+ * writes instead of one round per few writes (bench: a round every ~10 ms with 2–5 versions
+ * each, a fixed cost per round that cost more than the matching).
+ */
+const BUSY_ROUND_MS = 100;
+/**
  * ...but at most this far: the spacing is measured in wall time, which a stream of writes in the
  * same process inflates many times over (the round's awaits queue behind the requests), so
  * uncapped it throttled dispatch to a fraction of the write rate (bench: ~100 versions/s).
  */
 const MAX_ROUND_GAP_MS = 250;
-/** Rounds woken by writes are at least this far apart (each costs a few statements even when empty). */
+/** Rounds woken by writes after a quiet spell are at least this far apart (each costs a few statements even when empty). */
 const MIN_ROUND_GAP_MS = 10;
 /** Ids per matching search (`_id=a,b,…`). */
 const ID_CHUNK = 500;
@@ -117,6 +132,10 @@ export class SubscriptionDispatcher {
   private readonly seen = new Map<string, string>();
   private leader = false;
   private nextLeaseTry = 0;
+  /** when the lease was last taken or renewed (see renewEvery) */
+  private leasedAt = 0;
+  /** the dispatch cursor as stored, while leading (only the leader moves it) */
+  private position = '';
   private lastLateScan = 0;
   private lastRecover = 0;
   private lastLoad = 0;
@@ -149,6 +168,13 @@ export class SubscriptionDispatcher {
     if (subscriptionWritten) this.subsDirty = true;
     // Nothing to match: the poll moves the cursor on; writes cost no dispatch round.
     else if (this.subs.length === 0) return;
+    // A round is running (one more follows it) or is already set for its time: this write is
+    // in it. Checked here, on every write, before leaving the request's context (not free).
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.delayed) return;
     // Not inside the request that committed: its context must not leak into the dispatch.
     detached(() => this.poke());
   }
@@ -212,57 +238,78 @@ export class SubscriptionDispatcher {
     this.again = false;
     this.busy = false;
     this.matchMs = 0;
+    const started = Date.now();
     try {
       await this.round();
     } catch (e) {
       this.deps.log('subscription dispatch failed (retried at the next poll)', e);
     }
-    this.notBefore = Date.now() + Math.min(MAX_ROUND_GAP_MS, Math.max(MIN_ROUND_GAP_MS, this.matchMs * MATCH_SPACING));
+    // Spaced by the whole round (its statements and awaits, not only its matching): under a
+    // stream of writes the next round waits as long as this one took, and at least until
+    // BUSY_ROUND_MS after this one started, so batches grow instead of the rounds' count.
+    const ended = Date.now();
+    const took = ended - started;
+    const gap = Math.max(MIN_ROUND_GAP_MS, this.matchMs * MATCH_SPACING, this.busy ? Math.max(took, BUSY_ROUND_MS - took) : 0);
+    this.notBefore = ended + Math.min(MAX_ROUND_GAP_MS, gap);
+  }
+
+  /** Another process holds the lease now: stop dispatching until it could have run out. */
+  private stepDown(now: number): void {
+    this.leader = false;
+    this.seen.clear();
+    this.nextLeaseTry = now + this.deps.pollMs;
   }
 
   private async round(): Promise<void> {
     const now = Date.now();
     if (!this.leader && now < this.nextLeaseTry) return;
     const { state } = this.deps;
-    const leased = await state.lease(this.holder, leaseMs(this.deps.pollMs));
-    if (leased === undefined) {
-      // Another process dispatches; try again when its lease could have run out.
-      this.leader = false;
-      this.seen.clear();
-      this.nextLeaseTry = now + this.deps.pollMs;
-      return;
-    }
-    if (!this.leader) {
-      // New leader (or restart): what the previous one may have missed is in the overlap window.
-      this.leader = true;
-      this.lastLateScan = 0;
-      this.lastRecover = 0;
-      this.subsDirty = true;
+    if (!this.leader || now - this.leasedAt >= renewEvery(this.deps.pollMs)) {
+      const leased = await state.lease(this.holder, leaseMs(this.deps.pollMs));
+      if (leased === undefined) {
+        // Another process dispatches; try again when its lease could have run out.
+        this.stepDown(now);
+        return;
+      }
+      this.leasedAt = now;
+      this.position = leased;
+      if (!this.leader) {
+        // New leader (or restart): what the previous one may have missed is in the overlap window.
+        this.leader = true;
+        this.lastLateScan = 0;
+        this.lastRecover = 0;
+        this.subsDirty = true;
+      }
     }
     // Reloaded now and then too: end times pass without any write.
     if (this.subsDirty || now - this.lastLoad >= RELOAD_EVERY_MS) await this.loadSubscriptions();
-    let position = leased;
+    let position = this.position;
     for (let i = 0; i < MAX_BATCHES_PER_ROUND && !this.closed; i++) {
       // Without active Subscriptions only Subscription writes matter (one may activate).
       const keys = await state.historyAfter(position, BATCH, this.subs.length ? undefined : 'Subscription');
       if (keys.length === 0) {
         if (this.subs.length === 0) {
-          position = await state.now();
-          await state.advance(this.holder, position);
+          const at = await state.now();
+          if (!(await state.advance(this.holder, at))) return this.stepDown(now);
+          position = this.position = at;
         }
         break;
       }
       this.busy = true;
       this.lastWorkAt = now;
       const fresh = keys.filter((k) => !this.seen.has(keyOf(k)));
-      if (fresh.length) await this.dispatch(fresh);
       const last = keys[keys.length - 1]!.lastUpdated;
       // A full batch may end inside a group of versions with one timestamp (a big Bundle):
       // stop before that group so the next read takes all of it (what was seen is skipped).
       let before: string | undefined;
       if (keys.length === BATCH) for (let j = keys.length - 1; j >= 0 && before === undefined; j--) if (keys[j]!.lastUpdated < last) before = keys[j]!.lastUpdated;
-      position = before ?? last;
-      await state.advance(this.holder, position);
+      const next = before ?? last;
+      // The deliveries and the cursor past them in one statement (or the cursor alone).
+      const deliveries = fresh.length ? await this.dispatch(fresh) : [];
+      const leading = deliveries.length ? await this.store(deliveries, next) : await state.advance(this.holder, next);
+      if (!leading) return this.stepDown(now);
+      this.markSeen(fresh);
+      position = this.position = next;
       if (keys.length < BATCH) break;
       this.again = true;
     }
@@ -293,30 +340,49 @@ export class SubscriptionDispatcher {
     if (overlapMs >= OVERLAP_MS) for (const [key, lastUpdated] of this.seen) if (lastUpdated <= from) this.seen.delete(key);
     const only = this.subs.length ? undefined : 'Subscription';
     let after = from;
+    const quick = overlapMs < OVERLAP_MS;
     // A quick scan reads one batch at most: its cost stays bounded however fast writes come
-    // (what it cannot cover is found by the full scan).
-    for (let reads = 0; overlapMs >= OVERLAP_MS || reads < 1; reads++) {
-      const keys = await this.deps.state.historyBetween(after, position, BATCH, only);
+    // (what it cannot cover is found by the full scan). It reads the NEWEST batch before the
+    // cursor, where commits late by milliseconds are: read oldest first, a window holding more
+    // than a batch (over ~500 writes/s) was re-read from its already-seen start and late
+    // versions waited for the full scan (bench: deliveries ~10 s late, 150/s until delivered).
+    for (let reads = 0; !quick || reads < 1; reads++) {
+      const keys = await this.deps.state.historyBetween(after, position, BATCH, only, quick);
+      // Oldest first again: events are numbered in the order they are stored.
+      if (quick) keys.reverse();
       const missed = keys.filter((k) => !this.seen.has(keyOf(k)));
-      if (missed.length) await this.dispatch(missed);
+      if (missed.length) {
+        const deliveries = await this.dispatch(missed);
+        if (deliveries.length && !(await this.store(deliveries))) return this.stepDown(Date.now());
+        this.markSeen(missed);
+      }
       if (keys.length < BATCH) break;
       after = keys[keys.length - 1]!.lastUpdated;
     }
   }
 
-  private async dispatch(keys: readonly HistoryKey[]): Promise<void> {
-    for (const k of keys) this.seen.set(keyOf(k), k.lastUpdated);
+  /**
+   * The deliveries `keys` make (stored by the caller). The keys become `seen` only once those
+   * are stored (`markSeen`): a round that fails before reads them again instead of skipping them.
+   */
+  private async dispatch(keys: readonly HistoryKey[]): Promise<NewDelivery[]> {
     if (keys.some((k) => k.resourceType === 'Subscription')) await this.loadSubscriptions();
-    if (this.subs.length === 0) return;
+    if (this.subs.length === 0) return [];
     const t0 = performance.now();
     const deliveries = [...this.handshakes(keys), ...(await this.matches(keys.filter((k) => !k.deleted))), ...(await this.deletes(keys.filter((k) => k.deleted)))];
     this.matchMs += performance.now() - t0;
-    await this.store(deliveries);
+    return deliveries;
   }
 
-  private async store(deliveries: readonly NewDelivery[]): Promise<void> {
-    const batches = await this.deps.state.addDeliveries(deliveries);
+  private markSeen(keys: readonly HistoryKey[]): void {
+    for (const k of keys) this.seen.set(keyOf(k), k.lastUpdated);
+  }
+
+  /** Stores deliveries (and moves the cursor to `advanceTo`, when given) and queues their jobs; false: not the leader any more. */
+  private async store(deliveries: readonly NewDelivery[], advanceTo?: string): Promise<boolean> {
+    const { batches, leading } = await this.deps.state.addDeliveries(deliveries, this.holder, advanceTo);
     await Promise.all(batches.map((b) => this.enqueue(batchJobId(b.batchId))));
+    return leading;
   }
 
   /**
@@ -345,6 +411,7 @@ export class SubscriptionDispatcher {
     const at = new Date().toISOString();
     // Negative "versions" keep heartbeat rows apart from events and handshakes under the unique key.
     const stamp = String(-Date.now());
+    if (!this.leader) return;
     await this.store(due.map((id) => ({ subscriptionId: id, resourceType: 'Subscription', resourceId: id, versionId: stamp, action: 'update', committedAt: at, kind: 'heartbeat' })));
   }
 

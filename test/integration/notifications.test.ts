@@ -228,6 +228,43 @@ describe('laboratory (004 FR-LAB-002: critical results notify at once)', () => {
     expect(failed.priority).toBe('stat');
   });
 
+  it('an HL7 v2 result flagged HH is notified once, by one event job (the catalog announcement adds none)', async () => {
+    const queued: string[] = [];
+    const enqueue = t.server.jobs.enqueue.bind(t.server.jobs);
+    t.server.jobs.enqueue = (queue, payload, ...rest) => {
+      queued.push(`${queue} ${payload.jobId}`);
+      return enqueue(queue, payload, ...rest);
+    };
+    try {
+      const oru = [
+        'MSH|^~\\&|LAB|HOSP|FHIR|HOSP|20261204121000||ORU^R01|NTF-CRIT-2|P|2.5.1',
+        'PID|1||NTF-PID-78^^^HOSP^MR||Critical^Lan||19800101|F',
+        'OBR|1|NTF-PLC-78|NTF-FIL-78|2823-3^Potassium^LN|||20261204110000|||||||||||||||20261204115000|||F',
+        'OBX|1|NM|2823-3^Potassium^LN||7.7|mmol/L|3.5-5.1|HH|||F',
+      ].join('\r');
+      const res = await t.request({ method: 'POST', url: '/hl7v2', headers: { 'content-type': 'x-application/hl7-v2+er7' }, payload: oru });
+      expect(res.body).toContain('MSA|AA');
+      const failed = await until(async () => {
+        const r = await t.request({ method: 'GET', url: `/fhir/Communication?category=${CATEGORY}|notification&status=not-done&_count=100` });
+        const all = ((r.json() as { entry?: Array<{ resource: Communication }> }).entry ?? []).map((e) => e.resource);
+        const mine = all.filter((c) => c.payload?.[0]?.contentString?.includes('CRITICAL_LAB_RESULT') && c.about?.[0]?.reference?.startsWith('Observation/'));
+        for (const c of mine) {
+          const o = await t.request({ method: 'GET', url: `/fhir/${c.about![0]!.reference!.split('/_history/')[0]}` });
+          if ((o.json() as Observation).valueQuantity?.value === 7.7) return c;
+        }
+        return undefined;
+      }, 'critical notification of the flagged HL7 v2 result');
+      const observation = failed.about![0]!.reference!;
+      const id = observation.split('/')[1]!;
+      // The plain event job makes the critical event; the catalog's announcement is not queued again.
+      expect(queued.filter((q) => q.includes(`_${id}_`))).toEqual([`notification-event Observation_${id}_1`]);
+      const all = await t.request({ method: 'GET', url: `/fhir/Communication?category=${CATEGORY}|notification&_count=200` });
+      expect(((all.json() as { entry?: Array<{ resource: Communication }> }).entry ?? []).filter((e) => e.resource.about?.[0]?.reference === observation)).toHaveLength(1);
+    } finally {
+      t.server.jobs.enqueue = enqueue;
+    }
+  });
+
   it('a non-critical final result notifies nobody; a final DiagnosticReport tells patient and ordering doctor', async () => {
     const p = await create(t, patient('Duong', 'duong@example.org'));
     const d = await create(t, doctor('Ly', 'ly@example.org'));

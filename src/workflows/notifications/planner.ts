@@ -1,6 +1,7 @@
 import type { Communication, ContactPoint, Resource } from 'fhir/r4.js';
 import { asSystem } from '../../subscriptions/write-context.js';
 import type { ResourceStore } from '../../storage/resource-store.js';
+import type { StoredVersion } from '../../storage/types.js';
 import { buildCommunication, type NotificationDraft } from './communications.js';
 import type { NotificationChannel, NotificationConfig } from './config.js';
 import { channelsFor, preferencesOf, type Person } from './preferences.js';
@@ -45,7 +46,19 @@ export class NotificationPlanner {
     const { rules } = catalog;
     const { event, focus, focusReference } = occurrence;
     const codes = rules.events[event];
-    const audience = await audienceOf(event, focus, { ...this.deps, rules, timeZone: config.timeZone });
+    // One event reads the same people more than once (the patient for its name, then as a
+    // recipient; a practitioner behind several orders): each is read once per plan.
+    const reads = new Map<string, Promise<StoredVersion | undefined>>();
+    const store: Pick<ResourceStore, 'read' | 'readMany'> = {
+      read: (type, id) => {
+        const key = `${type}/${id}`;
+        let found = reads.get(key);
+        if (!found) reads.set(key, (found = this.deps.store.read(type, id)));
+        return found;
+      },
+      readMany: (type, ids) => this.deps.store.readMany(type, ids),
+    };
+    const audience = await audienceOf(event, focus, { ...this.deps, store, rules, timeZone: config.timeZone });
     const key = occurrence.key ?? `${focusReference}#${event}`;
     const urgent = rules.urgentEvents.includes(event);
     const drafts: NotificationDraft[] = [];
@@ -54,7 +67,7 @@ export class NotificationPlanner {
       const type = codes[recipient.audience];
       if (!type) continue;
       const [rtype, rid] = recipient.reference.split('/') as [string, string];
-      const person = await readResource<Person>(this.deps.store, rtype, rid);
+      const person = await readResource<Person>(store, rtype, rid);
       if (!person) continue;
       const prefs = preferencesOf(person, rules, config);
       const explicit = (person.extension ?? []).some((e) => e.url === rules.preferencesExtension && (e.extension ?? []).some((x) => x.url === 'channel'));
@@ -94,12 +107,19 @@ export class NotificationPlanner {
       const { recipient, ...c } = buildCommunication(d, this.deps.catalog.rules, now);
       return d.recipient ? { ...c, recipient } : c;
     });
+    // Without locks: the ids come from the event key, so when another run of the same event
+    // (a retried job) writes one of these Communications first, this run's insert fails on the
+    // key and the store runs it again, which then finds it written. Two statements (read, one
+    // write statement as its own transaction) instead of four (BEGIN, SELECT … FOR UPDATE,
+    // write, COMMIT); a run finding everything written (a repeated event) sends one.
     return asSystem(() =>
       this.deps.store.transaction(async (tx) => {
-        await tx.prefetchForUpdate(resources.map((r) => ({ resourceType: 'Communication', id: r.id })));
+        // Through the transaction's connection (no BEGIN while nothing is pending): the embedded
+        // database has one connection, which this transaction holds.
+        const found = new Map((await this.deps.store.readMany('Communication', resources.map((r) => r.id), await tx.reader())).map((v) => [v.id, v]));
         const sends: PlannedSend[] = [];
         for (const resource of resources) {
-          const existing = await tx.readForUpdate('Communication', resource.id);
+          const existing = found.get(resource.id);
           let status = resource.status;
           if (existing?.json && !existing.deleted) status = (JSON.parse(existing.json) as Communication).status;
           else await tx.create(resource, 'PUT', resource.id, existing);

@@ -13,7 +13,7 @@ export interface EventAudience {
 }
 
 export interface RecipientDeps {
-  store: Pick<ResourceStore, 'read'>;
+  store: Pick<ResourceStore, 'read' | 'readMany'>;
   search: { search(input: SearchInput): Promise<Bundle> };
   fhirBase: string;
   rules: NotificationRules;
@@ -91,10 +91,14 @@ async function patientName(ref: string | undefined, deps: RecipientDeps): Promis
 const MAX_RESULTS_CHECKED = 100;
 
 async function hasCriticalResult(report: DiagnosticReport, deps: RecipientDeps): Promise<boolean> {
+  const ids: string[] = [];
   for (const ref of (report.result ?? []).slice(0, MAX_RESULTS_CHECKED)) {
     const m = /^Observation\/([A-Za-z0-9\-.]{1,64})$/.exec(ref.reference ?? '');
-    const obs = m ? await readResource<Observation>(deps.store, 'Observation', m[1]!) : undefined;
-    if (obs && isCritical(obs, deps.rules)) return true;
+    if (m) ids.push(m[1]!);
+  }
+  // One statement for the whole panel (read one by one, a 20-result report cost 20 round trips).
+  for (const found of await deps.store.readMany('Observation', ids)) {
+    if (found.json && !found.deleted && isCritical(JSON.parse(found.json) as Observation, deps.rules)) return true;
   }
   return false;
 }

@@ -25,6 +25,8 @@ export const REMINDER_QUEUE = 'notification-reminder';
 const CRITICAL_SUFFIX = 'critical';
 /** Unfinished work the in-process runner picks up again per sweep (BullMQ keeps its own). */
 const RECOVERY_BATCH = 1000;
+/** New critical Observations remembered for `criticalResult` (announced right after their commit). */
+const MAX_REMEMBERED_CRITICAL = 10_000;
 
 export interface NotificationDeps {
   store: ResourceStore;
@@ -72,6 +74,15 @@ export function createNotifications(deps: NotificationDeps): NotificationCompone
   const sender = new NotificationSender({ store: deps.store, channels: deps.channels, config: settings, rules });
   let runner: JobRunner | undefined;
   let closed = false;
+  /**
+   * `Observation/id/_history/1` → its plain event job queued (true) or not (false). A new
+   * Observation whose interpretation is critical already makes CRITICAL_LAB_RESULT through its
+   * plain job (no earlier version: the transition holds), the same event with the same key as
+   * the forced job `criticalResult` would queue: that second job read the version, the people
+   * and opened a transaction only to find the Communications written (HL7 v2: about one per
+   * message). So it is left out when the plain job is known to be queued.
+   */
+  const queuedCritical = new Map<string, Promise<boolean>>();
 
   const enqueueSends = async (sends: PlannedSend[]) => {
     for (const s of sends) await runner!.enqueue(s.urgent ? URGENT_QUEUE : SEND_QUEUE, { jobId: s.id });
@@ -146,13 +157,29 @@ export function createNotifications(deps: NotificationDeps): NotificationCompone
           if (!WATCHED_TYPES.includes(c.resourceType) || !mayNotify(c.resourceType, c.resource, rules)) continue;
           // Not awaited: the client's write is done; the job carries the version, not the content.
           // Detached: the job must not run as the request that wrote (its token, its context).
-          detached(() => r.enqueue(EVENT_QUEUE, { jobId: `${c.resourceType}_${c.id}_${c.versionId}` })).catch((e: unknown) => deps.log(`notification event for ${c.resourceType}/${c.id} not queued`, e));
+          const queued = detached(() => r.enqueue(EVENT_QUEUE, { jobId: `${c.resourceType}_${c.id}_${c.versionId}` })).then(
+            () => true,
+            (e: unknown) => {
+              deps.log(`notification event for ${c.resourceType}/${c.id} not queued`, e);
+              return false;
+            },
+          );
+          if (c.resourceType === 'Observation' && c.versionId === '1') {
+            queuedCritical.set(`Observation/${c.id}/_history/1`, queued);
+            if (queuedCritical.size > MAX_REMEMBERED_CRITICAL) queuedCritical.delete(queuedCritical.keys().next().value!);
+          }
         }
       });
     },
     async criticalResult(observation) {
       const m = /^Observation\/([A-Za-z0-9\-.]{1,64})\/_history\/([0-9]{1,18})$/.exec(observation);
       if (!m || !runner || !settings.enabled || closed) return;
+      const plain = queuedCritical.get(observation);
+      if (plain) {
+        queuedCritical.delete(observation);
+        // Its plain job makes this very event (see queuedCritical); only if that job could not be queued is this one.
+        if (await plain) return;
+      }
       // Same event key as an interpretation-flagged one: a result both flagged and announced is notified once.
       await detached(() => runner!.enqueue(EVENT_QUEUE, { jobId: `Observation_${m[1]}_${m[2]}_${CRITICAL_SUFFIX}` }));
     },
