@@ -42,6 +42,7 @@ import { checkTextSearchLanguage } from './search/text-search-config.js';
 import { pdfTextHook } from './search/pdf-text.js';
 import { openDatabase, openReplica, type DatabaseHandle } from './storage/db.js';
 import { DatabaseMaintenance } from './storage/maintenance.js';
+import { Backfills } from './storage/backfill.js';
 import { loadOrCreateKey } from './storage/key-store.js';
 import { migrateToLatest } from './storage/migrate.js';
 import { ResourceStore } from './storage/resource-store.js';
@@ -89,6 +90,8 @@ export interface ServerApp {
   imports: ImportService;
   /** Run-time SearchParameters and their reindex progress. */
   searchParameters: RuntimeSearchParameters;
+  /** Rows an upgrade's migrations left to the running server (tests wait for them). */
+  backfills: Backfills;
   /** HL7 v2 channel: MLLP listener (main.ts starts it on HL7_MLLP_PORT), ingest, raw message store. */
   hl7v2: Hl7v2Components;
   /** Set when the server made itself a development client because none was configured. */
@@ -138,6 +141,8 @@ export interface AppCore {
   searchParameters: RuntimeSearchParameters;
   /** ANALYZE / VACUUM where nobody else does them; closing `database` stops it first. */
   maintenance: DatabaseMaintenance;
+  /** Rows an upgrade left to the running server (src/storage/backfill.ts). */
+  backfills: Backfills;
   /** Terminology operations and search modifiers over the terminology tables. */
   terminology: TerminologyService;
 }
@@ -216,21 +221,26 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Full text (issue 15 §3): inline PDF attachments' text for `_content`, after every other
   // hook (it must see the resource as stored).
   store.onBeforeWrite(pdfTextHook, 'last');
-  const search = new SearchService({ db: database.db, registry, terminology });
+  // Rows that an upgrade's migrations left to the running server (large databases): filled in the
+  // background; full-text searches and reports answer 503 until theirs are complete.
+  const backfills = new Backfills({ db: database.unlimitedDb, log, afterDone: () => void maintenance.afterBulkWrite() });
+  const search = new SearchService({ db: database.db, registry, terminology, fullTextBackfill: () => backfills.progress('search-text') });
   // Several processes share a PostgreSQL database: each looks for SearchParameters the others stored.
   const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? SEARCH_PARAMETER_POLL_MS : 0 });
   await maintenance.start();
+  await backfills.start();
   const closeDatabase = database.close.bind(database);
   const owned: DatabaseHandle = {
     ...database,
     async close() {
       searchParameters.close();
+      await backfills.close();
       await terminology.idle();
       await maintenance.close();
       await closeDatabase();
     },
   };
-  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance, terminology };
+  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance, terminology, backfills };
 }
 
 /**
@@ -471,7 +481,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   // Reports only read: on a streaming replica when DATABASE_REPLICA_URL is set.
   const replica = config.databaseUrl && config.databaseReplicaUrl ? openReplica(config.databaseReplicaUrl, config.databaseSchema, config.databasePoolSize, config.databaseStatementTimeoutMs) : undefined;
   if (replica) http.addHook('onClose', async () => replica.close());
-  await registerReports(http, { db: replica?.db ?? database.db, tokens, fhirBase });
+  await registerReports(http, { db: replica?.db ?? database.db, tokens, fhirBase, factsBackfill: () => core.backfills.progress('report-facts') });
   await registerPharmacy(http, { store, search, tokens, db: database.db, fhirBase, hospitalName: config.notifications.hospitalName });
   // Billing and insurance (issue 14 §3-4): Patient/$invoice, $balance; Invoice/$pay, $refund, $discount, $claim, …
   await registerBilling(http, { store, tokens, fhirBase, prices: loadPriceList(ROOT, config.billing.currency, config.billing.jurisdiction) });
@@ -503,6 +513,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     validator,
     registry,
     searchParameters,
+    backfills: core.backfills,
     jobs: jobs.runner,
     bulk,
     imports,

@@ -1,6 +1,6 @@
 import type { Bundle, BundleEntry, BundleLink, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { errors, isFhirError, type FhirError } from '../fhir/errors.js';
+import { errors, FhirError, isFhirError } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
 import { parseSearch } from './parse.js';
 import { filterTerminologyPairs } from './filter-expression.js';
@@ -100,10 +100,31 @@ export class SearchService {
   private readonly terminology: SearchTerminology;
   private readonly ownTypes = new Map<string, OwnTypeSearch>();
 
-  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: SearchTerminology }) {
+  /** Progress of the full-text back-fill after an upgrade; undefined when every resource has its text row. */
+  private readonly fullTextBackfill: () => { done: number; total: number } | undefined;
+
+  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: SearchTerminology; fullTextBackfill?: () => { done: number; total: number } | undefined }) {
     this.db = deps.db;
     this.registry = deps.registry;
     this.terminology = deps.terminology ?? new Terminology();
+    this.fullTextBackfill = deps.fullTextBackfill ?? (() => undefined);
+  }
+
+  /**
+   * `_content` / `_text` while resources stored before the full-text upgrade are still being
+   * given their text rows (src/storage/backfill.ts): a 503 that says how far it is, never a
+   * silently partial answer.
+   */
+  private requireFullText(req: SearchRequest): void {
+    const progress = this.fullTextBackfill();
+    if (!progress) return;
+    const text = req.filters.some((f) => f.kind === 'param' && 'special' in f.param && (f.param.code === '_content' || f.param.code === '_text'));
+    if (!text) return;
+    throw new FhirError(
+      'unavailable',
+      `full-text search (_content, _text) is being prepared after an upgrade: ${progress.done} of about ${progress.total} resources done; retry later`,
+      { 'Retry-After': '60' },
+    );
   }
 
   /**
@@ -411,6 +432,7 @@ export class SearchService {
     const own = input.resourceType ? this.ownTypes.get(input.resourceType) : undefined;
     if (own) return own.search(this.parse(input), input);
     const { req, where, plan, cursor, reverse, page, count } = this.compilePage(input);
+    this.requireFullText(req);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
 
