@@ -469,7 +469,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   // Front desk (issue 12): registration, booking and bed rules before commit; Patient/$match, Location/[ward]/$occupancy.
   await registerFrontDesk(http, { store, search, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
   // GDPR erasure with legal hold (issue 17 §5): Patient/[id]/$erase; the export is $everything (docs/backup.md).
-  await registerErase(http, { db: database.db, tokens, fhirBase });
+  await registerErase(http, { db: database.db, tokens, fhirBase, hl7TablesDir: join(ROOT, 'conformance', 'hl7v2') });
   // Clinical records (issue 13 §1-2): $sign, $amend, $diff on Encounter / Composition; Observation/$lastn, $stats.
   await registerClinical(http, { store, db: database.db, tokens, fhirBase });
   await registerLab(http, { store, db: database.db, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), hospitalName: config.notifications.hospitalName });
