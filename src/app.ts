@@ -223,8 +223,8 @@ export async function buildCore(config: Config): Promise<AppCore> {
   store.onBeforeWrite(pdfTextHook, 'last');
   // Rows that an upgrade's migrations left to the running server (large databases): filled in the
   // background; full-text searches and reports answer 503 until theirs are complete.
-  const backfills = new Backfills({ db: database.unlimitedDb, log, afterDone: () => void maintenance.afterBulkWrite() });
-  const search = new SearchService({ db: database.db, registry, terminology, fullTextBackfill: () => backfills.progress('search-text') });
+  const backfills = new Backfills({ db: database.unlimitedDb, log, extract: (r) => indexer.extract(r), afterDone: () => void maintenance.afterBulkWrite() });
+  const search = new SearchService({ db: database.db, registry, terminology, backfillProgress: (name) => backfills.progress(name) });
   // Several processes share a PostgreSQL database: each looks for SearchParameters the others stored.
   const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? SEARCH_PARAMETER_POLL_MS : 0 });
   await maintenance.start();

@@ -100,31 +100,31 @@ export class SearchService {
   private readonly terminology: SearchTerminology;
   private readonly ownTypes = new Map<string, OwnTypeSearch>();
 
-  /** Progress of the full-text back-fill after an upgrade; undefined when every resource has its text row. */
-  private readonly fullTextBackfill: () => { done: number; total: number } | undefined;
+  /** Progress of a back-fill after an upgrade (src/storage/backfill.ts); undefined once it is complete. */
+  private readonly backfillProgress: (name: 'search-text' | 'reference-display') => { done: number; total: number } | undefined;
 
-  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: SearchTerminology; fullTextBackfill?: () => { done: number; total: number } | undefined }) {
+  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: SearchTerminology; backfillProgress?: (name: 'search-text' | 'reference-display') => { done: number; total: number } | undefined }) {
     this.db = deps.db;
     this.registry = deps.registry;
     this.terminology = deps.terminology ?? new Terminology();
-    this.fullTextBackfill = deps.fullTextBackfill ?? (() => undefined);
+    this.backfillProgress = deps.backfillProgress ?? (() => undefined);
   }
 
   /**
-   * `_content` / `_text` while resources stored before the full-text upgrade are still being
-   * given their text rows (src/storage/backfill.ts): a 503 that says how far it is, never a
-   * silently partial answer.
+   * `_content` / `_text`, and `:text` on references, while resources stored before the upgrade
+   * that introduced their rows are still being given them (src/storage/backfill.ts): a 503 that
+   * says how far it is, never a silently partial answer.
    */
-  private requireFullText(req: SearchRequest): void {
-    const progress = this.fullTextBackfill();
-    if (!progress) return;
-    const text = req.filters.some((f) => f.kind === 'param' && 'special' in f.param && (f.param.code === '_content' || f.param.code === '_text'));
-    if (!text) return;
-    throw new FhirError(
-      'unavailable',
-      `full-text search (_content, _text) is being prepared after an upgrade: ${progress.done} of about ${progress.total} resources done; retry later`,
-      { 'Retry-After': '60' },
-    );
+  private requireBackfilled(req: SearchRequest): void {
+    const fullText = req.filters.some((f) => f.kind === 'param' && 'special' in f.param && (f.param.code === '_content' || f.param.code === '_text'));
+    const referenceText = req.filters.some((f) => f.kind === 'param' && !('special' in f.param) && f.param.type === 'reference' && f.modifier === 'text');
+    const waiting: Array<['search-text' | 'reference-display', string]> = [];
+    if (fullText) waiting.push(['search-text', 'full-text search (_content, _text)']);
+    if (referenceText) waiting.push(['reference-display', ':text on reference parameters']);
+    for (const [name, what] of waiting) {
+      const progress = this.backfillProgress(name);
+      if (progress) throw new FhirError('unavailable', `${what} is being prepared after an upgrade: ${progress.done} of about ${progress.total} resources done; retry later`, { 'Retry-After': '60' });
+    }
   }
 
   /**
@@ -432,7 +432,7 @@ export class SearchService {
     const own = input.resourceType ? this.ownTypes.get(input.resourceType) : undefined;
     if (own) return own.search(this.parse(input), input);
     const { req, where, plan, cursor, reverse, page, count } = this.compilePage(input);
-    this.requireFullText(req);
+    this.requireBackfilled(req);
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
 

@@ -2,7 +2,7 @@ import type { Resource } from 'fhir/r4.js';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import { attachmentTextsOf } from '../search/attachment-text.js';
 import { DEFAULT_TEXT_SEARCH_LANGUAGE, resourceTexts } from '../search/full-text.js';
-import { FULLTEXT, indexTableByName, rowsToColumns, unnestInsertSql } from '../search/index-tables.js';
+import { FULLTEXT, indexTableByName, REFERENCE, rowsToColumns, unnestInsertSql } from '../search/index-tables.js';
 import { pdfTextHook } from '../search/pdf-text.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -10,7 +10,8 @@ type AnyDb = Kysely<any>;
 
 /**
  * Derived rows that a migration introduced and that resources stored BEFORE it lack: the
- * full-text row of each resource (0028) and the report facts (0030). On a small database the
+ * full-text row of each resource (0028), the report facts (0030) and the reference display
+ * column (0036). On a small database the
  * migration fills them at once; on a large one that would hold the start-up (and the migration
  * lock, and writes to `resource`) for minutes, so the migration only records the work in
  * `backfill` and the server does it after start-up, in batches, while serving (`Backfills`).
@@ -20,9 +21,12 @@ type AnyDb = Kysely<any>;
  * between two) changes nothing. Writes made meanwhile keep their rows themselves (write path,
  * trigger); the back-fill only repeats the same rows for them.
  */
-export type BackfillName = 'search-text' | 'report-facts';
+export type BackfillName = 'search-text' | 'report-facts' | 'reference-display';
 
-export const BACKFILL_NAMES: readonly BackfillName[] = ['search-text', 'report-facts'];
+export const BACKFILL_NAMES: readonly BackfillName[] = ['search-text', 'report-facts', 'reference-display'];
+
+/** The search index rows of one resource (SearchIndexer.extract), for back-fills of an index table. */
+export type ExtractIndexRows = (resource: Resource) => Map<string, unknown[][]>;
 
 /** Resources a migration fills in itself; above this the work is left to the running server. */
 const DEFAULT_INLINE_LIMIT = 20_000;
@@ -70,10 +74,23 @@ export async function fillOrDefer(db: AnyDb, name: BackfillName): Promise<void> 
       after = batch.last;
     }
   }
+  await record(db, name, n);
+}
+
+/**
+ * For a migration whose rows need the server's search index extraction: always left to the
+ * running server (when any resource exists), which does a small database within seconds.
+ */
+export async function deferBackfill(db: AnyDb, name: BackfillName): Promise<void> {
+  const any = await sql<{ one: number }>`SELECT 1 AS one FROM ONLY resource WHERE NOT deleted LIMIT 1`.execute(db);
+  if (any.rows.length > 0) await record(db, name, 1);
+}
+
+async function record(db: AnyDb, name: BackfillName, counted: number): Promise<void> {
   // The total shown while it runs: the planner's row estimate when there is one (counting a
   // large table exactly is what this avoids), never below what was counted.
   const estimate = await sql<{ n: number }>`SELECT greatest(reltuples, 0)::bigint::int AS n FROM pg_class WHERE oid = to_regclass('resource')`.execute(db);
-  const total = Math.max(n, estimate.rows[0]?.n ?? 0);
+  const total = Math.max(counted, estimate.rows[0]?.n ?? 0);
   await createBackfillTable(db);
   await sql`INSERT INTO backfill (name, total) VALUES (${name}, ${total}) ON CONFLICT (name) DO NOTHING`.execute(db);
 }
@@ -82,7 +99,7 @@ export async function fillOrDefer(db: AnyDb, name: BackfillName): Promise<void> 
  * Rewrites the derived rows of the next BATCH live resources after `after` (key order) on
  * `executor`; undefined when there are none left. Run inside a transaction by `Backfills`.
  */
-async function fillBatch(executor: AnyDb, name: BackfillName, after: [string, string], lock = false): Promise<{ last: [string, string]; count: number } | undefined> {
+async function fillBatch(executor: AnyDb, name: BackfillName, after: [string, string], lock = false, extract?: ExtractIndexRows): Promise<{ last: [string, string]; count: number } | undefined> {
   const types = typesOf(name);
   const page = await sql<{ resource_type: string; id: string; json: string }>`
     SELECT resource_type, id, content::text AS json FROM ONLY resource
@@ -92,7 +109,10 @@ async function fillBatch(executor: AnyDb, name: BackfillName, after: [string, st
     ${lock ? sql`FOR UPDATE` : sql``}`.execute(executor);
   if (page.rows.length === 0) return undefined;
   if (name === 'search-text') await fillSearchText(executor, page.rows);
-  else {
+  else if (name === 'reference-display') {
+    if (!extract) throw new Error('the reference-display back-fill needs the search index extraction');
+    await replaceTableRows(executor, REFERENCE, page.rows, extract);
+  } else {
     await sql`
       SELECT count(report_facts_refresh(r.resource_type, r.id, r.content)) FROM ONLY resource r
       JOIN unnest(${page.rows.map((r) => r.resource_type)}::text[], ${page.rows.map((r) => r.id)}::text[]) AS k(t, i)
@@ -119,6 +139,18 @@ async function fillSearchText(executor: AnyDb, rows: ReadonlyArray<{ resource_ty
   if (out.length > 0) await executor.executeQuery(CompiledQuery.raw(unnestInsertSql(spec), rowsToColumns(spec, out)));
 }
 
+/** Rewrites one index table's rows of these resources from their current content. */
+async function replaceTableRows(executor: AnyDb, table: string, rows: ReadonlyArray<{ resource_type: string; id: string; json: string }>, extract: ExtractIndexRows): Promise<void> {
+  const spec = indexTableByName.get(table)!;
+  const out: Array<readonly [string, string, readonly unknown[]]> = [];
+  for (const r of rows) {
+    for (const row of extract(JSON.parse(r.json) as Resource).get(table) ?? []) out.push([r.resource_type, r.id, row]);
+  }
+  await sql`DELETE FROM ${sql.table(table)} WHERE (resource_type, resource_id) IN (
+    SELECT * FROM unnest(${rows.map((r) => r.resource_type)}::text[], ${rows.map((r) => r.id)}::text[]))`.execute(executor);
+  if (out.length > 0) await executor.executeQuery(CompiledQuery.raw(unnestInsertSql(spec), rowsToColumns(spec, out)));
+}
+
 export interface BackfillProgress {
   done: number;
   total: number;
@@ -134,7 +166,7 @@ export class Backfills {
   private stopped = false;
   private running?: Promise<void>;
 
-  constructor(private readonly deps: { db: AnyDb; log: (message: string) => void; pauseMs?: number; afterDone?: () => void }) {}
+  constructor(private readonly deps: { db: AnyDb; log: (message: string) => void; extract: ExtractIndexRows; pauseMs?: number; afterDone?: () => void }) {}
 
   /** Reads what is left to do and starts working on it in the background. */
   async start(): Promise<void> {
@@ -192,7 +224,7 @@ export class Backfills {
         const still = await sql<{ one: number }>`SELECT 1 AS one FROM backfill WHERE name = ${name}`.execute(trx);
         return still.rows.length === 0 ? 'done' : 'busy';
       }
-      const batch = await fillBatch(trx, name, [state.after_type, state.after_id], true);
+      const batch = await fillBatch(trx, name, [state.after_type, state.after_id], true, this.deps.extract);
       if (!batch) {
         await sql`DELETE FROM backfill WHERE name = ${name}`.execute(trx);
         return 'done';

@@ -21,6 +21,7 @@ function oldResources(): Array<Record<string, unknown>> {
       id: `old-obs-${i}`,
       status: 'final',
       code: { text: `haemoglobin crystal check ${i}` },
+      subject: { reference: 'Patient/p1', display: 'Nguyễn Văn An' },
       text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">Upgrade narrative ${i}</div>` },
     });
   }
@@ -69,7 +70,7 @@ describe('back-fills after an upgrade', () => {
       delete process.env.MIGRATION_INLINE_BACKFILL_LIMIT;
     }
     const left = await sql<{ name: string; total: string }>`SELECT name, total::text AS total FROM backfill ORDER BY name`.execute(db);
-    expect(left.rows.map((r) => r.name)).toEqual(['report-facts', 'search-text']);
+    expect(left.rows.map((r) => r.name)).toEqual(['reference-display', 'report-facts', 'search-text']);
     expect(Number(left.rows.find((r) => r.name === 'search-text')!.total)).toBeGreaterThanOrEqual(4);
     const text = await sql<{ n: number }>`SELECT count(*)::int AS n FROM search_text`.execute(db);
     expect(text.rows[0]!.n).toBe(0);
@@ -96,6 +97,7 @@ describe('back-fills after an upgrade', () => {
       expect(search.json().issue[0].diagnostics).toMatch(/full-text search .* being prepared after an upgrade/);
       // Everything else is served as usual.
       expect((await app.request({ method: 'GET', url: '/fhir/Observation/old-obs-3' })).statusCode).toBe(200);
+      expect((await app.request({ method: 'GET', url: '/fhir/Observation?subject:text=nguyen' })).statusCode).toBe(503);
       const report = await app.request({ method: 'GET', url: '/fhir/MeasureReport/$appointment-statistics?periodStart=2026-03-01&periodEnd=2026-03-31' });
       expect(report.statusCode).toBe(503);
       expect(report.json().resourceType).toBe('OperationOutcome');
@@ -116,6 +118,10 @@ describe('back-fills after an upgrade', () => {
     expect(found.json().entry.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual(Array.from({ length: 8 }, (_, i) => `old-obs-${i}`));
     const narrative = await app.request({ method: 'GET', url: '/fhir/Observation?_text=narrative' });
     expect(narrative.json().entry).toHaveLength(8);
+    // The reference rows were rewritten too: :text finds the display (0036).
+    const byDisplay = await app.request({ method: 'GET', url: '/fhir/Observation?subject:text=nguyen&_count=50' });
+    expect(byDisplay.statusCode, byDisplay.body).toBe(200);
+    expect(byDisplay.json().entry).toHaveLength(8);
 
     const report = await app.request({ method: 'GET', url: '/fhir/MeasureReport/$appointment-statistics?periodStart=2026-03-01&periodEnd=2026-03-31' });
     expect(report.statusCode).toBe(200);

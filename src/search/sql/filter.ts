@@ -201,7 +201,8 @@ export class FilterCompiler {
         if (modifier === 'above' || modifier === 'below') return this.terminology.hierarchyCond(a, v.v, modifier);
         return tokenCond(a, 'system', 'code', v.v);
       case 'text':
-        return textCond(a, v.v);
+        // token: the folded display / text; reference: the folded Reference.display
+        return textCond(a, v.v, p.type === 'reference' ? 'display' : 'text');
       case 'valueset':
         return this.terminology.valueSetCond(a, v.url);
       case 'string':
