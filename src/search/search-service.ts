@@ -409,6 +409,9 @@ export class SearchService {
           rest.push(x.s ? sql`${d.id} IN (${idSelect(x.s)})` : compiler.compile(x.f, target));
         }
         rest.push(accessCondition(input.accessFilter, target, compiler));
+        // (A set with one row per resource, such as full text's, is counted as it is: hashing
+        // 100,000 ids for DISTINCT was a quarter of a common word's count at 1 M.)
+        if (d.unique) return sql`SELECT count(*) AS n FROM ${d.from} WHERE ${d.where} AND ${and(rest)}`;
         return sql`SELECT count(*) AS n FROM (SELECT DISTINCT ${d.id} FROM ${d.from} WHERE ${d.where} AND ${and(rest)}) x`;
       }
     }

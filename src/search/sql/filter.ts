@@ -35,6 +35,8 @@ export interface IdSource {
   live: boolean;
   /** rough selectivity rank, lower = usually fewer rows (driver choice for counts) */
   rank: number;
+  /** at most one row per resource (search_text): a count over it needs no DISTINCT */
+  unique?: boolean;
 }
 
 export function idSelect(s: IdSource): Cond {
@@ -328,6 +330,7 @@ export class FilterCompiler {
       where: and([typeIs(col(a, 'resource_type'), type), fullTextCond(a, code, f.values)]),
       live: true,
       rank: 2,
+      unique: true,
     };
   }
 
