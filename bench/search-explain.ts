@@ -7,9 +7,9 @@
  * Observations + Patients with their index rows in SQL, ANALYZEs, then prints the plan and the
  * timing of each search. Findings are summarised in src/search/README.md.
  */
-import { Migrator, sql } from 'kysely';
-import { migrations } from '../migrations/index.js';
+import { sql } from 'kysely';
 import { openDatabase } from '../src/storage/db.js';
+import { migrateToLatest } from '../src/storage/migrate.js';
 import { SearchParameterRegistry } from '../src/search/registry.js';
 import { SearchService } from '../src/search/search-service.js';
 
@@ -25,7 +25,7 @@ const BASE = 'http://localhost:8080/fhir';
 
 const handle = await openDatabase({ databaseUrl: url, dataDir: 'memory', schema, poolSize: 2 });
 const db = handle.db;
-await new Migrator({ db, provider: { getMigrations: async () => migrations }, migrationTableSchema: schema }).migrateToLatest();
+await migrateToLatest(handle.unlimitedDb);
 
 const have = Number((await sql<{ n: string }>`SELECT count(*) AS n FROM resource WHERE resource_type = 'Observation'`.execute(db)).rows[0]!.n);
 if (have !== N) {

@@ -10,13 +10,18 @@ import type { Patient } from 'fhir/r4.js';
  * filled in here.
  *
  * pg_trgm goes into schema `public` when missing (one extension per database; test and tenant
- * schemas share it, queries qualify its names). An advisory lock makes concurrent migrations of
- * several schemas create it once. Without the privilege to create it the migration fails with
- * a message saying so.
+ * schemas share it, queries qualify its names). An advisory lock, taken only while it is
+ * missing, makes concurrent migrations of several schemas create it once. Without the
+ * privilege to create it the migration fails with a message saying so.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`SELECT pg_advisory_xact_lock(hashtext('fhir-server:pg_trgm'))`.execute(db);
   let schema = await extensionSchema(db);
+  if (!schema) {
+    // The lock only when the extension is missing: it is held until this schema's migrations
+    // commit, and taken unconditionally it would queue every other schema's start-up behind them.
+    await sql`SELECT pg_advisory_xact_lock(hashtext('fhir-server:pg_trgm'))`.execute(db);
+    schema = await extensionSchema(db);
+  }
   if (!schema) {
     try {
       await sql`CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public`.execute(db);

@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { signInAuditEvent } from './audit/audit-event.js';
 import { AuditLog, refuseAuditEventWrites } from './audit/audit-log.js';
 import { AUDIT_EVENT_UNINDEXED_PARAMS, AuditSearch } from './audit/audit-search.js';
-import { auditEventKeys } from './audit/audit-keys.js';
+import { AuditRenderer } from './audit/audit-render.js';
 import { registerHttpAudit } from './audit/http-audit.js';
 import { registerAuthServerAudit } from './audit/auth-server-audit.js';
 import { createAuthServer, patientLabel, type AuthServer } from './auth/auth-server.js';
@@ -56,7 +56,7 @@ import { TERMINOLOGY_OPERATIONS } from './terminology/operations.js';
 import { FRONT_DESK_OPERATIONS, registerFrontDesk, registerFrontDeskRules } from './workflows/scheduling-wiring.js';
 import { ERASE_OPERATIONS, legalHoldHook, registerErase } from './operations/erase.js';
 import { CLINICAL_OPERATIONS, registerClinical, registerClinicalRules } from './workflows/clinical-wiring.js';
-import { LAB_OPERATIONS, registerLab, registerLabRules } from './workflows/lab/wiring.js';
+import { LAB_OPERATIONS, registerLab, registerLabOrderTracking, registerLabRules } from './workflows/lab/wiring.js';
 import { FUZZY_SEARCH_OPERATION, patientNameIndexHook, registerFuzzySearch } from './workflows/patient-fuzzy-search.js';
 import { REGISTER_CSV_OPERATION, registerCsvRegistration } from './workflows/patient-register-csv.js';
 import { REPORT_OPERATIONS, registerReports } from './workflows/reports/routes.js';
@@ -213,11 +213,13 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Clinical records (issue 13 §1-2): signatures, amendments, draft notes, vital-sign units, flags and BMI.
   registerClinicalRules(store, { terminologyDir: join(ROOT, 'terminology'), amendmentWindowHours: config.clinicalAmendmentWindowHours });
   // Laboratory (issue 14): catalogue orders, accession numbers, result flags, dual verification.
-  registerLabRules(store, { terminologyDir: join(ROOT, 'terminology') });
+  const labCatalog = registerLabRules(store, { terminologyDir: join(ROOT, 'terminology') });
   // Pharmacy (issue 13 §4): stock per batch, receipts, dispensing (src/workflows/pharmacy/).
   registerPharmacyRules(store);
   // Billing and insurance (issue 14 §3-4): charges, invoice guard, payment accounting, insurer payouts.
   registerBillingRules(store, loadPriceList(ROOT, config.billing.currency, config.billing.jurisdiction));
+  // Lab order tracking Tasks (issue 14 §1), after the rules above have shaped each write.
+  registerLabOrderTracking(store, labCatalog);
   // Full text (issue 15 §3): inline PDF attachments' text for `_content`, after every other
   // hook (it must see the resource as stored).
   store.onBeforeWrite(pdfTextHook, 'last');
@@ -301,17 +303,20 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   const core = await buildCore(config);
   const { database, registry, store, validator, search, fhirBase, searchParameters, maintenance } = core;
   // The audit trail keeps search keys of its own (src/audit/audit-keys.ts), not generic index rows.
-  const auditStore = new AuditStore(database.db, (event) => auditEventKeys(event, [fhirBase]));
+  const auditStore = new AuditStore(database.db);
   // AuditEvents live in their own table (migration 0014): their searches go to the audit store.
   search.searchOwnType('AuditEvent', new AuditSearch(auditStore));
+  const auditSource = { baseUrl: config.baseUrl };
+  // Queued items become AuditEvents (JSON and search keys) in the writer, not on the request path.
+  const auditRenderer = new AuditRenderer(auditSource, [fhirBase]);
   const audit = new AuditLog({
     writer: auditStore,
+    render: (item) => auditRenderer.render(item),
     enabled: config.auditEvents,
     queueLimit: config.auditQueueLimit,
     onWritten: (n) => maintenance.noteCommitted(n),
     log: (message, error) => (config.logLevel === 'silent' ? undefined : console.error(message, error ?? '')),
   });
-  const auditSource = { baseUrl: config.baseUrl };
 
   let auth: AuthServer;
   let devClient: ServerApp['devClient'];

@@ -92,14 +92,15 @@ export interface AuditSource {
   baseUrl: string;
 }
 
-function sourceOf(source: AuditSource): AuditEvent['source'] {
+export function sourceOf(source: AuditSource): AuditEvent['source'] {
   return {
     observer: { display: `FHIR server ${source.baseUrl}` },
     type: [{ system: SOURCE_TYPE, code: '4', display: 'Application Server' }],
   };
 }
 
-function agentsOf(caller: AuditCaller, address: string | undefined, source: AuditSource): AuditEventAgent[] {
+/** The agents of an event: the user (and the app it used), the backend client, or an unauthenticated caller. */
+export function agentsOf(caller: AuditCaller, address: string | undefined, source: AuditSource): AuditEventAgent[] {
   const network: AuditEventAgent['network'] = address ? { address, type: '2' } : undefined;
   const client = (requestor: boolean): AuditEventAgent => ({
     type: { coding: [{ system: AGENT_TYPE, code: 'datacollector', display: 'data collector' }] },

@@ -24,23 +24,7 @@ export function auditEventKeys(e: AuditEvent, baseUrls: readonly string[]): stri
     keys.add(`${param}=${system ?? ''}|${code}`);
   };
   const coding = (param: string, c: Coding | undefined) => token(param, c?.system || undefined, c?.code);
-  /** Adds the reference's keys under `param`; true when it is a reference to a Patient. */
-  const reference = (param: string, r: Reference | undefined, patient: boolean) => {
-    if (!r) return;
-    const rows: unknown[][] = [];
-    referenceValues({ t: 'Reference', v: r }, rows, baseUrls);
-    for (const [type, id, , url, identSystem, identValue] of rows as Array<Array<string | null>>) {
-      const params = patient && type === 'Patient' ? [param, 'patient'] : [param];
-      for (const p of params) {
-        if (type && id) keys.add(`${p}>${type}/${id}`);
-        if (url) keys.add(`${p}>${url}`);
-        if (identValue) {
-          keys.add(`${p}:identifier=${identValue}`);
-          keys.add(`${p}:identifier=${identSystem ?? ''}|${identValue}`);
-        }
-      }
-    }
-  };
+  const reference = (param: string, r: Reference | undefined, patient: boolean) => referenceKeys(keys, param, r, patient, baseUrls);
   coding('type', e.type);
   for (const s of e.subtype ?? []) coding('subtype', s);
   token('action', undefined, e.action);
@@ -54,6 +38,28 @@ export function auditEventKeys(e: AuditEvent, baseUrls: readonly string[]): stri
   token('site', undefined, e.source?.site);
   // Unsorted: the GIN index does not care, and this runs once per request.
   return [...keys];
+}
+
+/**
+ * Adds the keys of reference `r` under `param` to `keys` (and under `patient` too when `patient`
+ * is set and it refers to a Patient). Shared with the audit renderer (audit-render.ts), which
+ * builds the keys of a request's entities with it.
+ */
+export function referenceKeys(keys: { add(key: string): unknown }, param: string, r: Reference | undefined, patient: boolean, baseUrls: readonly string[]): void {
+  if (!r) return;
+  const rows: unknown[][] = [];
+  referenceValues({ t: 'Reference', v: r }, rows, baseUrls);
+  for (const [type, id, , url, identSystem, identValue] of rows as Array<Array<string | null>>) {
+    const params = patient && type === 'Patient' ? [param, 'patient'] : [param];
+    for (const p of params) {
+      if (type && id) keys.add(`${p}>${type}/${id}`);
+      if (url) keys.add(`${p}>${url}`);
+      if (identValue) {
+        keys.add(`${p}:identifier=${identValue}`);
+        keys.add(`${p}:identifier=${identSystem ?? ''}|${identValue}`);
+      }
+    }
+  }
 }
 
 /** Column positions in the generic index layout (src/search/index-tables.ts). */

@@ -1,7 +1,12 @@
 import type { AuditEvent } from 'fhir/r4.js';
 import { describe, expect, it } from 'vitest';
 import { FhirError } from '../fhir/errors.js';
-import { AuditLog, type AuditWriter } from './audit-log.js';
+import type { AuditInsert } from '../storage/audit-store.js';
+import { AuditLog, type AuditItem, type AuditWriter } from './audit-log.js';
+import { RestAuditTuple } from './http-audit.js';
+import { AuditRenderer } from './audit-render.js';
+
+const renderer = new AuditRenderer({ baseUrl: 'http://localhost:8080' }, ['http://localhost:8080/fhir']);
 
 const event = (n: number): AuditEvent => ({
   resourceType: 'AuditEvent',
@@ -19,7 +24,7 @@ const event = (n: number): AuditEvent => ({
  * event for its content (SQLSTATE class 22).
  */
 class ControlledWriter implements AuditWriter {
-  written: AuditEvent[] = [];
+  written: AuditInsert[] = [];
   private gate: Promise<void> | undefined;
   private open: (() => void) | undefined;
   down = false;
@@ -34,18 +39,18 @@ class ControlledWriter implements AuditWriter {
     this.gate = undefined;
   }
 
-  async append(events: readonly AuditEvent[]): Promise<void> {
+  async append(rows: readonly AuditInsert[]): Promise<void> {
     if (this.gate) await this.gate;
     if (this.down) throw Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
-    if (events.some((e) => e.outcomeDesc === this.poison)) throw Object.assign(new Error('invalid input syntax'), { code: '22007' });
-    this.written.push(...events);
+    if (this.poison && rows.some((r) => r.head.includes(`"outcomeDesc":"${this.poison}"`))) throw Object.assign(new Error('invalid input syntax'), { code: '22007' });
+    this.written.push(...rows);
   }
 }
 
-function setup(options: { queueLimit?: number; admissionWaitMs?: number } = {}) {
+function setup(options: { queueLimit?: number; admissionWaitMs?: number; render?: (item: AuditItem) => AuditInsert } = {}) {
   const writer = new ControlledWriter();
   const logs: string[] = [];
-  const audit = new AuditLog({ writer, enabled: true, log: (m) => logs.push(m), queueLimit: options.queueLimit ?? 100, admissionWaitMs: options.admissionWaitMs ?? 5_000 });
+  const audit = new AuditLog({ writer, render: options.render ?? ((item) => renderer.render(item)), enabled: true, log: (m) => logs.push(m), queueLimit: options.queueLimit ?? 100, admissionWaitMs: options.admissionWaitMs ?? 5_000 });
   return { writer, logs, audit };
 }
 
@@ -123,5 +128,45 @@ describe('AuditLog: bounded queue with back-pressure', () => {
     for (let i = 0; i < 5; i++) audit.record(event(i));
     await audit.close();
     expect(writer.written).toHaveLength(5);
+  });
+
+  it('makes a FHIR request\'s event from what the request path kept only when writing, also at close()', async () => {
+    const { writer, audit } = setup();
+    const auth = { clientId: 'app', subject: 'u1', scope: 'user/*.rs', scopes: [], expiresAt: 2e9, kind: 'user' as const, fhirUser: 'Practitioner/d1', role: 'DOCTOR' };
+    const at = Date.parse('2026-12-04T10:00:00.000Z');
+    audit.record(new RestAuditTuple('/fhir/:type/:id', 'GET', { type: 'Observation', id: 'o1' }, '/fhir/Observation/o1', 200, auth, '10.0.0.1', undefined, 'p1', 'req-1', at, undefined));
+    audit.record(new RestAuditTuple('/fhir/:type', 'GET', { type: 'Observation' }, '/fhir/Observation?patient=p2&code=x', 200, auth, '10.0.0.1', undefined, undefined, 'req-2', at, undefined));
+    // POSTs: what the event needs of the body was taken on the request path.
+    audit.record(new RestAuditTuple('/fhir/:type/_search', 'POST', { type: 'Observation' }, '/fhir/Observation/_search?code=x', 200, auth, undefined, undefined, undefined, 'req-3', at, { query: 'code=x&patient=p3' }));
+    audit.record(new RestAuditTuple('/fhir', 'POST', {}, '/fhir', 200, auth, undefined, undefined, undefined, 'req-4', at, { bundle: { batch: true, entities: ['Patient/p4', 'Encounter/e4'] } }));
+    expect(writer.written).toHaveLength(0);
+    await audit.close();
+    const [, , formSearch, bundle] = writer.written.map((row) => JSON.parse(`${row.head}}`) as AuditEvent);
+    expect(formSearch).toMatchObject({ subtype: [{ code: 'search-type' }], entity: [{ description: 'Observation', query: Buffer.from('code=x&patient=p3').toString('base64') }, { what: { reference: 'Patient/p3' } }, {}] });
+    expect(bundle).toMatchObject({ subtype: [{ code: 'batch' }], action: 'E', entity: [{ what: { reference: 'Patient/p4' } }, { what: { reference: 'Encounter/e4' } }, {}] });
+    const [read, search] = writer.written.map((row) => JSON.parse(`${row.head}}`) as AuditEvent & { id: string });
+    expect(read).toMatchObject({ subtype: [{ code: 'read' }], recorded: '2026-12-04T10:00:00.000Z', agent: [{ who: { reference: 'Practitioner/d1' } }, {}] });
+    expect(read!.entity!.map((e) => e.what?.reference ?? e.what?.identifier?.value)).toEqual(['Observation/o1', 'Patient/p1', 'req-1']);
+    expect(search).toMatchObject({ subtype: [{ code: 'search-type' }] });
+    expect(search!.entity!.find((e) => e.role?.code === '24')?.query).toBe(Buffer.from('patient=p2&code=x').toString('base64'));
+    expect(search!.entity!.some((e) => e.what?.reference === 'Patient/p2')).toBe(true);
+    expect(JSON.parse(writer.written[1]!.keys)).toEqual(expect.arrayContaining(['patient>Patient/p2', 'subtype=search-type', 'agent>Practitioner/d1']));
+  });
+
+  it('an event that cannot be built is lost alone, counted once and logged, also when the batch is retried', async () => {
+    const render = (item: AuditItem): AuditInsert => {
+      if (!(item instanceof RestAuditTuple) && item.outcomeDesc === 'event 3') throw new Error('bug');
+      return renderer.render(item);
+    };
+    const { writer, audit, logs } = setup({ render });
+    writer.down = true;
+    for (let i = 0; i < 6; i++) audit.record(event(i));
+    await audit.flush();
+    writer.down = false;
+    await audit.flush();
+    expect(writer.written).toHaveLength(5);
+    expect(new Set(writer.written.map((r) => r.id)).size).toBe(5);
+    expect(audit.stats()).toMatchObject({ queued: 0, written: 5, lost: 1 });
+    expect(logs.filter((m) => m.includes('could not be built'))).toHaveLength(1);
   });
 });

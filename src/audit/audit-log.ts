@@ -2,7 +2,9 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { errors, FhirError } from '../fhir/errors.js';
 import { pgErrorCode } from '../storage/pg-errors.js';
+import type { AuditInsert } from '../storage/audit-store.js';
 import type { BeforeWriteHook } from '../storage/resource-store.js';
+import type { RestAuditTuple } from './http-audit.js';
 
 /** Events are written at most this long after their request ended. */
 const FLUSH_INTERVAL_MS = 500;
@@ -18,11 +20,20 @@ const CLOSE_DEADLINE_MS = 15_000;
 
 /** Where the events go (src/storage/audit-store.ts). */
 export interface AuditWriter {
-  append(events: readonly AuditEvent[]): Promise<unknown>;
+  append(rows: readonly AuditInsert[]): Promise<unknown>;
 }
+
+/**
+ * What the request path queues: a finished AuditEvent (sign-ins, authorization server), or
+ * what a FHIR request left behind (src/audit/http-audit.ts), made into its AuditEvent only
+ * by the writer (src/audit/audit-render.ts).
+ */
+export type AuditItem = AuditEvent | RestAuditTuple;
 
 export interface AuditLogOptions {
   writer: AuditWriter;
+  /** Makes a queued item into its stored form (id, JSON, search keys); called by the writer, off the request path. */
+  render: (item: AuditItem) => AuditInsert;
   enabled: boolean;
   log: (message: string, error?: unknown) => void;
   /**
@@ -56,8 +67,10 @@ export const refuseAuditEventWrites: BeforeWriteHook = (_tx, change) => {
 const eventSpecific = (e: unknown) => /^(22|23|42)/.test(pgErrorCode(e) ?? '');
 
 /**
- * The audit trail. The request path only queues (no I/O); a writer appends batches through
- * the audit store, one statement per batch.
+ * The audit trail. The request path only queues (no I/O, and for FHIR requests not even the
+ * AuditEvent: a small record of references to what the request had anyway); the writer makes
+ * each batch into AuditEvents (id, JSON, search keys) and appends it through the audit store,
+ * one statement per batch. A queued item is rendered once: a retried batch keeps its ids.
  *
  * A full queue is never silently emptied — it means the database does not keep up or is
  * down. The deliberate choice (a hospital must not hand out data it cannot account for):
@@ -71,7 +84,8 @@ const eventSpecific = (e: unknown) => /^(22|23|42)/.test(pgErrorCode(e) ?? '');
  * close() writes what is queued (retrying for up to 15 s) and logs how many were lost if any.
  */
 export class AuditLog {
-  private queue: AuditEvent[] = [];
+  /** Oldest first; the head of a batch being written is replaced in place by its rendered rows (null: could not be rendered, counted lost). */
+  private queue: Array<AuditItem | Rendered | null> = [];
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private retryMs = 0;
@@ -98,8 +112,8 @@ export class AuditLog {
     return { queued: this.queue.length, ...this.counts };
   }
 
-  /** Queues an event; never waits for the database. */
-  record(event: AuditEvent): void {
+  /** Queues an event (or what its AuditEvent is made of); never waits for the database. */
+  record(event: AuditItem): void {
     if (!this.enabled) return;
     if (this.closed || this.queue.length >= 2 * this.queueLimit) {
       this.lose(1, this.closed ? 'recorded after shutdown' : 'queue beyond twice AUDIT_QUEUE_LIMIT');
@@ -160,9 +174,10 @@ export class AuditLog {
     this.clearTimer();
     this.closed = true;
     if (this.queue.length > 0) {
-      const n = this.queue.length;
+      // Those that could not be rendered were counted already.
+      const n = this.queue.reduce((count, item) => count + (item === null ? 0 : 1), 0);
       this.queue = [];
-      this.lose(n, 'the database did not take them before shutdown');
+      if (n > 0) this.lose(n, 'the database did not take them before shutdown');
     }
     this.wakeWaiters();
   }
@@ -205,7 +220,8 @@ export class AuditLog {
 
   private async writeQueued(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue.slice(0, WRITE_CHUNK);
+      const n = Math.min(this.queue.length, WRITE_CHUNK);
+      const batch = this.renderHead(n);
       try {
         await this.writeIsolating(batch);
       } catch (e) {
@@ -218,7 +234,7 @@ export class AuditLog {
         if (!this.closed) this.schedule(this.retryMs);
         return;
       }
-      this.queue.splice(0, batch.length);
+      this.queue.splice(0, n);
       if (this.retryMs > 0) this.options.log(`audit: writing AuditEvents works again; ${this.queue.length} still queued`);
       this.retryMs = 0;
       this.outageLogged = false;
@@ -226,8 +242,28 @@ export class AuditLog {
     }
   }
 
+  /** The first `n` queued items as rows, rendering (in place, once) those not rendered yet. */
+  private renderHead(n: number): AuditInsert[] {
+    const rows: AuditInsert[] = [];
+    for (let i = 0; i < n; i++) {
+      let item = this.queue[i] as AuditItem | Rendered | null;
+      if (item !== null && !(item instanceof Rendered)) {
+        try {
+          item = new Rendered(this.options.render(item));
+        } catch (e) {
+          // A fault of the server's own code, not of the database: this one event is lost, loudly.
+          item = null;
+          this.lose(1, `its AuditEvent could not be built: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        this.queue[i] = item;
+      }
+      if (item !== null) rows.push(item.row);
+    }
+    return rows;
+  }
+
   /** Writes `events`; an event the database refuses for its content is found by halving, counted and left out. */
-  private async writeIsolating(events: readonly AuditEvent[]): Promise<void> {
+  private async writeIsolating(events: readonly AuditInsert[]): Promise<void> {
     try {
       await this.options.writer.append(events);
       this.counts.written += events.length;
@@ -243,4 +279,9 @@ export class AuditLog {
       await this.writeIsolating(events.slice(half));
     }
   }
+}
+
+/** A queued item already rendered (a batch that failed keeps its rows for the retry). */
+class Rendered {
+  constructor(readonly row: AuditInsert) {}
 }

@@ -4,6 +4,7 @@ import { basicCredentials, fieldsOf } from '../auth/oauth-http.js';
 import type { TokenService } from '../auth/token-service.js';
 import { authServerAuditEvent, callerOf, type AuditCaller, type AuditSource, type AuthServerAuditRecord } from './audit-event.js';
 import type { AuditLog } from './audit-log.js';
+import { auditedRoute } from './http-audit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,7 +22,8 @@ interface AuthServerAnswer {
   userId?: string;
 }
 
-type Endpoint = Pick<AuthServerAuditRecord, 'kind' | 'event' | 'dicom' | 'action'>;
+export type AuthServerEndpoint = Pick<AuthServerAuditRecord, 'kind' | 'event' | 'dicom' | 'action'>;
+type Endpoint = AuthServerEndpoint;
 
 const RESTRICTED_FUNCTION = { code: '110132', display: 'Use of a restricted function' };
 const USER_ATTRIBUTES = { code: '110137', display: 'User Security Attributes Changed' };
@@ -43,10 +45,14 @@ const ENDPOINTS: Record<string, Endpoint> = {
   'DELETE /auth/register/:clientId': { kind: 'administration', event: 'client-delete', dicom: OBJECT_ATTRIBUTES, action: 'D' },
 };
 
-/** The audited endpoint a request is for, if any. */
-export function authServerEndpoint(request: FastifyRequest): Endpoint | undefined {
-  const pattern = request.routeOptions.url;
-  return pattern === undefined ? undefined : ENDPOINTS[`${request.method} ${pattern.replace(/\/+$/, '')}`];
+/** The audited endpoint of a route, if any. */
+export function authServerEndpointOf(method: string, pattern: string): Endpoint | undefined {
+  return ENDPOINTS[`${method} ${pattern.replace(/\/+$/, '')}`];
+}
+
+/** The audited endpoint a request is for, if any (decided once per route: see auditedRoute). */
+function authServerEndpoint(request: FastifyRequest): Endpoint | undefined {
+  return (request.auditRoute ?? auditedRoute(request)).authServer;
 }
 
 /** Claims of a JWT, not verified (our own tokens on their way out; client assertions only for the claimed client id). */

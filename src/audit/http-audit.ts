@@ -1,13 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../fhir/errors.js';
-import { callerOf, restAuditEvent, type AuditSource, type RestAuditRecord, type RestInteraction } from './audit-event.js';
+import type { AuthContext } from '../auth/token-service.js';
+import { callerOf, type AuditSource, type RestAuditRecord, type RestInteraction } from './audit-event.js';
 import type { AuditLog } from './audit-log.js';
-import { authServerEndpoint } from './auth-server-audit.js';
+import { authServerEndpointOf, type AuthServerEndpoint } from './auth-server-audit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
+    /** How this request's route is audited (set by the first audit hook; null before). */
+    auditRoute: AuditedRoute | null;
     /** The patient a read's response is about (found in the body on its way out). */
-    auditPatient?: string;
+    auditPatient: string | null;
   }
 }
 
@@ -85,7 +88,11 @@ function referenceFromLocation(location: unknown): string | undefined {
 
 /** The patient a search names in `patient=` / `subject=` (a bare id or `Patient/id`). */
 function patientOfQuery(query: string): string | undefined {
-  for (const [name, value] of new URLSearchParams(query)) {
+  return patientOfParams(new URLSearchParams(query));
+}
+
+function patientOfParams(params: URLSearchParams): string | undefined {
+  for (const [name, value] of params) {
     const base = name.split(':')[0];
     if (base !== 'patient' && base !== 'subject') continue;
     const match = /^(?:Patient\/)?([A-Za-z0-9\-.]{1,64})$/.exec(value);
@@ -139,26 +146,32 @@ function readsAuditEvents(request: FastifyRequest): boolean {
  */
 export function registerHttpAudit(http: FastifyInstance, deps: { audit: AuditLog; source: AuditSource }): void {
   const fhirRoute = (request: FastifyRequest) => {
-    const pattern = request.routeOptions.url;
-    return pattern !== undefined && (pattern === '/fhir' || pattern.startsWith('/fhir/')) && !request.routeOptions.config?.public ? pattern : undefined;
+    const options = request.routeOptions;
+    const pattern = options.url;
+    return pattern !== undefined && (pattern === '/fhir' || pattern.startsWith('/fhir/')) && !options.config?.public ? pattern : undefined;
   };
 
   // Read access to the audit trail: ADMIN users and backend clients (their scopes still apply).
-  http.addHook('preHandler', async (request) => {
+  // Callback style (no promise per request): it runs on every request with auth on.
+  http.addHook('preHandler', (request, _reply, done) => {
     const auth = request.auth;
-    if (!auth || auth.kind === 'client' || auth.role === 'ADMIN' || !fhirRoute(request)) return;
-    if (readsAuditEvents(request)) throw errors.forbidden('AuditEvents are available to ADMIN users and backend clients only');
+    if (!auth || auth.kind === 'client' || auth.role === 'ADMIN' || !fhirRoute(request)) return done();
+    if (readsAuditEvents(request)) return done(errors.forbidden('AuditEvents are available to ADMIN users and backend clients only'));
+    done();
   });
 
   if (!deps.audit.enabled) return;
+  http.decorateRequest('auditRoute', null);
+  http.decorateRequest('auditPatient', null);
 
   // Back-pressure (AuditLog): while the audit writer is far behind, new audited requests wait
   // for it, and are answered 503 if it does not catch up. Requests that leave no event pass.
-  // The three hooks below run on every request: callback style, so the common path allocates
-  // no promise (profiled: the audit hooks were the larger part of the audit's request cost).
+  // The hooks below run on every request: callback style, so the common path allocates no
+  // promise, and the route's audit kind is decided once per route (auditedRoute).
   http.addHook('onRequest', (request, _reply, done) => {
-    const pattern = request.routeOptions.url;
-    if (!fhirRoute(request) && !authServerEndpoint(request) && !pattern?.startsWith('/auth/authorize')) return done();
+    const route = auditedRoute(request);
+    request.auditRoute = route;
+    if (!route.admitted) return done();
     const wait = deps.audit.admit();
     if (!wait) return done();
     wait.then(() => done(), (e: Error) => done(e));
@@ -166,10 +179,10 @@ export function registerHttpAudit(http: FastifyInstance, deps: { audit: AuditLog
 
   // The patient of a single-resource read: the first Patient reference in the body.
   http.addHook('onSend', (request, reply, payload, done) => {
-    if (reply.statusCode !== 200 || typeof payload !== 'string' || payload.length > 1_000_000) return done(null, payload);
-    const params = (request.params ?? {}) as Record<string, string | undefined>;
-    if (!params.type || !params.id || params.type === 'Patient' || request.method !== 'GET' || !fhirRoute(request)) return done(null, payload);
-    request.auditPatient = /"reference"\s*:\s*"Patient\/([A-Za-z0-9\-.]{1,64})"/.exec(payload)?.[1];
+    if (reply.statusCode !== 200 || typeof payload !== 'string' || payload.length > 1_000_000 || request.method !== 'GET') return done(null, payload);
+    const params = request.params as Record<string, string | undefined> | undefined;
+    if (!params?.type || !params.id || params.type === 'Patient' || !(request.auditRoute ?? auditedRoute(request)).fhir) return done(null, payload);
+    request.auditPatient = /"reference"\s*:\s*"Patient\/([A-Za-z0-9\-.]{1,64})"/.exec(payload)?.[1] ?? null;
     done(null, payload);
   });
 
@@ -178,40 +191,174 @@ export function registerHttpAudit(http: FastifyInstance, deps: { audit: AuditLog
       recordRequest(request, reply);
     } catch (e) {
       // As an async hook's rejection would be: logged, the response is already sent.
-      request.log.error(e, 'audit: the AuditEvent of this request could not be built');
+      request.log.error(e, 'audit: the AuditEvent of this request could not be recorded');
     }
     done();
   });
 
+  // The request path keeps references to what the request had anyway (one small object, no
+  // strings built): the AuditEvent is made of it by the writer (restRecordOf, audit-render.ts).
   const recordRequest = (request: FastifyRequest, reply: FastifyReply) => {
-    const pattern = fhirRoute(request);
+    // A request refused by an earlier onRequest hook did not pass ours: decided here then.
+    const pattern = (request.auditRoute ?? auditedRoute(request)).fhir;
     if (!pattern) return;
-    const classified = classify(pattern, request.method, request.body);
-    // Routes of one type name it in the pattern (`/fhir/Patient/:id/$everything`), not in a parameter.
-    const params: Record<string, string | undefined> = { type: /^\/fhir\/([A-Z][A-Za-z]+)\//.exec(pattern)?.[1], ...(request.params as Record<string, string | undefined>) };
-    const resources: string[] = [];
-    const instance = params.type && params.id && ID.test(params.id) ? `${params.type}/${params.id}` : undefined;
-    if (instance) resources.push(instance);
-    const located = referenceFromLocation(reply.getHeader('location')) ?? referenceFromLocation(reply.getHeader('content-location'));
-    if (located && located !== instance) resources.push(located);
-    if (classified.interaction === 'transaction' || classified.interaction === 'batch') resources.push(...bundleEntities(request.body));
-    const query = classified.search ? searchQuery(request) : undefined;
-    let patient = request.auth?.patient;
-    if (params.type === 'Patient' && params.id && ID.test(params.id)) patient = params.id;
-    else if (located?.startsWith('Patient/')) patient = located.slice('Patient/'.length);
-    patient ??= request.auditPatient ?? (query ? patientOfQuery(query) : undefined);
-    const record: RestAuditRecord = {
-      ...classified,
-      status: reply.statusCode,
-      caller: callerOf(request.auth),
-      address: request.ip,
-      resources,
-      query,
-      queryType: classified.search ? (params.target ?? params.type) : undefined,
-      patient,
-      requestId: request.id,
-      recorded: new Date().toISOString(),
-    };
-    deps.audit.record(restAuditEvent(record, deps.source));
+    const method = request.method;
+    // A POST's body is not kept (Bundles may be large): what the event needs of it is taken now.
+    const post = method === 'POST' ? postDetails(pattern, request) : undefined;
+    const location = reply.getHeader('location') ?? reply.getHeader('content-location');
+    deps.audit.record(
+      new RestAuditTuple(
+        pattern,
+        method,
+        (request.params ?? EMPTY) as Record<string, string | undefined>,
+        request.raw.url ?? '',
+        reply.statusCode,
+        request.auth,
+        request.ip,
+        typeof location === 'string' ? location : undefined,
+        request.auditPatient ?? undefined,
+        request.id,
+        Date.now(),
+        post,
+      ),
+    );
+  };
+}
+
+/** How requests of one route are audited. */
+export interface AuditedRoute {
+  /** A FHIR route's pattern: one AuditEvent per request (http-audit). */
+  fhir?: string;
+  /** An authorization-server endpoint (auth-server-audit). */
+  authServer?: AuthServerEndpoint;
+  /** Requests that wait for room in the audit queue: those that leave an event, and the sign-in pages. */
+  admitted: boolean;
+}
+
+const NOT_AUDITED: AuditedRoute = { admitted: false };
+/** Per route (its config object) and method: fastify builds `request.routeOptions` anew on every access. */
+const routeCache = new WeakMap<object, Map<string, AuditedRoute>>();
+
+/** How the request's route is audited (decided once per route and method). */
+export function auditedRoute(request: FastifyRequest): AuditedRoute {
+  const options = request.routeOptions;
+  const config = options.config as object | undefined;
+  let byMethod = config ? routeCache.get(config) : undefined;
+  let route = byMethod?.get(request.method);
+  if (route) return route;
+  const pattern = options.url;
+  if (pattern === undefined) return NOT_AUDITED;
+  const fhir = (pattern === '/fhir' || pattern.startsWith('/fhir/')) && !options.config?.public ? pattern : undefined;
+  const authServer = authServerEndpointOf(request.method, pattern);
+  route = { fhir, authServer, admitted: Boolean(fhir || authServer || pattern.startsWith('/auth/authorize')) };
+  if (config) {
+    if (!byMethod) routeCache.set(config, (byMethod = new Map()));
+    byMethod.set(request.method, route);
+  }
+  return route;
+}
+
+const EMPTY: Record<string, string | undefined> = Object.freeze({});
+
+/** What an audited POST's event needs of its body. */
+interface PostDetails {
+  /** A search's query with its form fields appended. */
+  query?: string;
+  /** A Bundle's: batch or transaction, and the entities its entries name. */
+  bundle?: { batch: boolean; entities: string[] };
+}
+
+function postDetails(pattern: string, request: FastifyRequest): PostDetails | undefined {
+  if (pattern.replace(/\/+$/, '') === '/fhir') return { bundle: { batch: isBatch(request.body), entities: bundleEntities(request.body) } };
+  return classify(pattern, 'POST', undefined).search ? { query: searchQuery(request) } : undefined;
+}
+
+/**
+ * What the request path keeps of an audited FHIR request until the writer makes its
+ * AuditEvent (restRecordOf): references to values the request had anyway, and the time.
+ */
+export class RestAuditTuple {
+  constructor(
+    readonly pattern: string,
+    readonly method: string,
+    readonly params: Readonly<Record<string, string | undefined>>,
+    /** The request URL as sent (its query is the search's). */
+    readonly url: string,
+    readonly status: number,
+    readonly auth: AuthContext | undefined,
+    readonly address: string | undefined,
+    /** The Location (else Content-Location) header of the response. */
+    readonly location: string | undefined,
+    /** The patient a read's response body referred to (onSend hook). */
+    readonly bodyPatient: string | undefined,
+    readonly requestId: string,
+    /** When the response was sent (ms since the epoch): AuditEvent.recorded. */
+    readonly at: number,
+    readonly post: PostDetails | undefined,
+  ) {}
+}
+
+/** A route's classification, and the type its pattern names (`/fhir/Patient/:id/$everything`). */
+type RouteClass = Classified & { patternType: string | undefined };
+const routeClasses = new Map<string, RouteClass>();
+
+function routeClass(pattern: string, method: string): RouteClass {
+  const key = `${method} ${pattern}`;
+  let c = routeClasses.get(key);
+  if (!c) {
+    // The body only matters for POST /fhir (batch or transaction), which the caller handles.
+    c = { ...classify(pattern, method, undefined), patternType: /^\/fhir\/([A-Z][A-Za-z]+)\//.exec(pattern)?.[1] };
+    // Patterns are the server's routes: a bounded set.
+    if (routeClasses.size < 1000) routeClasses.set(key, c);
+  }
+  return c;
+}
+
+/** The query of a request URL as the search read it (normalized as URLSearchParams writes it), and the patient it names. */
+function searchOfUrl(url: string): { query: string; patient: string | undefined } {
+  const q = url.indexOf('?');
+  const params = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
+  return { query: params.toString(), patient: patientOfParams(params) };
+}
+
+/** The audit record of a FHIR request, from what the request path kept (run by the writer, off the request path). */
+export function restRecordOf(t: RestAuditTuple): RestAuditRecord {
+  const classified: Classified = t.post?.bundle ? { interaction: t.post.bundle.batch ? 'batch' : 'transaction', action: 'E' } : routeClass(t.pattern, t.method);
+  // Routes of one type name it in the pattern (`/fhir/Patient/:id/$everything`), not in a parameter.
+  const type = 'type' in t.params ? t.params.type : routeClass(t.pattern, t.method).patternType;
+  const id = t.params.id;
+  const resources: string[] = [];
+  const instance = type && id && ID.test(id) ? `${type}/${id}` : undefined;
+  if (instance) resources.push(instance);
+  const located = referenceFromLocation(t.location);
+  if (located && located !== instance) resources.push(located);
+  if (t.post?.bundle) resources.push(...t.post.bundle.entities);
+  let query: string | undefined;
+  let queryPatient: string | undefined;
+  if (classified.search) {
+    if (t.post?.query !== undefined) {
+      query = t.post.query;
+      queryPatient = query ? patientOfQuery(query) : undefined;
+    } else {
+      ({ query, patient: queryPatient } = searchOfUrl(t.url));
+    }
+  }
+  let patient = t.auth?.patient;
+  if (type === 'Patient' && id && ID.test(id)) patient = id;
+  else if (located?.startsWith('Patient/')) patient = located.slice('Patient/'.length);
+  patient ??= t.bodyPatient ?? queryPatient;
+  return {
+    interaction: classified.interaction,
+    action: classified.action,
+    ...(classified.operation ? { operation: classified.operation } : {}),
+    status: t.status,
+    caller: callerOf(t.auth),
+    address: t.address,
+    resources,
+    query,
+    queryType: classified.search ? (t.params.target ?? type) : undefined,
+    patient,
+    requestId: t.requestId,
+    recorded: new Date(t.at).toISOString(),
   };
 }

@@ -1,10 +1,8 @@
-import type { AuditEvent } from 'fhir/r4.js';
 import { CompiledQuery, sql } from 'kysely';
 import { dateCond } from '../search/sql/date.js';
 import { and, col, or, type Cond } from '../search/sql/util.js';
 import type { DateValue } from '../search/request.js';
 import type { Db } from './db.js';
-import { newResourceId } from './resource-store.js';
 
 /** Keeps one statement's JSON parameter modest (events are ~1–2 KB each). */
 export const MAX_EVENTS_PER_STATEMENT = 1000;
@@ -46,6 +44,23 @@ export interface AuditRow {
 const ORDER_COLUMN: Record<AuditOrder, string> = { id: 'id', recorded: 'recorded', last_updated: 'last_updated' };
 
 /**
+ * One AuditEvent ready to be appended, already in the form the INSERT embeds (built off the
+ * request path by src/audit/audit-render.ts, so a batch is joined, never serialized again).
+ */
+export interface AuditInsert {
+  id: string;
+  /** AuditEvent.recorded (ISO instant). */
+  recorded: string;
+  /** The search keys (src/audit/audit-keys.ts) as a JSON array of strings. */
+  keys: string;
+  /**
+   * The event's JSON with its `id` but without `meta` and without the closing brace: `meta`
+   * (version 1, lastUpdated = the write's time) is appended by the write that stores it.
+   */
+  head: string;
+}
+
+/**
  * The audit trail's storage: an append-only table of its own (migration 0014), inherited by
  * `resource` and `resource_history` so every reader of those sees AuditEvents. AuditEvents are
  * built by the server, never sent by a client, so they skip what the general write path does
@@ -54,33 +69,31 @@ const ORDER_COLUMN: Record<AuditOrder, string> = { id: 'id', recorded: 'recorded
  * generic index rows, no before-write hooks. A batch is ONE multi-row INSERT.
  */
 export class AuditStore {
-  constructor(
-    private readonly db: Db,
-    /** The search keys of an event (src/audit/audit-keys.ts). */
-    private readonly keysOf: (event: AuditEvent) => string[],
-  ) {}
+  constructor(private readonly db: Db) {}
 
-  /** Appends the events (ids and meta are assigned here); one statement per MAX_EVENTS_PER_STATEMENT. */
-  async append(events: readonly AuditEvent[]): Promise<AuditEvent[]> {
-    const stored: AuditEvent[] = [];
-    for (let start = 0; start < events.length; start += MAX_EVENTS_PER_STATEMENT) {
-      const lastUpdated = new Date().toISOString();
-      const chunk = events.slice(start, start + MAX_EVENTS_PER_STATEMENT).map((event) => ({ ...event, id: newResourceId(), meta: { versionId: '1', lastUpdated } }) satisfies AuditEvent);
-      await this.writeChunk(chunk, lastUpdated);
-      stored.push(...chunk);
+  /** Appends the events, each stamped `meta` {versionId 1, lastUpdated now}; one statement per MAX_EVENTS_PER_STATEMENT. */
+  async append(rows: readonly AuditInsert[]): Promise<void> {
+    for (let start = 0; start < rows.length; start += MAX_EVENTS_PER_STATEMENT) {
+      await this.writeChunk(rows.length <= MAX_EVENTS_PER_STATEMENT ? rows : rows.slice(start, start + MAX_EVENTS_PER_STATEMENT));
     }
-    return stored;
   }
 
-  private async writeChunk(events: readonly AuditEvent[], lastUpdated: string): Promise<void> {
-    if (events.length === 0) return;
+  private async writeChunk(rows: readonly AuditInsert[]): Promise<void> {
+    if (rows.length === 0) return;
+    const lastUpdated = new Date().toISOString();
+    const meta = `,"meta":{"versionId":"1","lastUpdated":"${lastUpdated}"}}}`;
     // The JSON is embedded as is in one jsonb parameter, parsed once by the database.
-    const rows = events.map((e) => `{"i":${JSON.stringify(e.id)},"r":${JSON.stringify(e.recorded)},"k":${JSON.stringify(this.keysOf(e))},"c":${JSON.stringify(e)}}`);
+    let json = '[';
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      json += `${i ? ',' : ''}{"i":${JSON.stringify(row.id)},"r":${JSON.stringify(row.recorded)},"k":${row.keys},"c":${row.head}${meta}`;
+    }
+    json += ']';
     await this.db.executeQuery(
       CompiledQuery.raw(
         `INSERT INTO audit_event (resource_type, id, version_id, last_updated, deleted, content, method, recorded, search_keys)
         SELECT 'AuditEvent', i, 1, $2::timestamptz, false, c, 'POST', r, k FROM jsonb_to_recordset($1::jsonb) AS x(i text, r timestamptz, k text[], c jsonb)`,
-        [`[${rows.join(',')}]`, lastUpdated],
+        [json, lastUpdated],
       ),
     );
   }

@@ -64,6 +64,18 @@ const expected = (keep: (i: number) => boolean) => seeded.map((_, i) => i).filte
 const db = () => t.server.database.db as unknown as Kysely<unknown>;
 
 describe('the audit trail table (migration 0014)', () => {
+  it('keeps its upkeep cheap (migration 0034): lz4 content where the database has it (PGlite keeps pglz), small ANALYZE samples', async () => {
+    const { rows } = await sql<{ name: string; c: string | null; s: number | null }>`SELECT attname AS name, attcompression::text AS c, attstattarget::int AS s
+      FROM pg_attribute WHERE attrelid = 'audit_event'::regclass AND attnum > 0 AND NOT attisdropped`.execute(db());
+    const content = rows.find((r) => r.name === 'content');
+    if (process.env.DATABASE_URL) expect(content?.c).toBe('l');
+    else expect(content?.c).not.toBe('l');
+    expect(content?.s).toBe(0);
+    // Every column sampled at target 10: ANALYZE reads 300 × the largest target rows.
+    expect(rows.filter((r) => r.name !== 'content').map((r) => [r.name, r.s])).toEqual(rows.filter((r) => r.name !== 'content').map((r) => [r.name, 10]));
+    await sql`ANALYZE audit_event`.execute(db());
+  });
+
   it('stores AuditEvents in audit_event only: no resource or history row of their own, no generic index rows', async () => {
     const count = async (q: string) => Number((await sql.raw<{ n: string }>(q).execute(db())).rows[0]!.n);
     expect(await count(`SELECT count(*) AS n FROM audit_event`)).toBeGreaterThanOrEqual(30);

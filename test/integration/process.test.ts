@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bundle, Patient } from 'fhir/r4.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 
 /**
  * The real server process (`src/main.ts`) on a real socket with the embedded database on
@@ -19,41 +20,25 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function startServer(port: number): Promise<{ child: ChildProcess; output: () => string; exited: Promise<number | null> }> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    API_RATE_LIMIT_PER_CLIENT: '0',
-    API_RATE_LIMIT_PER_IP: '0',
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
-    LOG_LEVEL: 'info',
-    FHIR_BOOTSTRAP_CLIENT_ID: client.id,
-    FHIR_BOOTSTRAP_CLIENT_SECRET: client.secret,
-    // No MLLP listener here (hl7v2-process.test.ts covers it): 2575 may be taken by a parallel run.
-    HL7_MLLP_PORT: '0',
-  };
-  delete env.DATABASE_URL;
-  delete env.REDIS_URL;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-      if (res.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`server did not become ready:\n${output}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { child, output: () => output, exited };
+function startServer(port: number): Promise<ServerProcess> {
+  return startServerProcess(
+    port,
+    {
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+      FHIR_BOOTSTRAP_CLIENT_ID: client.id,
+      FHIR_BOOTSTRAP_CLIENT_SECRET: client.secret,
+      // The server's defaults: the embedded database, no Redis, audit and notifications as configured.
+      BASE_URL: undefined,
+      DATABASE_URL: undefined,
+      REDIS_URL: undefined,
+      AUDIT_EVENTS: process.env.AUDIT_EVENTS,
+      NOTIFICATIONS: process.env.NOTIFICATIONS,
+    },
+  ).then((server) => {
+    children.push(server.child);
+    return server;
+  });
 }
 
 async function token(base: string): Promise<string> {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Observation, Subscription } from 'fhir/r4.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { startReceiver, type Receiver } from './subscriptions-helpers.js';
 import { dropTestSchema } from '../support/test-app.js';
 
@@ -28,58 +29,24 @@ afterAll(async () => {
   await dropTestSchema(schema);
 });
 
-interface Server {
-  child: ChildProcess;
-  base: string;
-  output: () => string;
-}
+type Server = ServerProcess;
 
 async function startServer(entry: 'src/main.ts' | 'src/worker.ts' = 'src/main.ts'): Promise<Server> {
-  const port = await freePort();
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    API_RATE_LIMIT_PER_CLIENT: '0',
-    API_RATE_LIMIT_PER_IP: '0',
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    BASE_URL: `http://127.0.0.1:${port}`,
     DATA_DIR: dataDir,
-    LOG_LEVEL: 'warn',
     FHIR_BOOTSTRAP_CLIENT_ID: client.id,
     FHIR_BOOTSTRAP_CLIENT_SECRET: client.secret,
-    HL7_MLLP_PORT: '0',
-    AUDIT_EVENTS: 'off',
+    // Notifications as configured (the server's default), not switched off.
+    NOTIFICATIONS: process.env.NOTIFICATIONS,
     SUBSCRIPTION_POLL_MS: '100',
     SUBSCRIPTION_BACKOFF_MS: '100',
     SUBSCRIPTION_TIMEOUT_MS: '2000',
     ...(schema ? { DATABASE_SCHEMA: schema } : {}),
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  const base = `http://127.0.0.1:${port}`;
-  // Generous: the machine running the tests may be loaded (server start includes migrations).
-  const deadline = Date.now() + 180_000;
   // The worker has no HTTP: ready when it says so.
-  while (entry === 'src/worker.ts' && !output.includes('worker started')) {
-    if (child.exitCode !== null) throw new Error(`worker exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`worker did not start:\n${output}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  for (;;) {
-    if (entry === 'src/worker.ts') break;
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`server did not become ready:\n${output}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { child, base, output: () => output };
+  const server = await startServerProcess(await freePort(), env, entry === 'src/worker.ts' ? { entry, readyOutput: 'worker started' } : { entry });
+  children.push(server.child);
+  return server;
 }
 
 async function kill(server: Server, signal: NodeJS.Signals): Promise<void> {

@@ -64,7 +64,8 @@ function adjudication(claimId: string, patient: string, outcome: ClaimResponse['
     insurer: { reference: `Organization/${insurerOrg}` },
     request: { reference: `Claim/${claimId}` },
     outcome,
-    ...(approved !== undefined ? { total: [{ category: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/adjudication', code: 'benefit' }] }, amount: { value: approved, currency: 'VND' } }] } : {}),
+    // What the insurer covers (eligible); the server takes the co-payment out (workflows-insurance-copay.test.ts).
+    ...(approved !== undefined ? { total: [{ category: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/adjudication', code: 'eligible' }] }, amount: { value: approved, currency: 'VND' } }] } : {}),
   };
 }
 
@@ -128,7 +129,7 @@ describe('claims (FR-BL-003)', () => {
     expectBusinessRule(await op(t, 'POST', `/fhir/Invoice/${invoice.id}/$claim`, accountant), 409, /already claimed/);
   });
 
-  it('FR-BL-003: partial approval — the insurer pays the approved part, the patient owes exactly the rest', async () => {
+  it('FR-BL-003: partial approval — the insurer pays the approved part less the co-insurance, the patient owes exactly the rest', async () => {
     const patient = await createPatient(t, 'Partial');
     await coverage(patient);
     const invoice = await invoiced(patient, 3); // 450 000 VND
@@ -149,29 +150,32 @@ describe('claims (FR-BL-003)', () => {
 
     const partial = await t.request({ method: 'PUT', url: `/fhir/ClaimResponse/${queued.id}`, payload: { ...adjudication(claim.id, patient, 'partial', 333333), id: queued.id }, headers: { authorization: `Bearer ${insurer}` } });
     expect(partial.statusCode, partial.body).toBe(200);
-    expect((partial.json() as ClaimResponse).payment?.amount?.value).toBe(333333);
+    // 333 333 covered, spread 111 111 per visit; the coverage's 20 % co-insurance (22 222.2 → 22 222 each) is the patient's.
+    expect((partial.json() as ClaimResponse).payment?.amount?.value).toBe(266667);
 
     const payments = (await t.request({ method: 'GET', url: `/fhir/PaymentReconciliation?invoice=Invoice/${invoice.id}` })).json() as { entry?: Array<{ resource: PaymentReconciliation }> };
     expect(payments.entry).toHaveLength(1);
     const payout = payments.entry![0]!.resource;
-    expect(payout.paymentAmount).toEqual({ value: 333333, currency: 'VND' });
+    expect(payout.paymentAmount).toEqual({ value: 266667, currency: 'VND' });
     expect(payout.detail?.[0]?.type?.coding?.map((c) => c.code)).toContain('insurance');
     expect(payout.paymentIssuer?.reference).toBe(`Organization/${insurerOrg}`);
 
     const invoiceBalance = (await op(t, 'GET', `/fhir/Invoice/${invoice.id}/$balance`, accountant)).json() as Parameters;
-    expect(moneyOf(invoiceBalance, 'paidByInsurance')).toBe(333333);
-    expect(moneyOf(invoiceBalance, 'outstanding')).toBe(116667);
+    expect(moneyOf(invoiceBalance, 'paidByInsurance')).toBe(266667);
+    expect(moneyOf(invoiceBalance, 'outstanding')).toBe(183333);
+    expect(moneyOf(invoiceBalance, 'patientCopay')).toBe(66666);
+    expect(moneyOf(invoiceBalance, 'notCovered')).toBe(116667);
     balance = (await op(t, 'GET', `/fhir/Patient/${patient}/$balance`, accountant)).json() as Parameters;
     expect(moneyOf(balance, 'pendingInsurance')).toBe(0);
-    expect(moneyOf(balance, 'patientResponsibility')).toBe(116667);
+    expect(moneyOf(balance, 'patientResponsibility')).toBe(183333);
 
     // The adjudication is final once paid.
     const changed = await t.request({ method: 'PUT', url: `/fhir/ClaimResponse/${queued.id}`, payload: { ...adjudication(claim.id, patient, 'complete', 450000), id: queued.id }, headers: { authorization: `Bearer ${insurer}` } });
     expectBusinessRule(changed, 422, /final/);
 
     // The patient pays the rest: balanced, nothing owed.
-    expectBusinessRule(await op(t, 'POST', `/fhir/Invoice/${invoice.id}/$pay`, accountant, [{ name: 'amount', valueDecimal: 116668 }, { name: 'method', valueCode: 'card' }]), 422, /Over-payment/);
-    const paid = await op(t, 'POST', `/fhir/Invoice/${invoice.id}/$pay`, accountant, [{ name: 'amount', valueDecimal: 116667 }, { name: 'method', valueCode: 'card' }]);
+    expectBusinessRule(await op(t, 'POST', `/fhir/Invoice/${invoice.id}/$pay`, accountant, [{ name: 'amount', valueDecimal: 183334 }, { name: 'method', valueCode: 'card' }]), 422, /Over-payment/);
+    const paid = await op(t, 'POST', `/fhir/Invoice/${invoice.id}/$pay`, accountant, [{ name: 'amount', valueDecimal: 183333 }, { name: 'method', valueCode: 'card' }]);
     expect(paid.statusCode, paid.body).toBe(201);
     expect((await read<Invoice>(t, 'Invoice', invoice.id)).status).toBe('balanced');
     balance = (await op(t, 'GET', `/fhir/Patient/${patient}/$balance`, accountant)).json() as Parameters;

@@ -63,6 +63,14 @@ function result(patient: string, code: string, value: Observation['valueQuantity
 }
 
 const flags = (o: Observation) => (o.interpretation ?? []).flatMap((c) => c.coding ?? []).map((c) => c.code);
+const PATHOLOGIST = { system: 'https://fhir.hospital.example.org/CodeSystem/lab-role', code: 'pathologist' };
+
+/** A DOCTOR user whose Practitioner holds the pathologist PractitionerRole (the second verifier). */
+async function signInAsPathologist(practitioner: string): Promise<{ token: string; username: string }> {
+  await create({ resourceType: 'PractitionerRole', active: true, practitioner: { reference: practitioner }, code: [{ coding: [PATHOLOGIST] }] });
+  return signInAs(t, 'DOCTOR', practitioner);
+}
+
 const verify = (type: string, id: string, token: string) => t.request({ method: 'POST', url: `/fhir/${type}/${id}/$verify`, ...auth(token) });
 const issueOf = (body: string) => (JSON.parse(body) as OperationOutcome).issue[0]!;
 
@@ -150,7 +158,7 @@ describe('FR-LAB-002 dual verification', () => {
     const { report: id, results } = await report(woman);
     const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-a');
     const pathologist = await signInAs(t, 'DOCTOR', 'Practitioner/path-a');
-    const other = await signInAs(t, 'DOCTOR', 'Practitioner/path-b');
+    const other = await signInAsPathologist('Practitioner/path-b');
 
     // Writing final directly is not a verification.
     const direct = await t.request({ method: 'PUT', url: `/fhir/DiagnosticReport/${id}`, payload: { ...(await read<DiagnosticReport>('DiagnosticReport', id)), status: 'final' }, ...auth(pathologist.token) });
@@ -200,7 +208,7 @@ describe('FR-LAB-002 dual verification', () => {
       return ((res.json() as Bundle).entry ?? []).filter((e) => JSON.stringify(e.resource).includes('LAB_RESULT_READY_DOCTOR'));
     };
     const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-n');
-    const pathologist = await signInAs(t, 'DOCTOR', 'Practitioner/path-n');
+    const pathologist = await signInAsPathologist('Practitioner/path-n');
     expect((await verify('DiagnosticReport', id, tech.token)).statusCode).toBe(200);
     await new Promise((r) => setTimeout(r, 500));
     expect(await ready()).toHaveLength(0);
@@ -219,9 +227,39 @@ describe('FR-LAB-002 dual verification', () => {
     expect(res.statusCode, res.body).toBe(409);
   });
 
+  it('FR-LAB-002: the second verification needs a pathologist (PractitionerRole lab-role|pathologist, active, in its period): any other DOCTOR gets 403', async () => {
+    const { report: id } = await report(woman);
+    const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-p');
+    expect((await verify('DiagnosticReport', id, tech.token)).statusCode).toBe(200);
+    const refused = async (token: string) => {
+      const res = await verify('DiagnosticReport', id, token);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(issueOf(res.body)).toMatchObject({ code: 'forbidden', diagnostics: expect.stringContaining('pathologist') });
+    };
+    // A doctor without the role, one whose role is inactive or over, one with another role, one without a fhirUser.
+    await refused((await signInAs(t, 'DOCTOR', 'Practitioner/gp-p')).token);
+    await create({ resourceType: 'PractitionerRole', active: false, practitioner: { reference: 'Practitioner/former-p' }, code: [{ coding: [PATHOLOGIST] }] });
+    await refused((await signInAs(t, 'DOCTOR', 'Practitioner/former-p')).token);
+    await create({ resourceType: 'PractitionerRole', active: true, period: { start: '2020-01-01', end: '2021-12-31' }, practitioner: { reference: 'Practitioner/expired-p' }, code: [{ coding: [PATHOLOGIST] }] });
+    await refused((await signInAs(t, 'DOCTOR', 'Practitioner/expired-p')).token);
+    await create({ resourceType: 'PractitionerRole', active: true, practitioner: { reference: 'Practitioner/cardio-p' }, code: [{ coding: [{ system: 'https://fhir.hospital.example.org/CodeSystem/user-role', code: 'DOCTOR' }] }] });
+    await refused((await signInAs(t, 'DOCTOR', 'Practitioner/cardio-p')).token);
+    await refused((await signInAs(t, 'DOCTOR')).token);
+    expect((await read<DiagnosticReport>('DiagnosticReport', id)).status).toBe('preliminary');
+    // A pathologist role held by the technician's practitioner does not make one person two verifiers.
+    await create({ resourceType: 'PractitionerRole', active: true, practitioner: { reference: 'Practitioner/tech-p' }, code: [{ coding: [PATHOLOGIST] }] });
+    const sameperson = await verify('DiagnosticReport', id, (await signInAs(t, 'DOCTOR', 'Practitioner/tech-p')).token);
+    expect(sameperson.statusCode, sameperson.body).toBe(409);
+
+    const pathologist = await signInAsPathologist('Practitioner/path-p');
+    const done = await verify('DiagnosticReport', id, pathologist.token);
+    expect(done.statusCode, done.body).toBe(200);
+    expect((done.json() as DiagnosticReport).status).toBe('final');
+  });
+
   it('FR-LAB-002: a value changed after the technician\'s verification is verified again from the start; records are kept when a writer leaves them out', async () => {
     const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-r');
-    const pathologist = await signInAs(t, 'DOCTOR', 'Practitioner/path-r');
+    const pathologist = await signInAsPathologist('Practitioner/path-r');
     const id = await create(result(man, 'ALT', { value: 40, unit: 'U/L' }));
     expect((await verify('Observation', id, tech.token)).statusCode).toBe(200);
     const verified = await read<Observation>('Observation', id);
@@ -241,7 +279,7 @@ describe('FR-LAB-002 dual verification', () => {
   it('FR-LAB-002: a verified result is immutable: corrections are corrected versions with a reason by a signed-in user; deletion refused', async () => {
     const { report: id, results } = await report(woman);
     const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-c');
-    const pathologist = await signInAs(t, 'DOCTOR', 'Practitioner/path-c');
+    const pathologist = await signInAsPathologist('Practitioner/path-c');
     expect((await verify('DiagnosticReport', id, tech.token)).statusCode).toBe(200);
     expect((await verify('DiagnosticReport', id, pathologist.token)).statusCode).toBe(200);
     const hb = await read<Observation>('Observation', results[0]!);
@@ -280,7 +318,7 @@ describe('FR-LAB-002 results written by analyzers (system clients, HL7 v2)', () 
     expect(o.status).toBe('preliminary');
     expect(flags(o)).toEqual(['N']);
     const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-d');
-    const pathologist = await signInAs(t, 'DOCTOR', 'Practitioner/path-d');
+    const pathologist = await signInAsPathologist('Practitioner/path-d');
     expect((await verify('Observation', id, tech.token)).statusCode).toBe(200);
     const done = await verify('Observation', id, pathologist.token);
     expect((done.json() as Observation).status).toBe('final');
@@ -321,7 +359,7 @@ describe('FR-LAB-003 report PDF', () => {
     const id = await create<DiagnosticReport>({ resourceType: 'DiagnosticReport', status: 'preliminary', code: { coding: [{ system: LAB, code: 'CBC', display: 'Complete blood count' }], text: 'Complete blood count' }, subject: { reference: `Patient/${patient}` }, effectiveDateTime: '2026-12-03T08:00:00Z', result: [{ reference: `Observation/${hb}` }] });
     const tech = await signInAs(t, 'LAB_TECHNICIAN', 'Practitioner/tech-e');
     const pathId = await create({ resourceType: 'Practitioner', name: [{ family: 'Vu', given: ['Minh'], prefix: ['Dr.'] }] });
-    const pathologist = await signInAs(t, 'DOCTOR', `Practitioner/${pathId}`);
+    const pathologist = await signInAsPathologist(`Practitioner/${pathId}`);
     await verify('DiagnosticReport', id, tech.token);
     await verify('DiagnosticReport', id, pathologist.token);
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Resource } from 'fhir/r4.js';
-import { CompiledQuery, Migrator, sql, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { openDatabase } from '../../src/storage/db.js';
-import { migrations } from '../../migrations/index.js';
+import { migrateToLatest } from '../../src/storage/migrate.js';
 import { indexTables, rowsToColumns, unnestInsertSql } from '../../src/search/index-tables.js';
 import type { SearchIndexer } from '../../src/search/indexer.js';
 
@@ -22,11 +22,8 @@ export async function openTestDb(): Promise<TestDb> {
   const url = process.env.DATABASE_URL;
   const schema = url ? `search_test_${randomBytes(6).toString('hex')}` : undefined;
   const handle = await openDatabase({ databaseUrl: url, dataDir: 'memory', schema, poolSize: 4 });
-  // Own Migrator with migrationTableSchema: kysely's table-exists check looks at every schema,
-  // so test files running in parallel on one server would see each other's migration tables.
-  const migrator = new Migrator({ db: handle.db, provider: { getMigrations: async () => migrations }, migrationTableSchema: schema });
-  const result = await migrator.migrateToLatest();
-  if (result.error) throw result.error;
+  // The server's own migration (per-schema lock, no look at other schemas), without the time limit.
+  await migrateToLatest(handle.unlimitedDb);
   return {
     db: handle.db,
     kind: handle.kind,

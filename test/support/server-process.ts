@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 
 /** A server process (src/main.ts through tsx, as `npm start` runs it) on a real socket. */
 export interface ServerProcess {
@@ -13,11 +14,28 @@ export interface ServerProcess {
 /** Test client with a system scope over everything; only for processes started by tests. */
 export const TEST_CLIENT = { id: 'proc-test-client', secret: 'proc-test-secret-for-tests-only' };
 
+export interface StartOptions {
+  cwd?: string;
+  /** The entry file, relative to `cwd`: `src/main.ts` unless given (`src/worker.ts` for the worker). */
+  entry?: string;
+  /**
+   * Ready when the process has printed this text (stdout or stderr) — for a process without
+   * HTTP: the worker prints "worker started". Unset: ready when /readyz answers 200.
+   */
+  readyOutput?: string;
+  /** Also wait until this TCP port on 127.0.0.1 accepts connections (the MLLP listener opens after HTTP). */
+  readyPort?: number;
+  /** How long to wait for readiness (ms); generous by default: the machine may be loaded and a start includes the migrations. */
+  timeoutMs?: number;
+}
+
 /**
  * Starts `src/main.ts` (or `entry`, relative to `cwd`) with the given environment on `port` and
- * waits until /readyz answers 200. The caller stops it (SIGTERM / SIGKILL).
+ * waits until it is ready (see StartOptions). A variable given as undefined in `env` is removed
+ * from the process's environment (e.g. `DATABASE_URL: undefined` for the embedded database).
+ * The caller stops it (SIGTERM / SIGKILL); on a failed start it is killed here.
  */
-export async function startServerProcess(port: number, env: NodeJS.ProcessEnv, options: { cwd?: string; entry?: string } = {}): Promise<ServerProcess> {
+export async function startServerProcess(port: number, env: NodeJS.ProcessEnv, options: StartOptions = {}): Promise<ServerProcess> {
   const fullEnv: NodeJS.ProcessEnv = {
     ...process.env,
     API_RATE_LIMIT_PER_CLIENT: '0',
@@ -40,25 +58,51 @@ export async function startServerProcess(port: number, env: NodeJS.ProcessEnv, o
   child.stderr?.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const base = `http://127.0.0.1:${port}`;
-  // Generous: the machine running the tests may be loaded (a start includes the migrations).
-  const deadline = Date.now() + 240_000;
-  let last = 'not listening';
-  for (;;) {
-    try {
-      const res = await fetch(`${base}/readyz`);
-      if (res.ok) break;
-      last = `readyz ${res.status}`;
-    } catch {
-      // not listening yet
+  const deadline = Date.now() + (options.timeoutMs ?? 240_000);
+  const what = options.readyOutput !== undefined ? 'process' : 'server';
+  let last = options.readyOutput !== undefined ? `no "${options.readyOutput}" printed` : 'not listening';
+  const ready = async (): Promise<boolean> => {
+    if (options.readyOutput !== undefined) {
+      if (!output.includes(options.readyOutput)) return false;
+    } else {
+      try {
+        // Bounded: a server that accepts but never answers must still hit the deadline.
+        const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(10_000) });
+        if (!res.ok) {
+          last = `readyz ${res.status}`;
+          return false;
+        }
+      } catch {
+        return false; // not listening yet (or no answer in time)
+      }
     }
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
+    if (options.readyPort !== undefined && !(await accepts(options.readyPort))) {
+      last = `port ${options.readyPort} not listening`;
+      return false;
+    }
+    return true;
+  };
+  while (!(await ready())) {
+    if (child.exitCode !== null) throw new Error(`${what} exited early:\n${output}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`server did not become ready (${last}):\n${output}`);
+      throw new Error(`${what} did not become ready (${last}):\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
   return { child, port, base, output: () => output, exited };
+}
+
+/** Whether a TCP connection to 127.0.0.1:port is accepted (then closed at once). */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 /** A client_credentials token of TEST_CLIENT. */

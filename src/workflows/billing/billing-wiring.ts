@@ -10,6 +10,7 @@ import { businessRule, referenceTo } from '../scheduling-rules.js';
 import { chargeHook } from './charges.js';
 import { checkEligibility, claimInvoice, claimResponseHook } from './insurance.js';
 import { invoiceGuardHook, invoicePatient } from './invoices.js';
+import { explanationGuardHook } from './explanation-of-benefit.js';
 import { cancel, discount, invoiceBalance, param, patientBalance, pay, receiptContent } from './operations.js';
 import { invoiceOf, paymentHook } from './payments.js';
 import type { PriceList } from './price-list.js';
@@ -25,6 +26,7 @@ export function registerBillingRules(store: ResourceStore, prices: PriceList): v
   store.onBeforeWrite(invoiceGuardHook);
   store.onBeforeWrite(paymentHook(prices));
   store.onBeforeWrite(claimResponseHook(prices));
+  store.onBeforeWrite(explanationGuardHook);
 }
 
 export interface BillingDeps {

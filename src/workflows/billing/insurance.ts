@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type {
   Claim,
   ClaimResponse,
+  ClaimResponseItem,
   Coverage,
   CoverageEligibilityRequest,
   CoverageEligibilityResponse,
@@ -16,6 +17,8 @@ import { formatMoney, minorOf, money } from './money.js';
 import { linesOf, readInvoice } from './invoices.js';
 import { accountOf, paymentFor } from './payments.js';
 import { CHARGE_CODE_SYSTEM, type PriceList } from './price-list.js';
+import { ADJUDICATION_SYSTEM, adjudicate, adjudicationEntries, adjudicationTotals, categoryOf, costShareOf, coveredAmounts, isComputed, sumOf, type AdjudicatedLine, type ClaimLine } from './adjudication.js';
+import { explanationIdFor, explanationOfBenefit, withdrawExplanation, writeExplanation } from './explanation-of-benefit.js';
 
 /**
  * Insurance (seed 004 FR-BL-003).
@@ -39,7 +42,6 @@ import { CHARGE_CODE_SYSTEM, type PriceList } from './price-list.js';
  */
 export const COVERAGE_LIMIT_URL = 'https://fhir.hospital.example.org/StructureDefinition/coverage-benefit-limit';
 export const CLAIM_NUMBER_SYSTEM = 'https://fhir.hospital.example.org/sid/claim-number';
-const ADJUDICATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/adjudication';
 const BENEFIT_TYPE_SYSTEM = 'http://terminology.hl7.org/CodeSystem/benefit-type';
 const ADJUDICATED = new Set(['complete', 'partial']);
 
@@ -217,59 +219,117 @@ export function invoiceOfClaim(claim: Claim): string | undefined {
   return undefined;
 }
 
-/** The approved amount of an adjudication: `total` of category benefit, else Σ item adjudication benefit. */
-function approvedOf(response: ClaimResponse, prices: PriceList): bigint | undefined {
-  const isBenefit = (c: { coding?: Array<{ system?: string; code?: string }> }) => (c.coding ?? []).some((x) => (x.system === undefined || x.system === ADJUDICATION_SYSTEM) && x.code === 'benefit');
-  const total = response.total?.find((t) => isBenefit(t.category));
-  if (total) return minorOf(total.amount, prices.currency, 'ClaimResponse.total.amount');
-  let sum: bigint | undefined;
-  for (const item of response.item ?? []) {
-    for (const a of item.adjudication ?? []) {
-      if (isBenefit(a.category) && a.amount) sum = (sum ?? 0n) + minorOf(a.amount, prices.currency, 'ClaimResponse.item.adjudication.amount');
-    }
-  }
-  return sum;
-}
-
 export function insurancePaymentId(claimResponseId: string): string {
   return `ins-${createHash('sha256').update(claimResponseId).digest('hex').slice(0, 40)}`;
 }
 
-/** Adjudication of our claims: the insurer's payment of the approved part, in the same transaction. */
+/** The claim's lines as adjudication sees them: sequence and claimed net (minor units). */
+function claimLines(claim: Claim, prices: PriceList): ClaimLine[] {
+  return (claim.item ?? []).map((item, i) => ({ sequence: item.sequence, net: item.net ? minorOf(item.net, prices.currency, `Claim.item[${i}].net`) : 0n }));
+}
+
+/** The insurer's ClaimResponse with the server's figures: every claim item's four amounts, the totals and the payment. */
+function withFigures(response: ClaimResponse, lines: readonly AdjudicatedLine[], currency: string, date: string): ClaimResponse {
+  const items: ClaimResponseItem[] = lines.map((line) => {
+    const given = response.item?.find((i) => i.itemSequence === line.sequence);
+    const kept = (given?.adjudication ?? []).filter((a) => !isComputed(a.category));
+    return { ...given, itemSequence: line.sequence, adjudication: [...adjudicationEntries(line, currency), ...kept] };
+  });
+  const totals = adjudicationTotals(lines);
+  const keptTotals = (response.total ?? []).filter((t) => !isComputed(t.category));
+  const next: ClaimResponse = {
+    ...response,
+    item: items,
+    total: [...adjudicationEntries(totals, currency).map((a) => ({ category: a.category, amount: a.amount! })), ...keptTotals],
+  };
+  if (totals.benefit > 0n) {
+    next.payment = {
+      ...response.payment,
+      type: response.payment?.type ?? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-paymenttype', code: response.outcome === 'complete' ? 'complete' : 'partial' }] },
+      date: response.payment?.date ?? date,
+      amount: money(totals.benefit, currency),
+    };
+  } else {
+    delete next.payment;
+  }
+  return next;
+}
+
+/** What the insurer pays on a stored adjudication (the server's benefit total). */
+function benefitPaid(response: ClaimResponse | undefined, prices: PriceList): bigint {
+  if (!response || response.status !== 'active' || !ADJUDICATED.has(response.outcome)) return 0n;
+  const total = response.total?.find((t) => categoryOf(t.category) === 'benefit');
+  return total ? minorOf(total.amount, prices.currency, 'ClaimResponse.total.amount') : 0n;
+}
+
+function sameAmounts(a: readonly bigint[] | undefined, b: readonly bigint[] | undefined): boolean {
+  return a !== undefined && b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Adjudication of our claims, before commit in the insurer's write of its ClaimResponse:
+ * the patient's share (Coverage.costToBeneficiary, src/workflows/billing/adjudication.ts) is
+ * taken out of what the insurer covers, the insurer's payment of the rest (the benefit) is
+ * recorded on the invoice, the ClaimResponse gets the server's figures and an
+ * ExplanationOfBenefit is written for the patient — all in the same transaction.
+ */
 export function claimResponseHook(prices: PriceList): BeforeWriteHook {
   return async (tx, change) => {
     if (change.resourceType !== 'ClaimResponse') return;
     const after = change.resource as ClaimResponse | undefined;
-    const claimId = referenceTo('Claim', (after ?? (await replacedVersion<ClaimResponse>(tx, change)))?.request?.reference);
+    const before = await replacedVersion<ClaimResponse>(tx, change);
+    const claimId = referenceTo('Claim', (after ?? before)?.request?.reference);
     if (!claimId) return;
     const stored = await tx.read('Claim', claimId);
     if (!stored?.json || stored.deleted) return;
-    const claim = JSON.parse(stored.json) as Claim;
+    const claim = JSON.parse(stored.json) as Claim & { id: string };
     const invoiceId = invoiceOfClaim(claim);
     if (!isOurClaim(claim) || !invoiceId) return;
-    const before = await replacedVersion<ClaimResponse>(tx, change);
-    const paidBefore = before !== undefined && before.status === 'active' && ADJUDICATED.has(before.outcome) && (approvedOf(before, prices) ?? 0n) > 0n;
-    if (paidBefore) {
-      if (!after || after.status !== 'active' || !ADJUDICATED.has(after.outcome) || approvedOf(after, prices) !== approvedOf(before, prices)) {
+    const currency = prices.currency;
+    const lines = claimLines(claim, prices);
+    const adjudicated = (r: ClaimResponse | undefined): r is ClaimResponse => r !== undefined && r.status === 'active' && ADJUDICATED.has(r.outcome);
+
+    if (benefitPaid(before, prices) > 0n) {
+      if (!adjudicated(after) || !sameAmounts(coveredAmounts(after, lines, currency), coveredAmounts(before!, lines, currency))) {
         throw businessRule('invalid', `ClaimResponse/${change.id} has been paid on Invoice/${invoiceId}; the adjudication is final (a correction is a refund by the accountant).`, ['ClaimResponse.outcome']);
       }
+      // A resend (or a change of its text) keeps the figures the payment was made from.
+      change.resource = { ...after, item: before!.item, total: before!.total, payment: before!.payment } as ClaimResponse;
       return;
     }
-    if (!after || after.status !== 'active' || !ADJUDICATED.has(after.outcome)) return;
-    const approved = approvedOf(after, prices);
-    if (approved === undefined) throw businessRule('invalid', 'An adjudicated ClaimResponse (outcome complete or partial) states the approved amount: total or item.adjudication of category benefit.', ['ClaimResponse.total']);
-    const claimed = minorOf(claim.total, prices.currency, 'Claim.total');
-    if (approved < 0n || approved > claimed) throw businessRule('invalid', `The approved ${formatMoney(approved, prices.currency)} must be between 0 and the ${formatMoney(claimed, prices.currency)} claimed.`, ['ClaimResponse.total']);
-    if (approved === 0n) return;
-    const invoice = await readInvoice(tx, invoiceId, true);
-    const account = await accountOf(await tx.executor(), prices, invoice);
-    if (approved > account.outstanding) {
-      throw businessRule('invalid', `The approved ${formatMoney(approved, prices.currency)} is more than the ${formatMoney(account.outstanding, prices.currency)} still outstanding on Invoice/${invoiceId}; refund the patient first.`, ['ClaimResponse.total']);
+    const eobId = explanationIdFor(change.id);
+    const decided = after !== undefined && after.status === 'active' && (ADJUDICATED.has(after.outcome) || after.outcome === 'error');
+    if (!decided) {
+      // Back to queued (or withdrawn) before anything was paid: the explanation no longer holds.
+      if (before && (ADJUDICATED.has(before.outcome) || before.outcome === 'error')) await withdrawExplanation(tx, eobId);
+      return;
     }
-    if (!after.payment) {
-      change.resource = { ...after, payment: { type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/ex-paymenttype', code: after.outcome === 'complete' ? 'complete' : 'partial' }] }, date: change.lastUpdated.slice(0, 10), amount: money(approved, prices.currency) } } as ClaimResponse;
+    const coverageId = referenceTo('Coverage', (claim.insurance ?? []).find((i) => i.focal)?.coverage.reference ?? claim.insurance?.[0]?.coverage.reference);
+    const coverage = coverageId ? await readCoverage(tx, coverageId) : undefined;
+    if (!coverage) throw businessRule('invalid', `The Coverage of Claim/${claimId} (${coverageId ? `Coverage/${coverageId}` : 'none'}) no longer exists; the claim cannot be adjudicated.`, ['ClaimResponse.request']);
+    let figures: AdjudicatedLine[];
+    let response: ClaimResponse = after;
+    if (after.outcome === 'error') {
+      figures = adjudicate(lines, [], {});
+    } else {
+      const covered = coveredAmounts(after, lines, currency);
+      if (covered === undefined) {
+        throw businessRule('invalid', 'An adjudicated ClaimResponse (outcome complete or partial) states what the insurer covers: item.adjudication (or total) of category eligible.', ['ClaimResponse.total']);
+      }
+      figures = adjudicate(lines, covered, costShareOf(coverage, currency));
+      response = withFigures(after, figures, currency, change.lastUpdated.slice(0, 10));
+      change.resource = response;
+      const benefit = sumOf(figures, 'benefit');
+      if (benefit > 0n) {
+        const invoice = await readInvoice(tx, invoiceId, true);
+        const account = await accountOf(await tx.executor(), prices, invoice);
+        if (benefit > account.outstanding) {
+          throw businessRule('invalid', `The insurer's ${formatMoney(benefit, currency)} is more than the ${formatMoney(account.outstanding, currency)} still outstanding on Invoice/${invoiceId}; refund the patient first.`, ['ClaimResponse.total']);
+        }
+        const payment = paymentFor(prices, invoiceId, benefit, 'insurance', { note: `Insurance payout of ClaimResponse/${change.id} (Claim/${claimId})`, ...(after.insurer ? { issuer: after.insurer } : {}) });
+        await tx.create(payment, 'POST', insurancePaymentId(change.id));
+      }
     }
-    const payment = paymentFor(prices, invoiceId, approved, 'insurance', { note: `Insurance payout of ClaimResponse/${change.id} (Claim/${claimId})`, ...(after.insurer ? { issuer: after.insurer } : {}) });
-    await tx.create(payment, 'POST', insurancePaymentId(change.id));
+    await writeExplanation(tx, explanationOfBenefit({ id: eobId, claim, number: claim.identifier?.find((i) => i.system === CLAIM_NUMBER_SYSTEM)?.value, claimResponseId: change.id, response, coverageId: coverage.id, invoiceId, lines: figures, currency, now: change.lastUpdated }));
   };
 }

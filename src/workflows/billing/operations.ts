@@ -7,6 +7,7 @@ import { businessRule, referenceTo } from '../scheduling-rules.js';
 import { formatMoney, minorOf, money, parseDecimal, toMinor } from './money.js';
 import { applyDiscount, cancelInvoice, discountOf, isServerInvoice, linesOf, readInvoice, type DiscountRequest } from './invoices.js';
 import { claimIdFor } from './insurance.js';
+import { categoryOf } from './adjudication.js';
 import { accountOf, methodOf, PAYMENT_METHODS, paymentFor, type InvoiceAccount, type PaymentMethod } from './payments.js';
 import type { BillingReceipt } from './receipt-pdf.js';
 import type { PriceList } from './price-list.js';
@@ -133,17 +134,31 @@ export async function cancel(tx: StoreTransaction, prices: PriceList, invoiceId:
   return cancelInvoice(tx, prices, invoice, param(body, 'reason')?.valueString ?? 'cancelled', account.paid);
 }
 
-/** The part of an invoice's balance an insurer is still expected to pay (a claim not yet adjudicated). */
-async function pendingInsurance(db: Db, tx: StoreTransaction, prices: PriceList, invoiceId: string, account: InvoiceAccount): Promise<bigint> {
+/**
+ * The insurance side of an invoice's balance: what an insurer is still expected to pay (a claim
+ * not yet adjudicated), and of an adjudicated claim the patient's co-payment and the part the
+ * insurer did not cover (both stay outstanding on the invoice as the patient's).
+ */
+async function insuranceState(db: Db, tx: StoreTransaction, prices: PriceList, invoiceId: string, account: InvoiceAccount): Promise<{ pending: bigint; copay: bigint; notCovered: bigint }> {
+  const none = { pending: 0n, copay: 0n, notCovered: 0n };
   const id = claimIdFor(invoiceId);
   const stored = await tx.read('Claim', id);
-  if (!stored?.json || stored.deleted) return 0n;
+  if (!stored?.json || stored.deleted) return none;
   const claim = JSON.parse(stored.json) as Claim;
-  if (claim.status !== 'active') return 0n;
+  if (claim.status !== 'active') return none;
   const responses = (await referencing(db, 'ClaimResponse', 'request', 'Claim', id)).map((r) => JSON.parse(r.json) as ClaimResponse);
-  if (responses.some((r) => r.status === 'active' && r.outcome !== 'queued')) return 0n;
+  const decided = responses.find((r) => r.status === 'active' && r.outcome !== 'queued');
+  if (decided) {
+    const total = (category: string) => {
+      const found = decided.total?.find((t) => categoryOf(t.category) === category);
+      return found ? minorOf(found.amount, prices.currency, 'ClaimResponse.total.amount') : undefined;
+    };
+    const submitted = total('submitted') ?? minorOf(claim.total, prices.currency, 'Claim.total');
+    const eligible = decided.outcome === 'error' ? 0n : (total('eligible') ?? total('benefit') ?? 0n);
+    return { pending: 0n, copay: decided.outcome === 'error' ? 0n : (total('copay') ?? 0n), notCovered: submitted - eligible };
+  }
   const claimed = minorOf(claim.total, prices.currency, 'Claim.total');
-  return claimed < account.outstanding ? claimed : account.outstanding;
+  return { ...none, pending: claimed < account.outstanding ? claimed : account.outstanding };
 }
 
 function moneyParam(name: string, minor: bigint, prices: PriceList): ParametersParameter {
@@ -153,7 +168,8 @@ function moneyParam(name: string, minor: bigint, prices: PriceList): ParametersP
 async function invoiceBalanceParts(tx: StoreTransaction, prices: PriceList, invoice: Invoice & { id: string }): Promise<{ parts: ParametersParameter[]; outstanding: bigint; pending: bigint }> {
   const db = await tx.executor();
   const account = await accountOf(db, prices, invoice);
-  const pending = await pendingInsurance(db, tx, prices, invoice.id, account);
+  const insurance = await insuranceState(db, tx, prices, invoice.id, account);
+  const pending = insurance.pending;
   return {
     outstanding: account.outstanding,
     pending,
@@ -167,6 +183,8 @@ async function invoiceBalanceParts(tx: StoreTransaction, prices: PriceList, invo
       moneyParam('outstanding', account.outstanding, prices),
       moneyParam('pendingInsurance', pending, prices),
       moneyParam('patientResponsibility', account.outstanding - pending, prices),
+      moneyParam('patientCopay', insurance.copay, prices),
+      moneyParam('notCovered', insurance.notCovered, prices),
     ],
   };
 }

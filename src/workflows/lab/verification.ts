@@ -1,9 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DiagnosticReport, Extension, Observation, Reference } from 'fhir/r4.js';
+import type { DiagnosticReport, Extension, Observation, PractitionerRole, Reference } from 'fhir/r4.js';
 import type { AuthContext } from '../../auth/token-service.js';
 import { scopesAllow } from '../../auth/scopes.js';
 import { errors } from '../../fhir/errors.js';
-import type { BeforeWriteHook, ResourceStore } from '../../storage/resource-store.js';
+import { referencing } from '../../storage/referencing.js';
+import type { BeforeWriteHook, ResourceStore, StoreTransaction } from '../../storage/resource-store.js';
 import { currentWriter } from '../../subscriptions/write-context.js';
 import { businessRule, replacedVersion } from '../scheduling-rules.js';
 import { LAB_TEST_SYSTEM, catalogCode } from './catalog.js';
@@ -13,8 +14,9 @@ import { LAB_TEST_SYSTEM, catalogCode } from './catalog.js';
  *
  * A result of the catalogue (Observation or DiagnosticReport coded with the lab-test CodeSystem)
  * becomes `final` only through `POST [type]/[id]/$verify`: first the technical verification by a
- * LAB_TECHNICIAN (or a DOCTOR), then the medical one by a DOCTOR acting as pathologist, who must be
- * another user (another login and another fhirUser). Each verification is recorded on the resource
+ * LAB_TECHNICIAN (or a DOCTOR), then the medical one by a pathologist — a DOCTOR whose fhirUser
+ * Practitioner has an active PractitionerRole coded PATHOLOGIST_ROLE — who must be another user
+ * (another login and another fhirUser). Each verification is recorded on the resource
  * as a `lab-verification` extension (step, verifier, user, time); the pathologist also becomes the
  * report's `resultsInterpreter`. Verifying a report verifies its results in the same transaction.
  *
@@ -30,6 +32,8 @@ import { LAB_TEST_SYSTEM, catalogCode } from './catalog.js';
 
 export const VERIFICATION_URL = 'https://fhir.hospital.example.org/StructureDefinition/lab-verification';
 export const CORRECTION_REASON_URL = 'https://fhir.hospital.example.org/StructureDefinition/lab-correction-reason';
+/** PractitionerRole.code of the practitioners who may make the second verification (terminology/CodeSystem-lab-role.json). */
+export const PATHOLOGIST_ROLE = { system: 'https://fhir.hospital.example.org/CodeSystem/lab-role', code: 'pathologist' } as const;
 const RELEASED = ['final', 'amended', 'corrected', 'appended'];
 const CORRECTIONS = ['corrected', 'amended', 'entered-in-error'];
 
@@ -151,15 +155,39 @@ export const labVerificationHook: BeforeWriteHook = async (tx, change) => {
 };
 
 /**
- * Who may verify: the technical (first) verification by a signed-in LAB_TECHNICIAN or DOCTOR,
- * the medical (second) one by a signed-in DOCTOR acting as pathologist, another user.
+ * Who may verify, by login role: the technical (first) verification a signed-in LAB_TECHNICIAN
+ * or DOCTOR, the medical (second) one a signed-in DOCTOR (who must also be a pathologist:
+ * `checkPathologist`).
  */
 function checkVerifier(auth: AuthContext, step: VerificationStep): void {
   if (auth.kind !== 'user') throw errors.forbidden('results are verified by a signed-in technician or pathologist, not by a client');
   const allowed = step === 'technician' ? ['LAB_TECHNICIAN', 'DOCTOR'] : ['DOCTOR'];
   if (!allowed.includes(auth.role ?? '')) {
-    throw errors.forbidden(step === 'technician' ? 'the first (technical) verification is made by a LAB_TECHNICIAN or DOCTOR' : 'the second verification is made by a pathologist (role DOCTOR)');
+    throw errors.forbidden(step === 'technician' ? 'the first (technical) verification is made by a LAB_TECHNICIAN or DOCTOR' : 'the second verification is made by a pathologist (a DOCTOR with a pathologist PractitionerRole)');
   }
+}
+
+function inPeriod(role: PractitionerRole, day: string): boolean {
+  const start = role.period?.start?.slice(0, 10);
+  const end = role.period?.end?.slice(0, 10);
+  return (!start || start <= day) && (!end || end >= day);
+}
+
+/**
+ * The second verification is the pathologist's: the user's fhirUser is a Practitioner with a
+ * PractitionerRole (not `active: false`, `period` covering today) whose `code` carries
+ * PATHOLOGIST_ROLE. Any DOCTOR is not enough (seed 004 FR-LAB-002 "technician + pathologist").
+ */
+async function checkPathologist(tx: StoreTransaction, auth: AuthContext): Promise<void> {
+  const practitioner = /^Practitioner\/([A-Za-z0-9\-.]{1,64})$/.exec(auth.fhirUser ?? '')?.[1];
+  const refusal = `the second verification is made by a pathologist: ${auth.fhirUser ?? 'this user'} needs an active PractitionerRole coded ${PATHOLOGIST_ROLE.system}|${PATHOLOGIST_ROLE.code}`;
+  if (!practitioner) throw errors.forbidden(refusal);
+  const today = new Date().toISOString().slice(0, 10);
+  const roles = (await referencing(await tx.executor(), 'PractitionerRole', 'practitioner', 'Practitioner', practitioner)).map((r) => JSON.parse(r.json) as PractitionerRole);
+  const privileged = roles.some(
+    (role) => role.active !== false && inPeriod(role, today) && (role.code ?? []).some((c) => (c.coding ?? []).some((k) => k.system === PATHOLOGIST_ROLE.system && k.code === PATHOLOGIST_ROLE.code)),
+  );
+  if (!privileged) throw errors.forbidden(refusal);
 }
 
 /**
@@ -187,6 +215,7 @@ export async function verifyResult(store: ResourceStore, type: 'Observation' | '
         if (technician.user === auth.subject || (auth.fhirUser !== undefined && technician.verifier === auth.fhirUser)) {
           throw businessRule('conflict', 'The second verification must be made by a different user than the first (dual verification).', [`${type}.extension`]);
         }
+        await checkPathologist(tx, auth);
       }
       const record: Verification = { step, user: auth.subject, time: new Date().toISOString(), ...(auth.fhirUser ? { verifier: auth.fhirUser } : {}) };
       const stamp = (r: LabResult, records: Verification[]): LabResult => ({

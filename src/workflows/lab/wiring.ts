@@ -11,6 +11,7 @@ import type { ResourceStore } from '../../storage/resource-store.js';
 import { loadLabCatalog, type LabCatalog } from './catalog.js';
 import { specimenLabelPng } from './label.js';
 import { labOrderHook, specimenHook } from './orders.js';
+import { labOrderTrackingHook } from './order-tracking.js';
 import { labReportContent } from './report-content.js';
 import { labReportPdf } from './report-pdf.js';
 import { labResultHook } from './results.js';
@@ -42,6 +43,16 @@ export function registerLabRules(store: ResourceStore, deps: { terminologyDir: s
   store.onBeforeWrite(labResultHook(catalog));
   store.onBeforeWrite(labVerificationHook);
   return catalog;
+}
+
+/**
+ * Order tracking Tasks (src/workflows/lab/order-tracking.ts), registered after the other hospital
+ * rules: it tracks the order by what the lab rules made of each write (an analyzer's final stored
+ * preliminary, say), and the Task of a new order then joins the order's own flush instead of being
+ * written alone before the billing rule's read.
+ */
+export function registerLabOrderTracking(store: ResourceStore, catalog: LabCatalog): void {
+  store.onBeforeWrite(labOrderTrackingHook(catalog));
 }
 
 const ID = /^[A-Za-z0-9\-.]{1,64}$/;
