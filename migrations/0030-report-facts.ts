@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { fillOrDefer, REPORT_FACT_TYPES } from '../src/storage/backfill.js';
 
 /**
  * Report facts (issue 14 §5, src/storage/report-queries*.ts): the few fields the hospital
@@ -23,7 +24,7 @@ import { sql, type Kysely } from 'kysely';
  * fact never depends on a previous version. Invoice lines whose category comes from a
  * referenced ChargeItem are refreshed when that ChargeItem is written.
  */
-const TYPES = `('Invoice', 'ChargeItem', 'PaymentReconciliation', 'Appointment', 'Encounter', 'ServiceRequest', 'DiagnosticReport')`;
+const TYPES = `(${REPORT_FACT_TYPES.map((t) => `'${t}'`).join(', ')})`;
 
 const statements = [
   `CREATE FUNCTION report_instant(v text) RETURNS timestamptz LANGUAGE sql STABLE AS $$
@@ -172,14 +173,14 @@ const statements = [
     WHEN (NEW.resource_type IN ${TYPES}) EXECUTE FUNCTION report_facts_row()`,
   `CREATE TRIGGER report_facts_delete AFTER DELETE ON resource FOR EACH ROW
     WHEN (OLD.resource_type IN ${TYPES}) EXECUTE FUNCTION report_facts_row()`,
-  // Back-fill from the live resources already stored (ChargeItems first: invoice lines read them).
-  `SELECT count(report_facts_refresh(resource_type, id, content)) FROM ONLY resource
-    WHERE resource_type IN ${TYPES} AND resource_type <> 'ChargeItem' AND NOT deleted`,
-  `ANALYZE report_invoice, report_invoice_line, report_payment, report_payment_allocation, report_appointment, report_bed_stay, report_lab_request, report_lab_result`,
 ];
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   for (const s of statements) await sql.raw(s).execute(db);
+  // The live resources already stored: here when they are few, else after start-up in the
+  // background (src/storage/backfill.ts); a call per row of the trigger's function either way.
+  await fillOrDefer(db, 'report-facts');
+  await sql`ANALYZE report_invoice, report_invoice_line, report_payment, report_payment_allocation, report_appointment, report_bed_stay, report_lab_request, report_lab_result`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

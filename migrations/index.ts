@@ -20,6 +20,8 @@ import * as m0030 from './0030-report-facts.js';
 import * as m0028 from './0028-full-text.js';
 import * as m0032 from './0032-erasure-lookups.js';
 import * as m0034 from './0034-audit-event-storage.js';
+import * as m0035 from './0035-job-outbox.js';
+import * as m0036 from './0036-reference-display.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -44,4 +46,6 @@ export const migrations: Record<string, Migration> = {
   '0028-full-text': m0028,
   '0032-erasure-lookups': m0032,
   '0034-audit-event-storage': m0034,
+  '0035-job-outbox': m0035,
+  '0036-reference-display': m0036,
 };

@@ -189,6 +189,10 @@ export async function buildDemoHospital(options: DemoOptions): Promise<DemoHospi
   await attempt('pharmacist role', () =>
     api.create({ resourceType: 'PractitionerRole', identifier: demoId('role-pharmacist'), active: true, practitioner: { reference: others.PHARMACIST }, code: [{ coding: [{ system: 'https://fhir.hospital.example.org/CodeSystem/user-role', code: 'PHARMACIST' }] }] }, ifDemo('role-pharmacist')),
   );
+  // Dr Martin is the laboratory's pathologist: the second verification of results is hers (docs/laboratory.md).
+  await attempt('pathologist role', () =>
+    api.create({ resourceType: 'PractitionerRole', identifier: demoId('role-pathologist'), active: true, practitioner: { reference: `Practitioner/${doctors[2]!.id}` }, code: [{ coding: [{ system: 'https://fhir.hospital.example.org/CodeSystem/lab-role', code: 'pathologist' }] }] }, ifDemo('role-pathologist')),
+  );
   const schedules: string[] = [];
   for (const [i, doctor] of doctors.entries()) {
     const schedule = await api.create<Schedule>({ resourceType: 'Schedule', identifier: demoId(`schedule-${i + 1}`), active: true, actor: [{ reference: `Practitioner/${doctor.id}` }], planningHorizon: { start: new Date().toISOString().slice(0, 10) } }, ifDemo(`schedule-${i + 1}`));

@@ -42,6 +42,7 @@ import { checkTextSearchLanguage } from './search/text-search-config.js';
 import { pdfTextHook } from './search/pdf-text.js';
 import { openDatabase, openReplica, type DatabaseHandle } from './storage/db.js';
 import { DatabaseMaintenance } from './storage/maintenance.js';
+import { Backfills } from './storage/backfill.js';
 import { loadOrCreateKey } from './storage/key-store.js';
 import { migrateToLatest } from './storage/migrate.js';
 import { ResourceStore } from './storage/resource-store.js';
@@ -89,6 +90,8 @@ export interface ServerApp {
   imports: ImportService;
   /** Run-time SearchParameters and their reindex progress. */
   searchParameters: RuntimeSearchParameters;
+  /** Rows an upgrade's migrations left to the running server (tests wait for them). */
+  backfills: Backfills;
   /** HL7 v2 channel: MLLP listener (main.ts starts it on HL7_MLLP_PORT), ingest, raw message store. */
   hl7v2: Hl7v2Components;
   /** Set when the server made itself a development client because none was configured. */
@@ -138,6 +141,8 @@ export interface AppCore {
   searchParameters: RuntimeSearchParameters;
   /** ANALYZE / VACUUM where nobody else does them; closing `database` stops it first. */
   maintenance: DatabaseMaintenance;
+  /** Rows an upgrade left to the running server (src/storage/backfill.ts). */
+  backfills: Backfills;
   /** Terminology operations and search modifiers over the terminology tables. */
   terminology: TerminologyService;
 }
@@ -218,21 +223,26 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Full text (issue 15 §3): inline PDF attachments' text for `_content`, after every other
   // hook (it must see the resource as stored).
   store.onBeforeWrite(pdfTextHook, 'last');
-  const search = new SearchService({ db: database.db, registry, terminology });
+  // Rows that an upgrade's migrations left to the running server (large databases): filled in the
+  // background; full-text searches and reports answer 503 until theirs are complete.
+  const backfills = new Backfills({ db: database.unlimitedDb, log, extract: (r) => indexer.extract(r), afterDone: () => void maintenance.afterBulkWrite() });
+  const search = new SearchService({ db: database.db, registry, terminology, backfillProgress: (name) => backfills.progress(name) });
   // Several processes share a PostgreSQL database: each looks for SearchParameters the others stored.
   const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? SEARCH_PARAMETER_POLL_MS : 0 });
   await maintenance.start();
+  await backfills.start();
   const closeDatabase = database.close.bind(database);
   const owned: DatabaseHandle = {
     ...database,
     async close() {
       searchParameters.close();
+      await backfills.close();
       await terminology.idle();
       await maintenance.close();
       await closeDatabase();
     },
   };
-  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance, terminology };
+  return { database: owned, registry, store, validator, search, fhirBase, searchParameters, maintenance, terminology, backfills };
 }
 
 /**
@@ -464,7 +474,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   // Front desk (issue 12): registration, booking and bed rules before commit; Patient/$match, Location/[ward]/$occupancy.
   await registerFrontDesk(http, { store, search, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
   // GDPR erasure with legal hold (issue 17 §5): Patient/[id]/$erase; the export is $everything (docs/backup.md).
-  await registerErase(http, { db: database.db, tokens, fhirBase });
+  await registerErase(http, { db: database.db, tokens, fhirBase, hl7TablesDir: join(ROOT, 'conformance', 'hl7v2') });
   // Clinical records (issue 13 §1-2): $sign, $amend, $diff on Encounter / Composition; Observation/$lastn, $stats.
   await registerClinical(http, { store, db: database.db, tokens, fhirBase });
   await registerLab(http, { store, db: database.db, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), hospitalName: config.notifications.hospitalName });
@@ -476,7 +486,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   // Reports only read: on a streaming replica when DATABASE_REPLICA_URL is set.
   const replica = config.databaseUrl && config.databaseReplicaUrl ? openReplica(config.databaseReplicaUrl, config.databaseSchema, config.databasePoolSize, config.databaseStatementTimeoutMs) : undefined;
   if (replica) http.addHook('onClose', async () => replica.close());
-  await registerReports(http, { db: replica?.db ?? database.db, tokens, fhirBase });
+  await registerReports(http, { db: replica?.db ?? database.db, tokens, fhirBase, factsBackfill: () => core.backfills.progress('report-facts') });
   await registerPharmacy(http, { store, search, tokens, db: database.db, fhirBase, hospitalName: config.notifications.hospitalName });
   // Billing and insurance (issue 14 §3-4): Patient/$invoice, $balance; Invoice/$pay, $refund, $discount, $claim, …
   await registerBilling(http, { store, tokens, fhirBase, prices: loadPriceList(ROOT, config.billing.currency, config.billing.jurisdiction) });
@@ -508,6 +518,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     validator,
     registry,
     searchParameters,
+    backfills: core.backfills,
     jobs: jobs.runner,
     bulk,
     imports,

@@ -1,6 +1,6 @@
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobPayload, type JobRunner, type QueueDefinition } from './types.js';
+import { JobInterruptedError, PermanentJobError, RetryLaterError, type JobOutbox, type JobPayload, type JobRunner, type QueueDefinition } from './types.js';
 
 /** Finished jobs kept in Redis for inspection; the state clients poll is in PostgreSQL anyway. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 1000 };
@@ -11,6 +11,8 @@ const HAND_BACK_DELAY_MS = 1000;
 const READY_TIMEOUT_MS = 10_000;
 /** Running jobs hand back their work at the next checkpoint (page): seconds, not minutes. */
 const CLOSE_TIMEOUT_MS = 30_000;
+/** How often held jobs (outbox queues, Redis away) are offered to Redis again, by every process. */
+const OUTBOX_FLUSH_MS = 2_000;
 
 /** One connection attempt and a PING, bounded in time; throws when Redis is not there. */
 async function probe(url: string): Promise<void> {
@@ -45,6 +47,8 @@ export interface BullMqOptions {
    */
   prefix: string;
   onError?: (error: unknown) => void;
+  /** Holds the jobs of `outbox` queues while Redis is away. */
+  outbox?: JobOutbox;
 }
 
 /**
@@ -59,6 +63,8 @@ export class BullMqJobRunner implements JobRunner {
   private readonly workers: Worker<JobPayload>[] = [];
   private readonly abort = new AbortController();
   private closed = false;
+  private outboxTimer?: NodeJS.Timeout;
+  private flushing?: Promise<unknown>;
 
   private constructor(private readonly options: BullMqOptions) {}
 
@@ -71,6 +77,10 @@ export class BullMqJobRunner implements JobRunner {
     } catch (e) {
       await runner.close();
       throw e;
+    }
+    if (options.outbox && definitions.some((d) => d.outbox)) {
+      runner.outboxTimer = setInterval(() => runner.flushOutbox(), OUTBOX_FLUSH_MS);
+      runner.outboxTimer.unref();
     }
     return runner;
   }
@@ -140,7 +150,24 @@ export class BullMqJobRunner implements JobRunner {
   async enqueue(queueName: string, payload: JobPayload): Promise<void> {
     const entry = this.queues.get(queueName);
     if (!entry) throw new Error(`no queue named ${queueName}`);
-    await entry.queue.add(queueName, { jobId: payload.jobId }, { jobId: payload.jobId });
+    try {
+      await entry.queue.add(queueName, { jobId: payload.jobId }, { jobId: payload.jobId });
+    } catch (e) {
+      if (!entry.definition.outbox || !this.options.outbox) throw e;
+      await this.options.outbox.hold(queueName, payload.jobId);
+    }
+  }
+
+  /** Offers the held jobs to Redis again (one flush at a time per process). */
+  private flushOutbox(): void {
+    if (this.closed || this.flushing || !this.options.outbox) return;
+    this.flushing = this.options.outbox
+      .flush(async (queueName, jobId) => {
+        const entry = this.queues.get(queueName);
+        if (entry) await entry.queue.add(queueName, { jobId }, { jobId });
+      })
+      .catch((e: unknown) => this.options.onError?.(e))
+      .finally(() => (this.flushing = undefined));
   }
 
   /**
@@ -158,6 +185,8 @@ export class BullMqJobRunner implements JobRunner {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.outboxTimer);
+    await this.flushing;
     // Running handlers stop at their next checkpoint and hand their job back (moveToDelayed).
     this.abort.abort(new JobInterruptedError('the job runner is closing'));
     // Bounded: a worker whose Redis went away never finishes closing (BullMQ keeps reconnecting).

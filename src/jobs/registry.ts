@@ -8,7 +8,7 @@ import type { JobStore } from '../storage/job-store.js';
 import { BullMqJobRunner } from './bullmq-runner.js';
 import { InProcessJobRunner } from './in-process-runner.js';
 import { jobRowQueue } from './job-rows.js';
-import type { JobRunner, QueueDefinition } from './types.js';
+import type { JobOutbox, JobRunner, QueueDefinition } from './types.js';
 
 /** What the workers of all queues need. */
 export interface WorkerDeps {
@@ -55,10 +55,12 @@ export interface RunnerOptions {
   redisUrl?: string;
   prefix: string;
   onError?: (error: unknown) => void;
+  /** BullMQ: where jobs of `outbox` queues are held while Redis is away. */
+  outbox?: JobOutbox;
 }
 
 export async function createJobRunner(definitions: QueueDefinition[], options: RunnerOptions): Promise<JobRunner> {
-  if (options.redisUrl) return BullMqJobRunner.create(definitions, { redisUrl: options.redisUrl, prefix: options.prefix, onError: options.onError });
+  if (options.redisUrl) return BullMqJobRunner.create(definitions, { redisUrl: options.redisUrl, prefix: options.prefix, onError: options.onError, outbox: options.outbox });
   const runner = new InProcessJobRunner(definitions, options.onError);
   await runner.start();
   return runner;

@@ -37,6 +37,18 @@ export interface QueueDefinition {
   onGiveUp(payload: JobPayload, error: unknown): Promise<void>;
   /** Unfinished jobs nobody works on, for runners without a durable queue (in-process). */
   recoverable?(): Promise<JobPayload[]>;
+  /**
+   * Jobs queued by after-commit hooks, which have nothing else to recover them from: an enqueue
+   * that fails while Redis is away is held in the database (JobOutbox) and queued when it is
+   * back, instead of failing (BullMQ runner; the in-process runner never fails to queue).
+   */
+  outbox?: boolean;
+}
+
+/** Where a runner holds the jobs of `outbox` queues it could not queue (src/storage/job-outbox-store.ts). */
+export interface JobOutbox {
+  hold(queue: string, jobId: string): Promise<void>;
+  flush(send: (queue: string, jobId: string) => Promise<void>): Promise<number>;
 }
 
 export interface JobRunner {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Coding, OperationOutcome, Resource } from 'fhir/r4.js';
+import type { Coding, OperationOutcome, Patient, Resource } from 'fhir/r4.js';
 import type { TokenService, AuthContext } from '../auth/token-service.js';
 import { scopesAllow } from '../auth/scopes.js';
 import { errors, FhirError } from '../fhir/errors.js';
@@ -7,7 +7,9 @@ import { outputOptions, sendResult } from '../http/respond.js';
 import { queryOf } from '../http/fhir-routes.js';
 import { indexTables } from '../search/index-tables.js';
 import type { Db } from '../storage/db.js';
-import { erasePatientRecord } from '../storage/erase-store.js';
+import { erasePatientRecord, type UnwrittenMessageJudge } from '../storage/erase-store.js';
+import { identifiersInMessage } from '../hl7v2/maps/patient.js';
+import { loadMappingTables } from '../hl7v2/maps/tables.js';
 import type { BeforeWriteHook } from '../storage/resource-store.js';
 import { currentRequestPath, currentWriter } from '../subscriptions/write-context.js';
 import { patientCompartment } from './export-compartments.js';
@@ -57,7 +59,18 @@ export const legalHoldHook: BeforeWriteHook = (_tx, change) => {
  * The request is recorded by the audit trail like every operation (no body, no PHI). The GDPR
  * export is `Patient/[id]/$everything`.
  */
-export async function registerErase(http: FastifyInstance, deps: { db: Db; tokens: TokenService; fhirBase: string }): Promise<void> {
+export async function registerErase(http: FastifyInstance, deps: { db: Db; tokens: TokenService; fhirBase: string; hl7TablesDir: string }): Promise<void> {
+  const hl7Tables = loadMappingTables(deps.hl7TablesDir);
+  const identifiersOf = (patient: unknown) => ((patient as Patient).identifier ?? []).filter((i) => i.value);
+  // A rejected or failed HL7 v2 message stored nothing but still holds the patient's data: it is
+  // the patient's when a PID of it carries one of the patient's identifiers (as ingest maps them).
+  const unwrittenMessages: UnwrittenMessageJudge = {
+    identifierValues: (patient) => identifiersOf(patient).map((i) => i.value!),
+    namesPatient: (raw, patient) => {
+      const own = identifiersOf(patient);
+      return identifiersInMessage(raw, hl7Tables).some((m) => own.some((p) => p.value === m.value && p.system === m.system));
+    },
+  };
   const compartment = patientCompartment();
   const pairs: Array<[string, string]> = [];
   // AuditEvents about the patient stay: the audit trail is kept for its own retention period.
@@ -76,7 +89,7 @@ export async function registerErase(http: FastifyInstance, deps: { db: Db; token
           if (onHold(content)) {
             throw new FhirError('conflict', [{ severity: 'error', code: 'business-rule', diagnostics: `Patient/${id} is under legal hold (meta.security ${LEGAL_HOLD.system}|${LEGAL_HOLD.code}): it cannot be erased until the hold is lifted` }]);
           }
-        });
+        }, unwrittenMessages);
         if (!result) throw errors.notFound(`Patient/${id} is not known`);
         const body: OperationOutcome = {
           resourceType: 'OperationOutcome',

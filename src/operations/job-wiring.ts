@@ -1,6 +1,7 @@
 import { createJobRunner, queueDefinitions, queuePrefix } from '../jobs/registry.js';
 import type { JobRunner, QueueDefinition } from '../jobs/types.js';
 import { JobStore } from '../storage/job-store.js';
+import { JobOutboxStore } from '../storage/job-outbox-store.js';
 import type { ImportService } from './import-service.js';
 import { exportWiring, type BulkComponents, type BulkDeps } from './export-wiring.js';
 import { importWiring, type ImportWiringDeps } from './import-wiring.js';
@@ -40,6 +41,7 @@ export async function createJobs(deps: JobWiringDeps): Promise<JobComponents> {
       redisUrl: deps.redisUrl,
       prefix: queuePrefix(deps.database),
       onError: (e) => deps.log('job runner error', e),
+      outbox: new JobOutboxStore(deps.exports.db),
     });
   } catch (e) {
     exportSide.dispose();

@@ -87,11 +87,13 @@ export const indexTables: readonly IndexTableSpec[] = [
   {
     // target_type/target_id/target_version for literal references (relative or absolute URLs
     // whose base is ours are stored relative); url for absolute external refs and canonicals
-    // (version in target_version); ident_* = Reference.identifier for :identifier.
+    // (version in target_version); ident_* = Reference.identifier for :identifier; display =
+    // Reference.display folded as token text is, for :text (a reference with only a display
+    // has a row with it alone). display is last: added by migration 0036 (nullable).
     table: REFERENCE,
     columns: [
       t('param'), t('target_type'), t('target_id'), t('target_version'), t('url'),
-      t('ident_system'), t('ident_value'), b('sort_asc'), b('sort_desc'),
+      t('ident_system'), t('ident_value'), b('sort_asc'), b('sort_desc'), t('display'),
     ],
   },
   { table: URI, columns: [t('param'), t('value'), b('sort_asc'), b('sort_desc')] },

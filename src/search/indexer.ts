@@ -242,6 +242,13 @@ const relativeRef = /^([A-Z][A-Za-z]{1,63})\/([A-Za-z0-9\-.]{1,64})(?:\/_history
 const absoluteRef = /^(https?:\/\/.+?)\/([A-Z][A-Za-z]{1,63})\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/([A-Za-z0-9\-.]{1,64}))?$/;
 
 /** Reference rows: [target_type, target_id, target_version, url, ident_system, ident_value]. */
+/** Reference.display folded as token text is (`:text`); null for anything else. */
+function referenceDisplay(n: TypedValue): string | null {
+  if (n.t !== 'Reference') return null;
+  const display = str(obj(n.v)?.display);
+  return display ? cut(normalizeString(display)) : null;
+}
+
 export function referenceValues(n: TypedValue, out: Row[], baseUrls: readonly string[]): void {
   const v = n.v;
   if (typeof v === 'string') {
@@ -497,8 +504,16 @@ export class SearchIndexer {
         const rows = out.get(REFERENCE)!;
         const from = rows.length;
         const vals: Row[] = [];
-        for (const n of nodes) referenceValues(n, vals, this.baseUrls);
-        for (const v of vals) rows.push([p.code, ...v, false, false]);
+        const displays: Array<string | null> = [];
+        for (const n of nodes) {
+          const before = vals.length;
+          referenceValues(n, vals, this.baseUrls);
+          const display = referenceDisplay(n);
+          // A reference known only by its display is still found by :text (and is not :missing).
+          if (vals.length === before && display !== null) vals.push([str(obj(n.v)?.type) ?? null, null, null, null, null, null]);
+          while (displays.length < vals.length) displays.push(display);
+        }
+        vals.forEach((v, i) => rows.push([p.code, ...v, false, false, displays[i]]));
         if (rows.length > from) flagSortRows(REFERENCE, rows, from, 7);
         return;
       }

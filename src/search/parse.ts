@@ -167,6 +167,7 @@ function parseValue(p: CompiledSearchParam | SpecialParam, name: string, raw: st
       return { kind: 'quantity', v: { ...num, system, code, canon } };
     }
     case 'reference':
+      if (modifier === 'text') return { kind: 'text', v: unescape(raw) };
       return { kind: 'reference', v: referenceValue(name, raw, modifier, baseUrl) };
     case 'composite': {
       const cp = p as CompiledSearchParam;
@@ -192,7 +193,7 @@ const modifiersByType: Record<string, ReadonlySet<string>> = {
   date: new Set(['missing']),
   number: new Set(['missing']),
   quantity: new Set(['missing']),
-  reference: new Set(['missing', 'identifier']),
+  reference: new Set(['missing', 'identifier', 'text']),
   uri: new Set(['missing', 'above', 'below']),
   composite: new Set(['missing']),
 };

@@ -6,10 +6,21 @@ export interface EraseResult {
   resources: number;
   /** Stored versions removed with them (current and history). */
   versions: number;
-  /** Raw HL7 v2 messages removed: those that wrote any version of an erased resource. */
+  /**
+   * Raw HL7 v2 messages removed: those that wrote any version of an erased resource, and those
+   * that wrote nothing (rejected, failed) but name the patient in a PID segment.
+   */
   hl7Messages: number;
   /** Pharmacy stock movements whose link to an erased dispense was removed (quantities kept). */
   stockMovements: number;
+}
+
+/** Tells which raw HL7 v2 messages that wrote nothing are about the patient being erased. */
+export interface UnwrittenMessageJudge {
+  /** Values one of which such a message must contain (the patient's identifier values): the SQL pre-filter. */
+  identifierValues(patient: unknown): string[];
+  /** Whether the message (parsed) names the patient. */
+  namesPatient(raw: string, patient: unknown): boolean;
 }
 
 /**
@@ -30,6 +41,7 @@ export async function erasePatientRecord(
   pairs: ReadonlyArray<readonly [string, string]>,
   indexTables: readonly string[],
   check: (content: unknown) => void,
+  unwrittenMessages?: UnwrittenMessageJudge,
 ): Promise<EraseResult | undefined> {
   return db.transaction().execute(async (tx) => {
     const owner = await sql<{ content: unknown }>`
@@ -53,13 +65,25 @@ export async function erasePatientRecord(
     const resources = await sql`DELETE FROM ONLY resource WHERE (resource_type, id) IN ${keys}`.execute(tx);
     // hl7_message.resources lists `Type/id/_history/v` of what each message wrote (GIN index, 0032).
     const messages = await sql`DELETE FROM hl7_message WHERE resources ?| ${versions.rows.map((r) => r.key)}::text[]`.execute(tx);
+    // Messages that wrote nothing hold the patient's data too when their PID names the patient:
+    // those containing one of its identifier values are read and judged by the caller's parser.
+    let unwritten = 0;
+    const patient = owner.rows[0]!.content;
+    const identifierValues = unwrittenMessages?.identifierValues(patient) ?? [];
+    if (unwrittenMessages && identifierValues.length > 0) {
+      const patterns = identifierValues.map((v) => `%${v.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      const candidates = await sql<{ id: string; raw: string }>`
+        SELECT id, raw FROM hl7_message WHERE resources = '[]'::jsonb AND raw LIKE ANY(${patterns}::text[])`.execute(tx);
+      const ids = candidates.rows.filter((m) => unwrittenMessages.namesPatient(m.raw, patient)).map((m) => m.id);
+      if (ids.length > 0) unwritten = Number((await sql`DELETE FROM hl7_message WHERE id = ANY(${ids}::text[])`.execute(tx)).numAffectedRows ?? 0);
+    }
     const dispenses = members.rows.filter((m) => m.resource_type === 'MedicationDispense').map((m) => `MedicationDispense/${m.resource_id}`);
     const movements = dispenses.length === 0 ? undefined : await sql`
       UPDATE pharmacy_stock_movement SET source = NULL, reason = NULL WHERE source = ANY(${dispenses}::text[])`.execute(tx);
     return {
       resources: Number(resources.numAffectedRows ?? 0),
       versions: versions.rows.length,
-      hl7Messages: Number(messages.numAffectedRows ?? 0),
+      hl7Messages: Number(messages.numAffectedRows ?? 0) + unwritten,
       stockMovements: Number(movements?.numAffectedRows ?? 0),
     };
   });

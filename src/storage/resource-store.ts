@@ -9,6 +9,7 @@ import { writeStatements, type BlindResult, type PendingWrite } from './write-sq
 import type { ResourceChange, SearchIndexSource, StoredVersion, WriteMethod } from './types.js';
 import { activeWriteProfile, stageStart } from './write-profile.js';
 import { sameVersionContent } from './same-content.js';
+import { WriteCombiner } from './write-combiner.js';
 
 /** Runs inside the database transaction before the version is stored: validation, rules, derived data. */
 export type BeforeWriteHook = (tx: StoreTransaction, change: ResourceChange) => Promise<void> | void;
@@ -97,6 +98,8 @@ export function newResourceId(): string {
 export class ResourceStore {
   private readonly beforeWrite: BeforeWriteHook[] = [];
   private readonly afterCommit: AfterCommitHook[] = [];
+  /** Sends the lone write statements of concurrent transactions together (see write-combiner.ts). */
+  readonly combiner = new WriteCombiner();
 
   constructor(
     readonly db: Db,
@@ -495,8 +498,27 @@ export class StoreTransaction {
     return this.store.read(resourceType, id, await this.executor());
   }
 
-  /** Flushes and commits; without BEGIN the single flush statement is its own transaction. */
+  /**
+   * Flushes and commits; without BEGIN the single flush statement is its own transaction,
+   * which may be sent together with other transactions' (group commit, write-combiner.ts).
+   */
   async commit(): Promise<void> {
+    if (!this.begun && this.pending.length > 0 && this.pending.every((w) => !w.blind)) {
+      const profile = activeWriteProfile;
+      let t = profile ? stageStart() : 0;
+      const statements = writeStatements(this.index.tables, this.pending);
+      if (statements.length === 1) {
+        const writes = this.pending;
+        this.pending = [];
+        if (profile) {
+          profile.add('build', t);
+          t = stageStart();
+        }
+        await this.store.combiner.run(this.connection, this.index.tables, writes, statements[0]!);
+        if (profile) profile.add('sql', t);
+        return;
+      }
+    }
     await this.flush();
     if (this.begun) {
       const t = activeWriteProfile ? stageStart() : 0;

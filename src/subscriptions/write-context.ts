@@ -32,6 +32,21 @@ export function currentWriter(): AuthContext | undefined {
   return c && 'request' in c ? c.request.auth : undefined;
 }
 
+/**
+ * The two exemptions hospital rules make, named once: most rules judge what API callers write
+ * and leave alone what arrives with no caller (`npm run import`, HL7 v2 over MLLP, server work,
+ * which are stored as sent); a few (signatures, BMI) apply only to signed-in users, not backend
+ * clients either.
+ */
+export function byApiCaller(): boolean {
+  return currentWriter() !== undefined;
+}
+
+/** Written by a signed-in user (see `byApiCaller`). */
+export function bySignedInUser(): boolean {
+  return currentWriter()?.kind === 'user';
+}
+
 /** The path of the API request writing right now (without the query); undefined outside a request. */
 export function currentRequestPath(): string | undefined {
   const c = context.getStore();

@@ -3,7 +3,7 @@ import { FhirError } from '../fhir/errors.js';
 import { referencing } from '../storage/front-desk-store.js';
 import type { BeforeWriteHook, StoreTransaction } from '../storage/resource-store.js';
 import type { ResourceChange } from '../storage/types.js';
-import { currentWriter } from '../subscriptions/write-context.js';
+import { byApiCaller } from '../subscriptions/write-context.js';
 import { referenceTo, replacedVersion } from './scheduling-rules.js';
 
 /**
@@ -38,7 +38,7 @@ const APPOINTMENT_UNBOOKED = new Set(['proposed', 'pending', 'waitlist']);
 const EPISODE_ENDED = new Set(['finished', 'cancelled', 'entered-in-error']);
 
 export const encounterLinksHook: BeforeWriteHook = async (tx, change) => {
-  if (change.resourceType !== 'Encounter' || !change.resource || !currentWriter()) return;
+  if (change.resourceType !== 'Encounter' || !change.resource || !byApiCaller()) return;
   const encounter = change.resource as Encounter;
   const inpatient = isInpatient(encounter);
   const hasLinks = (encounter.appointment?.length ?? 0) > 0 || (encounter.episodeOfCare?.length ?? 0) > 0 || encounter.partOf !== undefined;

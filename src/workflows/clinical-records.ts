@@ -1,7 +1,7 @@
 import type { Composition, Encounter, Provenance, Resource } from 'fhir/r4.js';
 import type { BeforeWriteHook, StoreTransaction } from '../storage/resource-store.js';
 import type { ResourceChange } from '../storage/types.js';
-import { currentWriter } from '../subscriptions/write-context.js';
+import { currentWriter, bySignedInUser } from '../subscriptions/write-context.js';
 import { amendmentInTransaction, isAmendment, signatureTime, signedAt } from './clinical-signature.js';
 import { businessRule, referenceTo, replacedVersion } from './scheduling-rules.js';
 
@@ -38,7 +38,7 @@ export function clinicalRecordsHook(options: ClinicalRecordOptions): BeforeWrite
 async function encounterRule(tx: StoreTransaction, change: ResourceChange, windowMs: number): Promise<void> {
   const after = change.resource as Encounter | undefined;
   // New encounters (server id) were never signed; only a user finishing one is checked.
-  if (change.method === 'POST' && (after?.status !== 'finished' || !byUser())) return;
+  if (change.method === 'POST' && (after?.status !== 'finished' || !bySignedInUser())) return;
   const before = await replacedVersion<Encounter>(tx, change);
   if (before?.status === 'finished') {
     const signed = await signedAt(tx, 'Encounter', change.id, { before: true });
@@ -49,7 +49,7 @@ async function encounterRule(tx: StoreTransaction, change: ResourceChange, windo
     });
     return;
   }
-  if (after?.status === 'finished' && byUser() && !(await signedAt(tx, 'Encounter', change.id))) {
+  if (after?.status === 'finished' && bySignedInUser() && !(await signedAt(tx, 'Encounter', change.id))) {
     throw businessRule(
       'invalid',
       'The encounter cannot be completed without a practitioner signature. Sign it with POST Encounter/[id]/$sign (or write a signature Provenance with it).',
@@ -60,7 +60,7 @@ async function encounterRule(tx: StoreTransaction, change: ResourceChange, windo
 
 async function noteRule(tx: StoreTransaction, change: ResourceChange, windowMs: number): Promise<void> {
   const after = change.resource as Composition | undefined;
-  if (change.method === 'POST' && (!after || !NOTE_FINAL.has(after.status) || !byUser())) return;
+  if (change.method === 'POST' && (!after || !NOTE_FINAL.has(after.status) || !bySignedInUser())) return;
   const before = await replacedVersion<Composition>(tx, change);
   if (before && NOTE_FINAL.has(before.status)) {
     const signed = (await signedAt(tx, 'Composition', change.id, { before: true })) ?? legalAttestation(before) ?? before.date;
@@ -71,7 +71,7 @@ async function noteRule(tx: StoreTransaction, change: ResourceChange, windowMs: 
       if (after.status === 'final') change.resource = { ...after, status: 'amended' } as Resource;
     });
   }
-  if (after && NOTE_FINAL.has(after.status) && byUser() && !(await signedAt(tx, 'Composition', change.id))) {
+  if (after && NOTE_FINAL.has(after.status) && bySignedInUser() && !(await signedAt(tx, 'Composition', change.id))) {
     throw businessRule(
       'invalid',
       'The note cannot be made final without a practitioner signature. Sign it with POST Composition/[id]/$sign (or write a signature Provenance with it).',
@@ -101,10 +101,6 @@ function amendment(tx: StoreTransaction, change: ResourceChange, type: string, l
 
 function legalAttestation(note: Composition): string | undefined {
   return note.attester?.find((a) => a.mode === 'legal' && a.time)?.time;
-}
-
-function byUser(): boolean {
-  return currentWriter()?.kind === 'user';
 }
 
 /**

@@ -3,7 +3,7 @@ import { FhirError } from '../fhir/errors.js';
 import { prescribingContext, resourcesById, type PrescribingRow } from '../storage/prescribing-store.js';
 import type { BeforeWriteHook, StoreTransaction } from '../storage/resource-store.js';
 import type { ResourceChange } from '../storage/types.js';
-import { currentWriter } from '../subscriptions/write-context.js';
+import { currentWriter, byApiCaller } from '../subscriptions/write-context.js';
 import { checkPrescription, FINDING_CODES, severityWord, type Finding, type OtherPrescription } from './prescribing-checks.js';
 import type { PrescribingKnowledge, ResolvedMedication } from './prescribing-knowledge.js';
 import { businessRule, referenceTo, replacedVersion } from './scheduling-rules.js';
@@ -118,7 +118,7 @@ export function prescribingHook(knowledge: PrescribingKnowledge): BeforeWriteHoo
     const patientId = referenceTo('Patient', request.subject?.reference);
     // Writes with no API caller (bulk import, HL7 v2 feed, server-side) bring another system's or
     // past orders, checked where they were written: stored as sent.
-    if (!CHECKED_STATUSES.has(request.status) || !ORDER_INTENTS.has(request.intent) || !patientId || !currentWriter()) {
+    if (!CHECKED_STATUSES.has(request.status) || !ORDER_INTENTS.has(request.intent) || !patientId || !byApiCaller()) {
       if (reason !== undefined) change.resource = withoutOverride(request);
       return;
     }

@@ -3,7 +3,7 @@ import type { Observation, Quantity } from 'fhir/r4.js';
 import { bodyMeasuresOfEncounter } from '../storage/clinical-records-store.js';
 import type { StoreTransaction } from '../storage/resource-store.js';
 import type { ResourceChange } from '../storage/types.js';
-import { currentWriter } from '../subscriptions/write-context.js';
+import { bySignedInUser } from '../subscriptions/write-context.js';
 import { referenceTo } from './scheduling-rules.js';
 import { LOINC, UCUM } from './vital-signs-ranges.js';
 
@@ -47,7 +47,7 @@ function effective(o: Observation): string | undefined {
 /** Writes or updates the encounter's BMI after `written` (a weight or height); the vital-signs hook flags it. */
 export async function deriveBmi(tx: StoreTransaction, change: ResourceChange, written: Observation): Promise<void> {
   // Backend clients, feeds and imports bring their own BMI (Synthea does): derived for signed-in users' writes.
-  if (currentWriter()?.kind !== 'user') return;
+  if (!bySignedInUser()) return;
   const code = codeOf(written);
   const encounterId = referenceTo('Encounter', written.encounter?.reference);
   if (!code || !encounterId || UNUSABLE.has(written.status)) return;

@@ -1,6 +1,7 @@
-import type { ChargeItem, Encounter, FhirResource, OperationOutcome, Parameters } from 'fhir/r4.js';
+import type { ChargeItem, Encounter, FhirResource, OperationOutcome, Organization, Parameters } from 'fhir/r4.js';
 import { expect } from 'vitest';
-import type { TestApp } from '../support/test-app.js';
+import { startTestApp, type TestApp } from '../support/test-app.js';
+import { signInAs } from './smart-helpers.js';
 
 /** Shared by workflows-billing*.test.ts and workflows-insurance*.test.ts. */
 
@@ -67,4 +68,13 @@ export async function finishedVisit(t: TestApp, patient: string, extra: Partial<
 }
 
 /** The text a pdfkit PDF shows (uncompressed content streams; embedded fonts read through their ToUnicode maps). */
+/** An app with an insurer Organization and the accountant's and the insurer's tokens (workflows-insurance*.test.ts). */
+export async function startInsuranceApp(insurerName: string, accountantRef: string): Promise<{ t: TestApp; accountant: string; insurer: string; insurerOrg: string }> {
+  const t = await startTestApp();
+  const insurerOrg = (await create<Organization>(t, { resourceType: 'Organization', name: insurerName, type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/organization-type', code: 'ins' }] }] })).id;
+  const accountant = (await signInAs(t, 'ACCOUNTANT', accountantRef)).token;
+  const insurer = (await signInAs(t, 'INSURANCE_PROVIDER', `Organization/${insurerOrg}`)).token;
+  return { t, accountant, insurer, insurerOrg };
+}
+
 export { pdfText } from '../support/pdf-text.js';

@@ -100,6 +100,37 @@ describe('GDPR export and erasure (issue 17 §5, NFR-COMP)', () => {
 });
 
 describe('GDPR erasure beyond the resource tables, and who lifts a legal hold (issue 17 §5)', () => {
+  it('NFR-COMP: $erase also removes HL7 v2 messages about the patient that wrote nothing, and only those', async () => {
+    const mrn = `MRN${randomBytes(4).toString('hex')}`;
+    const send = async (controlId: string, trigger: string, pid: string) => {
+      const message = [`MSH|^~\\&|ERASEAPP|ERASEFAC|FHIR|HOSP|20260101120000||ADT^${trigger}^ADT_A01|${controlId}|P|2.5.1`, `EVN|${trigger}|20260101120000`, pid, 'PV1|1|O'].join('\r');
+      const ack = await t.server.http.inject({ method: 'POST', url: '/hl7v2', headers: { authorization: `Bearer ${t.token}`, 'content-type': 'x-application/hl7-v2+er7' }, payload: message });
+      expect(ack.statusCode, ack.body).toBe(200);
+      return { code: String(ack.headers['x-hl7-ack-code']), id: String(ack.headers['x-hl7-message-id']) };
+    };
+    const registered = await send(`${mrn}-1`, 'A04', `PID|1||${mrn}^^^HOSP^MR||Erasable^Ida||19800101|F`);
+    expect(registered.code).toBe('AA');
+    const patient = ((await t.request({ method: 'GET', url: `/hl7v2/messages/${registered.id}` })).json() as { resources: string[] }).resources.find((r) => r.startsWith('Patient/'))!.split('/')[1]!;
+    // Messages that store nothing (an event the server does not take): about the patient, about
+    // another patient, and with the same number from another assigning authority (another system).
+    const about = await send(`${mrn}-2`, 'A99', `PID|1||${mrn}^^^HOSP^MR||Erasable^Ida||19800101|F`);
+    const other = await send(`${mrn}-3`, 'A99', `PID|1||X${mrn}^^^HOSP^MR||Other^Olga||19700101|F`);
+    const elsewhere = await send(`${mrn}-4`, 'A99', `PID|1||${mrn}^^^OTHERHOSP^MR||Someone^Else||19600101|M`);
+    for (const m of [about, other, elsewhere]) {
+      expect(m.code).not.toBe('AA');
+      const stored = (await t.request({ method: 'GET', url: `/hl7v2/messages/${m.id}` })).json() as { resources: string[] };
+      expect(stored.resources).toEqual([]);
+    }
+
+    const erased = await t.request({ method: 'POST', url: `/fhir/Patient/${patient}/$erase` });
+    expect(erased.statusCode, erased.body).toBe(200);
+    expect((erased.json() as OperationOutcome).issue[0]?.diagnostics).toMatch(/ 2 HL7 v2 messages;/);
+    expect((await t.request({ method: 'GET', url: `/hl7v2/messages/${registered.id}` })).statusCode).toBe(404);
+    expect((await t.request({ method: 'GET', url: `/hl7v2/messages/${about.id}` })).statusCode).toBe(404);
+    expect((await t.request({ method: 'GET', url: `/hl7v2/messages/${other.id}` })).statusCode).toBe(200);
+    expect((await t.request({ method: 'GET', url: `/hl7v2/messages/${elsewhere.id}` })).statusCode).toBe(200);
+  });
+
   it('NFR-COMP: $erase removes the raw HL7 v2 messages that wrote the patient and unlinks its pharmacy stock movements', async () => {
     const mrn = `MRN${randomBytes(4).toString('hex')}`;
     const message = [

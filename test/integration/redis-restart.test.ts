@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Bundle, Subscription } from 'fhir/r4.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
+import { redisServerAvailable, startRedis, stopRedis } from '../support/redis-server.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { startReceiver, type Receiver } from './subscriptions-helpers.js';
 
@@ -31,40 +32,13 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const redisAvailable = (() => {
-  try {
-    return spawn('redis-server', ['--version']).pid !== undefined;
-  } catch {
-    return false;
-  }
-})();
-
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  const deadline = Date.now() + 10_000;
-  while (!output.includes('Ready to accept connections')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start:\n${output}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
-}
-
-describe.skipIf(!redisAvailable)('Redis restart under requests (issue 17 §3)', () => {
+describe.skipIf(!redisServerAvailable)('Redis restart under requests (issue 17 §3)', () => {
   it('rate limits fail open and count again, deliveries missed while Redis was away are queued after the reconnect, no acknowledged write lost', { timeout: 240_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'fhir-redis-restart-'));
     dirs.push(dataDir);
     const redisPort = await freePort();
     let redis = await startRedis(redisPort, dataDir);
+    children.push(redis);
     receiver = await startReceiver();
     app = await startTestApp({
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
@@ -112,10 +86,11 @@ describe.skipIf(!redisAvailable)('Redis restart under requests (issue 17 §3)', 
     await new Promise((r) => setTimeout(r, 1_000));
     phase = 'redis down';
     const beforeDown = acknowledged.length;
-    await stop(redis);
+    await stopRedis(redis);
     await new Promise((r) => setTimeout(r, 2_000));
     const writtenWhileDown = acknowledged.length - beforeDown;
     redis = await startRedis(redisPort, dataDir);
+    children.push(redis);
     phase = 'after restart';
     // BullMQ and the rate-limit client reconnect with backoff (at most a couple of seconds).
     await new Promise((r) => setTimeout(r, 3_000));

@@ -2,7 +2,7 @@ import type { Bundle, Claim, ClaimResponse, ClaimResponseItem, Coverage, Explana
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, signInAs } from './smart-helpers.js';
-import { create, expectBusinessRule, finishedVisit, moneyOf, op, read } from './billing-helpers.js';
+import { create, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
 
 /**
  * Co-payment and co-insurance at adjudication, and the ExplanationOfBenefit (seed 004
@@ -23,10 +23,7 @@ let insurer: string;
 let insurerOrg: string;
 
 beforeAll(async () => {
-  t = await startTestApp();
-  insurerOrg = (await create<Organization>(t, { resourceType: 'Organization', name: 'Bao Minh Insurance', type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/organization-type', code: 'ins' }] }] })).id;
-  accountant = (await signInAs(t, 'ACCOUNTANT', 'Practitioner/acc-copay')).token;
-  insurer = (await signInAs(t, 'INSURANCE_PROVIDER', `Organization/${insurerOrg}`)).token;
+  ({ t, accountant, insurer, insurerOrg } = await startInsuranceApp('Bao Minh Insurance', 'Practitioner/acc-copay'));
 }, 60_000);
 afterAll(async () => {
   await t?.close();

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COVERAGE_LIMIT_URL } from '../../src/workflows/billing/insurance.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, signInAs } from './smart-helpers.js';
-import { create, expectBusinessRule, finishedVisit, moneyOf, op, read } from './billing-helpers.js';
+import { create, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
 
 /**
  * Insurance (seed 004 FR-BL-003; issue 14 §4; src/workflows/billing/insurance.ts): eligibility
@@ -17,10 +17,7 @@ let insurer: string;
 let insurerOrg: string;
 
 beforeAll(async () => {
-  t = await startTestApp();
-  insurerOrg = (await create<Organization>(t, { resourceType: 'Organization', name: 'Bao Viet Insurance', type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/organization-type', code: 'ins' }] }] })).id;
-  accountant = (await signInAs(t, 'ACCOUNTANT', 'Practitioner/acc-9')).token;
-  insurer = (await signInAs(t, 'INSURANCE_PROVIDER', `Organization/${insurerOrg}`)).token;
+  ({ t, accountant, insurer, insurerOrg } = await startInsuranceApp('Bao Viet Insurance', 'Practitioner/acc-9'));
 }, 60_000);
 afterAll(async () => {
   await t?.close();

@@ -1,6 +1,7 @@
-import type { Bundle, DiagnosticReport, Observation, Resource, ServiceRequest, Specimen, Subscription, Task } from 'fhir/r4.js';
+import type { Bundle, DiagnosticReport, FhirResource, Observation, Resource, ServiceRequest, Specimen, Subscription, Task } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
+import { create as createIn, read as readIn } from './billing-helpers.js';
 import { signInAs } from './smart-helpers.js';
 import { startReceiver, until, type Receiver } from './subscriptions-helpers.js';
 
@@ -35,17 +36,8 @@ afterAll(async () => {
 
 const auth = (token?: string) => (token ? { headers: { authorization: `Bearer ${token}` } } : {});
 
-async function create<T extends Resource>(resource: T, token?: string): Promise<string> {
-  const res = await t.request({ method: 'POST', url: `/fhir/${resource.resourceType}`, payload: resource, ...auth(token) });
-  expect(res.statusCode, res.body).toBe(201);
-  return (res.json() as { id: string }).id;
-}
-
-async function read<T extends Resource>(type: string, id: string): Promise<T> {
-  const res = await t.request({ method: 'GET', url: `/fhir/${type}/${id}` });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json() as T;
-}
+const create = async <T extends FhirResource>(resource: T, token?: string): Promise<string> => (await createIn<T>(t, resource, token)).id;
+const read = <T extends Resource>(type: string, id: string): Promise<T> => readIn<T>(t, type, id);
 
 async function update<T extends Resource>(type: string, id: string, change: (r: T) => T, token?: string): Promise<void> {
   const res = await t.request({ method: 'PUT', url: `/fhir/${type}/${id}`, payload: change(await read<T>(type, id)), ...auth(token) });

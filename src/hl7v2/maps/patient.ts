@@ -1,10 +1,12 @@
 import type { ContactPoint, Identifier, Patient } from 'fhir/r4.js';
-import type { Segment } from '../parse/message.js';
+import type { Hl7Message, Segment } from '../parse/message.js';
+import { parseMessage } from '../parse/er7.js';
+import type { MappingTables } from './tables.js';
 import { MappingError, type MappingContext, type Written } from './context.js';
 import { address, contactPoint, humanName, identifierFromCx, toDate, toDateTime } from './datatypes.js';
 
 /** PID-3 identifiers (v2.1/2.2 senders put the id in PID-2 or PID-4 instead). */
-export function patientIdentifiers(ctx: MappingContext, pid: Segment): Identifier[] {
+export function patientIdentifiers(ctx: Pick<MappingContext, 'tables'>, pid: Segment): Identifier[] {
   const ids: Identifier[] = [];
   for (const field of [3, 2, 4]) {
     for (const rep of pid.repetitions(field)) {
@@ -14,6 +16,21 @@ export function patientIdentifiers(ctx: MappingContext, pid: Segment): Identifie
     if (ids.length) break;
   }
   return ids;
+}
+
+/**
+ * The patient identifiers of every PID segment of a message that parses, mapped as ingest maps
+ * them (same systems): how a message that wrote nothing is still known to be about a patient
+ * (GDPR erasure, src/operations/erase.ts). A message that does not parse names nobody.
+ */
+export function identifiersInMessage(raw: string, tables: MappingTables): Identifier[] {
+  let message: Hl7Message;
+  try {
+    message = parseMessage(raw);
+  } catch {
+    return [];
+  }
+  return message.segments.filter((s) => s.name === 'PID').flatMap((pid) => patientIdentifiers({ tables }, pid));
 }
 
 /** PID → Patient (demographics only; links and other data are kept when merged into a stored one). */

@@ -35,6 +35,8 @@ export interface IdSource {
   live: boolean;
   /** rough selectivity rank, lower = usually fewer rows (driver choice for counts) */
   rank: number;
+  /** at most one row per resource (search_text): a count over it needs no DISTINCT */
+  unique?: boolean;
 }
 
 export function idSelect(s: IdSource): Cond {
@@ -201,7 +203,8 @@ export class FilterCompiler {
         if (modifier === 'above' || modifier === 'below') return this.terminology.hierarchyCond(a, v.v, modifier);
         return tokenCond(a, 'system', 'code', v.v);
       case 'text':
-        return textCond(a, v.v);
+        // token: the folded display / text; reference: the folded Reference.display
+        return textCond(a, v.v, p.type === 'reference' ? 'display' : 'text');
       case 'valueset':
         return this.terminology.valueSetCond(a, v.url);
       case 'string':
@@ -327,6 +330,7 @@ export class FilterCompiler {
       where: and([typeIs(col(a, 'resource_type'), type), fullTextCond(a, code, f.values)]),
       live: true,
       rank: 2,
+      unique: true,
     };
   }
 

@@ -23,9 +23,9 @@ export function ofTypeCond(alias: string, v: TokenValue): Cond {
 }
 
 /** `:text` — folded text starts with the value, or has a word starting with it. */
-export function textCond(alias: string, text: string): Cond {
+export function textCond(alias: string, text: string, column: 'text' | 'display' = 'text'): Cond {
   const t = likeEscape(normalizeString(text));
-  return or([sql`${col(alias, 'text')} LIKE ${`${t}%`}`, sql`${col(alias, 'text')} LIKE ${`% ${t}%`}`]);
+  return or([sql`${col(alias, column)} LIKE ${`${t}%`}`, sql`${col(alias, column)} LIKE ${`% ${t}%`}`]);
 }
 
 /** `:in` / `:below` / `:above` — membership in a set of (system, code) pairs and whole systems. */

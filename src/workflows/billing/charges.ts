@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ChargeItem, Encounter, Location, MedicationDispense, Reference, Resource, ServiceRequest } from 'fhir/r4.js';
-import { currentWriter, isSystemWrite } from '../../subscriptions/write-context.js';
+import { byApiCaller, isSystemWrite } from '../../subscriptions/write-context.js';
 import type { BeforeWriteHook, StoreTransaction } from '../../storage/resource-store.js';
 import { physicalType } from '../inpatient.js';
 import { referenceTo, replacedVersion } from '../scheduling-rules.js';
@@ -61,7 +61,7 @@ export function chargeHook(prices: PriceList): BeforeWriteHook {
     if (!done.includes(status) && !cancelled) return;
     // Bulk loads ($import, npm run import, MLLP feeds) bring history: charged are the writes of
     // API requests and of the server's own jobs. Also spares bulk puts a locked read each.
-    const live = currentWriter() !== undefined || isSystemWrite();
+    const live = byApiCaller() || isSystemWrite();
     if (!live) return;
     const source = `${type}/${change.id}`;
     if (cancelled) return abortCharges(tx, prices, source);

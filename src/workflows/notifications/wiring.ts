@@ -114,6 +114,8 @@ export function createNotifications(deps: NotificationDeps): NotificationCompone
   const queues: QueueDefinition[] = [
     {
       name: EVENT_QUEUE,
+      // Queued after commit, with nothing to recover it from: held in the database while Redis is away.
+      outbox: true,
       attempts: 3,
       backoffMs: settings.backoffMs,
       concurrency: 4,

@@ -4,7 +4,7 @@ import { referencing } from '../../storage/front-desk-store.js';
 import { addMovement, lockActiveBatches, lockBatchesById, setBatchQuantity, tracksStock } from '../../storage/pharmacy-store.js';
 import type { BeforeWriteHook, StoreTransaction } from '../../storage/resource-store.js';
 import type { ResourceChange } from '../../storage/types.js';
-import { currentWriter } from '../../subscriptions/write-context.js';
+import { currentWriter, byApiCaller } from '../../subscriptions/write-context.js';
 import { businessRule, referenceTo, replacedVersion } from '../scheduling-rules.js';
 import { BATCH_URL, batchExtension, decimal, DISPENSED, medicationName, OVERRIDE_URL, readBatchExtension, today, UNDONE } from './definitions.js';
 import { fillState, fullyDispensed, setPrescriptionStatus } from './prescription-fill.js';
@@ -99,7 +99,7 @@ async function undo(tx: StoreTransaction, change: ResourceChange, before: Medica
  */
 async function reopenPrescription(tx: StoreTransaction, change: ResourceChange, before: MedicationDispense): Promise<void> {
   const requestId = prescriptionOf(before);
-  if (!requestId || !currentWriter()) return;
+  if (!requestId || !byApiCaller()) return;
   await tx.lockCondition(`dispense/MedicationRequest/${requestId}`);
   const stored = await tx.read('MedicationRequest', requestId);
   if (!stored?.json || stored.deleted) return;

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { MeasureReport } from 'fhir/r4.js';
 import { scopesAllow } from '../../auth/scopes.js';
 import type { AuthContext, TokenService } from '../../auth/token-service.js';
-import { errors } from '../../fhir/errors.js';
+import { errors, FhirError } from '../../fhir/errors.js';
 import { queryOf } from '../../http/fhir-routes.js';
 import { outputOptions, sendResult } from '../../http/respond.js';
 import type { Db } from '../../storage/db.js';
@@ -52,6 +52,8 @@ export interface ReportDeps {
   db: Db;
   tokens: TokenService;
   fhirBase: string;
+  /** Progress of the report-facts back-fill after an upgrade (src/storage/backfill.ts); undefined when complete. */
+  factsBackfill?: () => { done: number; total: number } | undefined;
 }
 
 export async function registerReports(http: FastifyInstance, deps: ReportDeps): Promise<void> {
@@ -63,6 +65,11 @@ export async function registerReports(http: FastifyInstance, deps: ReportDeps): 
       for (const report of REPORTS) {
         app.get(`/MeasureReport/$${report.name}`, async (request, reply) => {
           checkAccess(request.auth!, report);
+          const backfill = deps.factsBackfill?.();
+          if (backfill) {
+            // Figures from half-filled fact tables would be wrong without saying so.
+            throw new FhirError('unavailable', `the report tables are being filled after an upgrade: ${backfill.done} of about ${backfill.total} resources done; retry later`, { 'Retry-After': '60' });
+          }
           const query = queryOf(request);
           const csv = wantsCsv(request, query);
           if (csv) query.delete('_format');
