@@ -1,5 +1,6 @@
 import type { Resource } from 'fhir/r4.js';
 import { errors } from '../fhir/errors.js';
+import { attachmentTextsOf } from './attachment-text.js';
 
 /**
  * Full-text search (`_content`, `_text`; issue 15 §3): the text of a resource gathered once in
@@ -93,6 +94,16 @@ export function narrativeText(resource: Resource): string | null {
   const t = stripTags(div);
   if (t.length === 0) return null;
   return t.length > MAX_TEXT_CHARS ? t.slice(0, MAX_TEXT_CHARS) : t;
+}
+
+/**
+ * The resource's `search_text` row (index-tables.ts: config, content, narrative), or undefined
+ * when it has no text: what a write stores and what a back-fill rewrites. Inline PDFs must have
+ * been read first (pdf-text.ts), as the write's hook does.
+ */
+export function fullTextRow(resource: Resource, language: string): [string, string, string | null] | undefined {
+  const texts = resourceTexts(resource, attachmentTextsOf());
+  return texts.content.length > 0 ? [language, texts.content, texts.narrative] : undefined;
 }
 
 /** The texts of a resource for `_content` and `_text`. */

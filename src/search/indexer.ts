@@ -1,8 +1,7 @@
 import type { Resource } from 'fhir/r4.js';
 import type { TypedValue } from './expression.js';
 import { COMPOSITE, DATE, FULLTEXT, indexTables, NUMBER, QUANTITY, REFERENCE, STRING, TOKEN, URI, type IndexRows } from './index-tables.js';
-import { DEFAULT_TEXT_SEARCH_LANGUAGE, resourceTexts } from './full-text.js';
-import { attachmentTextsOf } from './attachment-text.js';
+import { DEFAULT_TEXT_SEARCH_LANGUAGE, fullTextRow } from './full-text.js';
 import type { CompiledSearchParam } from './registry.js';
 import type { SearchParameterRegistry } from './registry.js';
 import { toCanonical, UCUM_SYSTEM } from './ucum.js';
@@ -448,8 +447,8 @@ export class SearchIndexer {
       this.addRows(p, nodes, resource, out);
     }
     // Full text: the text is gathered once here; PostgreSQL builds the tsvectors in the write.
-    const texts = resourceTexts(resource, attachmentTextsOf());
-    if (texts.content.length > 0) out.get(FULLTEXT)!.push([this.textSearchLanguage, texts.content, texts.narrative]);
+    const text = fullTextRow(resource, this.textSearchLanguage);
+    if (text) out.get(FULLTEXT)!.push(text);
     return out;
   }
 

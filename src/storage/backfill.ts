@@ -1,7 +1,6 @@
 import type { Resource } from 'fhir/r4.js';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
-import { attachmentTextsOf } from '../search/attachment-text.js';
-import { DEFAULT_TEXT_SEARCH_LANGUAGE, resourceTexts } from '../search/full-text.js';
+import { DEFAULT_TEXT_SEARCH_LANGUAGE, fullTextRow } from '../search/full-text.js';
 import { FULLTEXT, indexTableByName, REFERENCE, rowsToColumns, unnestInsertSql } from '../search/index-tables.js';
 import { pdfTextHook } from '../search/pdf-text.js';
 
@@ -108,10 +107,18 @@ async function fillBatch(executor: AnyDb, name: BackfillName, after: [string, st
     ORDER BY resource_type, id LIMIT ${BATCH}
     ${lock ? sql`FOR UPDATE` : sql``}`.execute(executor);
   if (page.rows.length === 0) return undefined;
-  if (name === 'search-text') await fillSearchText(executor, page.rows);
-  else if (name === 'reference-display') {
+  if (name === 'search-text') {
+    const language = process.env.FHIR_TEXT_SEARCH_LANGUAGE || DEFAULT_TEXT_SEARCH_LANGUAGE;
+    await replaceTableRows(executor, FULLTEXT, page.rows, async (resource) => {
+      // Inline PDFs are read as on a write (pdf-text.ts) before the text is gathered.
+      const pdf = pdfTextHook(undefined, { resource });
+      if (pdf) await pdf;
+      const row = fullTextRow(resource, language);
+      return row ? [row] : [];
+    });
+  } else if (name === 'reference-display') {
     if (!extract) throw new Error('the reference-display back-fill needs the search index extraction');
-    await replaceTableRows(executor, REFERENCE, page.rows, extract);
+    await replaceTableRows(executor, REFERENCE, page.rows, (resource) => extract(resource).get(REFERENCE) ?? []);
   } else {
     await sql`
       SELECT count(report_facts_refresh(r.resource_type, r.id, r.content)) FROM ONLY resource r
@@ -122,29 +129,17 @@ async function fillBatch(executor: AnyDb, name: BackfillName, after: [string, st
   return { last: [last.resource_type, last.id], count: page.rows.length };
 }
 
-/** The `search_text` rows of these resources, gathered as a write gathers them (text, attachments, inline PDFs). */
-async function fillSearchText(executor: AnyDb, rows: ReadonlyArray<{ resource_type: string; id: string; json: string }>): Promise<void> {
-  const language = process.env.FHIR_TEXT_SEARCH_LANGUAGE || DEFAULT_TEXT_SEARCH_LANGUAGE;
-  const spec = indexTableByName.get(FULLTEXT)!;
-  const out: Array<readonly [string, string, readonly unknown[]]> = [];
-  for (const r of rows) {
-    const resource = JSON.parse(r.json) as Resource;
-    const pdf = pdfTextHook(undefined, { resource });
-    if (pdf) await pdf;
-    const texts = resourceTexts(resource, attachmentTextsOf());
-    if (texts.content.length > 0) out.push([r.resource_type, r.id, [language, texts.content, texts.narrative]]);
-  }
-  await sql`DELETE FROM search_text WHERE (resource_type, resource_id) IN (
-    SELECT * FROM unnest(${rows.map((r) => r.resource_type)}::text[], ${rows.map((r) => r.id)}::text[]))`.execute(executor);
-  if (out.length > 0) await executor.executeQuery(CompiledQuery.raw(unnestInsertSql(spec), rowsToColumns(spec, out)));
-}
-
-/** Rewrites one index table's rows of these resources from their current content. */
-async function replaceTableRows(executor: AnyDb, table: string, rows: ReadonlyArray<{ resource_type: string; id: string; json: string }>, extract: ExtractIndexRows): Promise<void> {
+/** Rewrites one index table's rows of these resources from their current content (`rowsOf`). */
+async function replaceTableRows(
+  executor: AnyDb,
+  table: string,
+  rows: ReadonlyArray<{ resource_type: string; id: string; json: string }>,
+  rowsOf: (resource: Resource) => readonly unknown[][] | Promise<readonly unknown[][]>,
+): Promise<void> {
   const spec = indexTableByName.get(table)!;
   const out: Array<readonly [string, string, readonly unknown[]]> = [];
   for (const r of rows) {
-    for (const row of extract(JSON.parse(r.json) as Resource).get(table) ?? []) out.push([r.resource_type, r.id, row]);
+    for (const row of await rowsOf(JSON.parse(r.json) as Resource)) out.push([r.resource_type, r.id, row]);
   }
   await sql`DELETE FROM ${sql.table(table)} WHERE (resource_type, resource_id) IN (
     SELECT * FROM unnest(${rows.map((r) => r.resource_type)}::text[], ${rows.map((r) => r.id)}::text[]))`.execute(executor);
