@@ -5,7 +5,7 @@ import { FhirError } from '../fhir/errors.js';
 import { PREPARED, type Db } from './db.js';
 import { isRetryable, mapDatabaseError } from './pg-errors.js';
 import { executePrepared } from './prepared-write.js';
-import { writeStatements, type BlindResult, type PendingWrite } from './write-sql.js';
+import { writeStatements, type BlindResult, type PendingWrite, type WriteStatement } from './write-sql.js';
 import type { ResourceChange, SearchIndexSource, StoredVersion, WriteMethod } from './types.js';
 import { activeWriteProfile, stageStart } from './write-profile.js';
 import { sameVersionContent } from './same-content.js';
@@ -468,12 +468,12 @@ export class StoreTransaction {
     return change;
   }
 
-  /** Writes everything pending, in as few statements as possible. */
-  private async flush(): Promise<void> {
+  /** Writes everything pending, in as few statements as possible (`built`: their statements, when already made). */
+  private async flush(built?: WriteStatement[]): Promise<void> {
     if (this.pending.length === 0) return;
     const profile = activeWriteProfile;
     let t = profile ? stageStart() : 0;
-    const statements = writeStatements(this.index.tables, this.pending);
+    const statements = built ?? writeStatements(this.index.tables, this.pending);
     this.pending = [];
     if (profile) {
       profile.add('build', t);
@@ -503,10 +503,11 @@ export class StoreTransaction {
    * which may be sent together with other transactions' (group commit, write-combiner.ts).
    */
   async commit(): Promise<void> {
+    let statements: WriteStatement[] | undefined;
     if (!this.begun && this.pending.length > 0 && this.pending.every((w) => !w.blind)) {
       const profile = activeWriteProfile;
       let t = profile ? stageStart() : 0;
-      const statements = writeStatements(this.index.tables, this.pending);
+      statements = writeStatements(this.index.tables, this.pending);
       if (statements.length === 1) {
         const writes = this.pending;
         this.pending = [];
@@ -518,8 +519,9 @@ export class StoreTransaction {
         if (profile) profile.add('sql', t);
         return;
       }
+      if (profile) profile.add('build', t);
     }
-    await this.flush();
+    await this.flush(statements);
     if (this.begun) {
       const t = activeWriteProfile ? stageStart() : 0;
       await sql`COMMIT`.execute(this.connection);
