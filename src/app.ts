@@ -21,6 +21,7 @@ import cors from '@fastify/cors';
 import { bulkRoutes } from './http/bulk-routes.js';
 import { importRoutes } from './http/import-routes.js';
 import { createHl7v2, type Hl7v2Components } from './hl7v2/wiring.js';
+import { loadMappingTables } from './hl7v2/maps/tables.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics, registerMllpMetrics, registerQueueMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
@@ -474,7 +475,9 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   // Front desk (issue 12): registration, booking and bed rules before commit; Patient/$match, Location/[ward]/$occupancy.
   await registerFrontDesk(http, { store, search, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), appointmentChangeWindowHours: config.appointmentChangeWindowHours });
   // GDPR erasure with legal hold (issue 17 §5): Patient/[id]/$erase; the export is $everything (docs/backup.md).
-  await registerErase(http, { db: database.db, tokens, fhirBase, hl7TablesDir: join(ROOT, 'conformance', 'hl7v2') });
+  // The HL7 v2 mapping tables, read once: erasure finds a patient's messages as ingest maps them.
+  const hl7Tables = loadMappingTables(join(ROOT, 'conformance', 'hl7v2'));
+  await registerErase(http, { db: database.db, tokens, fhirBase, hl7Tables });
   // Clinical records (issue 13 §1-2): $sign, $amend, $diff on Encounter / Composition; Observation/$lastn, $stats.
   await registerClinical(http, { store, db: database.db, tokens, fhirBase });
   await registerLab(http, { store, db: database.db, tokens, fhirBase, terminologyDir: join(ROOT, 'terminology'), hospitalName: config.notifications.hospitalName });
@@ -495,7 +498,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   const hl7v2 = createHl7v2({
     interactions: deps,
     db: database.db,
-    tablesDir: join(ROOT, 'conformance', 'hl7v2'),
+    tables: hl7Tables,
     maxMessageBytes: config.hl7MaxMessageBytes,
     idleTimeoutMs: config.hl7IdleTimeoutSeconds * 1000,
     tls: config.tls?.mllp ? config.tls : undefined,

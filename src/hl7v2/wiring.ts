@@ -5,7 +5,7 @@ import type { Db } from '../storage/db.js';
 import { Hl7MessageStore } from '../storage/hl7v2-messages.js';
 import { isBatch } from './batch.js';
 import { Hl7Ingest } from './ingest.js';
-import { loadMappingTables } from './maps/tables.js';
+import type { MappingTables } from './maps/tables.js';
 import { MllpServer } from './mllp/server.js';
 import { Hl7Retention } from './retention.js';
 import { hl7v2Routes } from './routes.js';
@@ -13,8 +13,8 @@ import { hl7v2Routes } from './routes.js';
 export interface Hl7v2Options {
   interactions: InteractionDeps;
   db: Db;
-  /** conformance/hl7v2: the mapping tables. */
-  tablesDir: string;
+  /** The mapping tables (conformance/hl7v2, `loadMappingTables`). */
+  tables: MappingTables;
   maxMessageBytes: number;
   idleTimeoutMs: number;
   /** MLLP over TLS (config TLS_CERT_FILE / TLS_KEY_FILE with HL7_MLLP_TLS on). */
@@ -45,7 +45,7 @@ export interface Hl7v2Components {
 
 export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
   const messages = new Hl7MessageStore(options.db);
-  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: loadMappingTables(options.tablesDir), log: options.log, mappingBatch: options.mappingBatch });
+  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: options.tables, log: options.log, mappingBatch: options.mappingBatch });
   const mllp = new MllpServer({
     handle: async (body, connection) => {
       const text = decode(body);

@@ -9,7 +9,7 @@ import { indexTables } from '../search/index-tables.js';
 import type { Db } from '../storage/db.js';
 import { erasePatientRecord, type UnwrittenMessageJudge } from '../storage/erase-store.js';
 import { identifiersInMessage } from '../hl7v2/maps/patient.js';
-import { loadMappingTables } from '../hl7v2/maps/tables.js';
+import type { MappingTables } from '../hl7v2/maps/tables.js';
 import type { BeforeWriteHook } from '../storage/resource-store.js';
 import { currentRequestPath, currentWriter } from '../subscriptions/write-context.js';
 import { patientCompartment } from './export-compartments.js';
@@ -59,8 +59,7 @@ export const legalHoldHook: BeforeWriteHook = (_tx, change) => {
  * The request is recorded by the audit trail like every operation (no body, no PHI). The GDPR
  * export is `Patient/[id]/$everything`.
  */
-export async function registerErase(http: FastifyInstance, deps: { db: Db; tokens: TokenService; fhirBase: string; hl7TablesDir: string }): Promise<void> {
-  const hl7Tables = loadMappingTables(deps.hl7TablesDir);
+export async function registerErase(http: FastifyInstance, deps: { db: Db; tokens: TokenService; fhirBase: string; hl7Tables: MappingTables }): Promise<void> {
   const identifiersOf = (patient: unknown) => ((patient as Patient).identifier ?? []).filter((i) => i.value);
   // A rejected or failed HL7 v2 message stored nothing but still holds the patient's data: it is
   // the patient's when a PID of it carries one of the patient's identifiers (as ingest maps them).
@@ -68,7 +67,7 @@ export async function registerErase(http: FastifyInstance, deps: { db: Db; token
     identifierValues: (patient) => identifiersOf(patient).map((i) => i.value!),
     namesPatient: (raw, patient) => {
       const own = identifiersOf(patient);
-      return identifiersInMessage(raw, hl7Tables).some((m) => own.some((p) => p.value === m.value && p.system === m.system));
+      return identifiersInMessage(raw, deps.hl7Tables).some((m) => own.some((p) => p.value === m.value && p.system === m.system));
     },
   };
   const compartment = patientCompartment();
