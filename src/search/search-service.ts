@@ -7,7 +7,7 @@ import { filterTerminologyPairs } from './filter-expression.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { Filter, IncludeSpec, ParamFilter, SearchRequest } from './request.js';
 import type { AccessFilter } from './sql/access.js';
-import { accessCondition, FilterCompiler, idSelect, inSource, type Target, type TypeSet } from './sql/filter.js';
+import { accessCondition, FilterCompiler, idSelect, inSource, type IdSource, type Target, type TypeSet } from './sql/filter.js';
 import { allResourceTypes } from './fhir-model.js';
 import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, type SortPlan } from './sql/sort.js';
 import { Aliases, and, col, type Cond } from './sql/util.js';
@@ -323,6 +323,27 @@ export class SearchService {
       if (plan.split) return segment({ from: sql`resource r`, target: rTarget, joins: [plan.split.firstJoin, ...plan.split.restJoins], keys: plan.split.valueKeys, wheres: [where] });
       return segment({ from: sql`resource r`, target: rTarget, joins: plan.joins, keys: plan.keys, wheres: this.sortRowBranches(req, compiler, input, plan, where, rTarget) });
     };
+    /**
+     * The default order (type, id) with a `_content` / `_text` filter: the page's ids come from
+     * the `search_text` rows themselves, which exist once per current resource (no `resource`
+     * probe per match to prove it current, no DISTINCT), the other filters as semi-joins on the
+     * id; only the page's ids read `resource`. At 1 M resources the `resource_live` probes of a
+     * phrase's 10,000 matches were 27 ms of the 62 ms page (phrase + status).
+     */
+    const textDriven = () => {
+      if (!single || input.compartment || req.sort.length > 0) return undefined;
+      for (const f of req.filters) {
+        if (f.kind !== 'param' || !('special' in f.param) || (f.param.code !== '_content' && f.param.code !== '_text')) continue;
+        // Named as a set of one type, the source gives its own type column: the keys and the
+        // keyset condition are then on the row's (resource_type, resource_id) index.
+        const d = compiler.idSource(f, [single]);
+        if (!d?.live || !d.unique || !d.type) continue;
+        const dTarget: Target = { type: d.type, id: d.id };
+        const dWhere = this.whereClause(req, compiler, input, { target: dTarget, override: (g) => (g === f ? d.where : undefined) });
+        return segment({ from: d.from, target: dTarget, joins: [], keys: sortPlan([], dTarget).keys, wheres: [dWhere] });
+      }
+      return undefined;
+    };
     let page: (limit: number) => RawBuilder<Row>;
     if (plan.split) {
       const withValue = valueSegment();
@@ -338,7 +359,7 @@ export class SearchService {
           SELECT 2 AS seg, p2.* FROM (${second(limit)}) p2 WHERE (SELECT count(*) FROM p1) < ${limit}
         ) u ORDER BY seg, ord LIMIT ${limit}`;
     } else {
-      const only = p0 && !('special' in p0) ? valueSegment() : segment({ from: sql`resource r`, target: rTarget, joins: plan.joins, keys: plan.keys, wheres: [where] });
+      const only = p0 && !('special' in p0) ? valueSegment() : (textDriven() ?? segment({ from: sql`resource r`, target: rTarget, joins: plan.joins, keys: plan.keys, wheres: [where] }));
       page = (limit) => sql<Row>`SELECT * FROM (${only(limit)}) u ORDER BY ord`;
     }
     const count = this.countQuery(req, compiler, input, where);
@@ -398,8 +419,11 @@ export class SearchService {
       const ownerType = input.compartment?.type === single;
       const compartment = input.compartment && !ownerType ? compartmentSource(input.compartment, single) : undefined;
       if (compartment) sources.push({ f: undefined as unknown as Filter, s: compartment });
+      // A set with one row per resource (full text) drives first: it needs no DISTINCT, and the
+      // others stay semi-joins the planner may still read first.
+      const before = (a: IdSource, b: IdSource) => (a.unique ? 0 : 1) - (b.unique ? 0 : 1) || a.rank - b.rank;
       let driver: (typeof sources)[number] | undefined;
-      for (const x of sources) if (x.s?.live && (!driver || x.s.rank < driver.s!.rank)) driver = x;
+      for (const x of sources) if (x.s?.live && (!driver || before(x.s, driver.s!) < 0)) driver = x;
       if (driver && (!input.compartment || compartment)) {
         const d = driver.s!;
         const target: Target = { type: sql`${single}::text`, id: d.id };

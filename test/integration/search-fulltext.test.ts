@@ -189,6 +189,29 @@ describe('issue 15 §3 full text: search', () => {
     expect(res.statusCode).toBe(400);
   });
 
+  it('the default order (by id) pages by keyset from the text rows, alone and with another filter', async () => {
+    for (const query of ['DocumentReference?_content=patient', 'DocumentReference?_content=patient&status=current']) {
+      const all = await ids(`${query}&_count=500`);
+      expect(all.length).toBeGreaterThan(2);
+      expect(all).toEqual([...all].sort());
+      const paged: string[] = [];
+      let url: string | undefined = `${query}&_count=2`;
+      let last: Bundle | undefined;
+      while (url) {
+        last = await search(url);
+        paged.push(...(last.entry ?? []).filter((e) => e.search?.mode !== 'outcome').map((e) => e.resource!.id!));
+        const next = last.link?.find((l) => l.relation === 'next')?.url;
+        url = next ? next.slice(next.indexOf('/fhir/') + '/fhir/'.length) : undefined;
+      }
+      expect(paged).toEqual(all);
+      // and back from the last page
+      const previous = last!.link?.find((l) => l.relation === 'previous')?.url;
+      const back = await search(previous!.slice(previous!.indexOf('/fhir/') + '/fhir/'.length));
+      const lastSize = (last!.entry ?? []).filter((e) => e.search?.mode !== 'outcome').length;
+      expect((back.entry ?? []).map((e) => e.resource!.id!)).toEqual(all.slice(all.length - lastSize - 2, all.length - lastSize));
+    }
+  });
+
   it('combines with other parameters and _total', async () => {
     expect(await ids(`DocumentReference?_content=hypertension&status=superseded`)).toEqual(['ft-walk']);
     const b = await search(`DocumentReference?_content=hypertension&_total=accurate&_count=1`);
