@@ -503,6 +503,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     idleTimeoutMs: config.hl7IdleTimeoutSeconds * 1000,
     tls: config.tls?.mllp ? config.tls : undefined,
     mappingBatch: config.hl7MappingBatch,
+    ackOnReceipt: config.hl7AckOnReceipt,
     retention: { processedDays: config.hl7RetentionDays, failedDays: config.hl7FailedRetentionDays },
     log: (message, error) => http.log.error({ err: error }, message),
   });

@@ -41,6 +41,8 @@ export interface Config {
   hl7IdleTimeoutSeconds: number;
   /** ORU^R01 messages received together are mapped in one transaction, at most this many (1: one each). */
   hl7MappingBatch: number;
+  /** HL7_ACK_ON_RECEIPT: original-mode MLLP senders get AA once their message is stored, not once mapped (default off). */
+  hl7AckOnReceipt: boolean;
   /** hl7_message rows processed longer ago than this are deleted (0: kept for ever). */
   hl7RetentionDays: number;
   /** hl7_message rows still failed (`error`, `rejected`) longer ago than this are deleted (0: kept until reprocessed). */
@@ -207,6 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hl7MaxMessageBytes: intFrom(env, 'HL7_MAX_MESSAGE_BYTES', 10 * 1024 * 1024, 1024),
     hl7IdleTimeoutSeconds: intFrom(env, 'HL7_IDLE_TIMEOUT_SECONDS', 300, 1),
     hl7MappingBatch: intFrom(env, 'HL7_MAPPING_BATCH', 32, 1),
+    hl7AckOnReceipt: onOffFrom(env, 'HL7_ACK_ON_RECEIPT', false),
     hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
     hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),
     appointmentChangeWindowHours: intFrom(env, 'APPOINTMENT_CHANGE_WINDOW_HOURS', 24),

@@ -37,6 +37,13 @@ export interface IngestDeps {
   log: (message: string, error?: unknown) => void;
   /** ORU^R01 messages mapped in one transaction at most (default 32; 1: each alone). */
   mappingBatch?: number;
+  /**
+   * HL7_ACK_ON_RECEIPT: original-mode senders over MLLP get their AA once the message is durably
+   * stored and readable, not once mapped (store and forward, as interface engines offer it for
+   * senders that cannot do enhanced mode); a later mapping failure is kept as `error` for
+   * reprocessing and answered AE to a retransmission.
+   */
+  ackOnReceipt?: boolean;
 }
 
 /** The code behind each `mapper` name of conformance/hl7v2/message-types.json. */
@@ -175,6 +182,7 @@ export class Hl7Ingest {
   async accept(raw: string, transport: 'mllp' | 'http', stream = `${transport}:default`): Promise<Acceptance> {
     const header = raw.includes('\0') ? undefined : safeHeader(raw);
     if (!header || !isEnhanced(header)) {
+      if (header && this.deps.ackOnReceipt && transport === 'mllp') return this.acceptOnReceipt(raw, header, transport, stream);
       const result = await this.receive(raw, transport);
       return { immediate: result.ack, mode: 'original', messageId: result.messageId };
     }
@@ -207,16 +215,48 @@ export class Hl7Ingest {
     if (running) return { ...base, immediate: commit('CA'), application: appAck(running) };
     const prepared = await this.prepare(record, true, stream);
     if (!('rule' in prepared)) return { ...base, immediate: ackWanted(header.acceptAckType, prepared.code) ? prepared.ack : undefined };
+    return { ...base, immediate: commit('CA'), application: appAck(this.mapInBackground(prepared, record.id)) };
+  }
+
+  /**
+   * Original mode with HL7_ACK_ON_RECEIPT: AA once stored and readable (parsed, a mapping found;
+   * else AR at once as usual), the mapping after it in the sender's ordered stream.
+   */
+  private async acceptOnReceipt(raw: string, header: MessageHeader, transport: 'mllp', stream: string): Promise<Acceptance> {
+    await this.roomInBacklog();
+    let receipt: { record: Hl7MessageRecord; duplicate: boolean };
+    try {
+      receipt = await this.receipts.store(newMessage(raw, header, transport));
+    } catch (e) {
+      this.deps.log('HL7 v2 message could not be stored', e);
+      return { immediate: buildAck(header, 'AE', { code: '207', text: 'the message could not be stored; send it again' }), mode: 'original' };
+    }
+    const { record, duplicate } = receipt;
+    const base = { mode: 'original' as const, messageId: record.id };
+    // A retransmission of a message already mapped (or refused): its stored answer.
+    if (duplicate && record.ack && record.status !== 'received') return { ...base, immediate: record.ack };
+    if (this.inFlight.has(record.id)) return { ...base, immediate: buildAck(header, 'AA') };
+    const prepared = await this.prepare(record, false, stream);
+    if (!('rule' in prepared)) return { ...base, immediate: prepared.ack };
+    void this.mapInBackground(prepared, record.id).catch((e: unknown) => {
+      // Acknowledged: the message stays 'received' and is mapped at the next start.
+      this.deps.log('HL7 v2 message could not be mapped after its receipt ACK', e);
+    });
+    return { ...base, immediate: buildAck(header, 'AA') };
+  }
+
+  /** Maps an acknowledged message in its sender's ordered stream, counted in the backlog until done. */
+  private mapInBackground(prepared: Prepared, id: string): Promise<Outcome> {
     const outcome = this.map(prepared, true);
-    this.inFlight.set(record.id, outcome);
+    this.inFlight.set(id, outcome);
     this.backlog++;
     const settled = () => {
-      this.inFlight.delete(record.id);
+      this.inFlight.delete(id);
       this.backlog--;
       for (const wake of this.backlogWaiters.splice(0)) wake();
     };
     outcome.then(settled, settled);
-    return { ...base, immediate: commit('CA'), application: appAck(outcome) };
+    return outcome;
   }
 
   /** Waits while MAX_MAPPING_BACKLOG enhanced-mode messages are committed but not mapped. */

@@ -21,6 +21,8 @@ export interface Hl7v2Options {
   tls?: { key: Buffer; cert: Buffer; minVersion: 'TLSv1.2' | 'TLSv1.3' };
   /** ORU^R01 messages mapped in one transaction at most (HL7_MAPPING_BATCH; 1: each alone). */
   mappingBatch?: number;
+  /** Original-mode AA on durable receipt (HL7_ACK_ON_RECEIPT; see IngestDeps.ackOnReceipt). */
+  ackOnReceipt?: boolean;
   /** hl7_message retention in days (HL7_MESSAGE_RETENTION_DAYS, HL7_FAILED_MESSAGE_RETENTION_DAYS); 0: kept. */
   retention?: { processedDays: number; failedDays: number };
   log: (message: string, error?: unknown) => void;
@@ -45,7 +47,7 @@ export interface Hl7v2Components {
 
 export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
   const messages = new Hl7MessageStore(options.db);
-  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: options.tables, log: options.log, mappingBatch: options.mappingBatch });
+  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: options.tables, log: options.log, mappingBatch: options.mappingBatch, ackOnReceipt: options.ackOnReceipt });
   const mllp = new MllpServer({
     handle: async (body, connection) => {
       const text = decode(body);

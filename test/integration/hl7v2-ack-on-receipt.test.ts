@@ -1,0 +1,89 @@
+import type { Bundle, Observation } from 'fhir/r4.js';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startTestApp, type TestApp } from '../support/test-app.js';
+import { ackCode, ackControlId, MllpClient } from './hl7v2-helpers.js';
+
+/**
+ * An original-mode ORU^R01 (MSH-15/16 empty) for order `order` (default: the control id) of the
+ * patient MRN-R-<order>; `obr4` empty makes it unmappable; `value` is the sodium result.
+ */
+function oru(controlId: string, opts: { order?: string; value?: number; obr4?: string; type?: string } = {}): string {
+  const order = opts.order ?? controlId;
+  return [
+    `MSH|^~\\&|RCPT LIS|RCPT LAB|FHIR|HOSP|20240301100000+0000||${opts.type ?? 'ORU^R01^ORU_R01'}|${controlId}|P|2.5.1`,
+    `PID|1||MRN-R-${order}^^^HOSP^MR||Receipt^Test||19600101|M`,
+    `ORC|RE|PLC-${order}^CPOE|FIL-${order}^LIS`,
+    `OBR|1|PLC-${order}^CPOE|FIL-${order}^LIS|${opts.obr4 ?? '24320-4^Basic metabolic panel^LN'}|||20240301090000+0000||||||||1234^Welby^Marcus||||||20240301095000+0000|||F`,
+    `OBX|1|NM|2951-2^Sodium^LN||${opts.value ?? 140}|mmol/L|135-145|N|||F`,
+  ].join('\r');
+}
+
+describe('HL7_ACK_ON_RECEIPT=on: original-mode senders get AA once the message is stored', () => {
+  let app: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    app = await startTestApp({ HL7_ACK_ON_RECEIPT: 'on' });
+    port = await app.server.hl7v2.listen(0, '127.0.0.1');
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  async function observations(controlId: string): Promise<Observation[]> {
+    const res = await app.request({ method: 'GET', url: `/fhir/Observation?subject:Patient.identifier=MRN-R-${controlId}` });
+    expect(res.statusCode).toBe(200);
+    return ((res.json() as Bundle).entry ?? []).map((e) => e.resource as Observation);
+  }
+
+  async function storedWhenDone(controlId: string) {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const found = (await app.server.hl7v2.messages.list({ count: 1000 })).find((r) => r.controlId === controlId);
+      if (found && found.status !== 'received') return found;
+      if (Date.now() > deadline) throw new Error(`message ${controlId} still not mapped`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  test('one AA per message, in order, then every message is mapped in the order sent', async () => {
+    const client = await MllpClient.open(port);
+    // The same order resulted three times: the last value sent must be the one kept.
+    const ids = ['RC-1', 'RC-2', 'RC-3'];
+    for (const [i, id] of ids.entries()) {
+      const ack = await client.exchange(oru(id, { order: 'RC', value: 140 + i }));
+      expect(ackCode(ack)).toBe('AA');
+      expect(ackControlId(ack)).toBe(id);
+    }
+    client.close();
+    for (const id of ids) expect((await storedWhenDone(id)).status).toBe('processed');
+    const [obs] = await observations('RC');
+    expect(obs.valueQuantity?.value).toBe(142);
+  });
+
+  test('an unreadable or unsupported message is still refused at once (AR), nothing queued', async () => {
+    const client = await MllpClient.open(port);
+    const ack = await client.exchange(oru('RC-AR', { type: 'ZZZ^Z99' }));
+    client.close();
+    expect(ackCode(ack)).toBe('AR');
+    expect((await storedWhenDone('RC-AR')).status).toBe('rejected');
+  });
+
+  test('a message that fails its mapping after the AA is kept as error and answered AE when sent again', async () => {
+    const client = await MllpClient.open(port);
+    const first = await client.exchange(oru('RC-ERR', { obr4: '' }));
+    expect(ackCode(first)).toBe('AA');
+    const stored = await storedWhenDone('RC-ERR');
+    expect(stored.status).toBe('error');
+    expect(await observations('RC-ERR')).toEqual([]);
+    // The retransmission learns of the failure: the stored application answer.
+    const again = await client.exchange(oru('RC-ERR', { obr4: '' }));
+    client.close();
+    expect(ackCode(again)).toBe('AE');
+    expect(ackControlId(again)).toBe('RC-ERR');
+  });
+
+  test('messages over HTTP keep original-mode semantics (the answer after mapping)', async () => {
+    const res = await app.request({ method: 'POST', url: '/hl7v2', headers: { 'content-type': 'x-application/hl7-v2+er7' }, payload: oru('RC-HTTP', { obr4: '' }) });
+    expect(ackCode(res.body)).toBe('AE');
+  });
+});
