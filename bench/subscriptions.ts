@@ -12,6 +12,8 @@ export interface SubscriptionBenchOptions {
   /** creates per phase */
   writes: number;
   concurrency: number;
+  /** measured palindromes (0, 10, 100, 100, 10, 0) run one after another; default 3 */
+  palindromes?: number;
 }
 
 export interface SubscriptionPhase {
@@ -21,19 +23,29 @@ export interface SubscriptionPhase {
   /** creates per second until the last delivery arrived (the delivery work counted in) */
   drainedPerSecond: number;
   deliveries: number;
+  /** CPU time of this process (server, bench client, receiver) per create, in µs: steadier than throughput on a shared host */
+  cpuMicrosPerWrite: number;
 }
 
 export interface SubscriptionBenchReport {
   phases: SubscriptionPhase[];
   /** by number of subscriptions: mean over the phases with that number */
-  mean: Record<string, { writesPerSecond: number; drainedPerSecond: number }>;
+  mean: Record<string, { writesPerSecond: number; drainedPerSecond: number; cpuMicrosPerWrite: number }>;
   /** commit (create answered) → receiver, over the phases with subscriptions */
   latency: { p50Ms: number; p95Ms: number; samples: number };
-  /** throughput with 100 subscriptions relative to none (drained) */
+  /**
+   * Throughput with 100 subscriptions relative to none (drained): the median over the
+   * palindromes of each palindrome's ratio (its two 100-phases' mean over its two 0-phases'
+   * mean). Phases minutes apart compared with each other measured the host's other load as much
+   * as the subscriptions (one 0-phase at 320/s, the next at 700/s); within a palindrome the
+   * drift cancels, and the median drops a palindrome hit by a burst of someone else's work.
+   */
   ratio100: number;
   ratio10: number;
   /** the same, on create throughput as clients saw it (deliveries still running in the background) */
   writesRatio100: number;
+  /** each palindrome's drained ratio 100 vs 0, in run order */
+  ratios100: number[];
   aim: string;
   met: boolean;
   load: string;
@@ -48,8 +60,9 @@ function percentile(sorted: number[], p: number): number {
 
 /**
  * Write throughput with 0, 10 and 100 active rest-hook Subscriptions in one run (phases in the
- * order 0, 10, 100, 100, 10, 0 so drift in machine load falls on every count alike), and the
- * delivery latency from the create's answer (the commit) to the local receiver.
+ * order 0, 10, 100, 100, 10, 0 so drift in machine load falls on every count alike; that
+ * palindrome run `palindromes` times after an unmeasured warm-up), and the delivery latency
+ * from the create's answer (the commit) to the local receiver.
  *
  * Every Subscription has criteria of its own (`Observation?code=…|bench-i`: no two share a
  * search), and every write matches exactly one of them (bench-0), so the 10 and 100 phases
@@ -106,47 +119,75 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
 
   const phases: SubscriptionPhase[] = [];
   const latencies: number[] = [];
-  try {
-    for (const n of [0, 10, 100, 100, 10, 0]) {
-      await setSubscriptions(n);
-      const answered = new Map<string, number>();
-      const t0 = performance.now();
-      const m = await measure(`creates with ${n} subscriptions`, o.writes, o.concurrency, async (i) => {
-        const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Observation', headers: { ...headers, prefer: 'return=minimal' }, payload: body(i) });
-        if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode}`);
-        const id = /\/Observation\/([^/]+)\/_history/.exec(String(res.headers.location))?.[1] ?? '';
-        answered.set(id, performance.now());
-      });
-      // Drained: every matching write delivered (phases with subscriptions).
-      const deadline = performance.now() + 300_000;
-      while (n > 0 && [...answered.keys()].some((id) => !arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      const drainedSeconds = (performance.now() - t0) / 1000;
-      let delivered = 0;
-      for (const [id, at] of answered) {
-        const got = arrivals.get(id);
-        if (got === undefined) continue;
-        delivered++;
-        latencies.push(got - at);
-      }
-      phases.push({ subscriptions: n, writesPerSecond: m.perSecond, drainedPerSecond: n > 0 ? o.writes / drainedSeconds : m.perSecond, deliveries: delivered });
-      console.log(`  ${n} subscriptions: ${m.perSecond.toFixed(0)} creates/s, ${(n > 0 ? o.writes / drainedSeconds : m.perSecond).toFixed(0)}/s until delivered, ${delivered} deliveries (load ${loadNow()})`);
+  const palindromes = Math.max(1, o.palindromes ?? 3);
+  let written = 0;
+  const runPhase = async (n: number, writes: number, measured: boolean) => {
+    await setSubscriptions(n);
+    const answered = new Map<string, number>();
+    const first = written;
+    written += writes;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const m = await measure(`creates with ${n} subscriptions`, writes, o.concurrency, async (i) => {
+      const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Observation', headers: { ...headers, prefer: 'return=minimal' }, payload: body(first + i) });
+      if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode}`);
+      const id = /\/Observation\/([^/]+)\/_history/.exec(String(res.headers.location))?.[1] ?? '';
+      answered.set(id, performance.now());
+    });
+    // Drained: every matching write delivered (phases with subscriptions).
+    const deadline = performance.now() + 300_000;
+    while (n > 0 && [...answered.keys()].some((id) => !arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const drainedSeconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    let delivered = 0;
+    for (const [id, at] of answered) {
+      const got = arrivals.get(id);
+      if (got === undefined) continue;
+      delivered++;
+      if (measured) latencies.push(got - at);
     }
+    const cpuMicrosPerWrite = (cpu.user + cpu.system) / writes;
+    const drainedPerSecond = n > 0 ? writes / drainedSeconds : m.perSecond;
+    if (measured) phases.push({ subscriptions: n, writesPerSecond: m.perSecond, drainedPerSecond, deliveries: delivered, cpuMicrosPerWrite });
+    console.log(
+      `  ${measured ? '' : 'warm-up, '}${n} subscriptions: ${m.perSecond.toFixed(0)} creates/s, ${drainedPerSecond.toFixed(0)}/s until delivered, ${delivered} deliveries, ` +
+        `${cpuMicrosPerWrite.toFixed(0)} µs CPU/create (load ${loadNow()})`,
+    );
+  };
+  try {
+    // Unmeasured: the first phase otherwise pays for JIT compilation and cold caches of the
+    // write path, and the first phase with subscriptions for those of the delivery path.
+    const warmUp = Math.min(300, o.writes);
+    for (const n of [100, 0]) await runPhase(n, warmUp, false);
+    for (let p = 0; p < palindromes; p++) for (const n of [0, 10, 100, 100, 10, 0]) await runPhase(n, o.writes, true);
   } finally {
     await setSubscriptions(0).catch(() => undefined);
     await new Promise<void>((resolve) => receiver.close(() => resolve()));
   }
+  const meanOf = (of: readonly SubscriptionPhase[], n: number, key: 'writesPerSecond' | 'drainedPerSecond' | 'cpuMicrosPerWrite'): number => {
+    const with_ = of.filter((p) => p.subscriptions === n);
+    return with_.reduce((s, p) => s + p[key], 0) / with_.length;
+  };
   const mean: SubscriptionBenchReport['mean'] = {};
   for (const n of [0, 10, 100]) {
-    const of = phases.filter((p) => p.subscriptions === n);
-    mean[String(n)] = {
-      writesPerSecond: of.reduce((s, p) => s + p.writesPerSecond, 0) / of.length,
-      drainedPerSecond: of.reduce((s, p) => s + p.drainedPerSecond, 0) / of.length,
-    };
+    mean[String(n)] = { writesPerSecond: meanOf(phases, n, 'writesPerSecond'), drainedPerSecond: meanOf(phases, n, 'drainedPerSecond'), cpuMicrosPerWrite: meanOf(phases, n, 'cpuMicrosPerWrite') };
   }
+  // One ratio per palindrome (its own 0-phases as the reference), then the median.
+  const perPalindrome = (n: number, key: 'writesPerSecond' | 'drainedPerSecond') =>
+    Array.from({ length: palindromes }, (_, p) => {
+      const of = phases.slice(p * 6, p * 6 + 6);
+      return meanOf(of, n, key) / meanOf(of, 0, key);
+    });
+  const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
   latencies.sort((a, b) => a - b);
-  const ratio100 = mean['100']!.drainedPerSecond / mean['0']!.drainedPerSecond;
-  const ratio10 = mean['10']!.drainedPerSecond / mean['0']!.drainedPerSecond;
-  const writesRatio100 = mean['100']!.writesPerSecond / mean['0']!.writesPerSecond;
+  const ratios100 = perPalindrome(100, 'drainedPerSecond');
+  const ratio100 = median(ratios100);
+  const ratio10 = median(perPalindrome(10, 'drainedPerSecond'));
+  const writesRatio100 = median(perPalindrome(100, 'writesPerSecond'));
   return {
     phases,
     mean,
@@ -154,6 +195,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     ratio100,
     ratio10,
     writesRatio100,
+    ratios100,
     aim: '100 active subscriptions cost ≤ 20 % of write throughput (deliveries included)',
     met: ratio100 >= 0.8,
     load: loadNow(),

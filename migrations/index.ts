@@ -22,6 +22,7 @@ import * as m0032 from './0032-erasure-lookups.js';
 import * as m0034 from './0034-audit-event-storage.js';
 import * as m0035 from './0035-job-outbox.js';
 import * as m0036 from './0036-reference-display.js';
+import * as m0037 from './0037-subscription-delivery-fillfactor.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -48,4 +49,5 @@ export const migrations: Record<string, Migration> = {
   '0034-audit-event-storage': m0034,
   '0035-job-outbox': m0035,
   '0036-reference-display': m0036,
+  '0037-subscription-delivery-fillfactor': m0037,
 };
