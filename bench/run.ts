@@ -223,7 +223,7 @@ async function main(): Promise<void> {
     if (sections.includes('subscriptions')) {
       const t0 = Date.now();
       report.subscriptions = await withApp(async (app, token) => {
-        console.log(`\nSubscriptions on ${database}: creates with 0, 10 and 100 active rest-hook Subscriptions (concurrency 8, inject; local receiver; 3 × 0,10,100,100,10,0 after a warm-up; load ${loadNow()})`);
+        console.log(`\nSubscriptions on ${database}: creates with 0, 10 and 100 active rest-hook Subscriptions (concurrency 8, inject; receiver on a worker thread; 3 × 0,10,100,100,10,0 after a warm-up; load ${loadNow()})`);
         const result = await benchSubscriptions({ app, token: await token(), writes: quick ? 300 : 1500, concurrency: 8, palindromes: 3 });
         const m = result.mean;
         console.log(

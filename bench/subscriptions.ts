@@ -1,6 +1,5 @@
 import type { Observation, Subscription } from 'fhir/r4.js';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { ServerApp } from '../src/app.js';
 import { loadNow } from './environment.js';
@@ -23,7 +22,7 @@ export interface SubscriptionPhase {
   /** creates per second until the last delivery arrived (the delivery work counted in) */
   drainedPerSecond: number;
   deliveries: number;
-  /** CPU time of this process (server, bench client, receiver) per create, in µs: steadier than throughput on a shared host */
+  /** CPU time of this process (server, bench client, the receiver thread) per create, in µs: steadier than throughput on a shared host */
   cpuMicrosPerWrite: number;
 }
 
@@ -59,10 +58,52 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /**
+ * The subscribers' endpoint, on a thread of its own: a subscriber is another system, so its work
+ * (accepting the request, reading the body) is not charged to the server's event loop, though it
+ * still shares the machine's cores. Arrival times (on the shared epoch clock) come back in small
+ * batches; the time stamp is taken on arrival, so batching delays no latency figure.
+ */
+async function startReceiver(onArrival: (id: string, at: number) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    const { createServer } = require('node:http');
+    let pending = [];
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        pending.push([(req.url || '').split('/').pop() || '', performance.timeOrigin + performance.now()]);
+        res.statusCode = 200;
+        res.end();
+      });
+    });
+    const flush = setInterval(() => { if (pending.length) { parentPort.postMessage({ arrivals: pending }); pending = []; } }, 5);
+    server.listen(0, '127.0.0.1', () => parentPort.postMessage({ port: server.address().port }));
+    parentPort.on('message', () => { clearInterval(flush); if (pending.length) parentPort.postMessage({ arrivals: pending }); server.close(() => parentPort.close()); });
+  `;
+  const worker = new Worker(code, { eval: true });
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('error', reject);
+    worker.on('message', (m: { port?: number; arrivals?: Array<[string, number]> }) => {
+      if (m.port !== undefined) resolve(m.port);
+      for (const [id, epochMs] of m.arrivals ?? []) onArrival(id, epochMs - performance.timeOrigin);
+    });
+  });
+  return {
+    port,
+    async close() {
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage('close');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+      await worker.terminate();
+    },
+  };
+}
+
+/**
  * Write throughput with 0, 10 and 100 active rest-hook Subscriptions in one run (phases in the
  * order 0, 10, 100, 100, 10, 0 so drift in machine load falls on every count alike; that
  * palindrome run `palindromes` times after an unmeasured warm-up), and the delivery latency
- * from the create's answer (the commit) to the local receiver.
+ * from the create's answer (the commit) to the receiver (startReceiver).
  *
  * Every Subscription has criteria of its own (`Observation?code=…|bench-i`: no two share a
  * search), and every write matches exactly one of them (bench-0), so the 10 and 100 phases
@@ -70,17 +111,10 @@ function percentile(sorted: number[], p: number): number {
  */
 export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<SubscriptionBenchReport> {
   const arrivals = new Map<string, number>();
-  const receiver = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      const id = (req.url ?? '').split('/').pop() ?? '';
-      if (!arrivals.has(id)) arrivals.set(id, performance.now());
-      res.statusCode = 200;
-      res.end();
-    });
+  const receiver = await startReceiver((id, at) => {
+    if (!arrivals.has(id)) arrivals.set(id, at);
   });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  const endpoint = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+  const endpoint = `http://127.0.0.1:${receiver.port}/hook`;
   const headers = { authorization: `Bearer ${o.token}`, 'content-type': 'application/fhir+json' };
   const subscriptionIds: string[] = [];
 
@@ -162,7 +196,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     for (let p = 0; p < palindromes; p++) for (const n of [0, 10, 100, 100, 10, 0]) await runPhase(n, o.writes, true);
   } finally {
     await setSubscriptions(0).catch(() => undefined);
-    await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    await receiver.close();
   }
   const meanOf = (of: readonly SubscriptionPhase[], n: number, key: 'writesPerSecond' | 'drainedPerSecond' | 'cpuMicrosPerWrite'): number => {
     const with_ = of.filter((p) => p.subscriptions === n);
