@@ -25,6 +25,8 @@ const event = (n: number): AuditEvent => ({
  */
 class ControlledWriter implements AuditWriter {
   written: AuditInsert[] = [];
+  /** Events per append call (one statement each), in order. */
+  batches: number[] = [];
   private gate: Promise<void> | undefined;
   private open: (() => void) | undefined;
   down = false;
@@ -44,6 +46,7 @@ class ControlledWriter implements AuditWriter {
     if (this.down) throw Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
     if (this.poison && rows.some((r) => r.head.includes(`"outcomeDesc":"${this.poison}"`))) throw Object.assign(new Error('invalid input syntax'), { code: '22007' });
     this.written.push(...rows);
+    this.batches.push(rows.length);
   }
 }
 
@@ -87,6 +90,33 @@ describe('AuditLog: bounded queue with back-pressure', () => {
     writer.release();
     await audit.close();
     expect(writer.written).toHaveLength(100);
+  });
+
+  it('writes what arrived during a write with its own timer, not at once after it: one statement per batch, not per round trip', async () => {
+    const { writer, audit } = setup({ queueLimit: 10_000 });
+    writer.hold();
+    for (let i = 0; i < 3; i++) audit.record(event(i));
+    // The writer's timer (at most 0.5 s after the first event) starts a write, which is held.
+    await new Promise((r) => setTimeout(r, 600));
+    for (let i = 3; i < 8; i++) audit.record(event(i));
+    writer.release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(writer.batches).toEqual([3]);
+    expect(audit.stats()).toMatchObject({ queued: 5, written: 3 });
+    // The five wait at most their own 0.5 s.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(writer.batches).toEqual([3, 5]);
+    // A full batch is written at once, and flush() writes everything, also what arrives meanwhile.
+    for (let i = 0; i < 500; i++) audit.record(event(i));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(writer.batches).toEqual([3, 5, 500]);
+    writer.hold();
+    audit.record(event(0));
+    const flushed = audit.flush();
+    audit.record(event(1));
+    writer.release();
+    await flushed;
+    expect(audit.stats()).toMatchObject({ queued: 0, written: 510 });
   });
 
   it('keeps events queued while the database is unreachable and writes them when it is back', async () => {

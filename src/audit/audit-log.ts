@@ -122,8 +122,8 @@ export class AuditLog {
     this.queue.push(event);
     if (this.retryMs > 0) return; // a retry is scheduled
     if (this.queue.length >= FLUSH_BATCH) {
-      // A write in progress takes what is queued meanwhile before it ends.
-      if (!this.writing) void this.flush();
+      // A write in progress takes full batches queued meanwhile before it ends.
+      if (!this.writing) void this.write(false);
     } else if (!this.timer) {
       this.schedule(FLUSH_INTERVAL_MS);
     }
@@ -150,13 +150,18 @@ export class AuditLog {
     });
   }
 
-  /** Writes everything queued so far (tests and shutdown wait on it); a failing database leaves the events queued. */
-  async flush(): Promise<void> {
+  /** Writes everything queued (tests and shutdown wait on it); a failing database leaves the events queued. */
+  flush(): Promise<void> {
+    return this.write(true);
+  }
+
+  /** `all`: until the queue is empty; otherwise see writeQueued. */
+  private async write(all: boolean): Promise<void> {
     this.clearTimer();
     // One writer at a time; events queued meanwhile are written by the next round.
     while (this.writing) await this.writing;
     if (this.queue.length === 0) return;
-    this.writing = this.writeQueued().finally(() => {
+    this.writing = this.writeQueued(all).finally(() => {
       this.writing = undefined;
     });
     await this.writing;
@@ -195,7 +200,7 @@ export class AuditLog {
     this.clearTimer();
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.flush();
+      void this.write(false);
     }, ms);
     this.timer.unref();
   }
@@ -218,8 +223,16 @@ export class AuditLog {
     for (const wake of waiters) wake();
   }
 
-  private async writeQueued(): Promise<void> {
-    while (this.queue.length > 0) {
+  /**
+   * Writes the events queued when it starts, then full batches queued meanwhile (`all`: until
+   * the queue is empty). The rest waits for its timer (at most FLUSH_INTERVAL_MS, as any event):
+   * going on at once with what arrived during a write made a busy server write one small
+   * statement per round trip (~15 events each), and a statement's own cost (planning, commit,
+   * WAL flush) was then a large part of each event's.
+   */
+  private async writeQueued(all: boolean): Promise<void> {
+    let due = this.queue.length;
+    while (this.queue.length > 0 && (all || due > 0 || this.queue.length >= FLUSH_BATCH)) {
       const n = Math.min(this.queue.length, WRITE_CHUNK);
       const batch = this.renderHead(n);
       try {
@@ -235,11 +248,14 @@ export class AuditLog {
         return;
       }
       this.queue.splice(0, n);
+      due -= n;
       if (this.retryMs > 0) this.options.log(`audit: writing AuditEvents works again; ${this.queue.length} still queued`);
       this.retryMs = 0;
       this.outageLogged = false;
       this.wakeWaiters();
     }
+    // Those queued during the write, when their own record() found a timer already set.
+    if (this.queue.length > 0 && !this.timer && !this.closed) this.schedule(FLUSH_INTERVAL_MS);
   }
 
   /** The first `n` queued items as rows, rendering (in place, once) those not rendered yet. */

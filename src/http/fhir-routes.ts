@@ -69,6 +69,18 @@ function header(request: FastifyRequest, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/**
+ * The access filter of a token's context, built once per context: the token service keeps one
+ * AuthContext per verified token (never changed once built), and a read asks for the filter
+ * twice, a Bundle once per entry.
+ */
+const accessFilters = new WeakMap<AuthContext, AccessFilter | null>();
+function accessFilterOf(auth: AuthContext): AccessFilter | undefined {
+  let filter = accessFilters.get(auth);
+  if (filter === undefined) accessFilters.set(auth, (filter = accessFilterFor(auth) ?? null));
+  return filter ?? undefined;
+}
+
 /** Registers the FHIR REST API under the prefix this plugin is mounted at (`/fhir`). */
 export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Promise<void> {
   const knownType = (type: string) => {
@@ -86,7 +98,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     authorize(request, resourceType, permission);
   };
   /** What the caller may see (types, Patient compartment of `patient/` scopes); undefined: all. */
-  const accessOf = (request: FastifyRequest): AccessFilter | undefined => (request.auth ? accessFilterFor(request.auth) : undefined);
+  const accessOf = (request: FastifyRequest): AccessFilter | undefined => (request.auth ? accessFilterOf(request.auth) : undefined);
   /**
    * A type the token sees only partly (`patient/` compartment, granular scope): the resource must
    * be visible, else 403 (SMART: denials are 403; the id may exist but is not the caller's to see).

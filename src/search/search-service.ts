@@ -6,11 +6,11 @@ import { parseSearch } from './parse.js';
 import { filterTerminologyPairs } from './filter-expression.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { Filter, IncludeSpec, ParamFilter, SearchRequest } from './request.js';
-import type { AccessFilter } from './sql/access.js';
+import { rowRestricted, type AccessFilter } from './sql/access.js';
 import { accessCondition, FilterCompiler, idSelect, inSource, type IdSource, type Target, type TypeSet } from './sql/filter.js';
 import { allResourceTypes } from './fhir-model.js';
 import { keysetCondition, MULTI_ROW_INDEXED, orderBy, sortPlan, type OrderKey, type SortPlan } from './sql/sort.js';
-import { Aliases, and, col, type Cond } from './sql/util.js';
+import { Aliases, and, col, TRUE, type Cond } from './sql/util.js';
 import { Terminology, type SearchTerminology } from './terminology.js';
 import { compartmentCondition, compartmentSource, compartmentTypes, resourceInCompartment } from './compartment.js';
 import { versionVisible } from './version-access.js';
@@ -87,6 +87,19 @@ function setTypes(req: SearchRequest): TypeSet {
 
 function contentOf(row: { content: Resource | string }): Resource {
   return typeof row.content === 'string' ? (JSON.parse(row.content) as Resource) : row.content;
+}
+
+/**
+ * The access condition on a search's own matches. A search of ONE type the caller sees every
+ * resource of (a `user/*.rs` token, say) needs none: the type condition already confines the
+ * target, and the filter's other parts (hidden types, private messages, compartment) concern
+ * other types. Left out, the statement is the one a caller without restrictions runs (no
+ * `<> ALL`, no participants sub-select to plan on every search). Includes, chains and `_has`
+ * still get the full condition from the compiler.
+ */
+function mainAccessCondition(accessFilter: AccessFilter | undefined, single: string | undefined, target: Target, compiler: FilterCompiler): Cond {
+  if (single !== undefined && !rowRestricted(accessFilter, single)) return TRUE;
+  return accessCondition(accessFilter, target, compiler);
 }
 
 /**
@@ -432,7 +445,7 @@ export class SearchService {
           if (x === driver) continue;
           rest.push(x.s ? sql`${d.id} IN (${idSelect(x.s)})` : compiler.compile(x.f, target));
         }
-        rest.push(accessCondition(input.accessFilter, target, compiler));
+        rest.push(mainAccessCondition(input.accessFilter, single, target, compiler));
         // (A set with one row per resource, such as full text's, is counted as it is: hashing
         // 100,000 ids for DISTINCT was a quarter of a common word's count at 1 M.)
         if (d.unique) return sql`SELECT count(*) AS n FROM ${d.from} WHERE ${d.where} AND ${and(rest)}`;
@@ -569,7 +582,7 @@ export class SearchService {
         conds.push(sql`${target.type} = ANY(${[...types]}::text[])`);
       }
     }
-    conds.push(accessCondition(input.accessFilter, target, compiler));
+    conds.push(mainAccessCondition(input.accessFilter, single, target, compiler));
     return and(conds);
   }
 

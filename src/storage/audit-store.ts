@@ -81,19 +81,27 @@ export class AuditStore {
   private async writeChunk(rows: readonly AuditInsert[]): Promise<void> {
     if (rows.length === 0) return;
     const lastUpdated = new Date().toISOString();
-    const meta = `,"meta":{"versionId":"1","lastUpdated":"${lastUpdated}"}}}`;
-    // The JSON is embedded as is in one jsonb parameter, parsed once by the database.
-    let json = '[';
+    const meta = `,"meta":{"versionId":"1","lastUpdated":"${lastUpdated}"}}`;
+    // Two parameters: the small columns as one JSON array, and the events' JSON texts joined
+    // by U+001E, which no JSON text holds unescaped. Each event is then parsed into jsonb once,
+    // by itself: embedded in the JSON array it was parsed twice (the array, then each element
+    // taken out of it), ~30 µs of database CPU more per event.
+    let columns = '[';
+    let contents = '';
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i]!;
-      json += `${i ? ',' : ''}{"i":${JSON.stringify(row.id)},"r":${JSON.stringify(row.recorded)},"k":${row.keys},"c":${row.head}${meta}`;
+      columns += `${i ? ',' : ''}{"i":${JSON.stringify(row.id)},"r":${JSON.stringify(row.recorded)},"k":${row.keys}}`;
+      contents += `${i ? '\x1e' : ''}${row.head}${meta}`;
     }
-    json += ']';
+    columns += ']';
+    // ROWS FROM pairs the two lists row by row; a list one longer than the other leaves an id
+    // NULL, which the table refuses (the batch is then split until the culprit is found).
     await this.db.executeQuery(
       CompiledQuery.raw(
         `INSERT INTO audit_event (resource_type, id, version_id, last_updated, deleted, content, method, recorded, search_keys)
-        SELECT 'AuditEvent', i, 1, $2::timestamptz, false, c, 'POST', r, k FROM jsonb_to_recordset($1::jsonb) AS x(i text, r timestamptz, k text[], c jsonb)`,
-        [json, lastUpdated],
+        SELECT 'AuditEvent', x.i, 1, $3::timestamptz, false, x.c::jsonb, 'POST', x.r, x.k
+        FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (i text, r timestamptz, k text[]), unnest(string_to_array($2, E'\\x1e'))) AS x(i, r, k, c)`,
+        [columns, contents, lastUpdated],
       ),
     );
   }

@@ -5,6 +5,8 @@ import * as m0014 from '../../migrations/0014-audit-events.js';
 import { restAuditEvent, type AuditCaller } from '../../src/audit/audit-event.js';
 import { indexTables } from '../../src/search/index-tables.js';
 import { SearchIndexer } from '../../src/search/indexer.js';
+import { AuditStore } from '../../src/storage/audit-store.js';
+import { pgErrorCode } from '../../src/storage/pg-errors.js';
 import { writeStatements } from '../../src/storage/write-sql.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { downloadAll, exportManifest } from './bulk-export-helpers.js';
@@ -87,6 +89,33 @@ describe('the audit trail table (migration 0014)', () => {
     // append-only, even for SQL that goes around the API
     await expect(sql`UPDATE audit_event SET recorded = now()`.execute(db())).rejects.toThrow(/append-only/);
     await expect(sql`DELETE FROM resource WHERE resource_type = 'AuditEvent'`.execute(db())).rejects.toThrow(/append-only/);
+  });
+
+  it('one statement stores a batch, each event with its own id, time, keys and content; a malformed event fails its batch with a data error', async () => {
+    const store = new AuditStore(t.server.database.db);
+    const row = (id: string, extra = '') => ({
+      id,
+      recorded: `2026-02-0${id.slice(-1)}T08:00:00.000Z`,
+      keys: JSON.stringify([`altid=|${id}`, 'action=|R']),
+      head: `{"resourceType":"AuditEvent","action":"R","recorded":"2026-02-0${id.slice(-1)}T08:00:00.000Z"${extra},"id":"${id}"`,
+    });
+    await store.append([row('batch-1'), row('batch-2', ',"outcomeDesc":"a \\u001e b"'), row('batch-3')]);
+    const { rows } = await sql<{ id: string; recorded: string; keys: string[]; cid: string; version: string; desc: string | null }>`SELECT id, to_char(recorded AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI') AS recorded, search_keys AS keys,
+        content->>'id' AS cid, content->'meta'->>'versionId' AS version, content->>'outcomeDesc' AS desc
+      FROM audit_event WHERE id LIKE 'batch-%' ORDER BY id`.execute(db());
+    expect(rows).toEqual([
+      { id: 'batch-1', recorded: '2026-02-01T08:00', keys: ['altid=|batch-1', 'action=|R'], cid: 'batch-1', version: '1', desc: null },
+      { id: 'batch-2', recorded: '2026-02-02T08:00', keys: ['altid=|batch-2', 'action=|R'], cid: 'batch-2', version: '1', desc: 'a \u001e b' },
+      { id: 'batch-3', recorded: '2026-02-03T08:00', keys: ['altid=|batch-3', 'action=|R'], cid: 'batch-3', version: '1', desc: null },
+    ]);
+    // Not JSON, or a raw U+001E (the events' separator in the statement): the whole batch is
+    // refused with a data error (SQLSTATE class 22/23), which the writer isolates by halving.
+    for (const bad of [{ ...row('batch-5'), head: '{"resourceType":"AuditEvent","id":' }, row('batch-6', ',"outcomeDesc":"a \u001e b"')]) {
+      const error = await store.append([row('batch-4'), bad, row('batch-7')]).catch((e: unknown) => e);
+      expect(pgErrorCode(error)).toMatch(/^(22|23)/);
+    }
+    const left = await sql<{ n: string }>`SELECT count(*) AS n FROM audit_event WHERE id IN ('batch-4', 'batch-5', 'batch-6', 'batch-7')`.execute(db());
+    expect(Number(left.rows[0]!.n)).toBe(0);
   });
 
   it('reads, vreads and histories an AuditEvent as its one version; writes stay refused', async () => {
