@@ -216,6 +216,17 @@ async function sendAll(port: number, messages: string[], connections: number, ac
   }
 }
 
+/** Waits (at most a minute) until no job of the apps is waiting or running, twice in a row. */
+async function jobsIdle(apps: readonly ServerApp[]): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let quiet = 0;
+  while (quiet < 2 && Date.now() < deadline) {
+    const busy = (await Promise.all(apps.map((a) => a.jobs.depths()))).flat().reduce((sum, q) => sum + q.waiting + q.active, 0);
+    quiet = busy === 0 ? quiet + 1 : 0;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Waits until `count` messages of the run are no longer 'received' (mapped or failed). */
 async function mapped(app: ServerApp, run: string, count: number): Promise<void> {
   const db = app.database.db;
@@ -278,7 +289,11 @@ export async function benchHl7v2(o: Hl7BenchOptions): Promise<Hl7BenchReport> {
     [connections, o.concurrent, 'enhanced'],
     ...(o.receiptApp ? [[connections, o.concurrent, 'receipt'] as const] : []),
   ];
+  const apps = o.receiptApp ? [o.app, o.receiptApp] : [o.app];
   for (const [n, count, mode] of runs) {
+    // What the previous row left running (notification jobs of the reports it mapped) must not
+    // be charged to this one, nor to the other app's rows.
+    await jobsIdle(apps);
     const app = mode === 'receipt' ? o.receiptApp! : o.app;
     const run = `R${n}${mode[0]}x${Date.now()}`;
     const messages = oruMessages(count, run, n, mode === 'enhanced' ? '|||AL|NE' : '');
