@@ -1,7 +1,6 @@
-import type { Bundle, Observation } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
-import { ackCode, ackControlId, MllpClient } from './hl7v2-helpers.js';
+import { ackCode, ackControlId, MllpClient, observationsOfPatient, storedWhenDone } from './hl7v2-helpers.js';
 
 /**
  * An original-mode ORU^R01 (MSH-15/16 empty) for order `order` (default: the control id) of the
@@ -29,21 +28,7 @@ describe('HL7_ACK_ON_RECEIPT=on: original-mode senders get AA once the message i
     await app?.close();
   });
 
-  async function observations(controlId: string): Promise<Observation[]> {
-    const res = await app.request({ method: 'GET', url: `/fhir/Observation?subject:Patient.identifier=MRN-R-${controlId}` });
-    expect(res.statusCode).toBe(200);
-    return ((res.json() as Bundle).entry ?? []).map((e) => e.resource as Observation);
-  }
 
-  async function storedWhenDone(controlId: string) {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const found = (await app.server.hl7v2.messages.list({ count: 1000 })).find((r) => r.controlId === controlId);
-      if (found && found.status !== 'received') return found;
-      if (Date.now() > deadline) throw new Error(`message ${controlId} still not mapped`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 
   test('one AA per message, in order, then every message is mapped in the order sent', async () => {
     const client = await MllpClient.open(port);
@@ -55,8 +40,8 @@ describe('HL7_ACK_ON_RECEIPT=on: original-mode senders get AA once the message i
       expect(ackControlId(ack)).toBe(id);
     }
     client.close();
-    for (const id of ids) expect((await storedWhenDone(id)).status).toBe('processed');
-    const [obs] = await observations('RC');
+    for (const id of ids) expect((await storedWhenDone(app, id)).status).toBe('processed');
+    const [obs] = await observationsOfPatient(app, 'MRN-R-RC');
     expect(obs.valueQuantity?.value).toBe(142);
   });
 
@@ -65,16 +50,16 @@ describe('HL7_ACK_ON_RECEIPT=on: original-mode senders get AA once the message i
     const ack = await client.exchange(oru('RC-AR', { type: 'ZZZ^Z99' }));
     client.close();
     expect(ackCode(ack)).toBe('AR');
-    expect((await storedWhenDone('RC-AR')).status).toBe('rejected');
+    expect((await storedWhenDone(app, 'RC-AR')).status).toBe('rejected');
   });
 
   test('a message that fails its mapping after the AA is kept as error and answered AE when sent again', async () => {
     const client = await MllpClient.open(port);
     const first = await client.exchange(oru('RC-ERR', { obr4: '' }));
     expect(ackCode(first)).toBe('AA');
-    const stored = await storedWhenDone('RC-ERR');
+    const stored = await storedWhenDone(app, 'RC-ERR');
     expect(stored.status).toBe('error');
-    expect(await observations('RC-ERR')).toEqual([]);
+    expect(await observationsOfPatient(app, 'MRN-R-RC-ERR')).toEqual([]);
     // The retransmission learns of the failure: the stored application answer.
     const again = await client.exchange(oru('RC-ERR', { obr4: '' }));
     client.close();

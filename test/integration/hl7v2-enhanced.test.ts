@@ -1,7 +1,6 @@
-import type { Bundle, Observation } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
-import { ackCode, ackControlId, ackSegments, MllpClient, mshField } from './hl7v2-helpers.js';
+import { ackCode, ackControlId, ackSegments, MllpClient, mshField, observationsOfPatient, storedWhenDone } from './hl7v2-helpers.js';
 
 /** An ORU^R01 with MSH-15 / MSH-16 as given; `obr4` empty makes it unmappable (AE); `value` is the sodium result. */
 function oru(controlId: string, ackTypes: [string, string], opts: { order?: string; value?: number; status?: string; obr4?: string; type?: string } = {}): string {
@@ -27,23 +26,7 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     await app?.close();
   });
 
-  /** The Observations of the patient of `order` (each test's order has a patient of its own). */
-  async function observations(order: string): Promise<Observation[]> {
-    const res = await app.request({ method: 'GET', url: `/fhir/Observation?subject:Patient.identifier=MRN-${order}` });
-    expect(res.statusCode).toBe(200);
-    return ((res.json() as Bundle).entry ?? []).map((e) => e.resource as Observation);
-  }
 
-  /** The stored message of this control id once it is no longer 'received'. */
-  async function storedWhenDone(controlId: string) {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const found = (await app.server.hl7v2.messages.list({ count: 1000 })).find((r) => r.controlId === controlId);
-      if (found && found.status !== 'received') return found;
-      if (Date.now() > deadline) throw new Error(`message ${controlId} still not mapped`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 
   test('AL / AL: a commit ACK CA on receipt, then the application ACK AA as a message of its own', async () => {
     const client = await MllpClient.open(port);
@@ -59,19 +42,19 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     expect(mshField(application, 10)).not.toBe(mshField(commit, 10));
     expect([mshField(application, 15), mshField(application, 16)]).toEqual(['NE', 'NE']);
     expect(mshField(application, 9)).toBe('ACK^R01^ACK');
-    expect(await observations('ENH-1')).toHaveLength(1);
+    expect(await observationsOfPatient(app, 'MRN-ENH-1')).toHaveLength(1);
   });
 
   test('AL / NE: only the commit ACK; the message is mapped after it', async () => {
     const client = await MllpClient.open(port);
     const ack = await client.exchange(oru('ENH-2', ['AL', 'NE']));
     expect(ackCode(ack)).toBe('CA');
-    expect((await storedWhenDone('ENH-2')).status).toBe('processed');
+    expect((await storedWhenDone(app, 'ENH-2')).status).toBe('processed');
     // Nothing else arrives on the connection.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(client.acks).toHaveLength(1);
     client.close();
-    expect(await observations('ENH-2')).toHaveLength(1);
+    expect(await observationsOfPatient(app, 'MRN-ENH-2')).toHaveLength(1);
   });
 
   test('NE / AL: no commit ACK, the application ACK only', async () => {
@@ -90,8 +73,8 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     expect(ackCode(ack)).toBe('AE');
     expect(ackControlId(ack)).toBe('ENH-5');
     expect(ackSegments(ack).find((s) => s[0] === 'ERR')?.[3]).toMatch(/^101\^/);
-    expect((await storedWhenDone('ENH-4')).status).toBe('processed');
-    expect((await storedWhenDone('ENH-5')).status).toBe('error');
+    expect((await storedWhenDone(app, 'ENH-4')).status).toBe('processed');
+    expect((await storedWhenDone(app, 'ENH-5')).status).toBe('error');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(client.acks).toHaveLength(1);
     client.close();
@@ -108,8 +91,8 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     expect(ackControlId(next)).toBe('ENH-8');
     expect(client.acks).toHaveLength(2);
     client.close();
-    expect((await storedWhenDone('ENH-6')).status).toBe('rejected');
-    expect((await storedWhenDone('ENH-7')).status).toBe('rejected');
+    expect((await storedWhenDone(app, 'ENH-6')).status).toBe('rejected');
+    expect((await storedWhenDone(app, 'ENH-7')).status).toBe('rejected');
   });
 
   test("a sender's messages are mapped in the order sent, though it does not wait for their mapping", async () => {
@@ -121,7 +104,7 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     client.close();
     expect(acks.filter((a) => ackCode(a) === 'CA')).toHaveLength(values.length);
     expect(acks.filter((a) => ackCode(a) === 'AA').map(ackControlId)).toEqual(values.map((_, i) => `ENH-ORD-${i}`));
-    const [obs] = await observations('ORD');
+    const [obs] = await observationsOfPatient(app, 'MRN-ORD');
     expect(obs.valueQuantity?.value).toBe(144);
     expect(obs.status).toBe('corrected');
     expect(obs.meta?.versionId).toBe(String(values.length));
@@ -133,7 +116,7 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     const commit = await client.exchange(message);
     client.close();
     expect(ackCode(commit)).toBe('CA');
-    const stored = await storedWhenDone('ENH-9');
+    const stored = await storedWhenDone(app, 'ENH-9');
     expect(stored.status).toBe('processed');
     const admin = await app.request({ method: 'GET', url: `/hl7v2/messages/${stored.id}` });
     const storedAck = (admin.json() as { ack: string }).ack;
@@ -152,6 +135,6 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     const res = await app.request({ method: 'POST', url: '/hl7v2', headers: { 'content-type': 'x-application/hl7-v2+er7' }, payload: oru('ENH-10', ['AL', 'NE']) });
     expect(res.statusCode).toBe(200);
     expect(ackCode(res.body)).toBe('AA');
-    expect(await observations('ENH-10')).toHaveLength(1);
+    expect(await observationsOfPatient(app, 'MRN-ENH-10')).toHaveLength(1);
   });
 });

@@ -2,9 +2,30 @@ import { connect, type Socket } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeFrame, MllpDecoder } from '../../src/hl7v2/mllp/framing.js';
-import { SHARED_DATA } from '../support/test-app.js';
+import type { Bundle, Observation } from 'fhir/r4.js';
+import { expect } from 'vitest';
+import type { Hl7MessageRecord } from '../../src/storage/hl7v2-messages.js';
+import { SHARED_DATA, type TestApp } from '../support/test-app.js';
 
 export const HL7_DIR = join(SHARED_DATA, 'hl7v2');
+
+/** The Observations of the patient with identifier `mrn` (each test's messages have a patient of their own). */
+export async function observationsOfPatient(app: TestApp, mrn: string): Promise<Observation[]> {
+  const res = await app.request({ method: 'GET', url: `/fhir/Observation?subject:Patient.identifier=${mrn}` });
+  expect(res.statusCode).toBe(200);
+  return ((res.json() as Bundle).entry ?? []).map((e) => e.resource as Observation);
+}
+
+/** The stored message of this control id once it is no longer 'received' (mapped, failed or refused). */
+export async function storedWhenDone(app: TestApp, controlId: string): Promise<Hl7MessageRecord> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const found = (await app.server.hl7v2.messages.list({ count: 1000 })).find((r) => r.controlId === controlId);
+    if (found && found.status !== 'received') return found;
+    if (Date.now() > deadline) throw new Error(`message ${controlId} still not mapped`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 export function sampleFiles(): string[] {
   return readdirSync(HL7_DIR)
