@@ -113,6 +113,9 @@ export interface Acceptance {
   messageId?: string;
 }
 
+/** The answer to a message whose raw row could not be committed (CE, or AE in original mode). */
+const NOT_STORED: AckError = { code: '207', text: 'the message could not be stored; send it again' };
+
 /** MSH-15 or MSH-16 valued: enhanced acknowledgement mode (v2.5.1 §2.9.3); both empty: original mode. */
 export function isEnhanced(header: Pick<MessageHeader, 'acceptAckType' | 'applicationAckType'> | undefined): boolean {
   return !!header && (header.acceptAckType !== '' || header.applicationAckType !== '');
@@ -196,14 +199,8 @@ export class Hl7Ingest {
           return undefined;
         },
       );
-    await this.roomInBacklog();
-    let receipt: { record: Hl7MessageRecord; duplicate: boolean };
-    try {
-      receipt = await this.receipts.store(newMessage(raw, header, transport));
-    } catch (e) {
-      this.deps.log('HL7 v2 message could not be stored (commit error)', e);
-      return { immediate: commit('CE', { code: '207', text: 'the message could not be stored; send it again' }), mode: 'enhanced' };
-    }
+    const receipt = await this.receiveForLater(raw, header, transport);
+    if (!receipt) return { immediate: commit('CE', NOT_STORED), mode: 'enhanced' };
     const { record, duplicate } = receipt;
     const base = { mode: 'enhanced' as const, messageId: record.id };
     if (duplicate && record.ack && record.status !== 'received') {
@@ -223,14 +220,8 @@ export class Hl7Ingest {
    * else AR at once as usual), the mapping after it in the sender's ordered stream.
    */
   private async acceptOnReceipt(raw: string, header: MessageHeader, transport: 'mllp', stream: string): Promise<Acceptance> {
-    await this.roomInBacklog();
-    let receipt: { record: Hl7MessageRecord; duplicate: boolean };
-    try {
-      receipt = await this.receipts.store(newMessage(raw, header, transport));
-    } catch (e) {
-      this.deps.log('HL7 v2 message could not be stored', e);
-      return { immediate: buildAck(header, 'AE', { code: '207', text: 'the message could not be stored; send it again' }), mode: 'original' };
-    }
+    const receipt = await this.receiveForLater(raw, header, transport);
+    if (!receipt) return { immediate: buildAck(header, 'AE', NOT_STORED), mode: 'original' };
     const { record, duplicate } = receipt;
     const base = { mode: 'original' as const, messageId: record.id };
     // A retransmission of a message already mapped (or refused): its stored answer.
@@ -243,6 +234,20 @@ export class Hl7Ingest {
       this.deps.log('HL7 v2 message could not be mapped after its receipt ACK', e);
     });
     return { ...base, immediate: buildAck(header, 'AA') };
+  }
+
+  /**
+   * The raw row of a message to be acknowledged on receipt, once there is room in the mapping
+   * backlog; undefined (logged) when it could not be stored: the sender is to send it again.
+   */
+  private async receiveForLater(raw: string, header: MessageHeader, transport: 'mllp' | 'http'): Promise<{ record: Hl7MessageRecord; duplicate: boolean } | undefined> {
+    await this.roomInBacklog();
+    try {
+      return await this.receipts.store(newMessage(raw, header, transport));
+    } catch (e) {
+      this.deps.log('HL7 v2 message could not be stored', e);
+      return undefined;
+    }
   }
 
   /** Maps an acknowledged message in its sender's ordered stream, counted in the backlog until done. */
