@@ -1,4 +1,4 @@
-import type { ChargeItem, Encounter, FhirResource, OperationOutcome, Organization, Parameters } from 'fhir/r4.js';
+import type { ChargeItem, Coverage, Encounter, FhirResource, OperationOutcome, Organization, Parameters } from 'fhir/r4.js';
 import { expect } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { signInAs } from './smart-helpers.js';
@@ -75,6 +75,20 @@ export async function startInsuranceApp(insurerName: string, accountantRef: stri
   const accountant = (await signInAs(t, 'ACCOUNTANT', accountantRef)).token;
   const insurer = (await signInAs(t, 'INSURANCE_PROVIDER', `Organization/${insurerOrg}`)).token;
   return { t, accountant, insurer, insurerOrg };
+}
+
+/** An active Coverage of `patient` paid by `insurerOrg`, in force 2026–2099; `fields` add to it or replace its parts. */
+export async function createCoverage(t: TestApp, insurerOrg: string, patient: string, fields: Partial<Coverage> = {}): Promise<string> {
+  return (
+    await create<Coverage>(t, {
+      resourceType: 'Coverage',
+      status: 'active',
+      beneficiary: { reference: `Patient/${patient}` },
+      payor: [{ reference: `Organization/${insurerOrg}` }],
+      period: { start: '2026-01-01', end: '2099-12-31' },
+      ...fields,
+    })
+  ).id;
 }
 
 export { pdfText } from '../support/pdf-text.js';

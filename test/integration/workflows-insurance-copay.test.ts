@@ -2,7 +2,7 @@ import type { Bundle, Claim, ClaimResponse, ClaimResponseItem, Coverage, Explana
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, signInAs } from './smart-helpers.js';
-import { create, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
+import { create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
 
 /**
  * Co-payment and co-insurance at adjudication, and the ExplanationOfBenefit (seed 004
@@ -32,18 +32,7 @@ afterAll(async () => {
 const copay = (vnd: number) => ({ type: { coding: [{ system: COPAY_TYPE, code: 'copay' }] }, valueMoney: { value: vnd, currency: 'VND' } });
 const copaypct = (percent: number) => ({ type: { coding: [{ system: COPAY_TYPE, code: 'copaypct' }] }, valueQuantity: { value: percent } });
 
-async function coverage(patient: string, costToBeneficiary?: Coverage['costToBeneficiary']): Promise<string> {
-  return (
-    await create<Coverage>(t, {
-      resourceType: 'Coverage',
-      status: 'active',
-      beneficiary: { reference: `Patient/${patient}` },
-      payor: [{ reference: `Organization/${insurerOrg}` }],
-      period: { start: '2026-01-01', end: '2099-12-31' },
-      ...(costToBeneficiary ? { costToBeneficiary } : {}),
-    })
-  ).id;
-}
+const coverage = (patient: string, costToBeneficiary?: Coverage['costToBeneficiary']) => createCoverage(t, insurerOrg, patient, costToBeneficiary ? { costToBeneficiary } : {});
 
 /** An invoiced and claimed patient: `visits` general (150 000 VND) and `specialist` specialist (300 000 VND) consultations. */
 async function claimed(patient: string, visits: number, specialist = 0): Promise<{ invoice: Invoice & { id: string }; claim: Claim & { id: string } }> {

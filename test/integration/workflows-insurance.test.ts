@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COVERAGE_LIMIT_URL } from '../../src/workflows/billing/insurance.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, signInAs } from './smart-helpers.js';
-import { create, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
+import { create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
 
 /**
  * Insurance (seed 004 FR-BL-003; issue 14 §4; src/workflows/billing/insurance.ts): eligibility
@@ -23,19 +23,13 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function coverage(patient: string, extra: Partial<Coverage> = {}): Promise<string> {
-  return (
-    await create<Coverage>(t, {
-      resourceType: 'Coverage',
-      status: 'active',
-      beneficiary: { reference: `Patient/${patient}` },
-      payor: [{ reference: `Organization/${insurerOrg}` }],
-      period: { start: '2026-01-01', end: '2099-12-31' },
-      costToBeneficiary: [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/coverage-copay-type', code: 'copaypct' }] }, valueQuantity: { value: 20 } }],
-      extension: [{ url: COVERAGE_LIMIT_URL, valueMoney: { value: 50_000_000, currency: 'VND' } }],
-      ...extra,
-    })
-  ).id;
+/** A Coverage with a 20 % co-insurance and a 50,000,000 VND yearly limit (`extra` replaces parts). */
+function coverage(patient: string, extra: Partial<Coverage> = {}): Promise<string> {
+  return createCoverage(t, insurerOrg, patient, {
+    costToBeneficiary: [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/coverage-copay-type', code: 'copaypct' }] }, valueQuantity: { value: 20 } }],
+    extension: [{ url: COVERAGE_LIMIT_URL, valueMoney: { value: 50_000_000, currency: 'VND' } }],
+    ...extra,
+  });
 }
 
 function eligibilityRequest(patient: string, coverageId?: string) {
