@@ -60,6 +60,8 @@ export interface Hl7BenchRow {
 export interface Hl7BenchReport {
   rows: Hl7BenchRow[];
   aim: string;
+  /** the figure the aim is judged on, with the AA after mapping beside it */
+  figure: string;
   met: boolean;
   load: string;
 }
@@ -345,10 +347,13 @@ export async function benchHl7v2(o: Hl7BenchOptions): Promise<Hl7BenchReport> {
   const stored = [enhanced, receipt].filter((r): r is Hl7BenchRow => r !== undefined);
   const met = stored.length > 0 && stored.every((r) => r.messagesPerSecond >= HL7_AIM_PER_SECOND && r.notAccepted === 0);
   const aim = `≥ ${HL7_AIM_PER_SECOND} ORU^R01 messages/s stored and acknowledged with ${connections} connections`;
-  const mappedRate = (r: Hl7BenchRow) => `${r.mappedPerSecond?.toFixed(0)}/s mapped (${((r.mappedPerSecond ?? 0) * (r.resources / Math.max(1, r.messages - r.notAccepted))).toFixed(0)} resources/s)`;
-  log(
-    `  aim: ${aim}: ${stored.map((r) => `${r.mode === 'enhanced' ? 'enhanced mode' : 'original mode, AA on receipt'} ${r.messagesPerSecond.toFixed(0)}/s, ${mappedRate(r)}`).join('; ')} — ${met ? 'met' : 'NOT met'}` +
-      `; original mode, AA once mapped: ${eight.messagesPerSecond.toFixed(0)}/s`,
-  );
-  return { rows, aim, met, load: loadNow() };
+  const figure = ([enhanced, receipt, eight] as const)
+    .flatMap((r) => {
+      if (!r) return [];
+      const what = { enhanced: 'enhanced mode CA', receipt: 'AA on receipt', original: 'AA once mapped' }[r.mode];
+      return [`${what} ${r.messagesPerSecond.toFixed(0)}/s${r.mappedPerSecond !== undefined ? ` (${r.mappedPerSecond.toFixed(0)}/s mapped)` : ''}`];
+    })
+    .join('; ');
+  log(`  aim: ${aim}: ${figure} — ${met ? 'met' : 'NOT met'}`);
+  return { rows, aim, figure, met, load: loadNow() };
 }

@@ -372,16 +372,7 @@ async function main(): Promise<void> {
           const single = Number(process.env.BENCH_HL7_SINGLE ?? (quick ? 50 : 300));
           const concurrent = Number(process.env.BENCH_HL7_MESSAGES ?? (quick ? 200 : 2000));
           const result = await benchHl7v2({ app, receiptApp, single, concurrent, connections: 8 });
-          const at = (mode: string) => result.rows.find((r) => r.mode === mode && r.connections === 8);
-          const figure = (['enhanced', 'receipt', 'original'] as const)
-            .flatMap((mode) => {
-              const r = at(mode);
-              if (!r) return [];
-              const what = { enhanced: 'enhanced mode CA', receipt: 'AA on receipt', original: 'AA once mapped' }[mode];
-              return [`${what} ${r.messagesPerSecond.toFixed(0)}/s${r.mappedPerSecond !== undefined ? ` (${r.mappedPerSecond.toFixed(0)}/s mapped)` : ''}`];
-            })
-            .join('; ');
-          aims.push({ section: 'hl7v2 (MLLP)', aim: result.aim, figure, met: result.met });
+          aims.push({ section: 'hl7v2 (MLLP)', aim: result.aim, figure: result.figure, met: result.met });
           return result;
         }, { HL7_ACK_ON_RECEIPT: 'on' }),
       );
