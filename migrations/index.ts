@@ -23,6 +23,7 @@ import * as m0034 from './0034-audit-event-storage.js';
 import * as m0035 from './0035-job-outbox.js';
 import * as m0036 from './0036-reference-display.js';
 import * as m0037 from './0037-subscription-delivery-fillfactor.js';
+import * as m0038 from './0038-search-text-by-type.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -50,4 +51,5 @@ export const migrations: Record<string, Migration> = {
   '0035-job-outbox': m0035,
   '0036-reference-display': m0036,
   '0037-subscription-delivery-fillfactor': m0037,
+  '0038-search-text-by-type': m0038,
 };

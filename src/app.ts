@@ -38,7 +38,7 @@ import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
 import { runtimeSearchParameters, type RuntimeSearchParameters } from './search/runtime-parameters.js';
-import { SearchService } from './search/search-service.js';
+import { COUNT_BESIDE_PAGE_AFTER_MS, SearchService } from './search/search-service.js';
 import { checkTextSearchLanguage } from './search/text-search-config.js';
 import { pdfTextHook } from './search/pdf-text.js';
 import { openDatabase, openReplica, type DatabaseHandle } from './storage/db.js';
@@ -227,7 +227,7 @@ export async function buildCore(config: Config): Promise<AppCore> {
   // Rows that an upgrade's migrations left to the running server (large databases): filled in the
   // background; full-text searches and reports answer 503 until theirs are complete.
   const backfills = new Backfills({ db: database.unlimitedDb, log, extract: (r) => indexer.extract(r), afterDone: () => void maintenance.afterBulkWrite() });
-  const search = new SearchService({ db: database.db, registry, terminology, backfillProgress: (name) => backfills.progress(name) });
+  const search = new SearchService({ db: database.db, registry, terminology, backfillProgress: (name) => backfills.progress(name), countBesidePageAfterMs: database.kind === 'postgres' ? COUNT_BESIDE_PAGE_AFTER_MS : undefined });
   // Several processes share a PostgreSQL database: each looks for SearchParameters the others stored.
   const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? SEARCH_PARAMETER_POLL_MS : 0 });
   await maintenance.start();

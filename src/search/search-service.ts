@@ -102,6 +102,9 @@ function mainAccessCondition(accessFilter: AccessFilter | undefined, single: str
   return accessCondition(accessFilter, target, compiler);
 }
 
+/** See SearchService.countBesidePageAfterMs: fast pages (most) never start a count they may not need. */
+export const COUNT_BESIDE_PAGE_AFTER_MS = 5;
+
 /**
  * FHIR R4 search over the `resource` table and the search index tables. One SQL statement for
  * the page (filters as EXISTS semi-joins, `_sort` as joins on flagged sort rows, keyset paging),
@@ -116,11 +119,28 @@ export class SearchService {
   /** Progress of a back-fill after an upgrade (src/storage/backfill.ts); undefined once it is complete. */
   private readonly backfillProgress: (name: 'search-text' | 'reference-display') => { done: number; total: number } | undefined;
 
-  constructor(deps: { db: AnyDb; registry: SearchParameterRegistry; terminology?: SearchTerminology; backfillProgress?: (name: 'search-text' | 'reference-display') => { done: number; total: number } | undefined }) {
+  /**
+   * The count of a first page starts beside the page when the page takes longer than this (ms);
+   * undefined: after it, as one connection runs one statement at a time (the embedded database).
+   */
+  private readonly countBesidePageAfterMs: number | undefined;
+
+  constructor(deps: {
+    db: AnyDb;
+    registry: SearchParameterRegistry;
+    terminology?: SearchTerminology;
+    backfillProgress?: (name: 'search-text' | 'reference-display') => { done: number; total: number } | undefined;
+    /**
+     * Several connections (a PostgreSQL pool): a page still running after this many ms gets its
+     * count started beside it, on another connection (COUNT_BESIDE_PAGE_AFTER_MS in the server).
+     */
+    countBesidePageAfterMs?: number;
+  }) {
     this.db = deps.db;
     this.registry = deps.registry;
     this.terminology = deps.terminology ?? new Terminology();
     this.backfillProgress = deps.backfillProgress ?? (() => undefined);
+    this.countBesidePageAfterMs = deps.countBesidePageAfterMs;
   }
 
   /**
@@ -476,11 +496,25 @@ export class SearchService {
     const db = this.db;
     const summaryCount = req.summary === 'count' || req.count === 0;
 
+    const totalMode = req.total ?? (cursor ? 'none' : 'accurate');
+    // The count, started once: beside a slow page, or after the page when the page did not hold
+    // every match. Page and count are separate statements either way (no shared snapshot).
+    let counting: Promise<number> | undefined;
+    const countMatches = () => (counting ??= count.execute(db).then((r) => Number(r.rows[0]!.n)));
     let rows: Row[] = [];
     let hasMoreForward = false;
     let hasMoreBackward = false;
     if (!summaryCount) {
-      rows = (await page(req.count + 1).execute(db)).rows;
+      // A page that is still running after a few ms walks many rows (a common word, a phrase and
+      // another filter): its count, needed unless the page turns out to hold every match, runs
+      // on a second connection meanwhile, so the answer waits for the slower of the two, not for
+      // both (phrase + status at 1 M resources: page ~60 ms, count ~50 ms).
+      const early = totalMode === 'accurate' && this.countBesidePageAfterMs !== undefined ? setTimeout(() => void countMatches().catch(() => undefined), this.countBesidePageAfterMs) : undefined;
+      try {
+        rows = (await page(req.count + 1).execute(db)).rows;
+      } finally {
+        clearTimeout(early);
+      }
       const more = rows.length > req.count;
       if (more) rows = rows.slice(0, req.count);
       if (reverse) {
@@ -494,13 +528,12 @@ export class SearchService {
     }
 
     let total: number | undefined;
-    const totalMode = req.total ?? (cursor ? 'none' : 'accurate');
     if (totalMode === 'accurate' && !summaryCount && !cursor && !hasMoreForward) {
-      // The first page holds every match: no count query needed.
+      // The first page holds every match: no count query needed (one started beside it is left
+      // to finish on its own).
       total = rows.length;
     } else if (summaryCount || totalMode === 'accurate') {
-      const r = await count.execute(db);
-      total = Number(r.rows[0]!.n);
+      total = await countMatches();
     } else if (totalMode === 'estimate') {
       const r = await sql<{ 'QUERY PLAN': unknown }>`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${where}`.execute(db);
       const plan0 = r.rows[0]?.['QUERY PLAN'];

@@ -47,7 +47,19 @@ export interface BackupSummary {
 
 type Tx = Transaction<Database>;
 
-/** Tables of the current schema in an order where every referenced table comes first. */
+/**
+ * Partitioned tables of the current schema (search_text, migration 0038): they hold no rows of
+ * their own, their partitions do. A backup dumps the partitions; a restore of a backup made
+ * before the table was partitioned writes its rows through the parent, which routes them.
+ */
+async function partitionedTables(db: Db | Tx): Promise<Set<string>> {
+  const result = await sql<{ name: string }>`
+    SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND c.relkind = 'p'`.execute(db);
+  return new Set(result.rows.map((r) => r.name));
+}
+
+/** Tables of the current schema (partitioned ones and their partitions too) in an order where every referenced table comes first. */
 async function tablesInDependencyOrder(db: Db | Tx): Promise<string[]> {
   const tables = await sql<{ name: string }>`
     SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -112,7 +124,8 @@ async function* dumpInTransaction(db: Db, kind: 'pglite' | 'postgres', onProgres
     .setIsolationLevel('repeatable read')
     .execute(async (tx) => {
       const version = await sql<{ v: string }>`SELECT version() AS v`.execute(tx);
-      const tables = await tablesInDependencyOrder(tx);
+      const partitioned = await partitionedTables(tx);
+      const tables = (await tablesInDependencyOrder(tx)).filter((name) => !partitioned.has(name));
       const counts: { name: string; rows: number }[] = [];
       for (const name of tables) {
         const c = await sql<{ n: string }>`SELECT count(*)::text AS n FROM ONLY ${sql.table(name)}`.execute(tx);
@@ -219,7 +232,13 @@ export async function restoreLines(db: Db, lines: AsyncIterable<string>, options
     }
     // Replace whatever the target holds (rows its migrations seeded, or everything with --force).
     const restored = header.tables.map((t) => t.name).filter((n) => targetTables.has(n));
-    if (restored.length > 0) await sql`TRUNCATE ONLY ${sql.join(restored.map((n) => sql.table(n)))}`.execute(tx);
+    // ONLY: a row of audit_event is not one of resource's. A partitioned table (named by a backup
+    // made before it was partitioned) is emptied with its partitions.
+    const partitioned = await partitionedTables(tx);
+    const plain = restored.filter((n) => !partitioned.has(n));
+    const parents = restored.filter((n) => partitioned.has(n));
+    if (plain.length > 0) await sql`TRUNCATE ONLY ${sql.join(plain.map((n) => sql.table(n)))}`.execute(tx);
+    if (parents.length > 0) await sql`TRUNCATE ${sql.join(parents.map((n) => sql.table(n)))}`.execute(tx);
 
     const total = header.tables.reduce((a, t) => a + t.rows, 0);
     let done = 0;

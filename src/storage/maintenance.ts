@@ -227,13 +227,14 @@ export class DatabaseMaintenance {
   private async tableStats(): Promise<TableStats[]> {
     // PGlite runs no idle loop that would flush the statistics counters of this backend to
     // the shared counters pg_stat_user_tables reads; ask for the flush, which happens when
-    // this statement ends, and read in the next one.
+    // this statement ends, and read in the next one. A partitioned table (search_text) has no
+    // rows or counters of its own: its partitions are checked, each as a table.
     if (this.kind === 'pglite') await sql`SELECT pg_stat_force_next_flush()`.execute(this.db);
     const result = await sql<{ table: string; reltuples: number; mods: string | number; dead: string | number; inserts: string | number }>`
       SELECT s.relname AS table, c.reltuples::float8 AS reltuples, s.n_mod_since_analyze AS mods,
              s.n_dead_tup AS dead, s.n_ins_since_vacuum AS inserts
       FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-      WHERE s.schemaname = current_schema()
+      WHERE s.schemaname = current_schema() AND c.relkind <> 'p'
       ORDER BY s.relname`.execute(this.db);
     return result.rows.map((r) => ({
       table: r.table,
