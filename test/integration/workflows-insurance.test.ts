@@ -87,6 +87,32 @@ describe('eligibility (FR-BL-003)', () => {
     expect(stored.request.reference).toMatch(/^CoverageEligibilityRequest\//);
   });
 
+  it('FR-BL-003: $check reads the co-payment as adjudication does: the coverage-copay-type entries, the first of each; an invalid one is refused', async () => {
+    const copayType = 'http://terminology.hl7.org/CodeSystem/coverage-copay-type';
+    const patient = await createPatient(t, 'OddCoverage');
+    const cov = await coverage(patient, {
+      costToBeneficiary: [
+        // Another system's "copay" is not the co-payment adjudication charges: not reported.
+        { type: { coding: [{ system: 'http://insurer.example.org/cost-types', code: 'copay' }] }, valueMoney: { value: 99_000, currency: 'VND' } },
+        { type: { coding: [{ system: copayType, code: 'copay' }] }, valueMoney: { value: 15_000, currency: 'VND' } },
+        { type: { coding: [{ system: copayType, code: 'copaypct' }] }, valueQuantity: { value: 12.5 } },
+        // A second entry of a kind is not charged either.
+        { type: { coding: [{ system: copayType, code: 'copaypct' }] }, valueQuantity: { value: 40 } },
+      ],
+    });
+    const checked = await t.request({ method: 'POST', url: '/fhir/CoverageEligibilityRequest/$check', payload: eligibilityRequest(patient, cov), headers: { authorization: `Bearer ${accountant}` } });
+    expect(checked.statusCode, checked.body).toBe(200);
+    const benefits = (checked.json() as CoverageEligibilityResponse).insurance?.[0]?.item?.[0]?.benefit ?? [];
+    expect(benefits.filter((b) => b.type.coding?.[0]?.code === 'copay-maximum').map((b) => b.allowedMoney)).toEqual([{ value: 15_000, currency: 'VND' }]);
+    // Whole percents: 12.5 % is reported as 13.
+    expect(benefits.filter((b) => b.type.coding?.[0]?.code === 'copay-percent').map((b) => b.allowedUnsignedInt)).toEqual([13]);
+
+    const invalid = await createPatient(t, 'InvalidCoverage');
+    const bad = await coverage(invalid, { costToBeneficiary: [{ type: { coding: [{ system: copayType, code: 'copaypct' }] }, valueQuantity: { value: 140 } }] });
+    const refused = await t.request({ method: 'POST', url: '/fhir/CoverageEligibilityRequest/$check', payload: eligibilityRequest(invalid, bad), headers: { authorization: `Bearer ${accountant}` } });
+    expectBusinessRule(refused, 422, /between 0 and 100/);
+  });
+
   it('FR-BL-003: an expired or cancelled coverage is not in force; no coverage at all is an error outcome', async () => {
     const patient = await createPatient(t, 'Lapsed');
     const cov = await coverage(patient, { period: { start: '2020-01-01', end: '2021-12-31' } });

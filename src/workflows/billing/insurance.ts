@@ -13,7 +13,7 @@ import type {
 import { referencing } from '../../storage/front-desk-store.js';
 import { newResourceId, type BeforeWriteHook, type StoreTransaction } from '../../storage/resource-store.js';
 import { businessRule, referenceTo, replacedVersion } from '../scheduling-rules.js';
-import { formatMoney, minorOf, money } from './money.js';
+import { divRound, formatMoney, minorOf, money } from './money.js';
 import { linesOf, readInvoice } from './invoices.js';
 import { accountOf, paymentFor } from './payments.js';
 import { CHARGE_CODE_SYSTEM, type PriceList } from './price-list.js';
@@ -84,13 +84,16 @@ function benefitsOf(coverage: Coverage, prices: PriceList): CoverageEligibilityR
   const benefits: CoverageEligibilityResponseInsuranceItemBenefit[] = [];
   const limit = coverage.extension?.find((e: Extension) => e.url === COVERAGE_LIMIT_URL)?.valueMoney;
   if (limit) benefits.push({ type: { coding: [{ system: BENEFIT_TYPE_SYSTEM, code: 'benefit', display: 'Benefit' }] }, allowedMoney: money(minorOf(limit, prices.currency, 'Coverage.extension.valueMoney'), prices.currency) });
-  for (const cost of coverage.costToBeneficiary ?? []) {
-    const code = cost.type?.coding?.[0]?.code;
-    if (code === 'copaypct' && cost.valueQuantity?.value !== undefined) {
-      benefits.push({ type: { coding: [{ system: BENEFIT_TYPE_SYSTEM, code: 'copay-percent', display: 'Copayment percent per service' }] }, allowedUnsignedInt: Math.round(cost.valueQuantity.value) });
-    } else if (code === 'copay' && cost.valueMoney) {
-      benefits.push({ type: { coding: [{ system: BENEFIT_TYPE_SYSTEM, code: 'copay-maximum', display: 'Copayment maximum per service' }] }, allowedMoney: cost.valueMoney });
-    }
+  // The share as adjudication reads it (the same entries, the same refusals of invalid ones),
+  // so the answer of $check is what a claim is then charged.
+  const share = costShareOf(coverage, prices.currency);
+  if (share.percent) {
+    // allowedUnsignedInt holds whole percents: a fractional rate is rounded half up here only.
+    const percent = divRound(share.percent.units, 10n ** BigInt(share.percent.scale));
+    benefits.push({ type: { coding: [{ system: BENEFIT_TYPE_SYSTEM, code: 'copay-percent', display: 'Copayment percent per service' }] }, allowedUnsignedInt: Number(percent) });
+  }
+  if (share.copay !== undefined) {
+    benefits.push({ type: { coding: [{ system: BENEFIT_TYPE_SYSTEM, code: 'copay-maximum', display: 'Copayment maximum per service' }] }, allowedMoney: money(share.copay, prices.currency) });
   }
   return benefits;
 }
