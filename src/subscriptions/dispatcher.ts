@@ -439,9 +439,20 @@ export class SubscriptionDispatcher {
    * The deliveries `keys` make (stored by the caller). The keys become `seen` only once those
    * are stored (`markSeen`): a round that fails before reads them again instead of skipping them.
    */
-  private async dispatch(keys: readonly HistoryKey[]): Promise<NewDelivery[]> {
+  private async dispatch(changed: readonly HistoryKey[]): Promise<NewDelivery[]> {
+    let keys = changed;
     if (keys.some((k) => k.resourceType === 'Subscription')) await this.loadSubscriptions();
     if (this.subs.length === 0) return [];
+    // A version older than every activation of its type's Subscriptions makes no event (matches
+    // and deletes both skip it): neither its content nor its earlier deliveries are read. Such are
+    // the writes of a spell without Subscriptions, which the late scans find unseen once one is active.
+    const since = new Map<string, string>();
+    for (const s of this.subs) {
+      const t = s.criteria.resourceType;
+      const at = since.get(t);
+      if (at === undefined || s.activatedAt < at) since.set(t, s.activatedAt);
+    }
+    keys = keys.filter((k) => k.resourceType === 'Subscription' || (since.has(k.resourceType) && k.lastUpdated >= since.get(k.resourceType)!));
     const t0 = performance.now();
     const deliveries = [...this.handshakes(keys), ...(await this.matches(keys.filter((k) => !k.deleted))), ...(await this.deletes(keys.filter((k) => k.deleted)))];
     this.matchMs += performance.now() - t0;
