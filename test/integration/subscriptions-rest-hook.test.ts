@@ -256,6 +256,36 @@ describe('batched deliveries', () => {
   });
 });
 
+describe('late commits', () => {
+  // The embedded database runs one transaction at a time: no version can commit late there.
+  it.runIf(process.env.DATABASE_URL)('a version committed after the dispatcher moved past its time is still notified once', async () => {
+    const r = await receiver();
+    await subscribe(subscription('Observation?code=http://loinc.org|6666-6', r.url));
+    const before = await create(observation('6666-6', 1));
+    await r.waitFor(1, 30_000, true);
+    // Stamped now, committed only when released: its version lands behind the dispatch cursor.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const late = app.server.store.transaction(async (tx) => {
+      const change = await tx.create(observation('6666-6', 2));
+      await gate;
+      return change;
+    });
+    // Far enough behind that it is neither in the cursor's time bucket nor in the window's first.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const after = await create(observation('6666-6', 3));
+    await until(async () => (r.accepted().some((x) => x.path.endsWith(`/${after.id}`)) ? true : undefined), 30_000, 'the later write delivered');
+    release();
+    const { id } = await late;
+    await until(async () => (r.accepted().some((x) => x.path.endsWith(`/${id}`)) ? true : undefined), 30_000, 'the late version delivered');
+    await app.server.subscriptions.dispatcher!.flush();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const paths = r.accepted().map((x) => x.path.split('/').pop());
+    expect(paths.filter((p) => p === id)).toHaveLength(1);
+    expect(new Set(paths)).toEqual(new Set([before.id, id, after.id]));
+  });
+});
+
 describe('Subscription housekeeping', () => {
   it('the CapabilityStatement declares Subscription, its channels and $status / $events', async () => {
     const cs = (await app.request({ method: 'GET', url: '/fhir/metadata' })).json() as { rest: Array<{ resource: Array<{ type: string; documentation?: string; operation?: Array<{ name: string }> }> }> };
