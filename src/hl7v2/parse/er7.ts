@@ -15,6 +15,8 @@ export class Hl7ParseError extends Error {
 
 /** Segment ends may be \r, \n or \r\n (senders differ); the standard's is \r. */
 export function normalizeSegmentEnds(text: string): string {
+  // Most messages already end their segments with \r and have no byte order mark: no copy.
+  if (text.charCodeAt(0) !== 0xfeff && !text.includes('\n')) return text;
   return text.replace(/^\uFEFF/, '').replace(/\r\n|\n/g, '\r');
 }
 
@@ -43,7 +45,12 @@ export function readDelimiters(text: string): Delimiters {
  * still be read, so even the rejection names the message it rejects.
  */
 export function readHeader(raw: string): MessageHeader {
-  const text = normalizeSegmentEnds(raw);
+  // Only the MSH line is read: every receipt reads it, whatever the message's size.
+  const start = raw.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let end = raw.indexOf('\r', start);
+  const newline = raw.indexOf('\n', start);
+  if (end < 0 || (newline >= 0 && newline < end)) end = newline;
+  const text = end < 0 ? raw.slice(start) : raw.slice(start, end);
   let delimiters: Delimiters;
   try {
     delimiters = readDelimiters(text);
@@ -52,9 +59,8 @@ export function readHeader(raw: string): MessageHeader {
     if (!text.startsWith('MSH') || !field || /[A-Za-z0-9\r\n ^~\\&]/.test(field)) throw e;
     delimiters = { ...STANDARD_DELIMITERS, field };
   }
-  const line = text.split('\r', 1)[0];
   // fields[n] is MSH-n: MSH-1 is the separator itself, so the split is shifted by one.
-  const parts = line.split(delimiters.field);
+  const parts = text.split(delimiters.field);
   const field = (n: number) => (n === 1 ? delimiters.field : (parts[n - 1] ?? ''));
   const components = (n: number) => field(n).split(delimiters.component).map((c) => unescapeText(c.split(delimiters.repetition)[0], delimiters));
   const hd = (n: number) => components(n).join('^').replace(/\^+$/, '');
