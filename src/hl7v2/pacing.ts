@@ -9,10 +9,10 @@ import { performance } from 'node:perf_hooks';
  * Mapping calls `pace` before each resource it writes. Once it has held the event loop for a
  * slice, it gives it back (setImmediate runs after pending I/O callbacks); and while receipts
  * are under way it waits for them to be answered, at most `waitMs`, so senders are answered
- * first and mapping goes on in the time they leave. The wait is bounded: mapping keeps a share
- * of at least slice / (slice + wait) of the time under any receipt load, and the mapping backlog
- * cap (ingest.ts) stops receipts when it falls behind. Receipts waiting for room in that backlog
- * are not counted (they wait for mapping, mapping must not wait for them).
+ * first and mapping goes on in the time they leave. The wait is bounded (at most `waitMs` after
+ * each slice), so a steady stream of receipts slows mapping and never stops it, and the mapping
+ * backlog cap (ingest.ts) stops receipts when mapping falls behind. Receipts waiting for room in
+ * that backlog are not counted (they wait for mapping, mapping must not wait for them).
  */
 export class Pacer {
   private since = performance.now();
