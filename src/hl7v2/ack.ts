@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { escapeText } from './parse/escapes.js';
 import { STANDARD_DELIMITERS, type MessageHeader } from './parse/message.js';
 
@@ -35,7 +35,22 @@ function versionAtLeast(version: string, major: number, minor: number): boolean 
 
 /** MSH-10 of our ACK: unique and within the 20 characters v2.3 / v2.4 allow. */
 function ackControlId(now: Date): string {
-  return `A${now.getTime().toString(36)}${randomBytes(5).toString('hex')}`.slice(0, 20);
+  return `A${now.getTime().toString(36)}${randomHex()}`.slice(0, 20);
+}
+
+/**
+ * Ten random hex digits. Every receipt builds an ACK: one randomBytes call per ACK costs more
+ * than the rest of the ACK, so random bytes are drawn 256 ACKs at a time.
+ */
+const RANDOM_POOL = randomBytes(5 * 256);
+let randomUsed = RANDOM_POOL.length;
+function randomHex(): string {
+  if (randomUsed === RANDOM_POOL.length) {
+    randomFillSync(RANDOM_POOL);
+    randomUsed = 0;
+  }
+  randomUsed += 5;
+  return RANDOM_POOL.toString('hex', randomUsed - 5, randomUsed);
 }
 
 function timestamp(now: Date): string {

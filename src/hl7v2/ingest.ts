@@ -17,6 +17,7 @@ import { mapDocument } from './maps/document.js';
 import { mapCharges } from './maps/charge.js';
 import { Hl7ParseError, normalizeSegmentEnds, parseMessage, readHeader } from './parse/er7.js';
 import { ReceiptBatcher } from './receipt-batcher.js';
+import { Pacer } from './pacing.js';
 import { buildBatchAck, splitBatch } from './batch.js';
 import { messageType, type Hl7Message, type MessageHeader } from './parse/message.js';
 
@@ -163,6 +164,9 @@ export class Hl7Ingest {
   /** Enhanced-mode messages committed and not mapped yet, and receipts waiting for room (MAX_MAPPING_BACKLOG). */
   private backlog = 0;
   private backlogWaiters: Array<() => void> = [];
+  /** Mapping gives the event loop back to receipts every few milliseconds of CPU (pacing.ts). */
+  private readonly pacer = new Pacer();
+  private readonly pace = () => this.pacer.pace();
 
   /** Called once per critical result newly written (a retransmission or an unchanged reprocess raises none). */
   onCriticalResult(listener: CriticalResultListener): void {
@@ -184,11 +188,24 @@ export class Hl7Ingest {
    */
   async accept(raw: string, transport: 'mllp' | 'http', stream = `${transport}:default`): Promise<Acceptance> {
     const header = raw.includes('\0') ? undefined : safeHeader(raw);
-    if (!header || !isEnhanced(header)) {
-      if (header && this.deps.ackOnReceipt && transport === 'mllp') return this.acceptOnReceipt(raw, header, transport, stream);
+    const enhanced = isEnhanced(header);
+    if (!header || (!enhanced && !(this.deps.ackOnReceipt && transport === 'mllp'))) {
       const result = await this.receive(raw, transport);
       return { immediate: result.ack, mode: 'original', messageId: result.messageId };
     }
+    // Answered before mapping: once there is room in the mapping backlog, the receipt is under
+    // way, and mapping gives way to it (pacing.ts) until it is answered.
+    await this.roomInBacklog();
+    this.pacer.receiptStarted();
+    try {
+      return enhanced ? await this.acceptEnhanced(raw, header, transport, stream) : await this.acceptOnReceipt(raw, header, transport, stream);
+    } finally {
+      this.pacer.receiptDone();
+    }
+  }
+
+  /** Enhanced mode: the commit ACK on durable receipt, the application ACK once mapped. */
+  private async acceptEnhanced(raw: string, header: MessageHeader, transport: 'mllp' | 'http', stream: string): Promise<Acceptance> {
     const commit = (code: CommitAckCode, error?: AckError) => (ackWanted(header.acceptAckType, code) ? buildAck(header, code, error) : undefined);
     const appAck = (outcome: Promise<Outcome>) =>
       outcome.then(
@@ -219,7 +236,7 @@ export class Hl7Ingest {
    * Original mode with HL7_ACK_ON_RECEIPT: AA once stored and readable (parsed, a mapping found;
    * else AR at once as usual), the mapping after it in the sender's ordered stream.
    */
-  private async acceptOnReceipt(raw: string, header: MessageHeader, transport: 'mllp', stream: string): Promise<Acceptance> {
+  private async acceptOnReceipt(raw: string, header: MessageHeader, transport: 'mllp' | 'http', stream: string): Promise<Acceptance> {
     const receipt = await this.receiveForLater(raw, header, transport);
     if (!receipt) return { immediate: buildAck(header, 'AE', NOT_STORED), mode: 'original' };
     const { record, duplicate } = receipt;
@@ -237,11 +254,10 @@ export class Hl7Ingest {
   }
 
   /**
-   * The raw row of a message to be acknowledged on receipt, once there is room in the mapping
-   * backlog; undefined (logged) when it could not be stored: the sender is to send it again.
+   * The raw row of a message to be acknowledged on receipt (the caller waited for room in the
+   * mapping backlog); undefined (logged) when it could not be stored: the sender is to send it again.
    */
   private async receiveForLater(raw: string, header: MessageHeader, transport: 'mllp' | 'http'): Promise<{ record: Hl7MessageRecord; duplicate: boolean } | undefined> {
-    await this.roomInBacklog();
     try {
       return await this.receipts.store(newMessage(raw, header, transport));
     } catch (e) {
@@ -411,7 +427,7 @@ export class Hl7Ingest {
     const { record, message } = item;
     try {
       const { ack, critical } = await this.deps.interactions.store.transaction(async (tx) => {
-        const ctx = new MappingContext(this.deps.interactions, tx, this.deps.tables, message, record.id);
+        const ctx = new MappingContext(this.deps.interactions, tx, this.deps.tables, message, record.id, new Map(), this.pace);
         await MAPPERS[item.rule.mapper](ctx, item.rule);
         const done = await this.conclude(ctx, item);
         await this.deps.messages.finish(record.id, { status: 'processed', ack: done.ack, resources: done.resources }, await tx.executor());
@@ -544,7 +560,7 @@ export class Hl7Ingest {
     try {
       done = await this.deps.interactions.store.transaction(async (tx) => {
         const known = new Map<string, string[]>();
-        const contexts = batch.map(({ item }) => new MappingContext(this.deps.interactions, tx, this.deps.tables, item.message, item.record.id, known));
+        const contexts = batch.map(({ item }) => new MappingContext(this.deps.interactions, tx, this.deps.tables, item.message, item.record.id, known, this.pace));
         await contexts[0].prefetch(contexts.flatMap((ctx, i) => LOOKUPS[batch[i].item.rule.mapper]?.(ctx) ?? []));
         // The batch's new Specimens (distinct: two messages may name one) take their accession
         // numbers in one statement, not one each.

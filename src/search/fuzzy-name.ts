@@ -75,23 +75,26 @@ export function trigramSchema(db: Db): Promise<string> {
 }
 
 /**
- * Replaces the stored name words of a patient (in the write transaction `db`), in ONE statement:
- * the hook runs for every Patient write (HL7 v2 results create patients by the hundred), and
- * each statement is a round trip. Words no longer carried are deleted, the others inserted when
- * missing; the two sets are disjoint, so the CTEs' shared snapshot does not matter.
+ * Replaces the stored name words of patients (in the write transaction `db`), in ONE statement
+ * for all of them: the hook collects the Patients a transaction writes and calls this once before
+ * its commit (HL7 v2 results create and update patients by the dozen per transaction, and each
+ * statement is a round trip). Words no longer carried are deleted, the others inserted when
+ * missing; the two sets are disjoint, so the CTEs' shared snapshot does not matter. A patient
+ * with no words (deleted, or no name) loses all of them.
  */
-export async function storePatientNameWords(db: Db, id: string, words: readonly string[]): Promise<void> {
-  if (words.length === 0) {
-    await sql`DELETE FROM patient_name_token WHERE resource_id = ${id}`.execute(db);
-    return;
-  }
-  // Words are only added (sorted, so concurrent writers take the keys in one order); a word no
-  // patient carries any more simply joins to no row.
+export async function storePatientNameWords(db: Db, words: ReadonlyMap<string, readonly string[]>): Promise<void> {
+  if (words.size === 0) return;
+  const ids = [...words.keys()].sort();
+  const pairs = ids.flatMap((id) => [...new Set(words.get(id))].sort().map((token) => [id, token] as const));
+  // Words are only added, keys in one order (sorted) so concurrent writers do not deadlock; a word
+  // no patient carries any more simply joins to no row.
   await sql`
-    WITH w AS (SELECT unnest(${[...words]}::text[]) AS token),
-    gone AS (DELETE FROM patient_name_token t WHERE t.resource_id = ${id} AND t.token <> ALL (${[...words]}::text[])),
-    kept AS (INSERT INTO patient_name_token (resource_id, token) SELECT ${id}, token FROM w ON CONFLICT DO NOTHING)
-    INSERT INTO patient_name_word (token) SELECT token FROM w ON CONFLICT DO NOTHING`.execute(db);
+    WITH w AS (SELECT * FROM unnest(${pairs.map((p) => p[0])}::text[], ${pairs.map((p) => p[1])}::text[]) AS w(resource_id, token)),
+    gone AS (
+      DELETE FROM patient_name_token t WHERE t.resource_id = ANY (${ids}::text[])
+        AND NOT EXISTS (SELECT 1 FROM w WHERE w.resource_id = t.resource_id AND w.token = t.token)),
+    kept AS (INSERT INTO patient_name_token (resource_id, token) SELECT resource_id, token FROM w ORDER BY resource_id, token ON CONFLICT DO NOTHING)
+    INSERT INTO patient_name_word (token) SELECT DISTINCT token FROM w ORDER BY token ON CONFLICT DO NOTHING`.execute(db);
 }
 
 export interface FuzzyHit {

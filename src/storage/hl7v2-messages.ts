@@ -114,12 +114,14 @@ export class Hl7MessageStore {
       (m, i) => sql`(${ids[i]}, ${m.transport}, ${m.sendingApplication}, ${m.sendingFacility}, ${m.controlId},
                     ${m.messageType}, ${m.version}, ${m.contentHash}, ${m.raw}, 'received')`,
     );
-    const inserted = await sql<Row>`
+    // The raw text is not sent back: the caller has it (a group of receipts is megabytes at most).
+    const inserted = await sql<Omit<Row, 'raw'>>`
       INSERT INTO hl7_message (id, transport, sending_application, sending_facility, control_id, message_type, version, content_hash, raw, status)
       VALUES ${sql.join(values)}
       ON CONFLICT (sending_application, sending_facility, control_id, content_hash) DO NOTHING
-      RETURNING *`.execute(this.db);
-    const byId = new Map(inserted.rows.map((r) => [r.id, toRecord(r)]));
+      RETURNING id, received_at, transport, sending_application, sending_facility, control_id, message_type, version, status, error, ack, resources, attempts, processed_at`.execute(this.db);
+    const rawById = new Map(messages.map((m, i) => [ids[i], m.raw]));
+    const byId = new Map(inserted.rows.map((r) => [r.id, toRecord({ ...r, raw: rawById.get(r.id) ?? '' })]));
     const missing = messages.filter((_, i) => !byId.has(ids[i]));
     const existing = new Map<string, Hl7MessageRecord>();
     const keys = (m: { sendingApplication: string; sendingFacility: string; controlId: string; contentHash: string }) =>

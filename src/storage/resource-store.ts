@@ -260,6 +260,8 @@ export class StoreTransaction {
   private readonly locked = new Map<string, StoredVersion | null>();
   /** Set once a blind `put` has been written on its own: nothing may follow it. */
   private sealed = false;
+  /** SQL to run in this transaction after its last write, before COMMIT (`beforeCommit`). */
+  private readonly finishing: Array<(db: Db) => Promise<void>> = [];
 
   constructor(
     private readonly connection: Db,
@@ -283,6 +285,15 @@ export class StoreTransaction {
     }
     await this.flush();
     return this.connection;
+  }
+
+  /**
+   * Runs `action` in this transaction once its work is done, after its last write and before
+   * COMMIT (a hook's side table written once for all the transaction's resources instead of a
+   * statement per resource). Dropped on rollback; a failing action fails the commit.
+   */
+  beforeCommit(action: (db: Db) => Promise<void>): void {
+    this.finishing.push(action);
   }
 
   /**
@@ -503,6 +514,12 @@ export class StoreTransaction {
    * which may be sent together with other transactions' (group commit, write-combiner.ts).
    */
   async commit(): Promise<void> {
+    // Work deferred to the end (side tables kept by hooks, one statement for all the writes):
+    // it runs inside the transaction, after every pending write was flushed.
+    if (this.finishing.length > 0) {
+      const db = await this.executor();
+      for (const action of this.finishing.splice(0)) await action(db);
+    }
     let statements: WriteStatement[] | undefined;
     if (!this.begun && this.pending.length > 0 && this.pending.every((w) => !w.blind)) {
       const profile = activeWriteProfile;
@@ -532,6 +549,7 @@ export class StoreTransaction {
 
   async rollback(): Promise<void> {
     this.pending = [];
+    this.finishing.length = 0;
     if (!this.begun) return;
     this.begun = false;
     try {

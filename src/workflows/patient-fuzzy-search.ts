@@ -9,7 +9,7 @@ import { fuzzyPatientSearch, MAX_QUERY_WORDS, patientNameWords, queryWords, stor
 import type { SearchService } from '../search/search-service.js';
 import { accessFilterFor } from '../search/sql/access.js';
 import type { Db } from '../storage/db.js';
-import type { BeforeWriteHook } from '../storage/resource-store.js';
+import type { BeforeWriteHook, StoreTransaction } from '../storage/resource-store.js';
 
 /**
  * Fuzzy patient name search (issue 12 §1, seed 004 FR-PM): `GET /fhir/Patient/$fuzzy-search?name=…`
@@ -28,11 +28,24 @@ export const FUZZY_DEFAULT_COUNT = 20;
 export const FUZZY_MAX_COUNT = 100;
 const MAX_OFFSET = 10_000;
 
-/** Before write: keeps `patient_name_token` equal to the current names of each live Patient. */
-export const patientNameIndexHook: BeforeWriteHook = async (tx, change) => {
+/** The name words of the Patients each open transaction wrote (the last write of each wins). */
+const pendingNameWords = new WeakMap<StoreTransaction, Map<string, string[]>>();
+
+/**
+ * Before write: keeps `patient_name_token` equal to the current names of each live Patient. The
+ * words are written once per transaction, for all its Patients, just before it commits: a
+ * statement per Patient made a round trip each and flushed the writes queued before it.
+ */
+export const patientNameIndexHook: BeforeWriteHook = (tx, change) => {
   if (change.resourceType !== 'Patient') return;
-  const words = change.resource ? patientNameWords(change.resource as Patient) : [];
-  await storePatientNameWords(await tx.executor(), change.id, words);
+  let pending = pendingNameWords.get(tx);
+  if (!pending) {
+    const words = new Map<string, string[]>();
+    pendingNameWords.set(tx, words);
+    tx.beforeCommit((db) => storePatientNameWords(db, words));
+    pending = words;
+  }
+  pending.set(change.id, change.resource ? patientNameWords(change.resource as Patient) : []);
 };
 
 function intParam(query: URLSearchParams, name: string, fallback: number): number {

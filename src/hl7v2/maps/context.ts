@@ -74,6 +74,8 @@ export class MappingContext {
      * them creates is found by the next without a search.
      */
     private readonly known: Map<string, string[]> = new Map(),
+    /** Called before each write: lets receipts waiting for the event loop run (see pacing.ts). */
+    private readonly pace: () => Promise<void> = async () => undefined,
   ) {}
 
   /** A system under the configured base, for identifiers the mapping derives itself. */
@@ -154,6 +156,7 @@ export class MappingContext {
    * the same thing decide one after the other.
    */
   async upsert<T extends Resource>(incoming: T, identifier: Identifier, merge: (stored: T, incoming: T) => T = (_s, i) => i): Promise<Written> {
+    await this.pace();
     const type = incoming.resourceType;
     const ids = await this.find(type, identifier);
     if (ids.length > 1) throw new MappingError(`more than one ${type} carries identifier ${identifier.system}|${identifier.value}`, '207');
@@ -185,6 +188,7 @@ export class MappingContext {
 
   /** Create or update a resource under an id of our own (Provenance, which has no identifier). */
   async put<T extends Resource>(resource: T & { id: string }): Promise<Written> {
+    await this.pace();
     const current = await this.tx.readForUpdate(resource.resourceType, resource.id);
     const change = current && !current.deleted ? await this.tx.update(resource, current, 'PUT') : await this.tx.create(resource, 'PUT', resource.id, current);
     return { resourceType: change.resourceType, id: change.id, versionId: change.versionId, changed: true };
