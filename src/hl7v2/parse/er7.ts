@@ -1,3 +1,4 @@
+import HL7, { type LibraryField, type LibrarySegment } from 'hl7-standard';
 import { unescapeText } from './escapes.js';
 import { Segment, STANDARD_DELIMITERS, type Delimiters, type Hl7Message, type MessageHeader, type Repetition } from './message.js';
 
@@ -83,64 +84,113 @@ export function readHeader(raw: string): MessageHeader {
   };
 }
 
-/** A segment name: three upper-case letters or digits (v2.5.1 §2.5.2, Z-segments included). */
-const SEGMENT_NAME = /^[A-Z0-9]{3}$/;
+/** Swaps characters a and b everywhere in text (a bijection, so it can be undone by itself). */
+function swap(text: string, a: string, b: string): string {
+  if (a === b) return text;
+  let out = '';
+  for (const ch of text) out += ch === a ? b : ch === b ? a : ch;
+  return out;
+}
 
 /**
- * Parses a whole ER7 message (v2.5.1 §2.5–2.7): segments end with \r (\n and \r\n are
- * normalised first); fields, repetitions, components and subcomponents are split on the
- * delimiters MSH-1 and MSH-2 name, whatever they are; escape sequences are decoded in each
- * value after splitting. A message with no segment end at all, or with a line whose first
- * three characters are not a segment name, cannot be read (AR); lines without a field
- * separator (blank lines, stray text) are skipped.
- *
- * Written for the receipt path: every message is parsed before it is acknowledged, so this
- * splits each line once per level with `split` and allocates only the arrays it returns.
+ * Parses a whole ER7 message with hl7-standard. The library hard-codes `|` and `^` as field
+ * and component separators, overwrites MSH-2, splits on one kind of line ending only and does
+ * not decode escape sequences, so: segment ends are normalised to \r first; a message with
+ * other field / component separators is translated by swapping those characters with `|`
+ * and `^` (a character permutation, undone on every value afterwards); the repetition and
+ * subcomponent separators are handed to the library from MSH-2; and every value is
+ * unescaped here after splitting.
  */
 export function parseMessage(raw: string): Hl7Message {
   const text = normalizeSegmentEnds(raw);
   readDelimiters(text);
   const header = readHeader(text);
   const d = header.delimiters;
-  if (!text.includes('\r')) throw new Hl7ParseError('the message cannot be parsed: it has no segment end');
-  // Most messages have no escape sequence after MSH-2: their values are final as split.
-  const afterEncoding = text.indexOf(d.field, 4);
-  const leaf = afterEncoding > 0 && text.includes(d.escape, afterEncoding) ? (value: string) => unescapeText(value, d) : undefined;
-  const segments: Segment[] = [];
-  for (const line of text.split('\r')) {
-    if (!line.includes(d.field)) continue;
-    const name = line.slice(0, 3);
-    if (!SEGMENT_NAME.test(name)) throw new Hl7ParseError(`the message cannot be parsed: "${name}" is not a segment name`);
-    const parts = line.split(d.field);
-    const fields: Repetition[][] = [[]];
-    if (name === 'MSH') {
-      // MSH-1 and MSH-2 are the delimiters themselves, never split; MSH-3 is the third part.
-      fields.push([[[d.field]]], [[[d.component + d.repetition + d.escape + d.subcomponent]]]);
-      for (let i = 2; i < parts.length; i++) fields.push(splitField(parts[i], d, leaf));
-    } else {
-      for (let i = 1; i < parts.length; i++) fields.push(splitField(parts[i], d, leaf));
+  const swaps: Array<[string, string]> = [];
+  let translated = text;
+  const forward = (ch: string) => swaps.reduce((c, [a, b]) => (c === a ? b : c === b ? a : c), ch);
+  for (const [actual, standard] of [
+    [d.field, '|'],
+    [d.component, '^'],
+  ] as const) {
+    const now = forward(actual);
+    if (now !== standard) {
+      translated = swap(translated, now, standard);
+      swaps.push([now, standard]);
     }
-    segments.push(new Segment(name, fields));
   }
+  const back = (value: string) => swaps.reduceRight((v, [a, b]) => swap(v, a, b), value);
+  // A message without a subcomponent separator: hand the library a character that cannot occur.
+  const library = new HL7(translated, {
+    subComponents: forward(d.repetition),
+    repeatingFields: d.subcomponent ? forward(d.subcomponent) : '\u0000',
+    lineEndings: '\r',
+  });
+  try {
+    library.transform();
+  } catch (e) {
+    throw new Hl7ParseError(`the message cannot be parsed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  // Most messages have neither swapped separators nor escape sequences: their values are final.
+  const afterEncoding = text.indexOf(d.field, 4);
+  const identity = swaps.length === 0 && afterEncoding > 0 && !text.includes(d.escape, afterEncoding);
+  const leaf = identity ? (value: string) => value : (value: string) => unescapeText(swaps.length ? back(value) : value, d);
+  const segments = library
+    .getSegments()
+    .slice()
+    .sort((a, b) => a.index - b.index)
+    .map((s) => toSegment(s, leaf, d));
   if (segments[0]?.name !== 'MSH') throw new Hl7ParseError('the first segment is not MSH');
   return { header, segments };
 }
 
-/** One field's repetitions, components and subcomponents (no subcomponent separator: `&` is text). */
-function splitField(value: string, d: Delimiters, leaf: ((v: string) => string) | undefined): Repetition[] {
-  const reps = value.includes(d.repetition) ? value.split(d.repetition) : [value];
-  const out: Repetition[] = new Array<Repetition>(reps.length);
-  for (let r = 0; r < reps.length; r++) {
-    const rep = reps[r];
-    const comps = rep.includes(d.component) ? rep.split(d.component) : [rep];
-    const repetition: Repetition = new Array<string[]>(comps.length);
-    for (let c = 0; c < comps.length; c++) {
-      const comp = comps[c];
-      const subs = d.subcomponent && comp.includes(d.subcomponent) ? comp.split(d.subcomponent) : [comp];
-      if (leaf) for (let s = 0; s < subs.length; s++) subs[s] = leaf(subs[s]);
-      repetition[c] = subs;
-    }
-    out[r] = repetition;
+/** The number after `from` in a library key (`OBX.5`, `OBX.5.2`), or -1: read without slicing (hot: every field of every message). */
+function keyNumber(key: string, from: number): number {
+  if (from <= 0 || from >= key.length) return -1;
+  let n = 0;
+  for (let i = from; i < key.length; i++) {
+    const digit = key.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    n = n * 10 + digit;
   }
-  return out;
+  return n;
+}
+
+function toSegment(s: LibrarySegment, leaf: (v: string) => string, d: Delimiters): Segment {
+  const fields: Repetition[][] = [];
+  const data = s.data;
+  for (const key in data) {
+    const n = keyNumber(key, key.indexOf('.') + 1);
+    if (n < 1) continue;
+    fields[n] = toRepetitions(data[key], leaf);
+  }
+  if (s.type === 'MSH') {
+    // The library rewrites MSH-2; MSH-1 and MSH-2 are the delimiters themselves, never split.
+    fields[1] = [[[d.field]]];
+    fields[2] = [[[d.component + d.repetition + d.escape + d.subcomponent]]];
+  }
+  for (let i = 0; i < fields.length; i++) fields[i] ??= [];
+  return new Segment(s.type, fields);
+}
+
+/** The library's shapes (text, component map, list of repetitions or of subcomponents) → repetitions. */
+function toRepetitions(value: LibraryField, leaf: (v: string) => string): Repetition[] {
+  if (typeof value === 'string') return [[[leaf(value)]]];
+  if (Array.isArray(value)) {
+    if (value.every((v) => typeof v === 'string')) return [[value.map((v) => leaf(v as string))]];
+    return value.map((rep) => (typeof rep === 'string' ? [[leaf(rep)]] : toComponents(rep, leaf)));
+  }
+  return [toComponents(value, leaf)];
+}
+
+function toComponents(rep: Record<string, string | string[]>, leaf: (v: string) => string): Repetition {
+  const comps: string[][] = [];
+  for (const key in rep) {
+    const k = keyNumber(key, key.lastIndexOf('.') + 1);
+    if (k < 1) continue;
+    const value = rep[key];
+    comps[k - 1] = Array.isArray(value) ? value.map(leaf) : [leaf(value)];
+  }
+  for (let i = 0; i < comps.length; i++) comps[i] ??= [''];
+  return comps;
 }
