@@ -77,6 +77,14 @@ export async function startInsuranceApp(insurerName: string, accountantRef: stri
   return { t, accountant, insurer, insurerOrg };
 }
 
+const COPAY_TYPE = 'http://terminology.hl7.org/CodeSystem/coverage-copay-type';
+
+/** A Coverage.costToBeneficiary fixed co-payment per claim item (coverage-copay-type `copay`), in VND. */
+export const copay = (vnd: number) => ({ type: { coding: [{ system: COPAY_TYPE, code: 'copay' }] }, valueMoney: { value: vnd, currency: 'VND' } });
+
+/** A Coverage.costToBeneficiary co-insurance in percent (coverage-copay-type `copaypct`). */
+export const copaypct = (percent: number) => ({ type: { coding: [{ system: COPAY_TYPE, code: 'copaypct' }] }, valueQuantity: { value: percent } });
+
 /** An active Coverage of `patient` paid by `insurerOrg`, in force 2026–2099; `fields` add to it or replace its parts. */
 export async function createCoverage(t: TestApp, insurerOrg: string, patient: string, fields: Partial<Coverage> = {}): Promise<string> {
   return (

@@ -2,7 +2,7 @@ import type { Bundle, Claim, ClaimResponse, ClaimResponseItem, Coverage, Explana
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, signInAs } from './smart-helpers.js';
-import { create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
+import { copay, copaypct, create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
 
 /**
  * Co-payment and co-insurance at adjudication, and the ExplanationOfBenefit (seed 004
@@ -14,7 +14,6 @@ import { create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op,
  */
 
 const ADJ = 'http://terminology.hl7.org/CodeSystem/adjudication';
-const COPAY_TYPE = 'http://terminology.hl7.org/CodeSystem/coverage-copay-type';
 const CHARGE = 'https://fhir.hospital.example.org/CodeSystem/charge-code';
 
 let t: TestApp;
@@ -29,8 +28,6 @@ afterAll(async () => {
   await t?.close();
 });
 
-const copay = (vnd: number) => ({ type: { coding: [{ system: COPAY_TYPE, code: 'copay' }] }, valueMoney: { value: vnd, currency: 'VND' } });
-const copaypct = (percent: number) => ({ type: { coding: [{ system: COPAY_TYPE, code: 'copaypct' }] }, valueQuantity: { value: percent } });
 
 const coverage = (patient: string, costToBeneficiary?: Coverage['costToBeneficiary']) => createCoverage(t, insurerOrg, patient, costToBeneficiary ? { costToBeneficiary } : {});
 

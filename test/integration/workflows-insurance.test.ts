@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COVERAGE_LIMIT_URL } from '../../src/workflows/billing/insurance.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { createPatient, signInAs } from './smart-helpers.js';
-import { create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
+import { copay, copaypct, create, createCoverage, expectBusinessRule, finishedVisit, moneyOf, op, read, startInsuranceApp } from './billing-helpers.js';
 
 /**
  * Insurance (seed 004 FR-BL-003; issue 14 §4; src/workflows/billing/insurance.ts): eligibility
@@ -26,7 +26,7 @@ afterAll(async () => {
 /** A Coverage with a 20 % co-insurance and a 50,000,000 VND yearly limit (`extra` replaces parts). */
 function coverage(patient: string, extra: Partial<Coverage> = {}): Promise<string> {
   return createCoverage(t, insurerOrg, patient, {
-    costToBeneficiary: [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/coverage-copay-type', code: 'copaypct' }] }, valueQuantity: { value: 20 } }],
+    costToBeneficiary: [copaypct(20)],
     extension: [{ url: COVERAGE_LIMIT_URL, valueMoney: { value: 50_000_000, currency: 'VND' } }],
     ...extra,
   });
@@ -88,16 +88,15 @@ describe('eligibility (FR-BL-003)', () => {
   });
 
   it('FR-BL-003: $check reads the co-payment as adjudication does: the coverage-copay-type entries, the first of each; an invalid one is refused', async () => {
-    const copayType = 'http://terminology.hl7.org/CodeSystem/coverage-copay-type';
     const patient = await createPatient(t, 'OddCoverage');
     const cov = await coverage(patient, {
       costToBeneficiary: [
         // Another system's "copay" is not the co-payment adjudication charges: not reported.
         { type: { coding: [{ system: 'http://insurer.example.org/cost-types', code: 'copay' }] }, valueMoney: { value: 99_000, currency: 'VND' } },
-        { type: { coding: [{ system: copayType, code: 'copay' }] }, valueMoney: { value: 15_000, currency: 'VND' } },
-        { type: { coding: [{ system: copayType, code: 'copaypct' }] }, valueQuantity: { value: 12.5 } },
+        copay(15_000),
+        copaypct(12.5),
         // A second entry of a kind is not charged either.
-        { type: { coding: [{ system: copayType, code: 'copaypct' }] }, valueQuantity: { value: 40 } },
+        copaypct(40),
       ],
     });
     const checked = await t.request({ method: 'POST', url: '/fhir/CoverageEligibilityRequest/$check', payload: eligibilityRequest(patient, cov), headers: { authorization: `Bearer ${accountant}` } });
@@ -108,7 +107,7 @@ describe('eligibility (FR-BL-003)', () => {
     expect(benefits.filter((b) => b.type.coding?.[0]?.code === 'copay-percent').map((b) => b.allowedUnsignedInt)).toEqual([13]);
 
     const invalid = await createPatient(t, 'InvalidCoverage');
-    const bad = await coverage(invalid, { costToBeneficiary: [{ type: { coding: [{ system: copayType, code: 'copaypct' }] }, valueQuantity: { value: 140 } }] });
+    const bad = await coverage(invalid, { costToBeneficiary: [copaypct(140)] });
     const refused = await t.request({ method: 'POST', url: '/fhir/CoverageEligibilityRequest/$check', payload: eligibilityRequest(invalid, bad), headers: { authorization: `Bearer ${accountant}` } });
     expectBusinessRule(refused, 422, /between 0 and 100/);
   });
