@@ -30,15 +30,21 @@ const PARTITIONS: ReadonlyArray<readonly [suffix: string, type: string]> = [
   ['diagnostic_report', 'DiagnosticReport'],
 ];
 
+/** search_text's columns, as migration 0028 made them. */
+const COLUMNS = sql.raw('resource_type text NOT NULL, resource_id text NOT NULL, config regconfig NOT NULL, content tsvector NOT NULL, narrative tsvector');
+
+/** search_text's indexes (as migration 0028 made them), on whichever table now bears the name. */
+async function createIndexes(db: Kysely<unknown>): Promise<void> {
+  await sql`CREATE INDEX search_text_res ON search_text (resource_type, resource_id)`.execute(db);
+  await sql`CREATE INDEX search_text_content ON search_text USING gin (content)`.execute(db);
+  await sql`CREATE INDEX search_text_narrative ON search_text USING gin (narrative) WHERE narrative IS NOT NULL`.execute(db);
+}
+
 export async function up(db: Kysely<unknown>): Promise<void> {
   // Writers (the previous release during a rolling restart) wait until the swap commits; a row
   // they wrote before the lock is copied, none can be written between the copy and the swap.
   await sql`LOCK TABLE search_text IN SHARE ROW EXCLUSIVE MODE`.execute(db);
-  await sql`
-    CREATE TABLE search_text_by_type (
-      resource_type text NOT NULL, resource_id text NOT NULL,
-      config regconfig NOT NULL, content tsvector NOT NULL, narrative tsvector)
-    PARTITION BY LIST (resource_type)`.execute(db);
+  await sql`CREATE TABLE search_text_by_type (${COLUMNS}) PARTITION BY LIST (resource_type)`.execute(db);
   for (const [suffix, type] of PARTITIONS) {
     await sql.raw(`CREATE TABLE search_text_${suffix} PARTITION OF search_text_by_type FOR VALUES IN ('${type}') WITH (parallel_workers = 0)`).execute(db);
   }
@@ -52,23 +58,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // expand-contract: (the same swap) the previous release's statements name search_text.
   await sql`ALTER TABLE search_text_by_type RENAME TO search_text`.execute(db);
   // The same indexes as migration 0028, on every partition (the planner uses the pruned one's).
-  await sql`CREATE INDEX search_text_res ON search_text (resource_type, resource_id)`.execute(db);
-  await sql`CREATE INDEX search_text_content ON search_text USING gin (content)`.execute(db);
-  await sql`CREATE INDEX search_text_narrative ON search_text USING gin (narrative) WHERE narrative IS NOT NULL`.execute(db);
+  await createIndexes(db);
   // The new partitions start without statistics, and the plans of the first searches need them.
   await sql`ANALYZE search_text`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`
-    CREATE TABLE search_text_single (
-      resource_type text NOT NULL, resource_id text NOT NULL,
-      config regconfig NOT NULL, content tsvector NOT NULL, narrative tsvector)`.execute(db);
+  await sql`CREATE TABLE search_text_single (${COLUMNS})`.execute(db);
   await sql`INSERT INTO search_text_single SELECT resource_type, resource_id, config, content, narrative FROM search_text`.execute(db);
   await sql`DROP TABLE search_text`.execute(db);
   await sql`ALTER TABLE search_text_single RENAME TO search_text`.execute(db);
-  await sql`CREATE INDEX search_text_res ON search_text (resource_type, resource_id)`.execute(db);
-  await sql`CREATE INDEX search_text_content ON search_text USING gin (content)`.execute(db);
-  await sql`CREATE INDEX search_text_narrative ON search_text USING gin (narrative) WHERE narrative IS NOT NULL`.execute(db);
+  await createIndexes(db);
   await sql`ALTER TABLE search_text SET (parallel_workers = 0)`.execute(db);
 }
