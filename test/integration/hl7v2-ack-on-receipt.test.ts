@@ -28,8 +28,6 @@ describe('HL7_ACK_ON_RECEIPT=on: original-mode senders get AA once the message i
     await app?.close();
   });
 
-
-
   test('one AA per message, in order, then every message is mapped in the order sent', async () => {
     const client = await MllpClient.open(port);
     // The same order resulted three times: the last value sent must be the one kept.

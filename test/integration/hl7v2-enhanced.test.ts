@@ -26,8 +26,6 @@ describe('HL7 v2 enhanced acknowledgement mode over MLLP (MSH-15 / MSH-16, table
     await app?.close();
   });
 
-
-
   test('AL / AL: a commit ACK CA on receipt, then the application ACK AA as a message of its own', async () => {
     const client = await MllpClient.open(port);
     await client.send(oru('ENH-1', ['AL', 'AL']));
