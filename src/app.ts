@@ -504,6 +504,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     tls: config.tls?.mllp ? config.tls : undefined,
     mappingBatch: config.hl7MappingBatch,
     ackOnReceipt: config.hl7AckOnReceipt,
+    maxQueued: config.hl7MaxQueued,
+    mappingBacklog: config.hl7MappingBacklog,
     retention: { processedDays: config.hl7RetentionDays, failedDays: config.hl7FailedRetentionDays },
     log: (message, error) => http.log.error({ err: error }, message),
   });

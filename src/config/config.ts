@@ -43,6 +43,10 @@ export interface Config {
   hl7MappingBatch: number;
   /** HL7_ACK_ON_RECEIPT: original-mode MLLP senders get AA once their message is stored, not once mapped (default off). */
   hl7AckOnReceipt: boolean;
+  /** HL7_MAX_QUEUED: messages acknowledged on receipt and not mapped yet, at most; past it a receipt waits for the mapping. */
+  hl7MaxQueued: number;
+  /** HL7_MAPPING_BACKLOG: acknowledged messages kept parsed in memory for mapping; past it they wait in the database. */
+  hl7MappingBacklog: number;
   /** hl7_message rows processed longer ago than this are deleted (0: kept for ever). */
   hl7RetentionDays: number;
   /** hl7_message rows still failed (`error`, `rejected`) longer ago than this are deleted (0: kept until reprocessed). */
@@ -210,6 +214,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hl7IdleTimeoutSeconds: intFrom(env, 'HL7_IDLE_TIMEOUT_SECONDS', 300, 1),
     hl7MappingBatch: intFrom(env, 'HL7_MAPPING_BATCH', 32, 1),
     hl7AckOnReceipt: onOffFrom(env, 'HL7_ACK_ON_RECEIPT', false),
+    hl7MaxQueued: intFrom(env, 'HL7_MAX_QUEUED', 100_000, 1),
+    hl7MappingBacklog: intFrom(env, 'HL7_MAPPING_BACKLOG', 512, 1),
     hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
     hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),
     appointmentChangeWindowHours: intFrom(env, 'APPOINTMENT_CHANGE_WINDOW_HOURS', 24),

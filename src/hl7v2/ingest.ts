@@ -45,6 +45,10 @@ export interface IngestDeps {
    * reprocessing and answered AE to a retransmission.
    */
   ackOnReceipt?: boolean;
+  /** Acknowledged messages kept parsed in memory for mapping, at most (default 512); past it they wait unparsed (see `Spilled`). */
+  mappingBacklog?: number;
+  /** HL7_MAX_QUEUED: acknowledged messages not mapped yet, at most (default 100,000); past it a receipt waits for the mapping. */
+  maxQueued?: number;
 }
 
 /** The code behind each `mapper` name of conformance/hl7v2/message-types.json. */
@@ -97,11 +101,38 @@ interface Queued {
 const RECOVERY_BATCH = 100;
 
 /**
- * Enhanced-mode messages committed (CA sent) but not mapped yet, at most: past it, the next
- * receipt waits (its CA with it), so a sender faster than the mapping is slowed down instead
- * of filling memory with parsed messages.
+ * Messages acknowledged on receipt and kept parsed in memory for mapping, at most. Past it they
+ * are acknowledged all the same and wait, unparsed, in the database (`Spilled`): a sender
+ * faster than the mapping is answered at the rate the messages are stored, and memory holds
+ * only their ids.
  */
-const MAX_MAPPING_BACKLOG = 512;
+const MAPPING_BACKLOG = 512;
+
+/** A spilled message left stored at shutdown: the next start maps it (not an error to log). */
+class MappedAtNextStart extends Error {
+  constructor(id: string) {
+    super(`HL7 v2 message ${id} is left for the next start to map`);
+  }
+}
+
+/** Acknowledged messages not mapped yet, at most (HL7_MAX_QUEUED): past it a receipt waits. */
+const MAX_QUEUED = 100_000;
+
+/**
+ * A message acknowledged on receipt (stored, CA / AA sent) while the mapping backlog was full:
+ * only its id is kept; it is read back, parsed and mapped, in the order received, once the
+ * backlog has room. Its header was checked at receipt (an unsupported type is refused there);
+ * a body that then fails to parse is answered AR in the application ACK, not CR.
+ */
+interface Spilled {
+  id: string;
+  stream: string;
+  enhanced: boolean;
+  /** Settles with the mapping's outcome (enhanced mode's application ACK waits for it). */
+  outcome: Promise<Outcome>;
+  resolve: (outcome: Outcome) => void;
+  reject: (e: unknown) => void;
+}
 
 /** What MLLP sends for one received message (`accept`). */
 export interface Acceptance {
@@ -161,9 +192,27 @@ export class Hl7Ingest {
   private readonly runningSenders = new Set<string>();
   /** Numbers the batches received, each an ordered stream of its own. */
   private batchCount = 0;
-  /** Enhanced-mode messages committed and not mapped yet, and receipts waiting for room (MAX_MAPPING_BACKLOG). */
+  /** Messages acknowledged on receipt, parsed and in memory, not mapped yet (at most mappingBacklog, give or take the receipts under way). */
   private backlog = 0;
-  private backlogWaiters: Array<() => void> = [];
+  private readonly mappingBacklog: number;
+  private readonly maxQueued: number;
+  /** Messages acknowledged past the backlog, in the order received (`Spilled`), from `spilledHead` on. */
+  private spilled: Spilled[] = [];
+  private spilledHead = 0;
+  private readonly spilledById = new Map<string, Spilled>();
+  /** Spilled messages taken by the drain and not yet in the mapping queue: later receipts still spill behind them. */
+  private draining = 0;
+  private drainRunning = false;
+  /** Receipts waiting because maxQueued messages are acknowledged and not mapped. */
+  private queueWaiters: Array<() => void> = [];
+  /** Waiting for the parsed backlog to be mapped (settled). */
+  private idleWaiters: Array<() => void> = [];
+  /** Messages spilled since start (the queue's figures). */
+  private spilledTotal = 0;
+  /** An administrator paused the mapping: messages are still received and acknowledged. */
+  private paused = false;
+  /** Shutting down: spilled messages are left to the next start (releaseSpilled). */
+  private closing = false;
   /** Mapping gives the event loop back to receipts every few milliseconds of CPU (pacing.ts). */
   private readonly pacer = new Pacer();
   private readonly pace = () => this.pacer.pace();
@@ -175,6 +224,8 @@ export class Hl7Ingest {
 
   constructor(private readonly deps: IngestDeps) {
     this.receipts = new ReceiptBatcher(deps.messages);
+    this.mappingBacklog = Math.max(1, deps.mappingBacklog ?? MAPPING_BACKLOG);
+    this.maxQueued = Math.max(this.mappingBacklog, deps.maxQueued ?? MAX_QUEUED);
     for (const [type, rule] of Object.entries(deps.tables.messageTypes)) {
       if (!Object.hasOwn(MAPPERS, rule.mapper)) throw new Error(`conformance/hl7v2/message-types.json: ${type} names unknown mapper "${rule.mapper}"`);
     }
@@ -193,9 +244,9 @@ export class Hl7Ingest {
       const result = await this.receive(raw, transport);
       return { immediate: result.ack, mode: 'original', messageId: result.messageId };
     }
-    // Answered before mapping: once there is room in the mapping backlog, the receipt is under
-    // way, and mapping gives way to it (pacing.ts) until it is answered.
-    await this.roomInBacklog();
+    // Answered before mapping: once there is room in the queue, the receipt is under way, and
+    // mapping gives way to it (pacing.ts) until it is answered.
+    await this.roomInQueue();
     this.pacer.receiptStarted();
     try {
       return enhanced ? await this.acceptEnhanced(raw, header, transport, stream) : await this.acceptOnReceipt(raw, header, transport, stream);
@@ -212,7 +263,7 @@ export class Hl7Ingest {
         (o) => (ackWanted(header.applicationAckType, o.code) ? o.ack : undefined),
         (e: unknown) => {
           // Committed (CA sent): the message stays 'received' and is mapped at the next start.
-          this.deps.log('HL7 v2 message could not be mapped after its commit ACK', e);
+          if (!(e instanceof MappedAtNextStart)) this.deps.log('HL7 v2 message could not be mapped after its commit ACK', e);
           return undefined;
         },
       );
@@ -225,8 +276,13 @@ export class Hl7Ingest {
       if (record.status === 'rejected') return { ...base, immediate: ackWanted(header.acceptAckType, 'CR') ? record.ack : undefined };
       return { ...base, immediate: commit('CA'), application: appAck(Promise.resolve({ ack: record.ack, code: ackCodeOf(record.status), messageId: record.id })) };
     }
-    const running = this.inFlight.get(record.id);
+    const running = this.inFlight.get(record.id) ?? this.spilledById.get(record.id)?.outcome;
     if (running) return { ...base, immediate: commit('CA'), application: appAck(running) };
+    if (this.mustSpill()) {
+      const refused = await this.refuseByHeader(record, header, 'commit');
+      if (refused) return { ...base, immediate: ackWanted(header.acceptAckType, refused.code) ? refused.ack : undefined };
+      return { ...base, immediate: commit('CA'), application: appAck(this.spill(record.id, stream, true)) };
+    }
     const prepared = await this.prepare(record, true, stream);
     if (!('rule' in prepared)) return { ...base, immediate: ackWanted(header.acceptAckType, prepared.code) ? prepared.ack : undefined };
     return { ...base, immediate: commit('CA'), application: appAck(this.mapInBackground(prepared, record.id)) };
@@ -243,13 +299,20 @@ export class Hl7Ingest {
     const base = { mode: 'original' as const, messageId: record.id };
     // A retransmission of a message already mapped (or refused): its stored answer.
     if (duplicate && record.ack && record.status !== 'received') return { ...base, immediate: record.ack };
-    if (this.inFlight.has(record.id)) return { ...base, immediate: buildAck(header, 'AA') };
+    if (this.inFlight.has(record.id) || this.spilledById.has(record.id)) return { ...base, immediate: buildAck(header, 'AA') };
+    // Acknowledged: a message whose mapping fails stays 'received' and is mapped at the next start.
+    const logFailure = (e: unknown) => {
+      if (!(e instanceof MappedAtNextStart)) this.deps.log('HL7 v2 message could not be mapped after its receipt ACK', e);
+    };
+    if (this.mustSpill()) {
+      const refused = await this.refuseByHeader(record, header, 'original');
+      if (refused) return { ...base, immediate: refused.ack };
+      void this.spill(record.id, stream, false).catch(logFailure);
+      return { ...base, immediate: buildAck(header, 'AA') };
+    }
     const prepared = await this.prepare(record, false, stream);
     if (!('rule' in prepared)) return { ...base, immediate: prepared.ack };
-    void this.mapInBackground(prepared, record.id).catch((e: unknown) => {
-      // Acknowledged: the message stays 'received' and is mapped at the next start.
-      this.deps.log('HL7 v2 message could not be mapped after its receipt ACK', e);
-    });
+    void this.mapInBackground(prepared, record.id).catch(logFailure);
     return { ...base, immediate: buildAck(header, 'AA') };
   }
 
@@ -274,15 +337,188 @@ export class Hl7Ingest {
     const settled = () => {
       this.inFlight.delete(id);
       this.backlog--;
-      for (const wake of this.backlogWaiters.splice(0)) wake();
+      if (this.backlog === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      this.wakeQueueWaiters();
+      this.scheduleDrain();
     };
     outcome.then(settled, settled);
     return outcome;
   }
 
-  /** Waits while MAX_MAPPING_BACKLOG enhanced-mode messages are committed but not mapped. */
-  private async roomInBacklog(): Promise<void> {
-    while (this.backlog >= MAX_MAPPING_BACKLOG) await new Promise<void>((resolve) => this.backlogWaiters.push(resolve));
+  /** The mapping queue's state (admin: GET /hl7v2/queue). */
+  queueState(): { mappingPaused: boolean; parsed: number; spilled: number; spilledSinceStart: number; waitingReceipts: number; mappingBacklog: number; maxQueued: number } {
+    return {
+      mappingPaused: this.paused,
+      parsed: this.backlog,
+      spilled: this.spilled.length - this.spilledHead + this.draining,
+      spilledSinceStart: this.spilledTotal,
+      waitingReceipts: this.queueWaiters.length,
+      mappingBacklog: this.mappingBacklog,
+      maxQueued: this.maxQueued,
+    };
+  }
+
+  /**
+   * Stops starting mapping transactions (those running finish), for every message: messages
+   * are still stored, and those acknowledged on receipt (enhanced mode, HL7_ACK_ON_RECEIPT) are
+   * answered, up to HL7_MAX_QUEUED; all are mapped in the order received once resumed.
+   * Original-mode senders answered after mapping wait for their ACK meanwhile, and so does a
+   * reprocess. Not kept across a restart (every start maps).
+   */
+  pauseMapping(): void {
+    this.paused = true;
+  }
+
+  resumeMapping(): void {
+    this.paused = false;
+    this.startBatches();
+  }
+
+  /**
+   * Shutdown: spilled messages are not read back any more; they stay stored as 'received' and
+   * the next start maps them (their application ACKs are then kept with them, replayed on a
+   * retransmission). Messages already parsed in the backlog are still mapped, paused or not.
+   */
+  releaseSpilled(): void {
+    this.closing = true;
+    // A paused mapping resumes for the parsed backlog: its senders' connections wait for it.
+    this.resumeMapping();
+    const left = this.spilled.slice(this.spilledHead);
+    this.spilled = [];
+    this.spilledHead = 0;
+    this.spilledById.clear();
+    for (const entry of left) entry.reject(new MappedAtNextStart(entry.id));
+    this.wakeQueueWaiters();
+  }
+
+  /** Resolves once no acknowledged message is being mapped (shutdown, after releaseSpilled). */
+  async settled(): Promise<void> {
+    while (this.backlog > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Messages acknowledged and not mapped yet: the parsed backlog and the spilled ones. */
+  private get queued(): number {
+    return this.backlog + this.spilled.length - this.spilledHead + this.draining;
+  }
+
+  /** Waits while maxQueued messages are acknowledged and not mapped yet. */
+  private async roomInQueue(): Promise<void> {
+    while (!this.closing && this.queued >= this.maxQueued) await new Promise<void>((resolve) => this.queueWaiters.push(resolve));
+  }
+
+  private wakeQueueWaiters(): void {
+    if (this.queueWaiters.length && (this.closing || this.queued < this.maxQueued)) for (const wake of this.queueWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Whether a receipt goes to the spilled messages: when the parsed backlog is full, and while
+   * earlier messages are still spilled or being drained (a sender's messages are mapped in
+   * the order received, and its next message must not pass its spilled one).
+   */
+  private mustSpill(): boolean {
+    return this.backlog >= this.mappingBacklog || this.spilled.length > this.spilledHead || this.draining > 0;
+  }
+
+  /** Keeps a stored message's id for mapping later (`Spilled`); resolves with its mapping's outcome. */
+  private spill(id: string, stream: string, enhanced: boolean): Promise<Outcome> {
+    let resolve!: (outcome: Outcome) => void;
+    let reject!: (e: unknown) => void;
+    const outcome = new Promise<Outcome>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const entry: Spilled = { id, stream, enhanced, outcome, resolve, reject };
+    if (this.closing) {
+      reject(new MappedAtNextStart(id));
+      return outcome;
+    }
+    this.spilledTotal++;
+    this.spilled.push(entry);
+    this.spilledById.set(id, entry);
+    this.scheduleDrain();
+    return outcome;
+  }
+
+  /** Starts the drain of spilled messages when the backlog has room for a batch of them. */
+  private scheduleDrain(): void {
+    if (this.drainRunning || this.spilled.length === this.spilledHead) return;
+    if (this.backlog > this.mappingBacklog - Math.min(RECOVERY_BATCH, this.mappingBacklog)) return;
+    this.drainRunning = true;
+    void this.drain().finally(() => {
+      this.drainRunning = false;
+      this.scheduleDrain();
+    });
+  }
+
+  /**
+   * Reads spilled messages back, in the order received, as the backlog has room, and hands
+   * each to the mapping (parsed now). A read that fails (database down) is tried again a
+   * second later; the messages are stored in any case, and a restart maps them.
+   */
+  private async drain(): Promise<void> {
+    while (!this.closing && this.spilled.length > this.spilledHead && this.backlog < this.mappingBacklog) {
+      const room = Math.min(RECOVERY_BATCH, this.mappingBacklog - this.backlog);
+      const start = this.spilledHead;
+      const taken = this.spilled.slice(start, start + room);
+      this.spilledHead += taken.length;
+      this.draining += taken.length;
+      try {
+        let records: Map<string, Hl7MessageRecord>;
+        try {
+          records = await this.deps.messages.getMany(taken.map((t) => t.id));
+        } catch (e) {
+          // Put back where they were (spill only appends meanwhile), tried again in a second.
+          this.spilledHead = start;
+          this.deps.log('HL7 v2 spilled messages could not be read back; trying again in a second', e);
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue;
+        }
+        if (this.spilledHead > 4096 && this.spilledHead * 2 > this.spilled.length) {
+          this.spilled = this.spilled.slice(this.spilledHead);
+          this.spilledHead = 0;
+        }
+        for (const entry of taken) {
+          this.spilledById.delete(entry.id);
+          try {
+            const record = records.get(entry.id);
+            // Handled meanwhile (an admin's reprocess) or gone: its stored answer, if any.
+            if (!record || record.status !== 'received') {
+              if (record?.ack) entry.resolve({ ack: record.ack, code: ackCodeOf(record.status), messageId: record.id });
+              else entry.reject(new Error(`HL7 v2 message ${entry.id} is no longer stored`));
+              continue;
+            }
+            const prepared = await this.prepare(record, entry.enhanced, entry.stream, true);
+            if (!('rule' in prepared)) entry.resolve(prepared);
+            else this.mapInBackground(prepared, record.id).then(entry.resolve, entry.reject);
+          } catch (e) {
+            entry.reject(e);
+          }
+        }
+      } finally {
+        this.draining -= taken.length;
+        this.wakeQueueWaiters();
+      }
+    }
+  }
+
+  /**
+   * A spilled receipt's check on its header alone: an unsupported message type is refused at
+   * once (CR, or AR in original mode), as `prepare` would; undefined when the type is mapped.
+   */
+  private async refuseByHeader(record: Hl7MessageRecord, header: MessageHeader, answer: 'original' | 'commit'): Promise<Outcome | undefined> {
+    const error = this.unsupported(header);
+    return error ? this.reject(record, header, error, answer) : undefined;
+  }
+
+  /** Why a message of this header's type is not mapped (table 0357 code 200 / 201); undefined when it is. */
+  private unsupported(header: MessageHeader): AckError | undefined {
+    const type = messageType(header);
+    if (this.deps.tables.messageTypes[type]) return undefined;
+    const knownCode = Object.keys(this.deps.tables.messageTypes).some((k) => k.startsWith(`${header.messageCode}^`));
+    return {
+      code: knownCode ? '201' : '200',
+      text: knownCode ? `event ${header.triggerEvent || '(none)'} of ${header.messageCode} is not supported` : `message type ${type} is not supported`,
+    };
   }
 
   /**
@@ -330,17 +566,32 @@ export class Hl7Ingest {
     return { ...(await this.process(record, false, record.transport === 'mllp' && isEnhanced(safeHeader(record.raw)))), duplicate: false };
   }
 
-  /** Maps messages stored but never mapped (the process stopped between receipt and mapping). */
+  /**
+   * Maps messages stored but never mapped (the process stopped between receipt and mapping):
+   * those received before it started, oldest first. Messages this process received meanwhile
+   * are its own to map (in flight or spilled), never taken here a second time.
+   */
   async recoverPending(): Promise<number> {
     let done = 0;
+    const upTo = await this.deps.messages.now();
+    let after: { id: string; receivedAt: string } | undefined;
     for (;;) {
-      const ids = await this.deps.messages.pendingIds(RECOVERY_BATCH);
-      if (ids.length === 0) return done;
-      for (const id of ids) {
+      const pending = await this.deps.messages.pendingIds(RECOVERY_BATCH, upTo, after);
+      if (pending.length === 0) return done;
+      after = pending[pending.length - 1];
+      for (const { id } of pending) {
+        if (this.inFlight.has(id) || this.spilledById.has(id)) continue;
         const record = await this.deps.messages.get(id);
         if (record?.status === 'received') {
-          // A message CA'd in enhanced mode keeps an application ACK as its stored answer.
-          await this.process(record, false, record.transport === 'mllp' && isEnhanced(safeHeader(record.raw)));
+          // A message CA'd in enhanced mode keeps an application ACK as its stored answer. In
+          // flight meanwhile: a retransmission waits for this outcome instead of mapping it again.
+          const outcome = this.process(record, false, record.transport === 'mllp' && isEnhanced(safeHeader(record.raw)));
+          this.inFlight.set(id, outcome);
+          try {
+            await outcome;
+          } finally {
+            this.inFlight.delete(id);
+          }
           done++;
         }
       }
@@ -384,7 +635,8 @@ export class Hl7Ingest {
   private map(item: Prepared, batched: boolean): Promise<Outcome> {
     // Enhanced mode: every type through the queue, which keeps each sender's messages in order
     // (its sender no longer waits for one message's mapping before sending the next).
-    if (batched && item.stream !== undefined) return this.enqueue(item);
+    // Paused (pauseMapping): every message waits in the queue until resumed.
+    if (this.paused || (batched && item.stream !== undefined)) return this.enqueue(item);
     return batched && LOOKUPS[item.rule.mapper] && (this.deps.mappingBatch ?? 32) > 1 ? this.enqueue(item) : this.mapOne(item);
   }
 
@@ -392,12 +644,14 @@ export class Hl7Ingest {
    * Parses a stored message and finds its mapping; when either fails the message is stored as
    * rejected and its answer returned: AR, or in enhanced mode CR (a commit reject).
    */
-  private async prepare(record: Hl7MessageRecord, enhanced: boolean, stream?: string): Promise<Prepared | Outcome> {
+  private async prepare(record: Hl7MessageRecord, enhanced: boolean, stream?: string, spilled = false): Promise<Prepared | Outcome> {
+    // A spilled message's commit ACK (CA) is sent: its refusal goes in the application ACK.
+    const refusal = enhanced ? (spilled ? 'after-commit' : 'commit') : 'original';
     let message: Hl7Message;
     try {
       message = parseMessage(record.raw);
     } catch (e) {
-      if (e instanceof Hl7ParseError) return this.reject(record, undefined, { code: e.code, text: e.message }, enhanced);
+      if (e instanceof Hl7ParseError) return this.reject(record, undefined, { code: e.code, text: e.message }, refusal);
       this.deps.log(`HL7 v2 message ${record.id} failed to parse`, e);
       const error: AckError = { code: '207', text: 'internal error while parsing the message' };
       const ack = buildAck(safeHeader(record.raw), 'AE', error, undefined, enhanced ? APPLICATION_ACK_TYPES : undefined);
@@ -407,18 +661,7 @@ export class Hl7Ingest {
     const header = message.header;
     const type = messageType(header);
     const rule = this.deps.tables.messageTypes[type];
-    if (!rule) {
-      const knownCode = Object.keys(this.deps.tables.messageTypes).some((k) => k.startsWith(`${header.messageCode}^`));
-      return this.reject(
-        record,
-        header,
-        {
-          code: knownCode ? '201' : '200',
-          text: knownCode ? `event ${header.triggerEvent || '(none)'} of ${header.messageCode} is not supported` : `message type ${type} is not supported`,
-        },
-        enhanced,
-      );
-    }
+    if (!rule) return this.reject(record, header, this.unsupported(header)!, refusal);
     return { record, message, rule, type, enhanced, stream };
   }
 
@@ -504,7 +747,7 @@ export class Hl7Ingest {
   }
 
   private startBatches(): void {
-    while (this.batchesRunning < MAPPING_BATCHES && this.mappingQueue.length) {
+    while (!this.paused && this.batchesRunning < MAPPING_BATCHES && this.mappingQueue.length) {
       const batch = this.takeBatch();
       if (batch.length === 0) return;
       const senders = batch.map((q) => q.item.stream).filter((k) => k !== undefined);
@@ -603,9 +846,13 @@ export class Hl7Ingest {
     }
   }
 
-  private async reject(record: Hl7MessageRecord, header: MessageHeader | undefined, error: AckError, enhanced = false): Promise<Outcome> {
-    const code = enhanced ? 'CR' : 'AR';
-    const ack = buildAck(header ?? safeHeader(record.raw), code, error);
+  /**
+   * Stores a message as rejected with its answer: AR (original mode), CR (enhanced mode, at
+   * commit), or AR as the application ACK of a message whose CA was already sent (spilled).
+   */
+  private async reject(record: Hl7MessageRecord, header: MessageHeader | undefined, error: AckError, answer: 'original' | 'commit' | 'after-commit' = 'original'): Promise<Outcome> {
+    const code = answer === 'commit' ? 'CR' : 'AR';
+    const ack = buildAck(header ?? safeHeader(record.raw), code, error, undefined, answer === 'after-commit' ? APPLICATION_ACK_TYPES : undefined);
     await this.deps.messages.finish(record.id, { status: 'rejected', ack, error: error.text });
     return { ack, code, messageId: record.id };
   }

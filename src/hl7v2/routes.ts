@@ -42,7 +42,8 @@ function summary(r: Hl7MessageRecord) {
  * the ACK carries the outcome; original-mode semantics whatever MSH-15/16 say, the 200 being
  * the commit); with an FHS / BHS batch, the batch ACK holding each message's ACK. Admin: GET /hl7v2/messages[?status=error] lists stored
  * messages, GET /hl7v2/messages/{id} shows one with its raw text and ACK,
- * POST /hl7v2/messages/{id}/$reprocess maps it again. Ingest needs a system scope that may
+ * POST /hl7v2/messages/{id}/$reprocess maps it again; GET /hl7v2/queue shows the mapping queue,
+ * POST /hl7v2/$pause-mapping and $resume-mapping stop and restart the mapping (receipt goes on). Ingest needs a system scope that may
  * create and update every type (system/*.write, system/*.cu…); the admin reads need system read.
  */
 export async function hl7v2Routes(app: FastifyInstance, deps: Hl7RouteDeps): Promise<void> {
@@ -87,6 +88,22 @@ export async function hl7v2Routes(app: FastifyInstance, deps: Hl7RouteDeps): Pro
     const record = await deps.messages.get(request.params.id);
     if (!record) throw errors.notFound(`no HL7 v2 message ${request.params.id.slice(0, 64)}`);
     return reply.type('application/json').send({ ...summary(record), raw: record.raw, ack: record.ack });
+  });
+
+  // The mapping queue: messages acknowledged on receipt and not mapped yet (docs/hl7v2.md).
+  app.get('/hl7v2/queue', async (request, reply) => {
+    requireSystem(request, ['r']);
+    return reply.type('application/json').send(deps.ingest.queueState());
+  });
+  app.post('/hl7v2/$pause-mapping', async (request, reply) => {
+    requireSystem(request, ['c', 'u']);
+    deps.ingest.pauseMapping();
+    return reply.type('application/json').send(deps.ingest.queueState());
+  });
+  app.post('/hl7v2/$resume-mapping', async (request, reply) => {
+    requireSystem(request, ['c', 'u']);
+    deps.ingest.resumeMapping();
+    return reply.type('application/json').send(deps.ingest.queueState());
   });
 
   app.post<{ Params: { id: string } }>('/hl7v2/messages/:id/$reprocess', async (request, reply) => {

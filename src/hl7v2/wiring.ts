@@ -23,6 +23,10 @@ export interface Hl7v2Options {
   mappingBatch?: number;
   /** Original-mode AA on durable receipt (HL7_ACK_ON_RECEIPT; see IngestDeps.ackOnReceipt). */
   ackOnReceipt?: boolean;
+  /** HL7_MAX_QUEUED (see IngestDeps.maxQueued). */
+  maxQueued?: number;
+  /** HL7_MAPPING_BACKLOG (see IngestDeps.mappingBacklog). */
+  mappingBacklog?: number;
   /** hl7_message retention in days (HL7_MESSAGE_RETENTION_DAYS, HL7_FAILED_MESSAGE_RETENTION_DAYS); 0: kept. */
   retention?: { processedDays: number; failedDays: number };
   log: (message: string, error?: unknown) => void;
@@ -47,7 +51,7 @@ export interface Hl7v2Components {
 
 export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
   const messages = new Hl7MessageStore(options.db);
-  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: options.tables, log: options.log, mappingBatch: options.mappingBatch, ackOnReceipt: options.ackOnReceipt });
+  const ingest = new Hl7Ingest({ interactions: options.interactions, messages, tables: options.tables, log: options.log, mappingBatch: options.mappingBatch, ackOnReceipt: options.ackOnReceipt, maxQueued: options.maxQueued, mappingBacklog: options.mappingBacklog });
   const mllp = new MllpServer({
     handle: async (body, connection) => {
       const text = decode(body);
@@ -84,7 +88,13 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
       await http.register(hl7v2Routes, { tokens, ingest, messages, maxMessageBytes: options.maxMessageBytes });
     },
     async close() {
-      await mllp.close();
+      // Frames being handled are answered; spilled messages are left stored for the next start
+      // (mapping them all could take minutes), the parsed backlog is still mapped.
+      const closed = mllp.close();
+      ingest.releaseSpilled();
+      await closed;
+      // Messages acknowledged on receipt and parsed: their mapping ends before the database closes.
+      await ingest.settled();
       await recovered;
       await retention.close();
     },

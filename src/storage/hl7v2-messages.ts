@@ -185,11 +185,31 @@ export class Hl7MessageStore {
     return result.rows.map(toRecord);
   }
 
-  /** Ids of messages stored but never mapped (a crash between receipt and mapping), oldest first. */
-  async pendingIds(limit: number): Promise<string[]> {
-    const result = await sql<{ id: string }>`
-      SELECT id FROM hl7_message WHERE status = 'received' ORDER BY received_at, id LIMIT ${limit}`.execute(this.db);
-    return result.rows.map((r) => r.id);
+  /**
+   * Ids of messages stored but never mapped (a crash between receipt and mapping), oldest first:
+   * those received at or before `upTo` (a time the database gave), after the keyset `after`.
+   */
+  async pendingIds(limit: number, upTo: string, after?: { receivedAt: string; id: string }): Promise<Array<{ id: string; receivedAt: string }>> {
+    // The time as PostgreSQL's text (microseconds kept: a keyset at milliseconds would find the same rows again).
+    const result = await sql<{ id: string; received_at: string }>`
+      SELECT id, received_at::text AS received_at FROM hl7_message
+      WHERE status = 'received' AND received_at <= ${upTo}::timestamptz
+        ${after ? sql`AND (received_at, id) > (${after.receivedAt}::timestamptz, ${after.id})` : sql``}
+      ORDER BY received_at, id LIMIT ${limit}`.execute(this.db);
+    return result.rows.map((r) => ({ id: r.id, receivedAt: r.received_at }));
+  }
+
+  /** The database's clock (start-up recovery takes the messages received up to it). */
+  async now(): Promise<string> {
+    const result = await sql<{ now: string }>`SELECT now()::text AS now`.execute(this.db);
+    return result.rows[0]!.now;
+  }
+
+  /** Several messages by id, in one statement (those not found are left out). */
+  async getMany(ids: readonly string[]): Promise<Map<string, Hl7MessageRecord>> {
+    if (ids.length === 0) return new Map();
+    const result = await sql<Row>`SELECT * FROM hl7_message WHERE id = ANY(${[...ids]}::text[])`.execute(this.db);
+    return new Map(result.rows.map((row) => [row.id, toRecord(row)]));
   }
 
   /**
