@@ -21,6 +21,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // On the embedded database: one migrated template that every test app starts from.
+    globalSetup: ['test/support/global-setup.ts'],
     ...(workers ? { maxWorkers: workers } : {}),
     projects: [
       { extends: true, test: { name: 'parallel', include: INCLUDE, exclude: [...configDefaults.exclude, ...ALONE] } },

@@ -160,6 +160,7 @@ export async function buildCore(config: Config): Promise<AppCore> {
     poolSize: config.databasePoolSize,
     poolTimeoutMs: config.databasePoolTimeoutMs,
     statementTimeoutMs: config.databaseStatementTimeoutMs,
+    memoryTemplate: config.pgliteMemoryTemplate,
   });
   try {
     // Migrations may build indexes over big tables: not bound by the statement time limit.

@@ -47,6 +47,8 @@ export interface Config {
   hl7MaxQueued: number;
   /** HL7_MAPPING_BACKLOG: acknowledged messages kept parsed in memory for mapping; past it they wait in the database. */
   hl7MappingBacklog: number;
+  /** PGLITE_MEMORY_TEMPLATE: an in-memory embedded database (DATA_DIR=memory) starts as a copy of this dump instead of from initdb (the test suite's migrated template). */
+  pgliteMemoryTemplate: string | undefined;
   /** hl7_message rows processed longer ago than this are deleted (0: kept for ever). */
   hl7RetentionDays: number;
   /** hl7_message rows still failed (`error`, `rejected`) longer ago than this are deleted (0: kept until reprocessed). */
@@ -216,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hl7AckOnReceipt: onOffFrom(env, 'HL7_ACK_ON_RECEIPT', false),
     hl7MaxQueued: intFrom(env, 'HL7_MAX_QUEUED', 100_000, 1),
     hl7MappingBacklog: intFrom(env, 'HL7_MAPPING_BACKLOG', 512, 1),
+    pgliteMemoryTemplate: env.PGLITE_MEMORY_TEMPLATE || undefined,
     hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
     hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),
     appointmentChangeWindowHours: intFrom(env, 'APPOINTMENT_CHANGE_WINDOW_HOURS', 24),

@@ -42,6 +42,11 @@ export interface DatabaseOptions {
    * on the embedded database the server thread gives the statement up (see PgliteConnection).
    */
   statementTimeoutMs?: number;
+  /**
+   * Embedded database in memory only: start as a copy of this template (writeMemoryTemplate)
+   * instead of from initdb, which costs seconds of wasm work. The test suite opens hundreds.
+   */
+  memoryTemplate?: string;
 }
 
 export interface DatabaseHandle {
@@ -83,7 +88,23 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   const timeout = options.statementTimeoutMs ?? 0;
   if (!Number.isInteger(timeout) || timeout < 0) throw new Error(`invalid statement time limit ${timeout}`);
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options.schema, options.poolSize ?? 10, timeout, options.poolTimeoutMs ?? 10_000);
-  return openPglite(options.dataDir, timeout);
+  return openPglite(options.dataDir, timeout, options.dataDir === 'memory' ? options.memoryTemplate : undefined);
+}
+
+/**
+ * Writes an embedded in-memory database, prepared by `prepare` (migrations, say), to `file`:
+ * a template for `memoryTemplate`.
+ */
+export async function writeMemoryTemplate(file: string, prepare: (db: Db) => Promise<void>): Promise<void> {
+  const thread = await PgliteThread.start('memory');
+  const session = new PgliteSession(thread);
+  const db = new Kysely<Database>({ dialect: new PgliteDialect(session, 0) });
+  try {
+    await prepare(db);
+  } finally {
+    await db.destroy();
+    await session.close(file);
+  }
 }
 
 async function openPostgres(url: string, schema: string | undefined, poolSize: number, statementTimeoutMs: number, poolTimeoutMs: number): Promise<DatabaseHandle> {
@@ -174,8 +195,8 @@ class PreparingClient extends pg.Client {
   }
 }
 
-async function openPglite(dataDir: string, statementTimeoutMs: number): Promise<DatabaseHandle> {
-  const session = new PgliteSession(await PgliteThread.start(dataDir));
+async function openPglite(dataDir: string, statementTimeoutMs: number, template?: string): Promise<DatabaseHandle> {
+  const session = new PgliteSession(await PgliteThread.start(dataDir, template));
   const db = new Kysely<Database>({ dialect: new PgliteDialect(session, statementTimeoutMs) });
   const unlimitedDb = new Kysely<Database>({ dialect: new PgliteDialect(session, 0) });
   return {
@@ -209,9 +230,9 @@ class PgliteSession {
     return release;
   }
 
-  async close(): Promise<void> {
+  async close(dumpTo?: string): Promise<void> {
     await this.queue;
-    await this.thread.close();
+    await this.thread.close(dumpTo);
   }
 }
 

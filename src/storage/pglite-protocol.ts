@@ -12,6 +12,8 @@
 export interface PgliteWorkerData {
   /** Directory of the database, or 'memory'. */
   dataDir: string;
+  /** 'memory' only: a dump file (PGlite dumpDataDir) the database starts as a copy of, instead of an initdb. */
+  template?: string;
   /** CANCEL_SLOTS Int32 slots: slot `id % CANCEL_SLOTS` holds `id` once statement `id` is given up. */
   cancelMarks: SharedArrayBuffer;
 }
@@ -20,7 +22,8 @@ export const CANCEL_SLOTS = 4096;
 
 export type WorkerRequest =
   | { type: 'query'; id: number; sql: string; params: unknown[] }
-  | { type: 'close'; id: number };
+  /** `dumpTo`: first write the whole database to this file (a template for memory databases). */
+  | { type: 'close'; id: number; dumpTo?: string };
 
 /** The fields of a PostgreSQL error the server acts on (SQLSTATE above all). */
 export interface WorkerError {

@@ -64,10 +64,10 @@ export class PgliteThread {
     worker.on('exit', (code) => this.fail(new Error(`embedded database thread exited (code ${code})`)));
   }
 
-  static async start(dataDir: string): Promise<PgliteThread> {
+  static async start(dataDir: string, template?: string): Promise<PgliteThread> {
     const cancelMarks = new SharedArrayBuffer(CANCEL_SLOTS * Int32Array.BYTES_PER_ELEMENT);
     const { entry, eval: isCode } = workerEntry();
-    const data: PgliteWorkerData = { dataDir, cancelMarks };
+    const data: PgliteWorkerData = { dataDir, template, cancelMarks };
     const worker = new Worker(entry, { workerData: data, eval: isCode });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (reply: WorkerReply) => {
@@ -153,8 +153,9 @@ export class PgliteThread {
   /**
    * Closes the database after the statements already posted. A memory database still busy
    * with a statement given up is simply stopped: nothing on disk can be left half-written.
+   * `dumpTo`: the database is first written to that file (see writeMemoryTemplate).
    */
-  close(): Promise<void> {
+  close(dumpTo?: string): Promise<void> {
     this.closing ??= (async () => {
       if (this.failure) return;
       if (this.memory && this.busyWithAbandoned) {
@@ -166,7 +167,7 @@ export class PgliteThread {
       const closed = new Promise<void>((resolve, reject) => {
         this.pending.set(id, { resolve: () => resolve(), reject, abandoned: false });
       });
-      const request: WorkerRequest = { type: 'close', id };
+      const request: WorkerRequest = { type: 'close', id, dumpTo };
       this.worker.postMessage(request);
       await closed;
       // The database is closed and flushed; stopping the thread now cannot lose anything.

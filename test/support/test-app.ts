@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { inject } from 'vitest';
 import { buildApp, type ServerApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 
@@ -56,6 +57,8 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     API_RATE_LIMIT_PER_CLIENT: '0',
     API_RATE_LIMIT_PER_IP: '0',
     ...(schema ? { DATABASE_SCHEMA: schema } : {}),
+    // A migrated empty database to start from (test/support/global-setup.ts): no initdb per app.
+    ...(inject('pgliteTemplate') ? { PGLITE_MEMORY_TEMPLATE: inject('pgliteTemplate') } : {}),
     ...env,
   });
   const server = await buildApp(config);
