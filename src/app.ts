@@ -434,7 +434,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   await http.register(cors, {
     origin: true,
     credentials: false,
-    exposedHeaders: ['Location', 'ETag', 'Last-Modified', 'Content-Location', 'X-Progress', 'Retry-After', 'X-Request-Id'],
+    // One string: the plugin joins an array again on every response.
+    exposedHeaders: 'Location, ETag, Last-Modified, Content-Location, X-Progress, Retry-After, X-Request-Id',
   });
   await registerApiRateLimits(http, { perClient: config.apiRateLimitPerClient, perIp: config.apiRateLimitPerIp, tokens, redisUrl: config.redisUrl, deployment: config.databaseSchema ?? 'public' });
   const metrics = registerMetrics(http, database.poolStats);

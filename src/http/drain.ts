@@ -17,10 +17,11 @@ export interface Drain {
  */
 export function registerDrain(http: FastifyInstance): Drain {
   let draining = false;
-  http.addHook('onSend', async (request, reply, payload) => {
+  // Callback style: it runs on every response, and an async hook costs a promise each time.
+  http.addHook('onSend', (request, reply, payload, done) => {
     // HTTP/1.1 only: HTTP/2 has no Connection header (GOAWAY instead).
     if (draining && request.raw.httpVersionMajor === 1) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
   return {
     get draining() {

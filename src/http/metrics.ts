@@ -31,11 +31,18 @@ export function registerMetrics(app: FastifyInstance, poolStats?: () => { total:
       },
     });
   }
+  // The labelled series of each (method, route, status), looked up once: observe() with a labels
+  // object sorts and joins the labels into a key on every call, and this runs on every response.
+  type Series = ReturnType<typeof duration.labels>;
+  const series = new Map<string, Map<string, Series>>();
   app.addHook('onResponse', (request, reply, done) => {
-    duration.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+    const route = request.routeOptions.url ?? 'unmatched';
+    const key = `${request.method} ${reply.statusCode}`;
+    let byKey = series.get(route);
+    if (byKey === undefined) series.set(route, (byKey = new Map()));
+    let s = byKey.get(key);
+    if (s === undefined) byKey.set(key, (s = duration.labels({ method: request.method, route, status: String(reply.statusCode) })));
+    s.observe(reply.elapsedTime / 1000);
     done();
   });
   app.get('/metrics', async (_request, reply) => {
