@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import type { Db } from './db.js';
+import { CompiledQuery, sql } from 'kysely';
+import { PREPARED, type Db } from './db.js';
 import { newResourceId } from './resource-store.js';
 
 /** The SQL of the HL7 v2 raw message store (table hl7_message, migrations/0009-hl7v2.ts). */
@@ -52,6 +52,14 @@ interface Row {
   attempts: number;
   processed_at: Date | string | null;
 }
+
+/** `insertMany`'s statement: rows as column arrays, retransmissions (the unique key) left out. */
+const INSERT_RECEIVED_SQL = `INSERT INTO hl7_message (id, transport, sending_application, sending_facility, control_id, message_type, version, content_hash, raw, status)
+  SELECT id, transport, app, facility, control, type, version, hash, raw, 'received'
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+    AS m(id, transport, app, facility, control, type, version, hash, raw)
+  ON CONFLICT (sending_application, sending_facility, control_id, content_hash) DO NOTHING
+  RETURNING id, received_at${PREPARED}`;
 
 const iso = (v: Date | string) => (v instanceof Date ? v : new Date(v)).toISOString();
 
@@ -110,18 +118,42 @@ export class Hl7MessageStore {
   async insertMany(messages: readonly NewHl7Message[]): Promise<Array<{ record: Hl7MessageRecord; duplicate: boolean }>> {
     if (messages.length === 0) return [];
     const ids = messages.map(() => newResourceId());
-    const values = messages.map(
-      (m, i) => sql`(${ids[i]}, ${m.transport}, ${m.sendingApplication}, ${m.sendingFacility}, ${m.controlId},
-                    ${m.messageType}, ${m.version}, ${m.contentHash}, ${m.raw}, 'received')`,
+    const column = (pick: (m: NewHl7Message) => string) => messages.map(pick);
+    // One fixed text (a named prepared statement), the columns as arrays: nothing to build or
+    // plan per receipt. Only the ids and times come back: the caller has the rest.
+    const inserted = await this.db.executeQuery<{ id: string; received_at: Date | string }>(
+      CompiledQuery.raw(INSERT_RECEIVED_SQL, [
+        ids,
+        column((m) => m.transport),
+        column((m) => m.sendingApplication),
+        column((m) => m.sendingFacility),
+        column((m) => m.controlId),
+        column((m) => m.messageType),
+        column((m) => m.version),
+        column((m) => m.contentHash),
+        column((m) => m.raw),
+      ]),
     );
-    // The raw text is not sent back: the caller has it (a group of receipts is megabytes at most).
-    const inserted = await sql<Omit<Row, 'raw'>>`
-      INSERT INTO hl7_message (id, transport, sending_application, sending_facility, control_id, message_type, version, content_hash, raw, status)
-      VALUES ${sql.join(values)}
-      ON CONFLICT (sending_application, sending_facility, control_id, content_hash) DO NOTHING
-      RETURNING id, received_at, transport, sending_application, sending_facility, control_id, message_type, version, status, error, ack, resources, attempts, processed_at`.execute(this.db);
-    const rawById = new Map(messages.map((m, i) => [ids[i], m.raw]));
-    const byId = new Map(inserted.rows.map((r) => [r.id, toRecord({ ...r, raw: rawById.get(r.id) ?? '' })]));
+    const receivedAt = new Map(inserted.rows.map((r) => [r.id, r.received_at]));
+    const byId = new Map<string, Hl7MessageRecord>();
+    messages.forEach((m, i) => {
+      const at = receivedAt.get(ids[i]);
+      if (at === undefined) return;
+      byId.set(ids[i], {
+        id: ids[i],
+        receivedAt: iso(at),
+        transport: m.transport,
+        sendingApplication: m.sendingApplication,
+        sendingFacility: m.sendingFacility,
+        controlId: m.controlId,
+        messageType: m.messageType,
+        version: m.version,
+        raw: m.raw,
+        status: 'received',
+        resources: [],
+        attempts: 0,
+      });
+    });
     const missing = messages.filter((_, i) => !byId.has(ids[i]));
     const existing = new Map<string, Hl7MessageRecord>();
     const keys = (m: { sendingApplication: string; sendingFacility: string; controlId: string; contentHash: string }) =>
