@@ -217,7 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hl7MappingBatch: intFrom(env, 'HL7_MAPPING_BATCH', 32, 1),
     hl7AckOnReceipt: onOffFrom(env, 'HL7_ACK_ON_RECEIPT', false),
     hl7MaxQueued: intFrom(env, 'HL7_MAX_QUEUED', 100_000, 1),
-    hl7MappingBacklog: intFrom(env, 'HL7_MAPPING_BACKLOG', 512, 1),
+    hl7MappingBacklog: intFrom(env, 'HL7_MAPPING_BACKLOG', 128, 1),
     pgliteMemoryTemplate: env.PGLITE_MEMORY_TEMPLATE || undefined,
     hl7RetentionDays: intFrom(env, 'HL7_MESSAGE_RETENTION_DAYS', 0),
     hl7FailedRetentionDays: intFrom(env, 'HL7_FAILED_MESSAGE_RETENTION_DAYS', 0),

@@ -45,7 +45,7 @@ export interface IngestDeps {
    * reprocessing and answered AE to a retransmission.
    */
   ackOnReceipt?: boolean;
-  /** Acknowledged messages kept parsed in memory for mapping, at most (default 512); past it they wait unparsed (see `Spilled`). */
+  /** Acknowledged messages kept parsed in memory for mapping, at most (default 128); past it they wait unparsed (see `Spilled`). */
   mappingBacklog?: number;
   /** HL7_MAX_QUEUED: acknowledged messages not mapped yet, at most (default 100,000); past it a receipt waits for the mapping. */
   maxQueued?: number;
@@ -106,7 +106,7 @@ const RECOVERY_BATCH = 100;
  * faster than the mapping is answered at the rate the messages are stored, and memory holds
  * only their ids.
  */
-const MAPPING_BACKLOG = 512;
+const MAPPING_BACKLOG = 128;
 
 /** A spilled message left stored at shutdown: the next start maps it (not an error to log). */
 class MappedAtNextStart extends Error {
@@ -439,10 +439,10 @@ export class Hl7Ingest {
     return outcome;
   }
 
-  /** Starts the drain of spilled messages when the backlog has room for a batch of them. */
+  /** Starts the drain of spilled messages once the backlog is down to half (a read back fills it again). */
   private scheduleDrain(): void {
     if (this.drainRunning || this.spilled.length === this.spilledHead) return;
-    if (this.backlog > this.mappingBacklog - Math.min(RECOVERY_BATCH, this.mappingBacklog)) return;
+    if (this.backlog > this.mappingBacklog / 2) return;
     this.drainRunning = true;
     void this.drain().finally(() => {
       this.drainRunning = false;
@@ -487,6 +487,8 @@ export class Hl7Ingest {
               else entry.reject(new Error(`HL7 v2 message ${entry.id} is no longer stored`));
               continue;
             }
+            // Parsing is mapping work: it gives way to receipts like the rest of it (pacing.ts).
+            await this.pace();
             const prepared = await this.prepare(record, entry.enhanced, entry.stream, true);
             if (!('rule' in prepared)) entry.resolve(prepared);
             else this.mapInBackground(prepared, record.id).then(entry.resolve, entry.reject);

@@ -10,9 +10,10 @@ import { performance } from 'node:perf_hooks';
  * slice, it gives it back (setImmediate runs after pending I/O callbacks); and while receipts
  * are under way it waits for them to be answered, at most `waitMs`, so senders are answered
  * first and mapping goes on in the time they leave. The wait is bounded (at most `waitMs` after
- * each slice), so a steady stream of receipts slows mapping and never stops it, and the mapping
- * backlog cap (ingest.ts) stops receipts when mapping falls behind. Receipts waiting for room in
- * that backlog are not counted (they wait for mapping, mapping must not wait for them).
+ * each slice), so a steady stream of receipts slows mapping and never stops it; receipts past
+ * the parsed backlog wait in the database, and the HL7_MAX_QUEUED bound (ingest.ts) stops them
+ * when mapping falls too far behind. Receipts waiting for room in that queue are not counted
+ * (they wait for mapping, mapping must not wait for them).
  */
 export class Pacer {
   private since = performance.now();
