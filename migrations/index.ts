@@ -24,6 +24,7 @@ import * as m0035 from './0035-job-outbox.js';
 import * as m0036 from './0036-reference-display.js';
 import * as m0037 from './0037-subscription-delivery-fillfactor.js';
 import * as m0038 from './0038-search-text-by-type.js';
+import * as m0039 from './0039-audit-event-upkeep.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -52,4 +53,5 @@ export const migrations: Record<string, Migration> = {
   '0036-reference-display': m0036,
   '0037-subscription-delivery-fillfactor': m0037,
   '0038-search-text-by-type': m0038,
+  '0039-audit-event-upkeep': m0039,
 };

@@ -12,8 +12,10 @@ import type { Db } from './db.js';
  * switched off. So the server does the same job itself:
  *
  * - a check that compares each table's modification counters (pg_stat_user_tables) with
- *   autovacuum's default thresholds and runs ANALYZE / VACUUM on the tables past them, one
- *   table at a time (on PGlite each statement takes the single connection between requests);
+ *   autovacuum's thresholds — its defaults, or the table's own storage parameters where set
+ *   (the append-only audit_event, migration 0039) — and runs ANALYZE / VACUUM on the tables
+ *   past them, one table at a time (on PGlite each statement takes the single connection
+ *   between requests);
  * - the check runs every `intervalMs`, after a transaction that wrote many resources, once
  *   enough resources were written since the last one, at start-up (which also analyzes tables
  *   that hold rows but were never analyzed), and — awaited — after bulk work (imports, reindex).
@@ -53,15 +55,44 @@ interface TableStats {
   modsSinceAnalyze: number;
   deadTuples: number;
   insertsSinceVacuum: number;
+  /** The table's own thresholds (storage parameters), else autovacuum's defaults. */
+  limits: Thresholds;
+}
+
+/** When a table is analyzed / vacuumed: past `base + scale × rows` (a negative insert base: never for inserts). */
+interface Thresholds {
+  analyzeBase: number;
+  analyzeScale: number;
+  vacuumBase: number;
+  vacuumScale: number;
+  vacuumInsertBase: number;
+  vacuumInsertScale: number;
 }
 
 /** Autovacuum's defaults (autovacuum_*_threshold / *_scale_factor). */
-const ANALYZE_BASE = 50;
-const ANALYZE_SCALE = 0.1;
-const VACUUM_BASE = 50;
-const VACUUM_SCALE = 0.2;
-const VACUUM_INSERT_BASE = 1000;
-const VACUUM_INSERT_SCALE = 0.2;
+const DEFAULTS: Thresholds = { analyzeBase: 50, analyzeScale: 0.1, vacuumBase: 50, vacuumScale: 0.2, vacuumInsertBase: 1000, vacuumInsertScale: 0.2 };
+
+/** The storage parameters autovacuum reads for these thresholds (e.g. audit_event's, migration 0039). */
+const RELOPTIONS: Record<string, keyof Thresholds> = {
+  autovacuum_analyze_threshold: 'analyzeBase',
+  autovacuum_analyze_scale_factor: 'analyzeScale',
+  autovacuum_vacuum_threshold: 'vacuumBase',
+  autovacuum_vacuum_scale_factor: 'vacuumScale',
+  autovacuum_vacuum_insert_threshold: 'vacuumInsertBase',
+  autovacuum_vacuum_insert_scale_factor: 'vacuumInsertScale',
+};
+
+/** A table's thresholds: its storage parameters (`name=value` as pg_class.reloptions lists them) over the defaults. */
+export function thresholdsOf(reloptions: readonly string[] | null): Thresholds {
+  const limits = { ...DEFAULTS };
+  for (const option of reloptions ?? []) {
+    const eq = option.indexOf('=');
+    const key = RELOPTIONS[option.slice(0, eq)];
+    const value = Number(option.slice(eq + 1));
+    if (key && eq > 0 && Number.isFinite(value)) limits[key] = value;
+  }
+  return limits;
+}
 
 const KEEP_RUNS = 50;
 const STATS_REPORT_DELAY_MS = 11_000;
@@ -213,13 +244,14 @@ export class DatabaseMaintenance {
     for (const t of tables) {
       if (this.closed) return;
       const reltuples = Math.max(t.reltuples, 0);
+      const l = t.limits;
       const analyze =
         (everyTable && (t.reltuples > 0 || (await this.hasRows(t.table)))) ||
         (t.reltuples < 0 && (await this.hasRows(t.table))) ||
-        t.modsSinceAnalyze > ANALYZE_BASE + ANALYZE_SCALE * reltuples;
+        t.modsSinceAnalyze > l.analyzeBase + l.analyzeScale * reltuples;
       const vacuum =
         this.full &&
-        (t.deadTuples > VACUUM_BASE + VACUUM_SCALE * reltuples || t.insertsSinceVacuum > VACUUM_INSERT_BASE + VACUUM_INSERT_SCALE * reltuples);
+        (t.deadTuples > l.vacuumBase + l.vacuumScale * reltuples || (l.vacuumInsertBase >= 0 && t.insertsSinceVacuum > l.vacuumInsertBase + l.vacuumInsertScale * reltuples));
       if (analyze || vacuum) await this.run(t.table, analyze && vacuum ? 'vacuum analyze' : analyze ? 'analyze' : 'vacuum', trigger);
     }
   }
@@ -230,9 +262,10 @@ export class DatabaseMaintenance {
     // this statement ends, and read in the next one. A partitioned table (search_text) has no
     // rows or counters of its own: its partitions are checked, each as a table.
     if (this.kind === 'pglite') await sql`SELECT pg_stat_force_next_flush()`.execute(this.db);
-    const result = await sql<{ table: string; reltuples: number; mods: string | number; dead: string | number; inserts: string | number }>`
+    const result = await sql<{ table: string; reltuples: number; mods: string | number; dead: string | number; inserts: string | number; options: string | null }>`
       SELECT s.relname AS table, c.reltuples::float8 AS reltuples, s.n_mod_since_analyze AS mods,
-             s.n_dead_tup AS dead, s.n_ins_since_vacuum AS inserts
+             s.n_dead_tup AS dead, s.n_ins_since_vacuum AS inserts,
+             array_to_string(c.reloptions, E'\\n') AS options
       FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
       WHERE s.schemaname = current_schema() AND c.relkind <> 'p'
       ORDER BY s.relname`.execute(this.db);
@@ -242,6 +275,8 @@ export class DatabaseMaintenance {
       modsSinceAnalyze: Number(r.mods),
       deadTuples: Number(r.dead),
       insertsSinceVacuum: Number(r.inserts),
+      // As text: both drivers (pg, PGlite) return it alike; values of these options hold no newline.
+      limits: thresholdsOf(r.options ? r.options.split('\n') : null),
     }));
   }
 

@@ -78,6 +78,15 @@ describe('the audit trail table (migration 0014)', () => {
     await sql`ANALYZE audit_event`.execute(db());
   });
 
+  it('is analyzed and vacuumed less often than other tables, and its keys are lz4-compressed where the database has it (migration 0039)', async () => {
+    const { rows } = await sql<{ options: string | null; keys: string | null }>`SELECT array_to_string(c.reloptions, ',') AS options,
+      (SELECT attcompression::text FROM pg_attribute WHERE attrelid = c.oid AND attname = 'search_keys') AS keys
+      FROM pg_class c WHERE c.oid = 'audit_event'::regclass`.execute(db());
+    expect(rows[0]?.options?.split(',').sort()).toEqual(['autovacuum_analyze_scale_factor=0.5', 'autovacuum_vacuum_insert_scale_factor=1']);
+    if (process.env.DATABASE_URL) expect(rows[0]?.keys).toBe('l');
+    else expect(rows[0]?.keys).not.toBe('l');
+  });
+
   it('stores AuditEvents in audit_event only: no resource or history row of their own, no generic index rows', async () => {
     const count = async (q: string) => Number((await sql.raw<{ n: string }>(q).execute(db())).rows[0]!.n);
     expect(await count(`SELECT count(*) AS n FROM audit_event`)).toBeGreaterThanOrEqual(30);
