@@ -261,14 +261,18 @@ export class DatabaseMaintenance {
     // the shared counters pg_stat_user_tables reads; ask for the flush, which happens when
     // this statement ends, and read in the next one. A partitioned table (search_text) has no
     // rows or counters of its own: its partitions are checked, each as a table.
+    // The counters are read for this schema's tables only (the functions behind
+    // pg_stat_user_tables): the view computes them for every table of every schema first
+    // (~11 ms instead of ~3 ms on a database of many schemas), and a busy audit trail asks
+    // for a check every 2,000 events.
     if (this.kind === 'pglite') await sql`SELECT pg_stat_force_next_flush()`.execute(this.db);
     const result = await sql<{ table: string; reltuples: number; mods: string | number; dead: string | number; inserts: string | number; options: string | null }>`
-      SELECT s.relname AS table, c.reltuples::float8 AS reltuples, s.n_mod_since_analyze AS mods,
-             s.n_dead_tup AS dead, s.n_ins_since_vacuum AS inserts,
+      SELECT c.relname AS table, c.reltuples::float8 AS reltuples, pg_stat_get_mod_since_analyze(c.oid) AS mods,
+             pg_stat_get_dead_tuples(c.oid) AS dead, pg_stat_get_ins_since_vacuum(c.oid) AS inserts,
              array_to_string(c.reloptions, E'\\n') AS options
-      FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-      WHERE s.schemaname = current_schema() AND c.relkind <> 'p'
-      ORDER BY s.relname`.execute(this.db);
+      FROM pg_class c
+      WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema()) AND c.relkind IN ('r', 'm')
+      ORDER BY c.relname`.execute(this.db);
     return result.rows.map((r) => ({
       table: r.table,
       reltuples: Number(r.reltuples),
