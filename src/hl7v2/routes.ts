@@ -40,11 +40,12 @@ function summary(r: Hl7MessageRecord) {
 /**
  * HL7 v2 over HTTP: POST /hl7v2 with one ER7 message answers its ACK (200, also for AE / AR:
  * the ACK carries the outcome; original-mode semantics whatever MSH-15/16 say, the 200 being
- * the commit); with an FHS / BHS batch, the batch ACK holding each message's ACK. Admin: GET /hl7v2/messages[?status=error] lists stored
- * messages, GET /hl7v2/messages/{id} shows one with its raw text and ACK,
- * POST /hl7v2/messages/{id}/$reprocess maps it again; GET /hl7v2/queue shows the mapping queue,
- * POST /hl7v2/$pause-mapping and $resume-mapping stop and restart the mapping (receipt goes on). Ingest needs a system scope that may
- * create and update every type (system/*.write, system/*.cu…); the admin reads need system read.
+ * the commit); with an FHS / BHS batch, the batch ACK holding each message's ACK.
+ * Admin: GET /hl7v2/messages[?status=error] lists stored messages, GET /hl7v2/messages/{id}
+ * shows one with its raw text and ACK, POST /hl7v2/messages/{id}/$reprocess maps it again;
+ * GET /hl7v2/queue shows the mapping queue, POST /hl7v2/$pause-mapping and $resume-mapping stop
+ * and restart the mapping (receipt goes on). Ingest needs a system scope that may create and
+ * update every type (system/*.write, system/*.cu…); the admin reads need system read.
  */
 export async function hl7v2Routes(app: FastifyInstance, deps: Hl7RouteDeps): Promise<void> {
   app.addHook('onRequest', async (request) => {
