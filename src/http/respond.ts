@@ -53,19 +53,6 @@ export function outputOptions(query: URLSearchParams): OutputOptions {
   };
 }
 
-/** What a request without a query string asks for: nothing special (shared, never changed). */
-const PLAIN_OUTPUT: OutputOptions = Object.freeze({ pretty: false });
-
-/**
- * The output options of a request: a request without a query string (most reads) takes
- * PLAIN_OUTPUT without parsing one.
- */
-export function requestOutputOptions(request: FastifyRequest): OutputOptions {
-  const url = request.raw.url ?? '';
-  const q = url.indexOf('?');
-  return q < 0 ? PLAIN_OUTPUT : outputOptions(new URLSearchParams(url.slice(q + 1)));
-}
-
 /**
  * Serialises a stored resource honouring `_summary`, `_elements` and `_pretty`, in FHIR element
  * order (`resourceType` first; see element-order.ts for why the stored text cannot pass through).
