@@ -28,7 +28,6 @@ afterAll(async () => {
   await t?.close();
 });
 
-
 const coverage = (patient: string, costToBeneficiary?: Coverage['costToBeneficiary']) => createCoverage(t, insurerOrg, patient, costToBeneficiary ? { costToBeneficiary } : {});
 
 /** An invoiced and claimed patient: `visits` general (150 000 VND) and `specialist` specialist (300 000 VND) consultations. */

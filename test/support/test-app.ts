@@ -38,6 +38,7 @@ export interface TestApp {
  */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const schema = process.env.DATABASE_URL ? `t_${randomBytes(6).toString('hex')}` : undefined;
+  const template = inject('pgliteTemplate');
   const config = loadConfig({
     ...process.env,
     DATA_DIR: 'memory',
@@ -58,7 +59,7 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     API_RATE_LIMIT_PER_IP: '0',
     ...(schema ? { DATABASE_SCHEMA: schema } : {}),
     // A migrated empty database to start from (test/support/global-setup.ts): no initdb per app.
-    ...(inject('pgliteTemplate') ? { PGLITE_MEMORY_TEMPLATE: inject('pgliteTemplate') } : {}),
+    ...(template ? { PGLITE_MEMORY_TEMPLATE: template } : {}),
     ...env,
   });
   const server = await buildApp(config);
