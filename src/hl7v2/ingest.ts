@@ -208,7 +208,7 @@ export class Hl7Ingest {
   private drainRunning = false;
   /** Receipts waiting because maxQueued messages are acknowledged and not mapped. */
   private queueWaiters: Array<() => void> = [];
-  /** Waiting for the parsed backlog to be mapped (settled). */
+  /** Waiting for the parsed backlog to be mapped (backlogMapped). */
   private idleWaiters: Array<() => void> = [];
   /** Messages spilled since start (the queue's figures). */
   private spilledTotal = 0;
@@ -393,7 +393,7 @@ export class Hl7Ingest {
   }
 
   /** Resolves once no acknowledged message is being mapped (shutdown, after releaseSpilled). */
-  async settled(): Promise<void> {
+  async backlogMapped(): Promise<void> {
     while (this.backlog > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 

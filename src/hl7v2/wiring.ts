@@ -94,7 +94,7 @@ export function createHl7v2(options: Hl7v2Options): Hl7v2Components {
       ingest.releaseSpilled();
       await closed;
       // Messages acknowledged on receipt and parsed: their mapping ends before the database closes.
-      await ingest.settled();
+      await ingest.backlogMapped();
       await recovered;
       await retention.close();
     },
