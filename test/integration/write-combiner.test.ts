@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { indexTables } from '../../src/search/index-tables.js';
 import type { Db } from '../../src/storage/db.js';
+import { executePrepared } from '../../src/storage/prepared-write.js';
 import { WriteCombiner } from '../../src/storage/write-combiner.js';
 import { writeStatements, type PendingWrite } from '../../src/storage/write-sql.js';
 import { openTestDb, type TestDb } from '../support/search-db.js';
@@ -67,6 +68,25 @@ describe('group commit of lone writes (WriteCombiner)', () => {
     const results = await runAll(combiner, writes);
     expect(results.map((r) => r.status)).toEqual(writes.map((_, i) => (i === 7 ? 'rejected' : 'fulfilled')));
     expect(await storedIds('gc-mix-')).toEqual(writes.filter((_, i) => i !== 7).map((w) => w.change.id));
+  });
+
+  it('runs a write under its shape\'s prepared name, bound on PostgreSQL, and writes on after the session lost it', async () => {
+    await db.connection().execute(async (connection) => {
+      const c = connection as Db;
+      const first = pendingCreate('prep-1', '2024-01-02T00:00:00Z');
+      await executePrepared(c, indexTables, writeStatements(indexTables, [first])[0]!);
+      const prepared = await sql<{ from_sql: boolean }>`SELECT from_sql FROM pg_prepared_statements WHERE name LIKE 'fhir_write_%'`.execute(c);
+      expect(prepared.rows.length).toBeGreaterThan(0);
+      // PostgreSQL: a protocol-level statement (the JSON values bound, not lexed as SQL constants);
+      // the embedded database: SQL-level PREPARE / EXECUTE.
+      for (const row of prepared.rows) expect(row.from_sql).toBe(testDb.kind !== 'postgres');
+      // As behind a pooler that switched sessions: the next write still goes through.
+      await sql`DEALLOCATE ALL`.execute(c);
+      await executePrepared(c, indexTables, writeStatements(indexTables, [pendingCreate('prep-2', '2024-01-02T00:00:00Z')])[0]!);
+    });
+    expect(await storedIds('prep-')).toEqual(['prep-1', 'prep-2']);
+    const rows = await sql<{ n: number }>`SELECT count(*)::int AS n FROM search_date WHERE resource_type = 'Basic' AND resource_id LIKE 'prep-%'`.execute(db);
+    expect(rows.rows[0]!.n).toBe(2);
   });
 
   it('a lone write does not wait', async () => {
