@@ -394,7 +394,7 @@ export class StoreTransaction {
     }
     // '1' until the statement tells: right for update-as-create, fixed below otherwise.
     const change = await this.write(method, resource, id, '1', undefined, true);
-    await this.flush();
+    await this.storeAlone();
     this.sealed = true;
     return change;
   }
@@ -504,6 +504,26 @@ export class StoreTransaction {
     if (profile) profile.add('sql', t);
   }
 
+  /**
+   * Writes everything pending as the whole of an autocommit transaction (nothing begun): as one
+   * statement, which may be sent together with other transactions' (group commit,
+   * write-combiner.ts); as several inside BEGIN when the writes need more than one.
+   */
+  private async storeAlone(): Promise<void> {
+    const profile = activeWriteProfile;
+    let t = profile ? stageStart() : 0;
+    const statements = writeStatements(this.index.tables, this.pending);
+    if (profile) profile.add('build', t);
+    if (statements.length !== 1) return this.flush(statements);
+    const statement = statements[0]!;
+    const writes = this.pending;
+    this.pending = [];
+    t = profile ? stageStart() : 0;
+    const rows = await this.store.combiner.run(this.connection, this.index.tables, writes, statement);
+    if (statement.blind.length > 0) settleBlindWrites(statement.blind, rows);
+    if (profile) profile.add('sql', t);
+  }
+
   /** Plain reads (not locking) that see this transaction's own writes. */
   async read(resourceType: string, id: string): Promise<StoredVersion | undefined> {
     return this.store.read(resourceType, id, await this.executor());
@@ -520,25 +540,8 @@ export class StoreTransaction {
       const db = await this.executor();
       for (const action of this.finishing.splice(0)) await action(db);
     }
-    let statements: WriteStatement[] | undefined;
-    if (!this.begun && this.pending.length > 0 && this.pending.every((w) => !w.blind)) {
-      const profile = activeWriteProfile;
-      let t = profile ? stageStart() : 0;
-      statements = writeStatements(this.index.tables, this.pending);
-      if (statements.length === 1) {
-        const writes = this.pending;
-        this.pending = [];
-        if (profile) {
-          profile.add('build', t);
-          t = stageStart();
-        }
-        await this.store.combiner.run(this.connection, this.index.tables, writes, statements[0]!);
-        if (profile) profile.add('sql', t);
-        return;
-      }
-      if (profile) profile.add('build', t);
-    }
-    await this.flush(statements);
+    if (!this.begun && this.pending.length > 0) await this.storeAlone();
+    else await this.flush();
     if (this.begun) {
       const t = activeWriteProfile ? stageStart() : 0;
       await sql`COMMIT`.execute(this.connection);

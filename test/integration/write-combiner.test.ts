@@ -35,7 +35,7 @@ describe('group commit of lone writes (WriteCombiner)', () => {
     return r.rows.map((row) => row.id);
   }
 
-  async function runAll(combiner: WriteCombiner, writes: PendingWrite[]): Promise<PromiseSettledResult<void>[]> {
+  async function runAll(combiner: WriteCombiner, writes: PendingWrite[]): Promise<PromiseSettledResult<unknown>[]> {
     return Promise.allSettled(
       writes.map((w) => db.connection().execute((connection) => combiner.run(connection as Db, indexTables, [w], writeStatements(indexTables, [w])[0]!))),
     );
