@@ -11,7 +11,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import pg from 'pg';
-import { pgErrorCode } from './pg-errors.js';
+import { lostPreparedStatement, pgErrorCode } from './pg-errors.js';
 import { PgliteThread } from './pglite-thread.js';
 import type { Database } from './schema.js';
 
@@ -163,10 +163,6 @@ const preparedNames = new Map<string, string>();
 const MAX_PREPARED_STATEMENTS = 64;
 /** SQLSTATE 26000: the server session does not know the statement (a pooler switched sessions). */
 const UNDEFINED_PREPARED_STATEMENT = '26000';
-/** SQLSTATE 42P05: the server session has the name already (a pooler switched sessions under another client's statement). */
-const DUPLICATE_PREPARED_STATEMENT = '42P05';
-/** SQLSTATE 0A000 "cached plan must not change result type": a table changed under the statement. */
-const CACHED_PLAN_CHANGED = '0A000';
 
 function preparedName(text: string): string | undefined {
   let name = preparedNames.get(text);
@@ -181,9 +177,11 @@ type QueryFn = (text: unknown, values?: unknown) => Promise<pg.QueryResult>;
 
 /**
  * A pg client that sends statements marked PREPARED or `preparedAs(name)` under a name (pg
- * parses a name once per connection). A server session that does not keep them (PgBouncer in transaction mode) answers
- * 26000: that client then sends every statement unnamed, and the one that failed is sent again
- * (outside a transaction block, where these reads run, that is safe).
+ * parses a name once per connection). A server session that does not keep them (PgBouncer in
+ * transaction mode) answers 26000 (or 42P05, a name another client prepared in it): that client
+ * then sends every statement unnamed. The one that failed is sent again when no transaction
+ * block is open; inside one the error goes to the caller, whose transaction is run again
+ * (isRetryable in pg-errors.ts).
  */
 class PreparingClient extends pg.Client {
   private named = true;
@@ -200,9 +198,11 @@ class PreparingClient extends pg.Client {
       const name = text.endsWith(PREPARED) ? preparedName(text) : PREPARED_AS.exec(text)?.[1];
       if (name === undefined) return plain(text, values);
       return plain({ name, text, values }).catch((e: unknown) => {
-        const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
-        if (code !== UNDEFINED_PREPARED_STATEMENT && code !== DUPLICATE_PREPARED_STATEMENT && code !== CACHED_PLAN_CHANGED) throw e;
+        if (!lostPreparedStatement(e)) throw e;
         this.named = false;
+        // Inside a transaction block the failure aborted the transaction: the caller runs it again
+        // (isRetryable), unnamed from now on. Outside one nothing was done: send it again at once.
+        if (this.getTransactionStatus() !== 'I') throw e;
         return plain(text, values);
       });
     };

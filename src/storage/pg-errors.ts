@@ -15,10 +15,24 @@ export function pgErrorCode(e: unknown): string | undefined {
   return undefined;
 }
 
-/** A transaction that failed only because another one raced it; running it again is safe. */
+/**
+ * The server session does not have a prepared statement the client thinks it has (26000: a
+ * pooler switched sessions), has one of the name already (42P05: another client prepared it in
+ * that session), or a table changed under it (0A000 "cached plan must not change result type"):
+ * the client sends its statements unnamed from then on (PreparingClient in db.ts).
+ */
+export function lostPreparedStatement(e: unknown): boolean {
+  const code = pgErrorCode(e);
+  return code === '26000' || code === '42P05' || code === '0A000';
+}
+
+/**
+ * A transaction that failed only because another one raced it, or because its session lost a
+ * prepared statement (its client sends them unnamed from then on): running it again is safe.
+ */
 export function isRetryable(e: unknown): boolean {
   const code = pgErrorCode(e);
-  return code === SERIALIZATION_FAILURE || code === DEADLOCK_DETECTED || code === UNIQUE_VIOLATION;
+  return code === SERIALIZATION_FAILURE || code === DEADLOCK_DETECTED || code === UNIQUE_VIOLATION || lostPreparedStatement(e);
 }
 
 /**

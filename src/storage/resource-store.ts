@@ -495,10 +495,7 @@ export class StoreTransaction {
       this.begun = true;
     }
     for (const statement of statements) {
-      // A lone statement outside BEGIN is its own transaction: run it prepared (see prepared-write.ts).
-      const result = this.begun
-        ? await this.connection.executeQuery<BlindResult>(CompiledQuery.raw(statement.sql, statement.parameters))
-        : await executePrepared(this.connection, this.index.tables, statement);
+      const result = await executePrepared(this.connection, this.index.tables, statement);
       if (statement.blind.length > 0) settleBlindWrites(statement.blind, result.rows);
     }
     if (profile) profile.add('sql', t);

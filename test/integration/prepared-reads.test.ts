@@ -51,3 +51,32 @@ describe('reads by id (R4 http.html#read, #vread) on prepared statements', () =>
     expect(res.statusCode).toBe(200);
   });
 });
+
+describe.skipIf(!process.env.DATABASE_URL)('writes inside a transaction block on prepared statements', () => {
+  let one: TestApp;
+  beforeAll(async () => {
+    // One pool connection: the DEALLOCATE below reaches the session the write runs on.
+    one = await startTestApp({ DATABASE_POOL_SIZE: '1' });
+  });
+  afterAll(async () => {
+    await one?.close();
+  });
+
+  it('are prepared once per session, and a transaction whose session lost them is run again (as behind a pooler)', async () => {
+    const created = await one.request({ method: 'POST', url: '/fhir/Basic', payload: { resourceType: 'Basic', code: { text: 'in-tx' } } });
+    expect(created.statusCode).toBe(201);
+    const id = (created.json() as { id: string }).id;
+    // If-Match takes the locking path: BEGIN, SELECT … FOR UPDATE, the write statement, COMMIT.
+    const first = await one.request({ method: 'PUT', url: `/fhir/Basic/${id}`, headers: { 'if-match': 'W/"1"' }, payload: { resourceType: 'Basic', id, code: { text: 'in-tx 2' } } });
+    expect(first.statusCode).toBe(200);
+    const prepared = await sql<{ from_sql: boolean }>`SELECT from_sql FROM pg_prepared_statements WHERE name LIKE 'fhir_write_%'`.execute(one.server.database.db);
+    expect(prepared.rows.length).toBeGreaterThan(1);
+    expect(prepared.rows.every((r) => !r.from_sql)).toBe(true);
+    await sql`DEALLOCATE ALL`.execute(one.server.database.db);
+    const second = await one.request({ method: 'PUT', url: `/fhir/Basic/${id}`, headers: { 'if-match': 'W/"2"' }, payload: { resourceType: 'Basic', id, code: { text: 'in-tx 3' } } });
+    expect(second.statusCode).toBe(200);
+    expect((second.json() as { meta: { versionId: string } }).meta.versionId).toBe('3');
+    const history = (await one.request({ method: 'GET', url: `/fhir/Basic/${id}/_history` })).json() as { entry?: Array<{ resource?: { code?: { text?: string } } }> };
+    expect(history.entry?.map((e) => e.resource?.code?.text)).toEqual(['in-tx 3', 'in-tx 2', 'in-tx']);
+  });
+});
