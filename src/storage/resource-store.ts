@@ -65,13 +65,16 @@ function toStored(row: VersionRow): StoredVersion {
 type Executor = Db;
 
 /**
- * The reads by id, as fixed texts: nothing to build per read, and on PostgreSQL they run as
- * named prepared statements (PREPARED, src/storage/db.ts), planned once per connection.
+ * The reads by id (and the locking read of an update), as fixed texts: nothing to build per
+ * read, and on PostgreSQL they run as named prepared statements (PREPARED, src/storage/db.ts),
+ * planned once per connection.
  */
 const READ_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
   FROM resource WHERE resource_type = $1 AND id = $2${PREPARED}`;
 const READ_MANY_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
   FROM resource WHERE resource_type = $1 AND id = ANY($2::text[])${PREPARED}`;
+const READ_FOR_UPDATE_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+  FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE${PREPARED}`;
 const VREAD_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
   FROM resource_history WHERE resource_type = $1 AND id = $2 AND version_id = $3::bigint${PREPARED}`;
 
@@ -311,9 +314,7 @@ export class StoreTransaction {
     if (known !== undefined) return known ?? undefined;
     const trx = await this.executor();
     const t = activeWriteProfile ? stageStart() : 0;
-    const result = await sql<VersionRow>`
-      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
-      FROM resource WHERE resource_type = ${resourceType} AND id = ${id} FOR UPDATE`.execute(trx);
+    const result = await trx.executeQuery<VersionRow>(CompiledQuery.raw(READ_FOR_UPDATE_SQL, [resourceType, id]));
     activeWriteProfile?.add('read', t);
     const row = result.rows[0];
     return row ? toStored(row) : undefined;
