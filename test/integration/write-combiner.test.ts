@@ -35,6 +35,22 @@ describe('group commit of lone writes (WriteCombiner)', () => {
     return r.rows.map((row) => row.id);
   }
 
+  /**
+   * Opens every pool connection (4) before the writes: group commit needs writes that overlap,
+   * and opening a connection takes longer than a write, so writes on connections still being
+   * opened would each run alone.
+   */
+  async function openPool(): Promise<void> {
+    await Promise.all(
+      Array.from({ length: 4 }, () =>
+        db.connection().execute(async (connection) => {
+          await sql`SELECT 1`.execute(connection);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }),
+      ),
+    );
+  }
+
   async function runAll(combiner: WriteCombiner, writes: PendingWrite[]): Promise<PromiseSettledResult<unknown>[]> {
     return Promise.allSettled(
       writes.map((w) => db.connection().execute((connection) => combiner.run(connection as Db, indexTables, [w], writeStatements(indexTables, [w])[0]!))),
@@ -44,6 +60,7 @@ describe('group commit of lone writes (WriteCombiner)', () => {
   it('sends concurrent creates together and stores each with its index rows', async () => {
     const combiner = new WriteCombiner();
     const writes = Array.from({ length: 20 }, (_, i) => pendingCreate(`gc-ok-${String(i).padStart(2, '0')}`, '2024-01-02T00:00:00Z'));
+    await openPool();
     const results = await runAll(combiner, writes);
     expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
     expect(await storedIds('gc-ok-')).toEqual(writes.map((w) => w.change.id));
