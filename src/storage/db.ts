@@ -11,7 +11,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import pg from 'pg';
-import { lostPreparedStatement, pgErrorCode } from './pg-errors.js';
+import { lostPreparedStatement, pgErrorCode, UNDEFINED_PREPARED_STATEMENT } from './pg-errors.js';
 import { PgliteThread } from './pglite-thread.js';
 import type { Database } from './schema.js';
 
@@ -161,8 +161,6 @@ async function openPostgres(url: string, schema: string | undefined, poolSize: n
 /** Statement names by text: a few fixed texts (see PREPARED), bounded in case a caller errs. */
 const preparedNames = new Map<string, string>();
 const MAX_PREPARED_STATEMENTS = 64;
-/** SQLSTATE 26000: the server session does not know the statement (a pooler switched sessions). */
-const UNDEFINED_PREPARED_STATEMENT = '26000';
 
 function preparedName(text: string): string | undefined {
   let name = preparedNames.get(text);

@@ -6,6 +6,8 @@ const DEADLOCK_DETECTED = '40P01';
 const UNIQUE_VIOLATION = '23505';
 const QUERY_CANCELED = '57014';
 const LOCK_NOT_AVAILABLE = '55P03';
+/** The server session does not know a prepared statement of that name. */
+export const UNDEFINED_PREPARED_STATEMENT = '26000';
 
 export function pgErrorCode(e: unknown): string | undefined {
   if (typeof e === 'object' && e !== null && 'code' in e) {
@@ -23,7 +25,7 @@ export function pgErrorCode(e: unknown): string | undefined {
  */
 export function lostPreparedStatement(e: unknown): boolean {
   const code = pgErrorCode(e);
-  return code === '26000' || code === '42P05' || code === '0A000';
+  return code === UNDEFINED_PREPARED_STATEMENT || code === '42P05' || code === '0A000';
 }
 
 /**
