@@ -18,6 +18,7 @@ import type { AuthContext } from '../src/auth/token-service.js';
 import { parseScopes } from '../src/auth/scopes.js';
 import { openBenchApp } from './bench-app.js';
 import { loadNow } from './environment.js';
+import { cpuSince, cpuSnapshot, type CpuPerOperation } from './cpu.js';
 import { measureFor, type Measurement } from './harness.js';
 
 export interface AuthOverheadOptions {
@@ -36,6 +37,8 @@ export interface AuthOverheadRow {
   what: 'read' | 'search';
   perSecond: Record<Mode, number>;
   p50Ms: Record<Mode, number>;
+  /** CPU per request (median over the rounds): Node, and a local PostgreSQL's processes; the audited rounds include writing their events */
+  cpu: Record<Mode, CpuPerOperation | undefined>;
   /** auth + audit on ÷ auth off (the aim: ≥ 0.8) */
   ratio: number;
   /** audit on ÷ audit off, both with auth on */
@@ -133,6 +136,7 @@ export async function benchAuthOverhead(o: AuthOverheadOptions): Promise<AuthOve
         const server = servers[mode];
         for (const what of ['read', 'search'] as const) {
           const url = kinds[what];
+          const cpu = cpuSnapshot();
           const m = await measureFor(`${what} ${mode}`, o.seconds, o.concurrency, async (i) => {
             const res = await server.app.http.inject({ method: 'GET', url: url(mode, i), headers: server.headers });
             if (res.statusCode !== 200) throw new Error(`${url(mode, i)}: ${res.statusCode} ${res.body.slice(0, 200)}`);
@@ -144,7 +148,7 @@ export async function benchAuthOverhead(o: AuthOverheadOptions): Promise<AuthOve
             const drained = performance.now() - t0;
             drainMs.push(drained);
             const seconds = m.seconds + drained / 1000;
-            results[what][mode].push({ ...m, seconds, perSecond: m.operations / seconds });
+            results[what][mode].push({ ...m, seconds, perSecond: m.operations / seconds, cpu: cpuSince(cpu, m.operations) });
           } else {
             results[what][mode].push(m);
           }
@@ -154,8 +158,15 @@ export async function benchAuthOverhead(o: AuthOverheadOptions): Promise<AuthOve
     const rows: AuthOverheadRow[] = (['read', 'search'] as const).map((what) => {
       const perSecond = Object.fromEntries(MODES.map((m) => [m, median(results[what][m].map((x) => x.perSecond))])) as Record<Mode, number>;
       const p50Ms = Object.fromEntries(MODES.map((m) => [m, median(results[what][m].map((x) => x.p50Ms))])) as Record<Mode, number>;
+      const cpuOf = (m: Mode): CpuPerOperation | undefined => {
+        const rounds = results[what][m].map((x) => x.cpu).filter((c): c is CpuPerOperation => c !== undefined);
+        if (rounds.length === 0) return undefined;
+        const db = rounds.map((c) => c.dbMicros).filter((d): d is number => d !== undefined);
+        return { nodeMicros: median(rounds.map((c) => c.nodeMicros)), ...(db.length === rounds.length ? { dbMicros: median(db) } : {}) };
+      };
+      const cpu = Object.fromEntries(MODES.map((m) => [m, cpuOf(m)])) as Record<Mode, CpuPerOperation | undefined>;
       const ratio = perSecond.authAudit / perSecond.authOff;
-      return { what, perSecond, p50Ms, ratio, auditRatio: perSecond.authAudit / perSecond.authOn, authRatio: perSecond.authOn / perSecond.authOff, met: ratio >= 0.8 };
+      return { what, perSecond, p50Ms, cpu, ratio, auditRatio: perSecond.authAudit / perSecond.authOn, authRatio: perSecond.authOn / perSecond.authOff, met: ratio >= 0.8 };
     });
     const stats = servers.authAudit.app.audit.stats();
     return { database: o.databaseUrl ? 'PostgreSQL' : 'PGlite', rows, load: loadNow(), auditEventsWritten: stats.written, auditLost: stats.lost, drainMs };
@@ -172,6 +183,10 @@ export function printAuthOverhead(r: AuthOverheadReport, o: AuthOverheadOptions)
   for (const row of r.rows) {
     const cells = MODES.map((m) => `${row.perSecond[m].toFixed(0)}/s p50 ${row.p50Ms[m].toFixed(1)} ms`.padStart(22)).join('');
     console.log(`  ${row.what.padEnd(7)}${cells}   ${row.ratio.toFixed(2).padStart(6)} ${row.met ? 'met' : 'NOT met'}${' '.repeat(22)}${row.auditRatio.toFixed(2).padStart(6)}${row.authRatio.toFixed(2).padStart(16)}`);
+  }
+  const cpuText = (c: CpuPerOperation | undefined) => (c ? `${c.nodeMicros.toFixed(0)}${c.dbMicros === undefined ? '' : ` + ${c.dbMicros.toFixed(0)}`}` : '–');
+  for (const row of r.rows) {
+    console.log(`  CPU µs per ${row.what} (Node${row.cpu.authOff?.dbMicros === undefined ? '' : ' + PostgreSQL'}): ${MODES.map((m) => `${LABEL[m]} ${cpuText(row.cpu[m])}`).join(', ')}`);
   }
   console.log(`  AuditEvents written ${r.auditEventsWritten}, lost ${r.auditLost}; backlog drained after each audited round in ${r.drainMs.map((x) => x.toFixed(0)).join(', ')} ms (counted in the audited figures)`);
 }

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { cpuSince, cpuSnapshot, totalCpuMicros, type CpuPerOperation } from './cpu.js';
 
 export interface Measurement {
   name: string;
@@ -8,6 +9,8 @@ export interface Measurement {
   p50Ms: number;
   p95Ms: number;
   p99Ms?: number;
+  /** CPU per operation while it ran (bench/cpu.ts) */
+  cpu?: CpuPerOperation;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -23,6 +26,7 @@ function percentile(sorted: number[], p: number): number {
 export async function measure(name: string, count: number, concurrency: number, operation: (i: number) => Promise<void>): Promise<Measurement> {
   const latencies: number[] = new Array(count);
   let next = 0;
+  const cpu = cpuSnapshot();
   const started = performance.now();
   const worker = async () => {
     for (;;) {
@@ -44,6 +48,7 @@ export async function measure(name: string, count: number, concurrency: number, 
     p50Ms: percentile(latencies, 50),
     p95Ms: percentile(latencies, 95),
     p99Ms: percentile(latencies, 99),
+    cpu: cpuSince(cpu, count),
   };
 }
 
@@ -54,6 +59,7 @@ export async function measure(name: string, count: number, concurrency: number, 
 export async function measureFor(name: string, seconds: number, concurrency: number, operation: (i: number) => Promise<void>): Promise<Measurement> {
   const latencies: number[] = [];
   let next = 0;
+  const cpu = cpuSnapshot();
   const started = performance.now();
   const until = started + seconds * 1000;
   const worker = async () => {
@@ -75,6 +81,7 @@ export async function measureFor(name: string, seconds: number, concurrency: num
     p50Ms: percentile(latencies, 50),
     p95Ms: percentile(latencies, 95),
     p99Ms: percentile(latencies, 99),
+    cpu: cpuSince(cpu, latencies.length),
   };
 }
 
@@ -86,6 +93,12 @@ export interface Comparison {
   throughputRatio: number;
   /** fhir p50 / raw p50 */
   p50Ratio: number;
+  /**
+   * raw CPU per operation / fhir CPU per operation (Node + a local database's processes), read
+   * like throughputRatio: 0.25 means a FHIR operation costs four times the CPU of the raw one.
+   * Steadier than throughput on a shared host. Absent when either side has no CPU figure.
+   */
+  cpuRatio?: number;
   aim?: string;
   met?: boolean;
 }
@@ -108,6 +121,9 @@ export function compare(what: string, fhir: Measurement, raw: Measurement, aim?:
     throughputRatio: fhir.perSecond / raw.perSecond,
     p50Ratio: fhir.p50Ms / raw.p50Ms,
   };
+  const fhirCpu = totalCpuMicros(fhir.cpu);
+  const rawCpu = totalCpuMicros(raw.cpu);
+  if (fhirCpu && rawCpu) c.cpuRatio = rawCpu / fhirCpu;
   if (aim) {
     c.aim = aim.text;
     c.met = aim.met(c);
@@ -117,11 +133,13 @@ export function compare(what: string, fhir: Measurement, raw: Measurement, aim?:
 
 const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
+/** "Node + database" µs per operation, or the Node figure alone where the database's is not seen. */
+const cpuCell = (cpu: CpuPerOperation | undefined) => (cpu ? (cpu.dbMicros === undefined ? cpu.nodeMicros.toFixed(0) : `${cpu.nodeMicros.toFixed(0)} + ${cpu.dbMicros.toFixed(0)}`) : '');
 
 export function printComparisons(title: string, rows: Comparison[]): void {
   console.log(`\n${title}`);
   console.log(
-    ['what', 'fhir ops/s', 'raw ops/s', 'ratio', 'fhir p50 ms', 'fhir p95 ms', 'raw p50 ms', 'raw p95 ms', 'p50 ratio', 'aim'].join(' | '),
+    ['what', 'fhir ops/s', 'raw ops/s', 'ratio', 'fhir p50 ms', 'fhir p95 ms', 'raw p50 ms', 'raw p95 ms', 'p50 ratio', 'fhir CPU µs/op (node + db)', 'raw CPU µs/op', 'CPU ratio', 'aim'].join(' | '),
   );
   for (const r of rows) {
     console.log(
@@ -135,6 +153,9 @@ export function printComparisons(title: string, rows: Comparison[]): void {
         f2(r.raw.p50Ms),
         f2(r.raw.p95Ms),
         f2(r.p50Ratio),
+        cpuCell(r.fhir.cpu),
+        cpuCell(r.raw.cpu),
+        r.cpuRatio === undefined ? '' : f2(r.cpuRatio),
         r.aim ? `${r.aim}: ${r.met ? 'met' : 'NOT met'}` : '',
       ].join(' | '),
     );

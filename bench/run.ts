@@ -230,7 +230,8 @@ async function main(): Promise<void> {
           `  mean until delivered: 0 → ${m['0']!.drainedPerSecond.toFixed(0)}/s, 10 → ${m['10']!.drainedPerSecond.toFixed(0)}/s, 100 → ${m['100']!.drainedPerSecond.toFixed(0)}/s; ` +
             `ratio (median of the palindromes' ratios) 10: ${f2(result.ratio10)}×, 100: ${f2(result.ratio100)}× (each: ${result.ratios100.map(f2).join(', ')}); ` +
             `creates as clients saw them: 100 vs 0 ${f2(result.writesRatio100)}×; ` +
-            `CPU of this process per create 0 / 10 / 100: ${m['0']!.cpuMicrosPerWrite.toFixed(0)} / ${m['10']!.cpuMicrosPerWrite.toFixed(0)} / ${m['100']!.cpuMicrosPerWrite.toFixed(0)} µs; ` +
+            `CPU of this process per create 0 / 10 / 100: ${m['0']!.cpuMicrosPerWrite.toFixed(0)} / ${m['10']!.cpuMicrosPerWrite.toFixed(0)} / ${m['100']!.cpuMicrosPerWrite.toFixed(0)} µs` +
+            (m['0']!.dbMicrosPerWrite === undefined ? '; ' : `, of PostgreSQL ${m['0']!.dbMicrosPerWrite.toFixed(0)} / ${m['10']!.dbMicrosPerWrite!.toFixed(0)} / ${m['100']!.dbMicrosPerWrite!.toFixed(0)} µs; `) +
             `delivery latency commit → receiver p50 ${result.latency.p50Ms.toFixed(0)} ms, p95 ${result.latency.p95Ms.toFixed(0)} ms (${result.latency.samples} deliveries)`,
         );
         aims.push({ section: 'subscriptions', aim: result.aim, figure: `${f2(result.ratio100)}× throughput until delivered (${f2(result.writesRatio100)}× as clients saw it); latency p50 ${result.latency.p50Ms.toFixed(0)} ms, p95 ${result.latency.p95Ms.toFixed(0)} ms`, met: result.met });

@@ -2,6 +2,7 @@ import type { Observation, Subscription } from 'fhir/r4.js';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { ServerApp } from '../src/app.js';
+import { cpuSince, cpuSnapshot } from './cpu.js';
 import { loadNow } from './environment.js';
 import { measure } from './harness.js';
 
@@ -24,12 +25,14 @@ export interface SubscriptionPhase {
   deliveries: number;
   /** CPU time of this process (server, bench client, the receiver thread) per create, in µs: steadier than throughput on a shared host */
   cpuMicrosPerWrite: number;
+  /** CPU of a local PostgreSQL's processes per create, in µs (bench/cpu.ts); absent when not seen */
+  dbMicrosPerWrite?: number;
 }
 
 export interface SubscriptionBenchReport {
   phases: SubscriptionPhase[];
   /** by number of subscriptions: mean over the phases with that number */
-  mean: Record<string, { writesPerSecond: number; drainedPerSecond: number; cpuMicrosPerWrite: number }>;
+  mean: Record<string, { writesPerSecond: number; drainedPerSecond: number; cpuMicrosPerWrite: number; dbMicrosPerWrite?: number }>;
   /** commit (create answered) → receiver, over the phases with subscriptions */
   latency: { p50Ms: number; p95Ms: number; samples: number };
   /**
@@ -160,7 +163,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     const answered = new Map<string, number>();
     const first = written;
     written += writes;
-    const cpu0 = process.cpuUsage();
+    const cpu0 = cpuSnapshot();
     const t0 = performance.now();
     const m = await measure(`creates with ${n} subscriptions`, writes, o.concurrency, async (i) => {
       const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Observation', headers: { ...headers, prefer: 'return=minimal' }, payload: body(first + i) });
@@ -172,7 +175,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     const deadline = performance.now() + 300_000;
     while (n > 0 && [...answered.keys()].some((id) => !arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const drainedSeconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
+    const cpu = cpuSince(cpu0, writes);
     let delivered = 0;
     for (const [id, at] of answered) {
       const got = arrivals.get(id);
@@ -180,12 +183,13 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
       delivered++;
       if (measured) latencies.push(got - at);
     }
-    const cpuMicrosPerWrite = (cpu.user + cpu.system) / writes;
+    const cpuMicrosPerWrite = cpu.nodeMicros;
+    const dbMicrosPerWrite = cpu.dbMicros;
     const drainedPerSecond = n > 0 ? writes / drainedSeconds : m.perSecond;
-    if (measured) phases.push({ subscriptions: n, writesPerSecond: m.perSecond, drainedPerSecond, deliveries: delivered, cpuMicrosPerWrite });
+    if (measured) phases.push({ subscriptions: n, writesPerSecond: m.perSecond, drainedPerSecond, deliveries: delivered, cpuMicrosPerWrite, ...(dbMicrosPerWrite === undefined ? {} : { dbMicrosPerWrite }) });
     console.log(
       `  ${measured ? '' : 'warm-up, '}${n} subscriptions: ${m.perSecond.toFixed(0)} creates/s, ${drainedPerSecond.toFixed(0)}/s until delivered, ${delivered} deliveries, ` +
-        `${cpuMicrosPerWrite.toFixed(0)} µs CPU/create (load ${loadNow()})`,
+        `${cpuMicrosPerWrite.toFixed(0)}${dbMicrosPerWrite === undefined ? '' : ` + ${dbMicrosPerWrite.toFixed(0)} (PostgreSQL)`} µs CPU/create (load ${loadNow()})`,
     );
   };
   try {
@@ -198,13 +202,14 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     await setSubscriptions(0).catch(() => undefined);
     await receiver.close();
   }
-  const meanOf = (of: readonly SubscriptionPhase[], n: number, key: 'writesPerSecond' | 'drainedPerSecond' | 'cpuMicrosPerWrite'): number => {
+  const meanOf = (of: readonly SubscriptionPhase[], n: number, key: 'writesPerSecond' | 'drainedPerSecond' | 'cpuMicrosPerWrite' | 'dbMicrosPerWrite'): number => {
     const with_ = of.filter((p) => p.subscriptions === n);
-    return with_.reduce((s, p) => s + p[key], 0) / with_.length;
+    return with_.reduce((s, p) => s + (p[key] ?? 0), 0) / with_.length;
   };
   const mean: SubscriptionBenchReport['mean'] = {};
   for (const n of [0, 10, 100]) {
     mean[String(n)] = { writesPerSecond: meanOf(phases, n, 'writesPerSecond'), drainedPerSecond: meanOf(phases, n, 'drainedPerSecond'), cpuMicrosPerWrite: meanOf(phases, n, 'cpuMicrosPerWrite') };
+    if (phases.every((p) => p.dbMicrosPerWrite !== undefined)) mean[String(n)]!.dbMicrosPerWrite = meanOf(phases, n, 'dbMicrosPerWrite');
   }
   // One ratio per palindrome (its own 0-phases as the reference), then the median.
   const perPalindrome = (n: number, key: 'writesPerSecond' | 'drainedPerSecond') =>

@@ -1,0 +1,37 @@
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { cpuSince, cpuSnapshot } from '../../bench/cpu.js';
+
+/** Keeps this thread busy for about `ms` of CPU. */
+function burn(ms: number): void {
+  const start = process.cpuUsage();
+  let x = 0;
+  while ((process.cpuUsage(start).user + process.cpuUsage(start).system) / 1000 < ms) x += Math.sqrt(x + 1);
+  expect(x).toBeGreaterThan(0);
+}
+
+describe('bench CPU accounting (bench/cpu.ts)', () => {
+  it("counts this process's CPU per operation", () => {
+    const start = cpuSnapshot();
+    burn(60);
+    const cpu = cpuSince(start, 10);
+    // ~6,000 µs per operation; the bound leaves room for a slow or shared machine.
+    expect(cpu.nodeMicros).toBeGreaterThan(5_000);
+    expect(cpu.nodeMicros).toBeLessThan(60_000);
+  });
+
+  // The database's CPU is seen only for a PostgreSQL on this machine (DATABASE_URL, as in CI).
+  it.runIf(process.env.DATABASE_URL)('counts the CPU of a PostgreSQL backend that ended inside the window', async () => {
+    const start = cpuSnapshot();
+    const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await client.connect();
+    // A few hundred ms of backend CPU, then the backend exits: only the postmaster's reaped
+    // children's counters still hold its CPU.
+    await client.query('SELECT count(*) FROM generate_series(1, 4000000)');
+    await client.end();
+    await new Promise((r) => setTimeout(r, 300));
+    const cpu = cpuSince(start, 1);
+    expect(cpu.dbMicros).toBeDefined();
+    expect(cpu.dbMicros!).toBeGreaterThan(100_000);
+  });
+});
