@@ -4,7 +4,8 @@ import { readdirSync, readFileSync } from 'node:fs';
  * CPU time spent while a figure was measured, per operation: this Node process (every thread:
  * the server, the bench's own client, the embedded database's worker) and, when the database is
  * a PostgreSQL server on this machine, every PostgreSQL process. Throughput on a shared 2-core
- * host moves by ±20 % between runs minutes apart; the CPU an operation costs moves far less, and
+ * host moves by ±20 % between runs minutes apart; the CPU an operation costs moves less (a busy
+ * host inflates it too: compare within a run), and
  * it says on which side (Node or the database) a gap between FHIR and raw SQL lies.
  */
 export interface CpuPerOperation {
