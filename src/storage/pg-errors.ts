@@ -8,6 +8,10 @@ const QUERY_CANCELED = '57014';
 const LOCK_NOT_AVAILABLE = '55P03';
 /** The server session does not know a prepared statement of that name. */
 export const UNDEFINED_PREPARED_STATEMENT = '26000';
+/** The server session has a prepared statement of that name already. */
+const DUPLICATE_PREPARED_STATEMENT = '42P05';
+/** "cached plan must not change result type": a table changed under a prepared statement. */
+const CACHED_PLAN_CHANGED = '0A000';
 
 export function pgErrorCode(e: unknown): string | undefined {
   if (typeof e === 'object' && e !== null && 'code' in e) {
@@ -25,7 +29,7 @@ export function pgErrorCode(e: unknown): string | undefined {
  */
 export function lostPreparedStatement(e: unknown): boolean {
   const code = pgErrorCode(e);
-  return code === UNDEFINED_PREPARED_STATEMENT || code === '42P05' || code === '0A000';
+  return code === UNDEFINED_PREPARED_STATEMENT || code === DUPLICATE_PREPARED_STATEMENT || code === CACHED_PLAN_CHANGED;
 }
 
 /**

@@ -64,18 +64,20 @@ function toStored(row: VersionRow): StoredVersion {
 
 type Executor = Db;
 
+/** The columns of a version row (VersionRow), as every read of one selects them. */
+const VERSION_COLUMNS = 'resource_type, id, version_id::text AS version_id, last_updated, deleted';
 /**
  * The reads by id (and the locking read of an update), as fixed texts: nothing to build per
  * read, and on PostgreSQL they run as named prepared statements (PREPARED, src/storage/db.ts),
  * planned once per connection.
  */
-const READ_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+const READ_SQL = `SELECT ${VERSION_COLUMNS}, content::text AS json
   FROM resource WHERE resource_type = $1 AND id = $2${PREPARED}`;
-const READ_MANY_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+const READ_MANY_SQL = `SELECT ${VERSION_COLUMNS}, content::text AS json
   FROM resource WHERE resource_type = $1 AND id = ANY($2::text[])${PREPARED}`;
-const READ_FOR_UPDATE_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, content::text AS json
+const READ_FOR_UPDATE_SQL = `SELECT ${VERSION_COLUMNS}, content::text AS json
   FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE${PREPARED}`;
-const VREAD_SQL = `SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
+const VREAD_SQL = `SELECT ${VERSION_COLUMNS}, method, content::text AS json
   FROM resource_history WHERE resource_type = $1 AND id = $2 AND version_id = $3::bigint${PREPARED}`;
 
 /**
@@ -157,7 +159,7 @@ export class ResourceStore {
       );
     }
     const result = await sql<VersionRow>`
-      SELECT resource_type, id, version_id::text AS version_id, last_updated, deleted, method, content::text AS json
+      SELECT ${sql.raw(VERSION_COLUMNS)}, method, content::text AS json
       FROM resource_history
       WHERE ${sql.join(conditions, sql` AND `)}
       ORDER BY last_updated DESC, resource_type DESC, id DESC, version_id DESC
