@@ -5,8 +5,12 @@ import { cpuSince, cpuSnapshot } from '../../bench/cpu.js';
 /** Keeps this thread busy for about `ms` of CPU. */
 function burn(ms: number): void {
   const start = process.cpuUsage();
+  const spentMs = () => {
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / 1000;
+  };
   let x = 0;
-  while ((process.cpuUsage(start).user + process.cpuUsage(start).system) / 1000 < ms) x += Math.sqrt(x + 1);
+  while (spentMs() < ms) x += Math.sqrt(x + 1);
   expect(x).toBeGreaterThan(0);
 }
 
