@@ -12,6 +12,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { lostPreparedStatement, pgErrorCode, UNDEFINED_PREPARED_STATEMENT } from './pg-errors.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { PgliteThread } from './pglite-thread.js';
 import type { Database } from './schema.js';
 
@@ -209,7 +210,15 @@ class PreparingClient extends pg.Client {
 }
 
 async function openPglite(dataDir: string, statementTimeoutMs: number, template?: string): Promise<DatabaseHandle> {
-  const session = new PgliteSession(await PgliteThread.start(dataDir, template));
+  // A directory is one process's at a time (data-dir-lock.ts); memory is the process's own.
+  const unlock = dataDir === 'memory' ? async () => undefined : await lockDataDir(dataDir);
+  let session: PgliteSession;
+  try {
+    session = new PgliteSession(await PgliteThread.start(dataDir, template));
+  } catch (e) {
+    await unlock();
+    throw e;
+  }
   const db = new Kysely<Database>({ dialect: new PgliteDialect(session, statementTimeoutMs) });
   const unlimitedDb = new Kysely<Database>({ dialect: new PgliteDialect(session, 0) });
   return {
@@ -218,9 +227,13 @@ async function openPglite(dataDir: string, statementTimeoutMs: number, template?
     kind: 'pglite',
     statementTimeoutMs,
     async close() {
-      await unlimitedDb.destroy();
-      await db.destroy();
-      await session.close();
+      try {
+        await unlimitedDb.destroy();
+        await db.destroy();
+        await session.close();
+      } finally {
+        await unlock();
+      }
     },
   };
 }

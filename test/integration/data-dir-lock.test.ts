@@ -1,0 +1,80 @@
+/**
+ * One process at a time on an embedded database directory (src/storage/data-dir-lock.ts): a
+ * second server, or a CLI tool run while the server is up, is refused with who holds it instead
+ * of writing the same PGlite files; a holder that died is taken over once its lock is stale.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { sql } from 'kysely';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DataDirInUse } from '../../src/storage/data-dir-lock.js';
+import { openDatabase } from '../../src/storage/db.js';
+
+const work = mkdtempSync(join(tmpdir(), 'data-dir-lock-'));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Another process that opens `dataDir` and keeps it open (it prints `open` once it holds it). */
+async function holder(dataDir: string): Promise<ChildProcess> {
+  const script = join(work, `holder-${children.length}.mts`);
+  writeFileSync(
+    script,
+    `import { openDatabase } from ${JSON.stringify(resolve('src/storage/db.ts'))};
+     const database = await openDatabase({ dataDir: ${JSON.stringify(dataDir)} });
+     console.log('open');
+     setInterval(() => undefined, 1000);
+     process.on('SIGTERM', async () => { await database.close(); process.exit(0); });`,
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  await new Promise<void>((ready, fail) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('open') && ready());
+    child.once('exit', (code) => fail(new Error(`holder exited with ${code}`)));
+  });
+  return child;
+}
+
+describe('the embedded database directory lock', () => {
+  it('is released on close: the same directory opens again at once', async () => {
+    const dataDir = join(work, 'reopen');
+    for (let i = 0; i < 2; i++) {
+      const started = Date.now();
+      const database = await openDatabase({ dataDir });
+      expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(database.db)).rows[0]!.one).toBe(1);
+      await database.close();
+      expect(Date.now() - started).toBeLessThan(15_000);
+    }
+  }, 60_000);
+
+  it('refuses a second process at once, naming the holder, and takes over from one that died', async () => {
+    const dataDir = join(work, 'shared');
+    const child = await holder(dataDir);
+    const started = Date.now();
+    const refused = await openDatabase({ dataDir }).then(
+      async (d) => {
+        await d.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(DataDirInUse);
+    expect((refused as Error).message).toContain(`process ${child.pid}`);
+    expect((refused as Error).message).toContain('only one process may open it at a time');
+    expect(Date.now() - started).toBeLessThan(5_000);
+
+    // kill -9: no release. The lock goes stale within ~20 s and is taken over.
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const database = await openDatabase({ dataDir });
+    try {
+      expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(database.db)).rows[0]!.one).toBe(1);
+    } finally {
+      await database.close();
+    }
+  }, 90_000);
+});
