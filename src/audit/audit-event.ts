@@ -249,3 +249,51 @@ export function signInAuditEvent(record: SignInAuditRecord, source: AuditSource)
     source: sourceOf(source),
   };
 }
+
+/** What one run of the audit trail's archival did (src/audit/audit-archive.ts). */
+export interface ArchiveAuditRecord {
+  /** The operator who ran it: the operating-system user of `npm run audit:archive`. */
+  operator: string;
+  /** Events recorded before this instant were archived. */
+  before: string;
+  events: number;
+  files: ReadonlyArray<{ name: string; events: number; sha256: string; first: string; last: string }>;
+  recorded: string;
+}
+
+/**
+ * An R4 AuditEvent for an archival of the audit trail (DICOM Export; action D: the events left the
+ * server): one entity per archive file with its SHA-256, so the trail itself tells where the
+ * archived events went and lets anyone check a file was not altered since.
+ */
+export function archiveAuditEvent(record: ArchiveAuditRecord, source: AuditSource): AuditEvent {
+  return {
+    resourceType: 'AuditEvent',
+    type: { system: DCM, code: '110106', display: 'Export' },
+    subtype: [{ system: `${source.baseUrl}/auth/audit-events`, code: 'audit-archive' }],
+    action: 'D',
+    recorded: record.recorded,
+    outcome: '0',
+    outcomeDesc: `${record.events} AuditEvent(s) recorded before ${record.before} archived to ${record.files.length} file(s) and deleted from the server`,
+    agent: [
+      {
+        type: { coding: [{ system: AGENT_TYPE, code: 'humanuser', display: 'human user' }] },
+        who: { display: `operator ${record.operator} (npm run audit:archive)` },
+        altId: record.operator,
+        requestor: true,
+      },
+    ],
+    source: sourceOf(source),
+    entity: record.files.map((f) => ({
+      what: { identifier: { value: f.name } },
+      type: { system: ENTITY_TYPE, code: '2', display: 'System Object' },
+      description: 'AuditEvent archive file (gzip NDJSON)',
+      detail: [
+        { type: 'sha256', valueString: f.sha256 },
+        { type: 'events', valueString: String(f.events) },
+        { type: 'first-recorded', valueString: f.first },
+        { type: 'last-recorded', valueString: f.last },
+      ],
+    })),
+  };
+}

@@ -2,7 +2,7 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { describe, expect, it } from 'vitest';
 import { SearchIndexer } from '../search/indexer.js';
 import { SearchParameterRegistry } from '../search/registry.js';
-import { authServerAuditEvent, restAuditEvent, signInAuditEvent, type AuditCaller } from './audit-event.js';
+import { archiveAuditEvent, authServerAuditEvent, restAuditEvent, signInAuditEvent, type AuditCaller } from './audit-event.js';
 import { auditEventKeys, keysFromIndexRows } from './audit-keys.js';
 import { AUDIT_EVENT_UNINDEXED_PARAMS } from './audit-search.js';
 
@@ -44,6 +44,10 @@ const samples: AuditEvent[] = [
   ]),
   signInAuditEvent({ outcome: 'failure', username: 'someone', address: '10.0.0.2', step: 'password', recorded }, source),
   signInAuditEvent({ outcome: 'success', username: 'doc', userId: 'u1', fhirUser: 'Practitioner/d1', clientId: 'app', step: 'totp', recorded }, source),
+  archiveAuditEvent(
+    { operator: 'ops', before: '2020-01-01T00:00:00.000Z', events: 3, files: [{ name: 'AuditEvent-x-0001.ndjson.gz', events: 3, sha256: 'ab'.repeat(32), first: recorded, last: recorded }], recorded },
+    source,
+  ),
   {
     resourceType: 'AuditEvent',
     type: { code: 'no-system' },

@@ -24,6 +24,13 @@ export interface AuditQuery {
   none?: boolean;
 }
 
+/** An archived event: its id, `recorded` (microseconds, the archival's keyset) and stored JSON. */
+export interface ArchiveRow {
+  id: string;
+  recorded: string;
+  json: string;
+}
+
 export type AuditOrder = 'id' | 'recorded' | 'last_updated';
 
 export interface AuditPage {
@@ -143,6 +150,49 @@ export class AuditStore {
     const result = await sql<{ json: string }>`SELECT a.content::text AS json FROM audit_event a
       WHERE a.resource_type = 'AuditEvent' AND a.search_keys && ${[...keys]}::text[] ORDER BY a.resource_type, a.id LIMIT ${limit}`.execute(this.db);
     return result.rows.map((r) => r.json);
+  }
+
+  /**
+   * Archival (src/audit/audit-archive.ts): a page of the events recorded before `before`, oldest
+   * first, after the keyset `after` (`recorded` as text with microseconds, and id), through the
+   * (recorded, id) index.
+   */
+  async archivePage(before: string, after: { recorded: string; id: string } | undefined, limit: number): Promise<ArchiveRow[]> {
+    const result = await sql<ArchiveRow>`SELECT a.id, to_char(a.recorded AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded, a.content::text AS json
+      FROM audit_event a WHERE a.recorded < ${before}::timestamptz
+        ${after ? sql`AND (a.recorded, a.id) > (${after.recorded}::timestamptz, ${after.id})` : sql``}
+      ORDER BY a.recorded, a.id LIMIT ${limit}`.execute(this.db);
+    return result.rows;
+  }
+
+  /** How many events were recorded before `before` (what an archival would take now). */
+  async countRecordedBefore(before: string): Promise<number> {
+    const result = await sql<{ n: string | number }>`SELECT count(*) AS n FROM audit_event WHERE recorded < ${before}::timestamptz`.execute(this.db);
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  /**
+   * Deletes archived events by id, in one transaction, the only DELETE the append-only trigger
+   * lets through (migration 0040: `fhir.audit_archive` set for this transaction alone). Called
+   * only once their archive file is on disk. Returns how many were deleted.
+   */
+  async removeArchived(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.db.transaction().execute(async (tx) => {
+      await sql`SET LOCAL fhir.audit_archive = 'on'`.execute(tx);
+      let deleted = 0;
+      for (let start = 0; start < ids.length; start += MAX_EVENTS_PER_STATEMENT) {
+        const chunk = ids.slice(start, start + MAX_EVENTS_PER_STATEMENT);
+        const result = await sql`DELETE FROM audit_event WHERE resource_type = 'AuditEvent' AND id = ANY(${chunk}::text[])`.execute(tx);
+        deleted += Number(result.numAffectedRows ?? 0);
+      }
+      return deleted;
+    });
+  }
+
+  /** After an archival: the deleted rows' space back, and fresh statistics (nobody else may run VACUUM on the embedded database). */
+  async vacuum(): Promise<void> {
+    await sql`VACUUM (ANALYZE) audit_event`.execute(this.db);
   }
 
   private where(q: AuditQuery): Cond {

@@ -1,0 +1,54 @@
+/**
+ * `npm run audit:archive -- --before 2020-01-01 --out DIR [--events-per-file N] [--dry-run] [--quiet]`:
+ * moves the AuditEvents recorded before the cutoff out of the server's database (DATABASE_URL /
+ * DATABASE_SCHEMA, or DATA_DIR: the embedded database only while the server is stopped) into
+ * gzip NDJSON files in DIR, deletes them there, and records the archival as an AuditEvent with
+ * each file's SHA-256. See docs/auth.md, "Archiving the audit trail".
+ */
+import { userInfo } from 'node:os';
+import { archiveAuditTrail, DEFAULT_EVENTS_PER_FILE } from '../src/audit/audit-archive.js';
+import { loadConfig } from '../src/config/config.js';
+import { AuditStore } from '../src/storage/audit-store.js';
+import { describe, fail, openMigrated, serverDatabase } from './backup-cli.js';
+
+const USAGE = 'usage: npm run audit:archive -- --before YYYY-MM-DD[Thh:mm:ssZ] --out DIR [--events-per-file N] [--dry-run] [--quiet]';
+
+function option(args: string[], name: string): string | undefined {
+  const at = args.indexOf(name);
+  return at >= 0 ? args[at + 1] : undefined;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const known = new Set(['--before', '--out', '--events-per-file', '--dry-run', '--quiet']);
+  const unknown = args.filter((a, i) => a.startsWith('--') && !known.has(a) && !['--before', '--out', '--events-per-file'].includes(args[i - 1] ?? ''));
+  const beforeText = option(args, '--before');
+  const dir = option(args, '--out');
+  const dryRun = args.includes('--dry-run');
+  if (unknown.length || !beforeText || (!dir && !dryRun)) throw new Error(USAGE);
+  // A date alone is midnight UTC; a time must say its zone, so the cutoff is never ambiguous.
+  const before = new Date(/^\d{4}-\d{2}-\d{2}$/.test(beforeText) ? `${beforeText}T00:00:00Z` : beforeText);
+  if (Number.isNaN(before.getTime()) || !/^\d{4}-\d{2}-\d{2}(T.*(Z|[+-]\d{2}:\d{2}))?$/.test(beforeText)) throw new Error(`--before ${beforeText}: a date (YYYY-MM-DD, midnight UTC) or an instant with its zone\n${USAGE}`);
+  const perFileText = option(args, '--events-per-file');
+  const eventsPerFile = perFileText === undefined ? DEFAULT_EVENTS_PER_FILE : Number(perFileText);
+  if (!Number.isInteger(eventsPerFile) || eventsPerFile < 1) throw new Error(`--events-per-file ${perFileText}: a whole number ≥ 1\n${USAGE}`);
+
+  const config = loadConfig(process.env);
+  const target = serverDatabase();
+  const database = await openMigrated(target);
+  const quiet = args.includes('--quiet') || !process.stderr.isTTY;
+  try {
+    const result = await archiveAuditTrail(
+      { store: new AuditStore(database.unlimitedDb), source: { baseUrl: config.baseUrl }, baseUrls: [`${config.baseUrl}/fhir`] },
+      { before, dir: dir ?? '.', operator: userInfo().username, eventsPerFile, dryRun, onProgress: quiet ? undefined : (n) => process.stderr.write(`\rarchived ${n} events`) },
+    );
+    if (!quiet) process.stderr.write('\n');
+    if (dryRun) console.log(`${describe(target)}: ${result.events} AuditEvent(s) recorded before ${result.before} would be archived`);
+    else if (result.events === 0) console.log(`${describe(target)}: no AuditEvent recorded before ${result.before}; nothing written`);
+    else console.log(`${describe(target)}: ${result.events} AuditEvent(s) recorded before ${result.before} archived to ${result.files.length} file(s) in ${dir} (manifest ${result.manifest}) and deleted; recorded as AuditEvent/${result.auditEventId}`);
+  } finally {
+    await database.close();
+  }
+}
+
+main().catch(fail);
