@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -58,9 +58,9 @@ export interface DataDirLockOptions {
  *
  * The lock is a directory created atomically inside DATA_DIR and touched every 5 s by its holder
  * (proper-lockfile); a note beside it names the holder for the error message. A process that
- * finds it held by a live process on this host is refused at once; a lock not touched for 20 s
- * (its holder died without releasing it) is taken over, so a crashed server restarts after at
- * most that wait. Should the lock be lost while held (its directory removed, or not touched for
+ * finds it held by a live process on this host is refused at once; one whose holder on this
+ * host is gone is taken over at once; a lock of another host (a shared volume, a container that
+ * was replaced) is taken over once it was not touched for 20 s. Should the lock be lost while held (its directory removed, or not touched for
  * 20 s because the process was frozen), `onLost` runs: by default the process ends, because
  * another process may already be writing the same files.
  */
@@ -85,9 +85,19 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
       const holder = await readHolder(dataDir);
-      // A live process of this host: refused now. Otherwise (another host, or a holder that is
-      // gone) the lock may be a dead process's: wait until it is stale and take it over.
-      const live = holder !== undefined && holder.host === hostname() && holder.pid !== process.pid && alive(holder.pid);
+      const here = holder !== undefined && holder.host === hostname() && holder.pid !== process.pid;
+      // A live process of this host: refused now.
+      const live = here && alive(holder.pid);
+      if (here && !live) {
+        // Its holder on this host is gone (a crash, kill -9): the lock is backdated so that it is
+        // stale now and taken over by the next attempt, instead of after 20 s. Checked again just
+        // before, so a process that took it over meanwhile keeps it; should one still slip in, its
+        // own update sees the changed time and stops it (onLost): never two writers.
+        const again = await readHolder(dataDir);
+        if (again?.pid === holder.pid && again.since === holder.since) await utimes(join(dataDir, LOCK), 0, 0).catch(() => undefined);
+      }
+      // Otherwise (another host, or no note) the lock may be a dead process's: it is taken over
+      // once stale.
       if (live || Date.now() >= deadline) {
         const who = holder ? `process ${holder.pid} on ${holder.host} (${holder.command}), since ${holder.since}` : 'another process';
         throw new DataDirInUse(
@@ -95,7 +105,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
             `(backup, restore, db:copy, import, terminology:load and audit:archive need the server stopped), or use DATABASE_URL for a PostgreSQL server that several processes share.`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      await new Promise((resolve) => setTimeout(resolve, here ? 50 : RETRY_MS));
     }
   }
 }

@@ -47,7 +47,8 @@ describe('the embedded database directory lock', () => {
       const database = await openDatabase({ dataDir });
       expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(database.db)).rows[0]!.one).toBe(1);
       await database.close();
-      expect(Date.now() - started).toBeLessThan(15_000);
+      // The second open is not held up by the first one's lock (a leftover lock would cost 20 s and more).
+      if (i === 1) expect(Date.now() - started).toBeLessThan(15_000);
     }
   }, 60_000);
 
@@ -67,10 +68,13 @@ describe('the embedded database directory lock', () => {
     expect((refused as Error).message).toContain('only one process may open it at a time');
     expect(Date.now() - started).toBeLessThan(5_000);
 
-    // kill -9: no release. The lock goes stale within ~20 s and is taken over.
+    // kill -9: no release. The holder is gone from this host, so its lock is taken over at once
+    // (not only once stale, after 20 s).
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
+    const takeover = Date.now();
     const database = await openDatabase({ dataDir });
+    expect(Date.now() - takeover).toBeLessThan(15_000);
     try {
       expect((await sql<{ one: number }>`SELECT 1 AS one`.execute(database.db)).rows[0]!.one).toBe(1);
     } finally {
