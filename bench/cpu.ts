@@ -86,18 +86,54 @@ export function cpuSnapshot(): CpuSnapshot {
 export function cpuSince(start: CpuSnapshot, operations: number): CpuPerOperation {
   const node = process.cpuUsage(start.node);
   const result: CpuPerOperation = { nodeMicros: (node.user + node.system) / Math.max(1, operations) };
-  if (start.db) {
-    const now = postgresProcesses();
-    if (now) {
-      // Live processes: what they spent since the start (from zero for those started since).
-      // Processes gone since: their whole life is now in `reaped`, of which the part before the
-      // start was already counted in their own figure then.
-      let micros = now.reaped - start.db.reaped;
-      for (const [pid, total] of now.live) micros += total - (start.db.live.get(pid) ?? 0);
-      for (const [pid, total] of start.db.live) if (!now.live.has(pid)) micros -= total;
-      result.dbMicros = micros / Math.max(1, operations);
-    }
+  const db = start.db ? postgresMicrosSince(start.db) : undefined;
+  if (db !== undefined) result.dbMicros = db / Math.max(1, operations);
+  return result;
+}
+
+/** What the PostgreSQL processes spent since `start`, in µs (undefined when /proc cannot be read now). */
+function postgresMicrosSince(start: PostgresCpu): number | undefined {
+  const now = postgresProcesses();
+  if (!now) return undefined;
+  // Live processes: what they spent since the start (from zero for those started since).
+  // Processes gone since: their whole life is now in `reaped`, of which the part before the
+  // start was already counted in their own figure then.
+  let micros = now.reaped - start.reaped;
+  for (const [pid, total] of now.live) micros += total - (start.live.get(pid) ?? 0);
+  for (const [pid, total] of start.live) if (!now.live.has(pid)) micros -= total;
+  return micros;
+}
+
+/** user + system CPU of process `pid` so far, in µs (undefined off Linux or once it is gone). */
+function processMicros(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MICROS;
+  } catch {
+    return undefined;
   }
+}
+
+/** Like CpuSnapshot, for another process (the http section's server, which runs apart from the load generator). */
+export interface ProcessCpuSnapshot {
+  pid: number;
+  micros: number;
+  db?: PostgresCpu;
+}
+
+export function processCpuSnapshot(pid: number): ProcessCpuSnapshot | undefined {
+  const micros = processMicros(pid);
+  return micros === undefined ? undefined : { pid, micros, db: local ? postgresProcesses() : undefined };
+}
+
+/** CPU per operation of that process (as `nodeMicros`) and of a local PostgreSQL since the snapshot. */
+export function processCpuSince(start: ProcessCpuSnapshot, operations: number): CpuPerOperation | undefined {
+  const micros = processMicros(start.pid);
+  if (micros === undefined) return undefined;
+  const result: CpuPerOperation = { nodeMicros: (micros - start.micros) / Math.max(1, operations) };
+  const db = start.db ? postgresMicrosSince(start.db) : undefined;
+  if (db !== undefined) result.dbMicros = db / Math.max(1, operations);
   return result;
 }
 

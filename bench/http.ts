@@ -19,6 +19,7 @@ import type { Measurement } from './harness.js';
 import { HTTP_OPERATIONS, httpOps, SAMPLE_COUNT, SAMPLE_TYPES, type BenchRequest, type FromServer, type HttpOperation, type ToServer } from './http-ops.js';
 import { syntheaResources, withoutServerFields } from './samples.js';
 import { loadNow } from './environment.js';
+import { processCpuSince, processCpuSnapshot, type CpuPerOperation } from './cpu.js';
 
 export interface HttpBenchOptions {
   /** PostgreSQL URL; undefined: PGlite in memory in the server process */
@@ -40,6 +41,11 @@ export interface HttpFigures {
   p99Ms: number;
   /** responses that were not the expected 2xx, plus socket errors and timeouts */
   non2xx: number;
+  /**
+   * CPU per request of the server process (as `nodeMicros`: the load generator, in this process,
+   * is not counted) and of a local PostgreSQL (bench/cpu.ts); absent off Linux and for inject.
+   */
+  cpu?: CpuPerOperation;
 }
 
 export interface HttpRow {
@@ -133,6 +139,14 @@ class ServerProcess {
     return { server, ready };
   }
 
+  /** Runs a load against the server and adds the server process's CPU per request to its figures. */
+  async withCpu(run: () => Promise<HttpFigures>): Promise<HttpFigures> {
+    const start = this.child.pid === undefined ? undefined : processCpuSnapshot(this.child.pid);
+    const figures = await run();
+    const cpu = start ? processCpuSince(start, figures.requests) : undefined;
+    return cpu ? { ...figures, cpu } : figures;
+  }
+
   next(): Promise<FromServer> {
     return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
   }
@@ -154,6 +168,7 @@ class ServerProcess {
 }
 
 const f = (n: number, d = 1) => n.toFixed(d);
+const cpuText = (c: CpuPerOperation | undefined) => (c ? `${f(c.nodeMicros, 0)}${c.dbMicros === undefined ? '' : ` + ${f(c.dbMicros, 0)}`}` : '–');
 
 export async function benchHttp(o: HttpBenchOptions): Promise<HttpBenchReport> {
   const log = o.log ?? ((s: string) => console.log(s));
@@ -193,8 +208,8 @@ export async function benchHttp(o: HttpBenchOptions): Promise<HttpBenchReport> {
       await cannon(ready.fhirUrl, ops.fhir[op], 8, 1, headers);
       await cannon(ready.rawUrl, ops.raw[op], 8, 1, headers);
       for (const c of connections) {
-        const fhir = await cannon(ready.fhirUrl, ops.fhir[op], c, seconds, headers);
-        const raw = await cannon(ready.rawUrl, ops.raw[op], c, seconds, headers);
+        const fhir = await server.withCpu(() => cannon(ready.fhirUrl, ops.fhir[op], c, seconds, headers));
+        const raw = await server.withCpu(() => cannon(ready.rawUrl, ops.raw[op], c, seconds, headers));
         const reply = await server.request({ kind: 'inject', op, concurrency: c, seconds, token });
         if (reply.kind !== 'measurement') throw new Error(`bench server: unexpected ${reply.kind}`);
         const row: HttpRow = {
@@ -247,7 +262,7 @@ export function printHttpBench(r: HttpBenchReport): void {
       `search: ${r.searchQueries.length} mix queries in turn over ${r.observations} Observations; load average ${r.loadAverage.start} → ${r.loadAverage.end})`,
   );
   console.log(
-    ['op', 'conns', 'FHIR HTTP req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'raw HTTP+SQL req/s', 'raw p50', 'raw p99', 'FHIR/raw', 'p50 FHIR/raw', 'inject req/s', 'inject p50', 'inject p99', 'HTTP/inject', 'aim'].join(' | '),
+    ['op', 'conns', 'FHIR HTTP req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'raw HTTP+SQL req/s', 'raw p50', 'raw p99', 'FHIR/raw', 'p50 FHIR/raw', 'FHIR server CPU µs/req (+ db)', 'raw server CPU µs/req (+ db)', 'inject req/s', 'inject p50', 'inject p99', 'HTTP/inject', 'aim'].join(' | '),
   );
   for (const x of r.rows) {
     console.log(
@@ -263,6 +278,8 @@ export function printHttpBench(r: HttpBenchReport): void {
         f(x.raw.p99Ms, 2),
         f(x.vsRaw, 2),
         f(x.p50VsRaw, 2),
+        cpuText(x.fhir.cpu),
+        cpuText(x.raw.cpu),
         f(x.inject.perSecond),
         f(x.inject.p50Ms, 2),
         f(x.inject.p99Ms, 2),

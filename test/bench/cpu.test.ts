@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { cpuSince, cpuSnapshot } from '../../bench/cpu.js';
+import { spawn } from 'node:child_process';
+import { cpuSince, cpuSnapshot, processCpuSince, processCpuSnapshot } from '../../bench/cpu.js';
 
 /** Keeps this thread busy for about `ms` of CPU. */
 function burn(ms: number): void {
@@ -22,6 +23,25 @@ describe('bench CPU accounting (bench/cpu.ts)', () => {
     // ~6,000 µs per operation; the bound leaves room for a slow or shared machine.
     expect(cpu.nodeMicros).toBeGreaterThan(5_000);
     expect(cpu.nodeMicros).toBeLessThan(60_000);
+  });
+
+  it("counts another process's CPU (the http section's server), not this one's", async () => {
+    // A child that burns ~300 ms of CPU once told to, then waits to be ended.
+    const child = spawn(process.execPath, ['-e', "process.stdin.once('data', () => { const t = Date.now(); let x = 0; while (Date.now() - t < 300) x += Math.sqrt(x + 1); console.log('done', x > 0); })"], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const start = processCpuSnapshot(child.pid!);
+      expect(start).toBeDefined();
+      const done = new Promise((r) => child.stdout!.once('data', r));
+      child.stdin!.write('go\n');
+      await done;
+      burn(20);
+      const cpu = processCpuSince(start!, 1);
+      expect(cpu!.nodeMicros).toBeGreaterThan(150_000);
+      expect(cpu!.nodeMicros).toBeLessThan(2_000_000);
+    } finally {
+      child.kill();
+    }
   });
 
   // The database's CPU is seen only for a PostgreSQL on this machine (DATABASE_URL, as in CI).
