@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   try {
     const result = await archiveAuditTrail(
       { store: new AuditStore(database.unlimitedDb), source: { baseUrl: config.baseUrl }, baseUrls: [`${config.baseUrl}/fhir`] },
-      { before, dir: dir ?? '.', operator: userInfo().username, eventsPerFile, dryRun, onProgress: quiet ? undefined : (n) => process.stderr.write(`\rarchived ${n} events`) },
+      { before, dir: dir ?? '.', operator: userInfo().username, via: 'npm run audit:archive', eventsPerFile, dryRun, onProgress: quiet ? undefined : (n) => process.stderr.write(`\rarchived ${n} events`) },
     );
     if (!quiet) process.stderr.write('\n');
     if (dryRun) console.log(`${describe(target)}: ${result.events} AuditEvent(s) recorded before ${result.before} would be archived`);

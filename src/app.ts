@@ -8,6 +8,7 @@ import { signInAuditEvent } from './audit/audit-event.js';
 import { AuditLog, refuseAuditEventWrites } from './audit/audit-log.js';
 import { AUDIT_EVENT_UNINDEXED_PARAMS, AuditSearch } from './audit/audit-search.js';
 import { AuditRenderer } from './audit/audit-render.js';
+import { AuditRetention } from './audit/audit-retention.js';
 import { registerHttpAudit } from './audit/http-audit.js';
 import { registerAuthServerAudit } from './audit/auth-server-audit.js';
 import { createAuthServer, patientLabel, type AuthServer } from './auth/auth-server.js';
@@ -99,6 +100,8 @@ export interface ServerApp {
   devClient?: { id: string; secret: string };
   /** The audit trail (tests flush it to see the AuditEvents of their requests). */
   audit: AuditLog;
+  /** The server's own archival of old AuditEvents (AUDIT_RETENTION_DAYS with AUDIT_ARCHIVE_DIR); undefined when not configured. */
+  auditRetention?: AuditRetention;
   /** Subscriptions: channel senders, dispatcher, delivery state (docs/subscriptions.md). */
   subscriptions: SubscriptionComponents;
   /** Access-token issuing and checking (benchmarks mint user tokens with it). */
@@ -517,6 +520,10 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   registerMllpMetrics(metrics, hl7v2.mllp);
   // Messages stored but not mapped when an earlier run stopped: mapped now, in the background.
   hl7v2.startRecovery();
+  const auditRetention = config.auditRetention
+    ? new AuditRetention(database, { ...config.auditRetention, source: auditSource, baseUrls: [fhirBase], log: (message, error) => (error ? http.log.error({ err: error }, message) : http.log.info(message)) })
+    : undefined;
+  auditRetention?.start();
 
   let closed = false;
   return {
@@ -532,6 +539,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
     imports,
     hl7v2,
     audit,
+    ...(auditRetention ? { auditRetention } : {}),
     tokens,
     subscriptions,
     devClient,
@@ -545,6 +553,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       await http.close();
       // Events of the last requests are written while the database is open.
       await audit.close();
+      await auditRetention?.close();
       // No new deliveries once requests stopped; running ones finish or hand back below.
       await delivery.stop();
       // Running jobs stop at their next checkpoint and release their claim (database still open).

@@ -17,8 +17,9 @@ export interface AuditArchiveOptions {
   before: Date;
   /** Directory for the archive files and the manifest (created when missing). */
   dir: string;
-  /** The operating-system user running it (the archival's own AuditEvent names it). */
+  /** Who runs it, and how (the archival's own AuditEvent names both): see ArchiveAuditRecord. */
   operator: string;
+  via: string;
   eventsPerFile?: number;
   /** Count only: nothing written, nothing deleted. */
   dryRun?: boolean;
@@ -133,7 +134,7 @@ export async function archiveAuditTrail(deps: AuditArchiveDeps, options: AuditAr
   if (files.length === 0) return { before, events: 0, files };
 
   const recorded = new Date().toISOString();
-  const record: ArchiveAuditRecord = { operator: options.operator, before, events: archived, files, recorded };
+  const record: ArchiveAuditRecord = { operator: options.operator, via: options.via, before, events: archived, files, recorded };
   const manifest = `AuditEvent-${stamp}-manifest.json`;
   await writeFile(join(options.dir, manifest), `${JSON.stringify({ before, events: archived, files, created: recorded }, null, 2)}\n`);
   await syncPath(join(options.dir, manifest));

@@ -252,8 +252,10 @@ export function signInAuditEvent(record: SignInAuditRecord, source: AuditSource)
 
 /** What one run of the audit trail's archival did (src/audit/audit-archive.ts). */
 export interface ArchiveAuditRecord {
-  /** The operator who ran it: the operating-system user of `npm run audit:archive`. */
+  /** Who ran it: the operating-system user of `npm run audit:archive`, or the server itself. */
   operator: string;
+  /** How: `npm run audit:archive`, or `AUDIT_RETENTION_DAYS=N` (the server's own schedule). */
+  via: string;
   /** Events recorded before this instant were archived. */
   before: string;
   events: number;
@@ -278,7 +280,7 @@ export function archiveAuditEvent(record: ArchiveAuditRecord, source: AuditSourc
     agent: [
       {
         type: { coding: [{ system: AGENT_TYPE, code: 'humanuser', display: 'human user' }] },
-        who: { display: `operator ${record.operator} (npm run audit:archive)` },
+        who: { display: `${record.operator} (${record.via})` },
         altId: record.operator,
         requestor: true,
       },

@@ -45,7 +45,7 @@ const samples: AuditEvent[] = [
   signInAuditEvent({ outcome: 'failure', username: 'someone', address: '10.0.0.2', step: 'password', recorded }, source),
   signInAuditEvent({ outcome: 'success', username: 'doc', userId: 'u1', fhirUser: 'Practitioner/d1', clientId: 'app', step: 'totp', recorded }, source),
   archiveAuditEvent(
-    { operator: 'ops', before: '2020-01-01T00:00:00.000Z', events: 3, files: [{ name: 'AuditEvent-x-0001.ndjson.gz', events: 3, sha256: 'ab'.repeat(32), first: recorded, last: recorded }], recorded },
+    { operator: 'ops', via: 'npm run audit:archive', before: '2020-01-01T00:00:00.000Z', events: 3, files: [{ name: 'AuditEvent-x-0001.ndjson.gz', events: 3, sha256: 'ab'.repeat(32), first: recorded, last: recorded }], recorded },
     source,
   ),
   {

@@ -83,6 +83,11 @@ export interface Config {
   smtp?: SmtpConfig;
   /** AUDIT_QUEUE_LIMIT: unwritten AuditEvents at which new requests wait for the audit writer (back-pressure, then 503). */
   auditQueueLimit: number;
+  /**
+   * AUDIT_RETENTION_DAYS with AUDIT_ARCHIVE_DIR: the server archives AuditEvents older than that
+   * many days into files in the directory, hourly (src/audit/audit-retention.ts). Unset: kept.
+   */
+  auditRetention?: { days: number; dir: string };
   /** SUBSCRIPTION_ENDPOINT_ALLOWLIST: hosts rest-hook endpoints may name (`host`, `*.domain`); empty = any. */
   subscriptionEndpointAllowList: string[];
   /** SUBSCRIPTION_TIMEOUT_MS: one rest-hook POST. */
@@ -139,6 +144,11 @@ function pairFrom(env: NodeJS.ProcessEnv, a: string, b: string): [string, string
   if (first && second) return [first, second];
   if (first || second) throw new ConfigError(`${a} and ${b} must be set together`);
   return undefined;
+}
+
+function auditRetentionFrom(env: NodeJS.ProcessEnv): Config['auditRetention'] {
+  const pair = pairFrom(env, 'AUDIT_RETENTION_DAYS', 'AUDIT_ARCHIVE_DIR');
+  return pair ? { days: intFrom(env, 'AUDIT_RETENTION_DAYS', 0, 1), dir: pair[1] } : undefined;
 }
 
 function onOffFrom(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
@@ -249,6 +259,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditEvents: onOffFrom(env, 'AUDIT_EVENTS', true),
     smtp: smtpFrom(env),
     auditQueueLimit: intFrom(env, 'AUDIT_QUEUE_LIMIT', 10_000, 100),
+    auditRetention: auditRetentionFrom(env),
     subscriptionEndpointAllowList: (env.SUBSCRIPTION_ENDPOINT_ALLOWLIST ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     subscriptionTimeoutMs: intFrom(env, 'SUBSCRIPTION_TIMEOUT_MS', 10_000, 100),
     subscriptionAttempts: intFrom(env, 'SUBSCRIPTION_ATTEMPTS', 3, 1),

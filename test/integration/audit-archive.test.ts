@@ -72,23 +72,23 @@ afterAll(async () => {
 
 describe('archiving the audit trail', () => {
   it('a dry run counts what would go and changes nothing', async () => {
-    const result = await archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir: join(work, 'dry'), operator: 'tester', dryRun: true });
+    const result = await archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir: join(work, 'dry'), operator: 'tester', via: 'test', dryRun: true });
     expect(result.events).toBe(20);
     expect(result.files).toEqual([]);
     expect(await store.countRecordedBefore('2020-01-01T00:00:00Z')).toBe(20);
   });
 
   it('refuses a cutoff in the future, and a directory it cannot write loses nothing', async () => {
-    await expect(archiveAuditTrail({ store, source, baseUrls }, { before: new Date(Date.now() + 60_000), dir: join(work, 'future'), operator: 'tester' })).rejects.toThrow(/future/);
+    await expect(archiveAuditTrail({ store, source, baseUrls }, { before: new Date(Date.now() + 60_000), dir: join(work, 'future'), operator: 'tester', via: 'test' })).rejects.toThrow(/future/);
     const notADirectory = join(work, 'plain-file');
     writeFileSync(notADirectory, 'x');
-    await expect(archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir: join(notADirectory, 'sub'), operator: 'tester' })).rejects.toThrow();
+    await expect(archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir: join(notADirectory, 'sub'), operator: 'tester', via: 'test' })).rejects.toThrow();
     expect(await store.countRecordedBefore('2020-01-01T00:00:00Z')).toBe(20);
   });
 
   it('writes the events before the cutoff to files, deletes exactly those, and records the archival with each file hash', async () => {
     const dir = join(work, 'archive');
-    const result = await archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir, operator: 'tester', eventsPerFile: 8 });
+    const result = await archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir, operator: 'tester', via: 'test', eventsPerFile: 8 });
     expect(result.events).toBe(20);
     expect(result.files.map((f) => f.events)).toEqual([8, 8, 4]);
     expect(readdirSync(dir).sort()).toEqual([...result.files.map((f) => f.name), result.manifest!].sort());
@@ -124,6 +124,7 @@ describe('archiving the audit trail', () => {
     expect(event.type).toMatchObject({ system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110106' });
     expect(event.action).toBe('D');
     expect(event.agent[0]!.altId).toBe('tester');
+    expect(event.agent[0]!.who?.display).toBe('tester (test)');
     expect(event.outcomeDesc).toContain('20 AuditEvent(s) recorded before 2020-01-01T00:00:00.000Z');
     expect(event.entity?.map((x) => [x.what?.identifier?.value, x.detail?.find((d) => d.type === 'sha256')?.valueString])).toEqual(result.files.map((f) => [f.name, f.sha256]));
     expect(t.server.validator.validate(event).filter((i) => i.severity === 'error' || i.severity === 'fatal')).toEqual([]);
@@ -133,7 +134,7 @@ describe('archiving the audit trail', () => {
 
   it('a second run finds nothing, writes no file and records nothing', async () => {
     const dir = join(work, 'again');
-    const result = await archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir, operator: 'tester' });
+    const result = await archiveAuditTrail({ store, source, baseUrls }, { before: new Date('2020-01-01T00:00:00Z'), dir, operator: 'tester', via: 'test' });
     expect(result).toEqual({ before: '2020-01-01T00:00:00.000Z', events: 0, files: [] });
     expect(readdirSync(dir)).toEqual([]);
   });
