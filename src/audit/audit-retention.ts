@@ -17,8 +17,8 @@ export interface AuditRetentionOptions {
 }
 
 const HOUR = 3_600_000;
-/** The advisory lock that keeps two servers on one PostgreSQL database from archiving at once. */
-const ARCHIVE_LOCK = 'fhir.audit_archive';
+/** The advisory lock that keeps two servers on one PostgreSQL schema from archiving at once (keyed by schema: tenants apart do not wait for each other). */
+const ARCHIVE_LOCK = sql`hashtext('fhir.audit_archive:' || current_schema())`;
 
 /**
  * The audit trail's retention run by the server itself (AUDIT_RETENTION_DAYS with
@@ -68,12 +68,12 @@ export class AuditRetention {
         this.database.kind === 'pglite'
           ? await archive(this.database.unlimitedDb)
           : await this.database.unlimitedDb.connection().execute(async (conn) => {
-              const locked = await sql<{ ok: boolean }>`SELECT pg_try_advisory_lock(hashtext(${ARCHIVE_LOCK})) AS ok`.execute(conn);
+              const locked = await sql<{ ok: boolean }>`SELECT pg_try_advisory_lock(${ARCHIVE_LOCK}) AS ok`.execute(conn);
               if (!locked.rows[0]?.ok) return undefined;
               try {
                 return await archive(conn);
               } finally {
-                await sql`SELECT pg_advisory_unlock(hashtext(${ARCHIVE_LOCK}))`.execute(conn);
+                await sql`SELECT pg_advisory_unlock(${ARCHIVE_LOCK})`.execute(conn);
               }
             });
       // Counts only: the events themselves name patients.

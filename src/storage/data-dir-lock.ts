@@ -43,13 +43,6 @@ function alive(pid: number): boolean {
   }
 }
 
-export interface DataDirLockOptions {
-  /** Called when the lock was lost while held (see lockDataDir); the default ends the process. */
-  onLost?: (error: Error) => void;
-  /** How long to wait for a lock whose holder may have died (default: until it is stale, ~20 s). */
-  waitMs?: number;
-}
-
 /**
  * One process at a time on an embedded database directory. PGlite keeps the database's pages
  * in its own memory and writes them back without PostgreSQL's own lock file: a second process
@@ -60,19 +53,17 @@ export interface DataDirLockOptions {
  * (proper-lockfile); a note beside it names the holder for the error message. A process that
  * finds it held by a live process on this host is refused at once; one whose holder on this
  * host is gone is taken over at once; a lock of another host (a shared volume, a container that
- * was replaced) is taken over once it was not touched for 20 s. Should the lock be lost while held (its directory removed, or not touched for
- * 20 s because the process was frozen), `onLost` runs: by default the process ends, because
- * another process may already be writing the same files.
+ * was replaced) is taken over once it was not touched for 20 s. Should the lock be lost while
+ * held (its directory removed, or not touched for 20 s because the process was frozen), the
+ * process ends: another process may already be writing the same files.
  */
-export async function lockDataDir(dataDir: string, options: DataDirLockOptions = {}): Promise<() => Promise<void>> {
+export async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
   await mkdir(dataDir, { recursive: true });
-  const deadline = Date.now() + (options.waitMs ?? STALE_MS + 2 * UPDATE_MS);
-  const onLost =
-    options.onLost ??
-    ((error: Error) => {
-      console.error(`the lock of the embedded database ${dataDir} was lost (${error.message}); stopping so that two processes never write it at once`);
-      process.exit(1);
-    });
+  const deadline = Date.now() + STALE_MS + 2 * UPDATE_MS;
+  const onLost = (error: Error) => {
+    console.error(`the lock of the embedded database ${dataDir} was lost (${error.message}); stopping so that two processes never write it at once`);
+    process.exit(1);
+  };
   for (;;) {
     try {
       const release = await lockfile.lock(dataDir, { lockfilePath: join(dataDir, LOCK), stale: STALE_MS, update: UPDATE_MS, realpath: false, retries: 0, onCompromised: onLost });
@@ -92,7 +83,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
         // Its holder on this host is gone (a crash, kill -9): the lock is backdated so that it is
         // stale now and taken over by the next attempt, instead of after 20 s. Checked again just
         // before, so a process that took it over meanwhile keeps it; should one still slip in, its
-        // own update sees the changed time and stops it (onLost): never two writers.
+        // own update sees the changed time and stops it: never two writers.
         const again = await readHolder(dataDir);
         if (again?.pid === holder.pid && again.since === holder.since) await utimes(join(dataDir, LOCK), 0, 0).catch(() => undefined);
       }
