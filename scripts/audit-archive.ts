@@ -3,7 +3,7 @@
  * moves the AuditEvents recorded before the cutoff out of the server's database (DATABASE_URL /
  * DATABASE_SCHEMA, or DATA_DIR: the embedded database only while the server is stopped) into
  * gzip NDJSON files in DIR, deletes them there, and records the archival as an AuditEvent with
- * each file's SHA-256. See docs/auth.md, "Archiving the audit trail".
+ * each file's SHA-256. See docs/auth.md, "Size and archiving".
  */
 import { userInfo } from 'node:os';
 import { archiveAuditTrail, DEFAULT_EVENTS_PER_FILE } from '../src/audit/audit-archive.js';

@@ -25,6 +25,8 @@ export interface AuditArchiveOptions {
   dryRun?: boolean;
   /** Told the running total after each page. */
   onProgress?: (archived: number) => void;
+  /** Stops after the file being written (its events deleted, the archival recorded): a server shutting down. */
+  signal?: AbortSignal;
 }
 
 export interface AuditArchiveFile {
@@ -129,7 +131,7 @@ export async function archiveAuditTrail(deps: AuditArchiveDeps, options: AuditAr
     if (deleted !== ids.length) throw new Error(`${name}: ${ids.length} events archived but ${deleted} deleted; the file stays, check the trail before running again`);
     archived += ids.length;
     files.push({ name, events: ids.length, sha256, first: milliseconds(first.recorded), last: milliseconds(last.recorded) });
-    if (ids.length < perFile) break;
+    if (ids.length < perFile || options.signal?.aborted) break;
   }
   if (files.length === 0) return { before, events: 0, files };
 

@@ -31,6 +31,8 @@ const ARCHIVE_LOCK = sql`hashtext('fhir.audit_archive:' || current_schema())`;
 export class AuditRetention {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<AuditArchiveResult | undefined> | undefined;
+  /** Ends a pass after its current file when the server stops (the rest waits for the next start). */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly database: Pick<DatabaseHandle, 'unlimitedDb' | 'kind'>,
@@ -50,6 +52,7 @@ export class AuditRetention {
    * this process is joined, not started twice.
    */
   runOnce(): Promise<AuditArchiveResult | undefined> {
+    if (this.stopping.signal.aborted) return Promise.resolve(undefined);
     this.running ??= this.pass().finally(() => (this.running = undefined));
     return this.running;
   }
@@ -59,7 +62,7 @@ export class AuditRetention {
     const archive = (db: Db) =>
       archiveAuditTrail(
         { store: new AuditStore(db), source: this.options.source, baseUrls: this.options.baseUrls },
-        { before, dir: this.options.dir, operator: 'fhir-server', via: `AUDIT_RETENTION_DAYS=${this.options.days}` },
+        { before, dir: this.options.dir, operator: 'fhir-server', via: `AUDIT_RETENTION_DAYS=${this.options.days}`, signal: this.stopping.signal },
       );
     try {
       // The embedded database has one process (src/storage/data-dir-lock.ts) and one connection,
@@ -88,6 +91,7 @@ export class AuditRetention {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.stopping.abort();
     await this.running;
   }
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { AuditEvent } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restAuditEvent } from '../../src/audit/audit-event.js';
+import { archiveAuditTrail } from '../../src/audit/audit-archive.js';
 import { AuditRetention } from '../../src/audit/audit-retention.js';
 import { loadConfig, ConfigError } from '../../src/config/config.js';
 import { AuditStore } from '../../src/storage/audit-store.js';
@@ -73,5 +74,22 @@ describe('audit retention run by the server', () => {
     expect(archived).toContain(0);
     const files = (dir: string) => (existsSync(join(work, dir)) ? readdirSync(join(work, dir)).filter((f) => f.endsWith('.ndjson.gz')) : []);
     expect(files('a').length + files('b').length).toBe(1);
+  });
+
+  it('a pass stopped by a shutdown ends after its current file, with that file archived and recorded', async () => {
+    for (let i = 20; i < 23; i++) t.server.audit.record(eventAt(new Date(Date.now() - (100 + i) * day), i));
+    await t.server.audit.flush();
+    const store = new AuditStore(t.server.database.db);
+    const cutoff = new Date(Date.now() - 90 * day);
+    expect(await store.countRecordedBefore(cutoff.toISOString())).toBe(3);
+    const stopped = new AbortController();
+    stopped.abort();
+    const result = await archiveAuditTrail(
+      { store, source, baseUrls: [`${source.baseUrl}/fhir`] },
+      { before: cutoff, dir: join(work, 'stopped'), operator: 'tester', via: 'test', eventsPerFile: 1, signal: stopped.signal },
+    );
+    expect(result.events).toBe(1);
+    expect(result.auditEventId).toBeDefined();
+    expect(await store.countRecordedBefore(cutoff.toISOString())).toBe(2);
   });
 });
