@@ -1,7 +1,7 @@
 /**
  * One process at a time on an embedded database directory (src/storage/data-dir-lock.ts): a
  * second server, or a CLI tool run while the server is up, is refused with who holds it instead
- * of writing the same PGlite files; a holder that died is taken over once its lock is stale.
+ * of writing the same PGlite files; a holder that died on this host is taken over at once.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
