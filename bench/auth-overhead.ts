@@ -18,7 +18,7 @@ import type { AuthContext } from '../src/auth/token-service.js';
 import { parseScopes } from '../src/auth/scopes.js';
 import { openBenchApp } from './bench-app.js';
 import { loadNow } from './environment.js';
-import { cpuSince, cpuSnapshot, type CpuPerOperation } from './cpu.js';
+import { cpuSince, cpuSnapshot, cpuText, type CpuPerOperation } from './cpu.js';
 import { measureFor, type Measurement } from './harness.js';
 
 export interface AuthOverheadOptions {
@@ -185,7 +185,6 @@ export function printAuthOverhead(r: AuthOverheadReport, o: AuthOverheadOptions)
     const cells = MODES.map((m) => `${row.perSecond[m].toFixed(0)}/s p50 ${row.p50Ms[m].toFixed(1)} ms`.padStart(22)).join('');
     console.log(`  ${row.what.padEnd(7)}${cells}   ${row.ratio.toFixed(2).padStart(6)} ${row.met ? 'met' : 'NOT met'}${' '.repeat(22)}${row.auditRatio.toFixed(2).padStart(6)}${row.authRatio.toFixed(2).padStart(16)}`);
   }
-  const cpuText = (c: CpuPerOperation | undefined) => (c ? `${c.nodeMicros.toFixed(0)}${c.dbMicros === undefined ? '' : ` + ${c.dbMicros.toFixed(0)}`}` : '–');
   for (const row of r.rows) {
     console.log(`  CPU µs per ${row.what} (Node${row.cpu.authOff?.dbMicros === undefined ? '' : ' + PostgreSQL'}): ${MODES.map((m) => `${LABEL[m]} ${cpuText(row.cpu[m])}`).join(', ')}`);
   }

@@ -52,6 +52,24 @@ function databaseIsLocal(url: string | undefined): boolean {
 
 const local = databaseIsLocal(process.env.DATABASE_URL);
 
+/** A process's command name and CPU in µs so far, its own and its reaped children's, from /proc/<pid>/stat (undefined once it is gone). */
+function readStat(pid: string | number): { comm: string; own: number; reaped: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid …": comm may hold spaces; the fields after it are fixed.
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    // utime, stime, cutime, cstime are fields 14–17 of the line, 12–15 after "state".
+    return {
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+      own: (Number(fields[11]) + Number(fields[12])) * TICK_MICROS,
+      reaped: (Number(fields[13]) + Number(fields[14])) * TICK_MICROS,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU of the PostgreSQL processes, from /proc (undefined off Linux or without access). */
 function postgresProcesses(): PostgresCpu | undefined {
   let pids: string[];
@@ -63,32 +81,13 @@ function postgresProcesses(): PostgresCpu | undefined {
   const live = new Map<string, number>();
   let reaped = 0;
   for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // "pid (comm) state ppid …": comm may hold spaces; the fields after it are fixed.
-      const close = stat.lastIndexOf(')');
-      if (!stat.slice(stat.indexOf('(') + 1, close).startsWith('postgres')) continue;
-      const fields = stat.slice(close + 2).split(' ');
-      // utime, stime, cutime, cstime are fields 14–17 of the line, 12–15 after "state".
-      live.set(pid, (Number(fields[11]) + Number(fields[12])) * TICK_MICROS);
-      reaped += (Number(fields[13]) + Number(fields[14])) * TICK_MICROS;
-    } catch {
-      // The process ended while we looked.
-    }
+    // Undefined: the process ended while we looked.
+    const stat = readStat(pid);
+    if (!stat?.comm.startsWith('postgres')) continue;
+    live.set(pid, stat.own);
+    reaped += stat.reaped;
   }
   return { live, reaped };
-}
-
-export function cpuSnapshot(): CpuSnapshot {
-  return { node: process.cpuUsage(), db: local ? postgresProcesses() : undefined };
-}
-
-export function cpuSince(start: CpuSnapshot, operations: number): CpuPerOperation {
-  const node = process.cpuUsage(start.node);
-  const result: CpuPerOperation = { nodeMicros: (node.user + node.system) / Math.max(1, operations) };
-  const db = start.db ? postgresMicrosSince(start.db) : undefined;
-  if (db !== undefined) result.dbMicros = db / Math.max(1, operations);
-  return result;
 }
 
 /** What the PostgreSQL processes spent since `start`, in µs (undefined when /proc cannot be read now). */
@@ -104,15 +103,21 @@ function postgresMicrosSince(start: PostgresCpu): number | undefined {
   return micros;
 }
 
-/** user + system CPU of process `pid` so far, in µs (undefined off Linux or once it is gone). */
-function processMicros(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * TICK_MICROS;
-  } catch {
-    return undefined;
-  }
+/** Per operation: a process's CPU spent (as `nodeMicros`) and, when a snapshot of them was taken, the PostgreSQL processes'. */
+function perOperation(micros: number, db: PostgresCpu | undefined, operations: number): CpuPerOperation {
+  const result: CpuPerOperation = { nodeMicros: micros / Math.max(1, operations) };
+  const dbMicros = db ? postgresMicrosSince(db) : undefined;
+  if (dbMicros !== undefined) result.dbMicros = dbMicros / Math.max(1, operations);
+  return result;
+}
+
+export function cpuSnapshot(): CpuSnapshot {
+  return { node: process.cpuUsage(), db: local ? postgresProcesses() : undefined };
+}
+
+export function cpuSince(start: CpuSnapshot, operations: number): CpuPerOperation {
+  const node = process.cpuUsage(start.node);
+  return perOperation(node.user + node.system, start.db, operations);
 }
 
 /** Like CpuSnapshot, for another process (the http section's server, which runs apart from the load generator). */
@@ -123,18 +128,20 @@ export interface ProcessCpuSnapshot {
 }
 
 export function processCpuSnapshot(pid: number): ProcessCpuSnapshot | undefined {
-  const micros = processMicros(pid);
-  return micros === undefined ? undefined : { pid, micros, db: local ? postgresProcesses() : undefined };
+  const stat = readStat(pid);
+  return stat === undefined ? undefined : { pid, micros: stat.own, db: local ? postgresProcesses() : undefined };
 }
 
 /** CPU per operation of that process (as `nodeMicros`) and of a local PostgreSQL since the snapshot. */
 export function processCpuSince(start: ProcessCpuSnapshot, operations: number): CpuPerOperation | undefined {
-  const micros = processMicros(start.pid);
-  if (micros === undefined) return undefined;
-  const result: CpuPerOperation = { nodeMicros: (micros - start.micros) / Math.max(1, operations) };
-  const db = start.db ? postgresMicrosSince(start.db) : undefined;
-  if (db !== undefined) result.dbMicros = db / Math.max(1, operations);
-  return result;
+  const stat = readStat(start.pid);
+  return stat === undefined ? undefined : perOperation(stat.own - start.micros, start.db, operations);
+}
+
+/** "Node + database" µs per operation, the Node figure alone where the database's is not seen, `missing` without a figure. */
+export function cpuText(cpu: CpuPerOperation | undefined, missing = '–'): string {
+  if (!cpu) return missing;
+  return cpu.dbMicros === undefined ? cpu.nodeMicros.toFixed(0) : `${cpu.nodeMicros.toFixed(0)} + ${cpu.dbMicros.toFixed(0)}`;
 }
 
 /** Node + database CPU per operation (the database's part only where it is seen). */

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { cpuSince, cpuSnapshot, totalCpuMicros, type CpuPerOperation } from './cpu.js';
+import { cpuSince, cpuSnapshot, cpuText, totalCpuMicros, type CpuPerOperation } from './cpu.js';
 
 export interface Measurement {
   name: string;
@@ -133,8 +133,6 @@ export function compare(what: string, fhir: Measurement, raw: Measurement, aim?:
 
 const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
-/** "Node + database" µs per operation, or the Node figure alone where the database's is not seen. */
-const cpuCell = (cpu: CpuPerOperation | undefined) => (cpu ? (cpu.dbMicros === undefined ? cpu.nodeMicros.toFixed(0) : `${cpu.nodeMicros.toFixed(0)} + ${cpu.dbMicros.toFixed(0)}`) : '');
 
 export function printComparisons(title: string, rows: Comparison[]): void {
   console.log(`\n${title}`);
@@ -153,8 +151,8 @@ export function printComparisons(title: string, rows: Comparison[]): void {
         f2(r.raw.p50Ms),
         f2(r.raw.p95Ms),
         f2(r.p50Ratio),
-        cpuCell(r.fhir.cpu),
-        cpuCell(r.raw.cpu),
+        cpuText(r.fhir.cpu, ''),
+        cpuText(r.raw.cpu, ''),
         r.cpuRatio === undefined ? '' : f2(r.cpuRatio),
         r.aim ? `${r.aim}: ${r.met ? 'met' : 'NOT met'}` : '',
       ].join(' | '),

@@ -19,7 +19,7 @@ import type { Measurement } from './harness.js';
 import { HTTP_OPERATIONS, httpOps, SAMPLE_COUNT, SAMPLE_TYPES, type BenchRequest, type FromServer, type HttpOperation, type ToServer } from './http-ops.js';
 import { syntheaResources, withoutServerFields } from './samples.js';
 import { loadNow } from './environment.js';
-import { processCpuSince, processCpuSnapshot, type CpuPerOperation } from './cpu.js';
+import { cpuText, processCpuSince, processCpuSnapshot, type CpuPerOperation } from './cpu.js';
 
 export interface HttpBenchOptions {
   /** PostgreSQL URL; undefined: PGlite in memory in the server process */
@@ -168,7 +168,6 @@ class ServerProcess {
 }
 
 const f = (n: number, d = 1) => n.toFixed(d);
-const cpuText = (c: CpuPerOperation | undefined) => (c ? `${f(c.nodeMicros, 0)}${c.dbMicros === undefined ? '' : ` + ${f(c.dbMicros, 0)}`}` : '–');
 
 export async function benchHttp(o: HttpBenchOptions): Promise<HttpBenchReport> {
   const log = o.log ?? ((s: string) => console.log(s));
