@@ -1,4 +1,4 @@
-import { CompiledQuery, sql } from 'kysely';
+import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { dateCond } from '../search/sql/date.js';
 import { and, col, or, type Cond } from '../search/sql/util.js';
 import type { DateValue } from '../search/request.js';
@@ -49,6 +49,9 @@ export interface AuditRow {
 }
 
 const ORDER_COLUMN: Record<AuditOrder, string> = { id: 'id', recorded: 'recorded', last_updated: 'last_updated' };
+
+/** An instant as UTC text with microseconds: a keyset value that finds neither the same row again nor skips one. */
+const utcMicros = (instant: RawBuilder<unknown>) => sql`to_char(${instant} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /**
  * One AuditEvent ready to be appended, already in the form the INSERT embeds (built off the
@@ -125,7 +128,7 @@ export class AuditStore {
     }
     // resource_type is fixed so the (resource_type, id) index gives the id order.
     const order = page.order === 'id' ? sql`a.resource_type ${dir}, a.id ${dir}` : sql`${column} ${dir}, a.id ${dir}`;
-    const result = await sql<AuditRow>`SELECT a.id, a.content::text AS json, ${page.order === 'id' ? sql`a.id` : sql`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`} AS k
+    const result = await sql<AuditRow>`SELECT a.id, a.content::text AS json, ${page.order === 'id' ? sql`a.id` : utcMicros(column)} AS k
       FROM audit_event a WHERE ${and(conds)} ORDER BY ${order} LIMIT ${page.limit}`.execute(this.db);
     return result.rows;
   }
@@ -158,7 +161,7 @@ export class AuditStore {
    * (recorded, id) index.
    */
   async archivePage(before: string, after: { recorded: string; id: string } | undefined, limit: number): Promise<ArchiveRow[]> {
-    const result = await sql<ArchiveRow>`SELECT a.id, to_char(a.recorded AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded, a.content::text AS json
+    const result = await sql<ArchiveRow>`SELECT a.id, ${utcMicros(sql`a.recorded`)} AS recorded, a.content::text AS json
       FROM audit_event a WHERE a.recorded < ${before}::timestamptz
         ${after ? sql`AND (a.recorded, a.id) > (${after.recorded}::timestamptz, ${after.id})` : sql``}
       ORDER BY a.recorded, a.id LIMIT ${limit}`.execute(this.db);
