@@ -26,6 +26,7 @@ import { loadMappingTables } from './hl7v2/maps/tables.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics, registerMllpMetrics, registerQueueMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
+import { registerFhirXml } from './http/fhir-xml.js';
 import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { registerDrain } from './http/drain.js';
@@ -445,6 +446,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   maintenance.registerMetrics(metrics);
   audit.registerMetrics(metrics);
   await registerBodyParsers(http);
+  registerFhirXml(http);
   registerErrorHandling(http);
   registerHttpAudit(http, { audit, source: auditSource });
   registerAuthServerAudit(http, { audit, source: auditSource, tokens });

@@ -7,6 +7,7 @@ import { etagOf } from '../interactions/versions.js';
 import { maskBody, maskedFields, maskPatientJson } from '../workflows/patient-masking.js';
 import { inDefinitionOrder } from './element-order.js';
 import { reorderResourceText } from './element-order-text.js';
+import { formatOf } from './fhir-xml.js';
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 
@@ -38,8 +39,8 @@ const SUMMARY_MODES = new Set(['true', 'false', 'text', 'data', 'count']);
 /** `_pretty`, `_summary`, `_elements` and `_format` of a request (http.html#general-parameters). */
 export function outputOptions(query: URLSearchParams): OutputOptions {
   const format = query.get('_format');
-  if (format && !/json/i.test(format)) {
-    throw new FhirError('not-acceptable', `_format ${format.slice(0, 40)} is not supported: this server speaks JSON`);
+  if (format && !formatOf(format)) {
+    throw new FhirError('not-acceptable', `_format ${format.slice(0, 40)} is not supported: this server speaks FHIR JSON and FHIR XML (json, xml, application/fhir+json, application/fhir+xml)`);
   }
   const summary = query.get('_summary') ?? undefined;
   if (summary !== undefined && !SUMMARY_MODES.has(summary)) {

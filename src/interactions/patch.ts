@@ -15,14 +15,15 @@ export type PatchDocument = { kind: 'json-patch'; operations: unknown } | { kind
 export function patchDocumentFrom(contentType: string | undefined, body: unknown): PatchDocument {
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (type === 'application/json-patch+json') return { kind: 'json-patch', operations: body };
-  if (type === 'application/fhir+json' || type === 'application/json') {
+  // FHIRPath Patch is a Parameters resource, in either FHIR format (XML bodies arrive as JSON: src/http/fhir-xml.ts).
+  if (type === 'application/fhir+json' || type === 'application/json' || type === 'application/fhir+xml' || type === 'application/xml' || type === 'text/xml') {
     if (typeof body === 'object' && body !== null && (body as { resourceType?: unknown }).resourceType === 'Parameters') {
       return { kind: 'fhirpath-patch', parameters: body as Parameters };
     }
     if (Array.isArray(body)) return { kind: 'json-patch', operations: body };
     throw errors.incorrect('a FHIRPath Patch body must be a Parameters resource');
   }
-  throw errors.incorrect('PATCH needs Content-Type application/json-patch+json or application/fhir+json (FHIRPath Patch)');
+  throw errors.incorrect('PATCH needs Content-Type application/json-patch+json, or application/fhir+json or application/fhir+xml (FHIRPath Patch); XML Patch is not supported');
 }
 
 /** patch: PATCH [type]/[id]. */

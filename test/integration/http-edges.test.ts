@@ -63,9 +63,19 @@ describe('bad input never gives a 500 (contract: errors)', () => {
   });
 
   it('an unsupported content type is 415', async () => {
-    const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: '<Patient/>', headers: { 'content-type': 'application/fhir+xml' } });
+    const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: '%PDF-1.4', headers: { 'content-type': 'application/pdf' } });
     expect(res.statusCode).toBe(415);
     expectOutcome(res.body);
+  });
+
+  it('a narrative that could run in a browser, or is not XHTML, is refused and not stored', async () => {
+    for (const div of ['<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>', '<div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(1)"/></div>', '<div xmlns="http://www.w3.org/1999/xhtml">a < b</div>']) {
+      const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', text: { status: 'generated', div } } });
+      expect(res.statusCode, div).toBeGreaterThanOrEqual(400);
+      expect(res.statusCode).toBeLessThan(500);
+      expect(JSON.stringify(expectOutcome(res.body))).toMatch(/txt-1|well-formed/);
+      expect(res.headers.location).toBeUndefined();
+    }
   });
 
   it('a JSON array or string as a resource is 400', async () => {
@@ -80,11 +90,11 @@ describe('bad input never gives a 500 (contract: errors)', () => {
     expect(res.statusCode).toBeLessThan(500);
   });
 
-  it('an unknown route is a 404 OperationOutcome; _format=xml is 406', async () => {
+  it('an unknown route is a 404 OperationOutcome; a _format other than JSON or XML is 406', async () => {
     const res = await t.request({ method: 'GET', url: '/fhir/Patient/1/_history/1/extra/more' });
     expect(res.statusCode).toBe(404);
     expectOutcome(res.body);
-    expect((await t.request({ method: 'GET', url: '/fhir/metadata?_format=xml' })).statusCode).toBe(406);
+    expect((await t.request({ method: 'GET', url: '/fhir/metadata?_format=html' })).statusCode).toBe(406);
   });
 });
 

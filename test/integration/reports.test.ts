@@ -402,7 +402,7 @@ describe('hospital reports as MeasureReport operations (issue 14 §5)', () => {
     await bad('periodStart=2000-01-01&periodEnd=2026-01-01');
     await bad(`${PERIOD}&foo=1`);
     await bad(`${PERIOD}&currency=vnd`);
-    await bad(`${PERIOD}&_format=xml`, 406);
+    await bad(`${PERIOD}&_format=html`, 406);
     expect((await t.request({ method: 'GET', url: `/fhir/MeasureReport/$appointment-statistics?${PERIOD}&practitioner=a/b/c` })).statusCode).toBe(400);
   });
 

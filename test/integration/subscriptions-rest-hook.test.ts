@@ -1,5 +1,6 @@
 import type { Bundle, Observation, OperationOutcome, Parameters, Subscription } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { xmlToResource } from '../../src/fhir/xml/from-xml.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 import { startReceiver, until, type Receiver } from './subscriptions-helpers.js';
 
@@ -121,6 +122,35 @@ describe('rest-hook deliveries', () => {
     expect(got!.method).toBe('POST');
     expect(got!.path).toBe('/hook');
     expect(got!.body).toBe('');
+  });
+
+  it('channel.payload application/fhir+xml: the resource PUT as FHIR XML, a backport notification POSTed as XML; XML on other channels is refused', async () => {
+    const plain = await receiver();
+    const backport = await receiver();
+    await subscribe(subscription('Observation?code=http://loinc.org|4545-4', plain.url, { channel: { type: 'rest-hook', endpoint: plain.url, payload: 'application/fhir+xml' } }));
+    await subscribe({
+      ...subscription('Observation?code=http://loinc.org|4545-4', backport.url),
+      meta: { profile: ['http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription'] },
+      channel: {
+        type: 'rest-hook',
+        endpoint: backport.url,
+        payload: 'application/fhir+xml',
+        _payload: { extension: [{ url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content', valueCode: 'full-resource' }] },
+      } as Subscription['channel'],
+    });
+    const hit = await create(observation('4545-4', 7.25));
+    const [put] = await plain.waitFor(1);
+    expect(put!.method).toBe('PUT');
+    expect(put!.headers['content-type']).toBe('application/fhir+xml');
+    expect(xmlToResource(put!.body)).toEqual((await app.request({ method: 'GET', url: `/fhir/Observation/${hit.id}` })).json());
+    const [post] = await backport.waitFor(1);
+    expect(post!.headers['content-type']).toBe('application/fhir+xml');
+    const bundle = xmlToResource(post!.body) as unknown as Bundle;
+    expect(bundle.type).toBe('history');
+    expect(bundle.entry![1]!.resource).toMatchObject({ resourceType: 'Observation', id: hit.id, valueQuantity: { value: 7.25 } });
+    const websocketXml = await app.request({ method: 'POST', url: '/fhir/Subscription', payload: { ...subscription('Observation', plain.url), channel: { type: 'websocket', payload: 'application/fhir+xml' } } });
+    expect(websocketXml.statusCode).toBe(422);
+    expect(websocketXml.body).toMatch(/rest-hook channels only/);
   });
 
   it('backport id-only and full-resource: notification Bundles with event numbers; a delete is notified', async () => {

@@ -25,6 +25,10 @@ export interface ElementEntry {
   primitive: boolean;
   /** Undefined for primitives and resources, whose values are kept as they are. */
   children: ChildrenRef | undefined;
+  /** Repeats in the base definition: an array in JSON, repeated elements in XML. */
+  array: boolean;
+  /** The type code (`boolean`, `decimal`, `Quantity`, `Resource`, a System type's URL, …); undefined for content references. */
+  type: string | undefined;
 }
 
 export interface ElementTable {
@@ -57,10 +61,12 @@ function childrenOf(definition: string, element: ElementDefinition, code: string
 
 function entriesOf(definition: string, element: ElementDefinition): ElementEntry[] {
   const name = element.path.slice(element.path.lastIndexOf('.') + 1);
+  const max = element.base?.max ?? element.max ?? '1';
   const common = {
     summary: element.isSummary === true,
     mandatory: (element.min ?? 0) > 0,
     modifier: element.isModifier === true,
+    array: max !== '0' && max !== '1',
   };
   const codes = (element.type ?? []).map((t) => t.code);
   if (name.endsWith('[x]')) {
@@ -71,6 +77,7 @@ function entriesOf(definition: string, element: ElementDefinition): ElementEntry
       name: base,
       primitive: isPrimitiveCode(code),
       children: childrenOf(definition, element, code),
+      type: code,
     }));
   }
   const code = codes[0];
@@ -81,6 +88,7 @@ function entriesOf(definition: string, element: ElementDefinition): ElementEntry
       name,
       primitive: code !== undefined && isPrimitiveCode(code) && element.contentReference === undefined,
       children: childrenOf(definition, element, code),
+      type: element.contentReference === undefined ? code : undefined,
     },
   ];
 }
@@ -143,6 +151,12 @@ function tablesOf(definition: string): Map<string, ElementTable> | undefined {
     compiled.set(definition, tables);
   }
   return tables;
+}
+
+/** Whether the R4 definitions define a resource of this name (`Patient`, not `HumanName` or `Foo`). */
+export function isResourceType(name: string): boolean {
+  const sd = definitionsById().get(name);
+  return sd?.kind === 'resource' && sd.derivation !== 'constraint' && name !== 'Resource' && name !== 'DomainResource';
 }
 
 /** Top-level table of a resource type; unknown types fall back to the base Resource. */

@@ -1,0 +1,17 @@
+import { childTable, type ElementTable } from '../summary/element-table.js';
+
+/** The FHIR namespace every FHIR XML element is in (https://hl7.org/fhir/R4/xml.html). */
+export const FHIR_NS = 'http://hl7.org/fhir';
+/** The namespace of the narrative's XHTML. */
+export const XHTML_NS = 'http://www.w3.org/1999/xhtml';
+
+/** What cannot be carried between FHIR JSON and FHIR XML; the message names the element. */
+export class XmlConversionError extends Error {
+  override name = 'XmlConversionError';
+}
+
+let extensionTable: ElementTable | undefined;
+/** The Extension datatype's table: its `url` is an XML attribute, not an element. */
+export function isExtensionTable(table: ElementTable): boolean {
+  return table === (extensionTable ??= childTable({ kind: 'datatype', type: 'Extension' }));
+}
