@@ -9,6 +9,8 @@
  * here because XML Schema patterns always match the whole value.
  */
 
+import { narrativeProblem } from './narrative.js';
+
 /** Returns a description of what is wrong, or undefined when the value is valid. */
 export type PrimitiveCheck = (value: unknown) => string | undefined;
 
@@ -125,8 +127,8 @@ const checks: Record<string, PrimitiveCheck> = {
   dateTime: stringCheck('dateTime', RE.dateTime, calendarProblem),
   instant: stringCheck('instant', RE.instant, calendarProblem),
   time: stringCheck('time', RE.time),
-  // Narrative.div: the XHTML content rules (txt-1, txt-2) are invariants; we require a <div> string.
-  xhtml: stringCheck('xhtml', /^\s*<div[\s>]/),
+  // Narrative.div: a <div> string of well-formed XHTML without what txt-1 forbids (narrative.ts).
+  xhtml: stringCheck('xhtml', /^\s*<div[\s>/]/, narrativeProblem),
 };
 
 /** The checker for a FHIR primitive type code, or undefined when `type` is not a primitive. */
