@@ -131,6 +131,18 @@ export async function benchAuthOverhead(o: AuthOverheadOptions): Promise<AuthOve
       search: { authOff: [], authOn: [], authAudit: [] },
     };
     const drainMs: number[] = [];
+    // One unmeasured pass over every server and kind first: V8 compiles the read and search
+    // paths (and the audit's) only after thousands of requests (bench/harness.ts warmUp), and
+    // the first measured round would otherwise be partly the compiler's.
+    for (const mode of MODES) {
+      for (const what of ['read', 'search'] as const) {
+        await measureFor(`${what} ${mode} (warm-up)`, Math.min(o.seconds, 2), o.concurrency, async (i) => {
+          const res = await servers[mode].app.http.inject({ method: 'GET', url: kinds[what](mode, i), headers: servers[mode].headers });
+          if (res.statusCode !== 200) throw new Error(`warm-up ${what} ${mode}: ${res.statusCode}`);
+        });
+      }
+      await servers[mode].app.audit.flush();
+    }
     for (let round = 0; round < o.rounds; round++) {
       for (const mode of round % 2 === 0 ? MODES : [...MODES].reverse()) {
         const server = servers[mode];

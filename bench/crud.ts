@@ -3,8 +3,9 @@ import type { Resource } from 'fhir/r4.js';
 import { CompiledQuery, sql } from 'kysely';
 import type { ServerApp } from '../src/app.js';
 import { PREPARED } from '../src/storage/db.js';
+import { resourceToXml } from '../src/fhir/xml/to-xml.js';
 import { startWriteProfile, stopWriteProfile } from '../src/storage/write-profile.js';
-import { compare, measure, type Comparison, type Measurement } from './harness.js';
+import { compare, measure, warmUp, warmUpText, type Comparison, type Measurement } from './harness.js';
 
 export interface CrudBenchOptions {
   app: ServerApp;
@@ -14,11 +15,15 @@ export interface CrudBenchOptions {
   reads: number;
   updates: number;
   concurrency: number;
+  /** calls of each operation before it is measured (see `warmUp`) */
+  warmUp: number;
 }
 
 /** The create and update operations of both sides, on one app and one raw table. */
 interface WriteOps {
   fhirCreate: (i: number) => Promise<void>;
+  /** the same create with the body in FHIR XML */
+  fhirCreateXml: (i: number) => Promise<void>;
   rawCreate: (i: number) => Promise<void>;
   fhirUpdate: (i: number) => Promise<void>;
   rawUpdate: (i: number) => Promise<void>;
@@ -37,6 +42,8 @@ async function writeOps(o: Pick<CrudBenchOptions, 'app' | 'token' | 'samples'>):
     return rest as unknown as Resource;
   });
   const texts = bodies.map((b) => JSON.stringify(b));
+  const xmlTexts = bodies.map((b) => resourceToXml(b as unknown as Record<string, unknown>));
+  const xmlHeaders = { ...headers, 'content-type': 'application/fhir+xml' };
   const fhirIds: Array<{ type: string; id: string }> = [];
   const rawIds: string[] = [];
   return {
@@ -47,6 +54,10 @@ async function writeOps(o: Pick<CrudBenchOptions, 'app' | 'token' | 'samples'>):
       if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
       const [, type, id] = /\/fhir\/([^/]+)\/([^/]+)\/_history/.exec(res.headers.location as string) ?? [];
       fhirIds.push({ type, id });
+    },
+    fhirCreateXml: async (i) => {
+      const res = await o.app.http.inject({ method: 'POST', url: `/fhir/${bodies[i % bodies.length].resourceType}`, headers: xmlHeaders, payload: xmlTexts[i % xmlTexts.length] });
+      if (res.statusCode !== 201) throw new Error(`XML create failed: ${res.statusCode} ${res.body.slice(0, 300)}`);
     },
     rawCreate: async (i) => {
       const id = randomUUID();
@@ -83,9 +94,8 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   const { fhirIds, rawIds } = ops;
   const headers = { authorization: `Bearer ${o.token}` };
 
-  // Warm-up: JIT, prepared plans, definition caches.
-  await measure('warm fhir create', 200, o.concurrency, ops.fhirCreate);
-  await measure('warm raw insert', 200, o.concurrency, ops.rawCreate);
+  // Warm-up to steady state (JIT, prepared plans, definition caches): see `warmUp`.
+  const warmUps = [await warmUp('FHIR create', o.concurrency, ops.fhirCreate, o.warmUp), await warmUp('raw INSERT', o.concurrency, ops.rawCreate, o.warmUp)];
 
   const rawInsert = await measure('raw INSERT', o.creates, o.concurrency, ops.rawCreate);
   startWriteProfile();
@@ -108,12 +118,14 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
     const r = await db.executeQuery(CompiledQuery.raw(`SELECT content FROM bench_raw WHERE id = $1${PREPARED}`, [rawIds[i % rawIds.length]]));
     if (r.rows.length !== 1) throw new Error('raw read missed');
   };
+  warmUps.push(await warmUp('FHIR read', 1, fhirReadOp, o.warmUp), await warmUp('raw SELECT', 1, rawSelectOp, o.warmUp));
   const rawSelect1 = await measure('raw SELECT by pk, 1 at a time', Math.round(o.reads / 3), 1, rawSelectOp);
   const rawPrepared1 = await measure('raw SELECT by pk prepared, 1 at a time', Math.round(o.reads / 3), 1, rawPreparedOp);
   const fhirRead1 = await measure('FHIR read, 1 at a time', Math.round(o.reads / 3), 1, fhirReadOp);
   const rawSelect = await measure('raw SELECT by pk', o.reads, o.concurrency, rawSelectOp);
   const fhirRead = await measure('FHIR read', o.reads, o.concurrency, fhirReadOp);
 
+  warmUps.push(await warmUp('FHIR update', o.concurrency, ops.fhirUpdate, o.warmUp), await warmUp('raw UPDATE', o.concurrency, ops.rawUpdate, o.warmUp));
   const rawUpdate = await measure('raw UPDATE by pk', o.updates, o.concurrency, ops.rawUpdate);
   startWriteProfile();
   const fhirUpdate = await measure('FHIR update', o.updates, o.concurrency, ops.fhirUpdate);
@@ -121,6 +133,22 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   // Where a write's time goes, per stage (see src/storage/write-profile.ts).
   console.log(createProfile?.format('profile of FHIR create'));
   console.log(updateProfile?.format('profile of FHIR update'));
+  console.log(warmUpText(warmUps));
+
+  // FHIR XML (src/http/fhir-xml.ts) beside the same operations in JSON: what the conversion at
+  // the HTTP edge costs (no aim).
+  const xmlHeaders = { ...headers, accept: 'application/fhir+xml' };
+  const fhirReadXmlOp = async (i: number) => {
+    const { type, id } = fhirIds[i % fhirIds.length];
+    const res = await o.app.http.inject({ method: 'GET', url: `/fhir/${type}/${id}`, headers: xmlHeaders });
+    if (res.statusCode !== 200 || !res.body.startsWith('<')) throw new Error(`XML read failed: ${res.statusCode}`);
+  };
+  await warmUp('FHIR read as XML', 1, fhirReadXmlOp, o.warmUp);
+  await warmUp('FHIR create from XML', o.concurrency, ops.fhirCreateXml, o.warmUp);
+  const xmlRead1 = await measure('FHIR read as XML, 1 at a time', Math.round(o.reads / 3), 1, fhirReadXmlOp);
+  const jsonRead1 = await measure('FHIR read, 1 at a time (again)', Math.round(o.reads / 3), 1, fhirReadOp);
+  const xmlCreate = await measure('FHIR create from XML', Math.round(o.creates / 2), o.concurrency, ops.fhirCreateXml);
+  const jsonCreate = await measure('FHIR create (again)', Math.round(o.creates / 2), o.concurrency, ops.fhirCreate);
 
   await ops.dropRaw();
   return [
@@ -129,6 +157,8 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
     compare('read vs prepared SELECT by pk (1 in flight)', fhirRead1, rawPrepared1),
     compare(`read vs SELECT by pk (${o.concurrency} in flight)`, fhirRead, rawSelect),
     compare('update vs UPDATE by pk', fhirUpdate, rawUpdate),
+    compare('read as FHIR XML vs read as JSON (1 in flight)', xmlRead1, jsonRead1),
+    compare('create from FHIR XML vs create from JSON', xmlCreate, jsonCreate),
   ];
 }
 
@@ -149,10 +179,15 @@ export async function benchAuditedWrites(o: Omit<CrudBenchOptions, 'reads'>): Pr
       if (++done === count) await o.app.audit.flush();
     };
   };
-  await measure('warm fhir create', 200, o.concurrency, flushed(ops.fhirCreate, 200));
-  await measure('warm raw insert', 200, o.concurrency, ops.rawCreate);
+  // Warm-up to steady state (see `warmUp`), the AuditEvents of the warm-up written before the clock starts.
+  await warmUp('FHIR create, audit on', o.concurrency, ops.fhirCreate, o.warmUp);
+  await o.app.audit.flush();
+  await warmUp('raw INSERT', o.concurrency, ops.rawCreate, o.warmUp);
   const rawInsert = await measure('raw INSERT', o.creates, o.concurrency, ops.rawCreate);
   const fhirCreate: Measurement = await measure('FHIR create, audit on', o.creates, o.concurrency, flushed(ops.fhirCreate, o.creates));
+  await warmUp('FHIR update, audit on', o.concurrency, ops.fhirUpdate, o.warmUp);
+  await o.app.audit.flush();
+  await warmUp('raw UPDATE', o.concurrency, ops.rawUpdate, o.warmUp);
   const rawUpdate = await measure('raw UPDATE by pk', o.updates, o.concurrency, ops.rawUpdate);
   const fhirUpdate = await measure('FHIR update, audit on', o.updates, o.concurrency, flushed(ops.fhirUpdate, o.updates));
   await ops.dropRaw();

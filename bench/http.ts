@@ -203,9 +203,10 @@ export async function benchHttp(o: HttpBenchOptions): Promise<HttpBenchReport> {
 
     const rows: HttpRow[] = [];
     for (const op of HTTP_OPERATIONS) {
-      // Warm-up of both servers (JIT, plans, pools), not reported.
-      await cannon(ready.fhirUrl, ops.fhir[op], 8, 1, headers);
-      await cannon(ready.rawUrl, ops.raw[op], 8, 1, headers);
+      // Warm-up of both servers (JIT, plans, pools), not reported: 3 s, a few thousand requests,
+      // what V8 needs to reach a FHIR path's steady state (bench/harness.ts warmUp).
+      await cannon(ready.fhirUrl, ops.fhir[op], 8, 3, headers);
+      await cannon(ready.rawUrl, ops.raw[op], 8, 3, headers);
       for (const c of connections) {
         const fhir = await server.withCpu(() => cannon(ready.fhirUrl, ops.fhir[op], c, seconds, headers));
         const raw = await server.withCpu(() => cannon(ready.rawUrl, ops.raw[op], c, seconds, headers));

@@ -135,6 +135,8 @@ async function main(): Promise<void> {
       const t0 = Date.now();
       const scale = quick ? 0.1 : databaseUrl ? 1 : 0.5;
       const samples = syntheaResources(['Patient', 'Observation'], 400);
+      // Calls of each operation before it is measured: steady state, not the JIT (bench/harness.ts warmUp).
+      const crudWarmUp = quick ? 1000 : 4000;
       // The write path's own figures: without the audit trail (its cost is the audit bench's).
       report.crud = await withApp(async (app, token) => {
         const rows = await benchCrud({
@@ -145,6 +147,7 @@ async function main(): Promise<void> {
           reads: Math.round(6000 * scale),
           updates: Math.round(2000 * scale),
           concurrency: 8,
+          warmUp: crudWarmUp,
         });
         withAim(rows, /^update/, { text: 'throughput ≥ 0.3 × raw', met: (c) => c.throughputRatio >= 0.3 });
         printComparisons(`CRUD on ${database}, AUDIT_EVENTS=off (concurrency 8, fastify inject, Synthea Patient/Observation JSON; load ${loadNow()})`, rows);
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
       }, { AUDIT_EVENTS: 'off' });
       // The same writes as a default server runs them (one AuditEvent per request), for reference.
       report.crudAudited = await withApp(async (app, token) => {
-        const rows = await benchAuditedWrites({ app, token: await token(), samples, creates: Math.round(1500 * scale), updates: Math.round(1000 * scale), concurrency: 8 });
+        const rows = await benchAuditedWrites({ app, token: await token(), samples, creates: Math.round(1500 * scale), updates: Math.round(1000 * scale), concurrency: 8, warmUp: crudWarmUp });
         printComparisons(`create and update on ${database}, AUDIT_EVENTS=on (the default; AuditEvents written before the clock stops; no aim here; load ${loadNow()})`, rows);
         return rows;
       }, { AUDIT_EVENTS: 'on' });

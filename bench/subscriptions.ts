@@ -194,8 +194,9 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
   };
   try {
     // Unmeasured: the first phase otherwise pays for JIT compilation and cold caches of the
-    // write path, and the first phase with subscriptions for those of the delivery path.
-    const warmUp = Math.min(300, o.writes);
+    // write path, and the first phase with subscriptions for those of the delivery path. V8
+    // reaches a create's steady state only after a few thousand of them (bench/harness.ts warmUp).
+    const warmUp = Math.min(2000, o.writes * 2);
     for (const n of [100, 0]) await runPhase(n, warmUp, false);
     for (let p = 0; p < palindromes; p++) for (const n of [0, 10, 100, 100, 10, 0]) await runPhase(n, o.writes, true);
   } finally {
