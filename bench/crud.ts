@@ -5,7 +5,7 @@ import type { ServerApp } from '../src/app.js';
 import { PREPARED } from '../src/storage/db.js';
 import { resourceToXml } from '../src/fhir/xml/to-xml.js';
 import { startWriteProfile, stopWriteProfile } from '../src/storage/write-profile.js';
-import { compare, measure, warmUp, warmUpText, type Comparison, type Measurement } from './harness.js';
+import { alternated, compare, measure, warmUp, warmUpText, type Comparison, type Measurement } from './harness.js';
 
 export interface CrudBenchOptions {
   app: ServerApp;
@@ -145,10 +145,8 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   };
   await warmUp('FHIR read as XML', 1, fhirReadXmlOp, o.warmUp);
   await warmUp('FHIR create from XML', o.concurrency, ops.fhirCreateXml, o.warmUp);
-  const xmlRead1 = await measure('FHIR read as XML, 1 at a time', Math.round(o.reads / 3), 1, fhirReadXmlOp);
-  const jsonRead1 = await measure('FHIR read, 1 at a time (again)', Math.round(o.reads / 3), 1, fhirReadOp);
-  const xmlCreate = await measure('FHIR create from XML', Math.round(o.creates / 2), o.concurrency, ops.fhirCreateXml);
-  const jsonCreate = await measure('FHIR create (again)', Math.round(o.creates / 2), o.concurrency, ops.fhirCreate);
+  const [xmlRead1, jsonRead1] = await alternated({ name: 'FHIR read as XML, 1 at a time', operation: fhirReadXmlOp }, { name: 'FHIR read, 1 at a time (again)', operation: fhirReadOp }, Math.round(o.reads / 12), 2, 1);
+  const [xmlCreate, jsonCreate] = await alternated({ name: 'FHIR create from XML', operation: ops.fhirCreateXml }, { name: 'FHIR create (again)', operation: ops.fhirCreate }, Math.round(o.creates / 8), 2, o.concurrency);
 
   await ops.dropRaw();
   return [

@@ -82,6 +82,44 @@ export async function warmUp(name: string, concurrency: number, operation: (i: n
   return { name, operations, firstNodeMicros: first, lastNodeMicros: last };
 }
 
+/**
+ * Two variants of an operation measured in alternating rounds (A B B A …, `rounds` of each),
+ * each variant's rounds then taken together: a background pass of the server's own maintenance,
+ * or another job on the host, then falls on both alike instead of on whichever ran at that time.
+ */
+export async function alternated(
+  a: { name: string; operation: (i: number) => Promise<void> },
+  b: { name: string; operation: (i: number) => Promise<void> },
+  perRound: number,
+  rounds: number,
+  concurrency: number,
+): Promise<[Measurement, Measurement]> {
+  const results: [Measurement[], Measurement[]] = [[], []];
+  let offset = 0;
+  for (let r = 0; r < rounds * 2; r++) {
+    const which = r % 4 === 0 || r % 4 === 3 ? 0 : 1;
+    const variant = which === 0 ? a : b;
+    const base = offset;
+    results[which].push(await measure(variant.name, perRound, concurrency, (i) => variant.operation(base + i)));
+    offset += perRound;
+  }
+  return [combined(a.name, results[0]), combined(b.name, results[1])];
+}
+
+/** Rounds of one variant as one measurement: operations and time summed, latencies and CPU per operation averaged over the rounds. */
+function combined(name: string, rounds: readonly Measurement[]): Measurement {
+  const operations = rounds.reduce((n, m) => n + m.operations, 0);
+  const seconds = rounds.reduce((n, m) => n + m.seconds, 0);
+  const mean = (f: (m: Measurement) => number) => rounds.reduce((n, m) => n + f(m), 0) / rounds.length;
+  const withCpu = rounds.filter((m) => m.cpu !== undefined);
+  const withDb = withCpu.filter((m) => m.cpu!.dbMicros !== undefined);
+  const cpu: CpuPerOperation | undefined =
+    withCpu.length === rounds.length
+      ? { nodeMicros: mean((m) => m.cpu!.nodeMicros), ...(withDb.length === rounds.length ? { dbMicros: mean((m) => m.cpu!.dbMicros!) } : {}) }
+      : undefined;
+  return { name, operations, seconds, perSecond: operations / seconds, p50Ms: mean((m) => m.p50Ms), p95Ms: mean((m) => m.p95Ms), ...(cpu ? { cpu } : {}) };
+}
+
 /** One line per warm-up: how many operations it took and what the first ones cost. */
 export function warmUpText(warmUps: readonly WarmUp[]): string {
   return `warm-up to steady state (Node CPU per operation, first → last round of 500): ${warmUps
