@@ -96,7 +96,14 @@ export function registerFhirXml(app: FastifyInstance): void {
   });
 
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (!wantsXml(request) || !isFhirJson(reply.getHeader('content-type'))) {
+    if (!isFhirJson(reply.getHeader('content-type'))) {
+      done(null, payload);
+      return;
+    }
+    // The format follows Accept: a cache must not answer one format for the other.
+    const vary = reply.getHeader('vary');
+    reply.header('vary', typeof vary === 'string' && vary !== '' ? `${vary}, Accept` : 'Accept');
+    if (!wantsXml(request)) {
       done(null, payload);
       return;
     }

@@ -67,7 +67,9 @@ describe('FHIR XML on the REST API', () => {
 
   it('keeps JSON the default and follows the Accept ranking; _format wins over Accept', async () => {
     const read = (headers: Record<string, string>, query = '') => t.request({ method: 'GET', url: `/fhir/Patient/${id}${query}`, headers });
-    expect((await read({})).headers['content-type']).toMatch(/^application\/fhir\+json/);
+    const plain = await read({});
+    expect(plain.headers['content-type']).toMatch(/^application\/fhir\+json/);
+    expect(String(plain.headers.vary)).toMatch(/\bAccept\b/);
     expect((await read({ accept: '*/*' })).headers['content-type']).toMatch(/^application\/fhir\+json/);
     expect((await read({ accept: 'application/fhir+json;q=0.8, application/fhir+xml' })).headers['content-type']).toMatch(/^application\/fhir\+xml/);
     expect((await read({ accept: 'application/fhir+xml;q=0.5, application/fhir+json' })).headers['content-type']).toMatch(/^application\/fhir\+json/);
