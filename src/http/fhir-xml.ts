@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { errors } from '../fhir/errors.js';
 import { xmlToResource } from '../fhir/xml/from-xml.js';
 import { resourceToXml } from '../fhir/xml/to-xml.js';
-import { XmlConversionError } from '../fhir/xml/xml-common.js';
+import { XML_MEDIA_TYPES, XmlConversionError } from '../fhir/xml/xml-common.js';
 import { MAX_JSON_DEPTH } from './fhir-json.js';
 
 /**
@@ -19,7 +19,6 @@ import { MAX_JSON_DEPTH } from './fhir-json.js';
  */
 
 export const FHIR_XML = 'application/fhir+xml; charset=utf-8';
-const XML_TYPES = ['application/fhir+xml', 'application/xml', 'text/xml'];
 
 const XML_FORMATS = new Set(['xml', 'text/xml', 'application/xml', 'application/fhir+xml']);
 const JSON_FORMATS = new Set(['json', 'text/json', 'application/json', 'application/fhir+json']);
@@ -81,7 +80,7 @@ function isFhirJson(contentType: unknown): boolean {
 
 /** Registers the XML body parser and the response conversion, for every route of the app. */
 export function registerFhirXml(app: FastifyInstance): void {
-  app.addContentTypeParser(XML_TYPES, { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser([...XML_MEDIA_TYPES], { parseAs: 'string' }, (_request, body, done) => {
     const text = body as string;
     if (text.trim() === '') {
       done(errors.incorrect('the request body is empty; a FHIR XML resource was expected'), undefined);

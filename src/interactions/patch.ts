@@ -1,5 +1,6 @@
 import type { Parameters, Resource } from 'fhir/r4.js';
 import { errors } from '../fhir/errors.js';
+import { isXmlMediaType } from '../fhir/xml/xml-common.js';
 import { applyFhirPathPatch, applyJsonPatch } from '../fhir/patch/index.js';
 import type { StoreTransaction } from '../storage/resource-store.js';
 import { findConditional } from './create.js';
@@ -16,7 +17,7 @@ export function patchDocumentFrom(contentType: string | undefined, body: unknown
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (type === 'application/json-patch+json') return { kind: 'json-patch', operations: body };
   // FHIRPath Patch is a Parameters resource, in either FHIR format (XML bodies arrive as JSON: src/http/fhir-xml.ts).
-  if (type === 'application/fhir+json' || type === 'application/json' || type === 'application/fhir+xml' || type === 'application/xml' || type === 'text/xml') {
+  if (type === 'application/fhir+json' || type === 'application/json' || isXmlMediaType(type)) {
     if (typeof body === 'object' && body !== null && (body as { resourceType?: unknown }).resourceType === 'Parameters') {
       return { kind: 'fhirpath-patch', parameters: body as Parameters };
     }

@@ -1,5 +1,6 @@
 import type { Subscription } from 'fhir/r4.js';
 import { errors, type Issue } from '../fhir/errors.js';
+import { isXmlMediaType } from '../fhir/xml/xml-common.js';
 import type { PayloadContent } from './channels/types.js';
 import { mailtoAddresses } from './channels/email.js';
 import { isTopicCriteria } from './topics.js';
@@ -76,17 +77,12 @@ export function channelProblems(sub: Subscription, supported: readonly string[])
   }
   if (channel.payload && !/^application\/(fhir\+)?json\b/.test(channel.payload)) {
     // FHIR XML is written by the rest-hook sender; the other channels carry JSON.
-    if (!isXmlPayload(channel.payload)) problem(`channel.payload '${channel.payload}' is not supported (application/fhir+json, or application/fhir+xml on rest-hook)`, 'Subscription.channel.payload');
+    if (!isXmlMediaType(channel.payload)) problem(`channel.payload '${channel.payload}' is not supported (application/fhir+json, or application/fhir+xml on rest-hook)`, 'Subscription.channel.payload');
     else if (channel.type !== 'rest-hook') problem(`channel.payload '${channel.payload}' is supported on rest-hook channels only; ${channel.type} sends application/fhir+json`, 'Subscription.channel.payload');
   }
   const ext = ((channel as { _payload?: PayloadElement })._payload?.extension ?? []).find((e) => e.url === PAYLOAD_CONTENT_EXTENSION);
   if (ext && !['empty', 'id-only', 'full-resource'].includes(ext.valueCode ?? '')) problem('payload content must be empty, id-only or full-resource', 'Subscription.channel.payload');
   return issues;
-}
-
-/** A payload MIME type asking for FHIR XML (`application/fhir+xml`, `application/xml`, `text/xml`). */
-export function isXmlPayload(mimeType: string | undefined): boolean {
-  return mimeType !== undefined && /^(application\/(fhir\+)?xml|text\/xml)\b/i.test(mimeType.trim());
 }
 
 /** A Subscription's end has passed: it is turned off. */

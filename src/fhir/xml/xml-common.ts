@@ -5,6 +5,14 @@ export const FHIR_NS = 'http://hl7.org/fhir';
 /** The namespace of the narrative's XHTML. */
 export const XHTML_NS = 'http://www.w3.org/1999/xhtml';
 
+/** The media types of FHIR XML bodies (https://hl7.org/fhir/R4/http.html#mime-type). */
+export const XML_MEDIA_TYPES: readonly string[] = ['application/fhir+xml', 'application/xml', 'text/xml'];
+
+/** Whether a Content-Type (or a Subscription's payload type) names FHIR XML; parameters such as charset aside. */
+export function isXmlMediaType(contentType: string | undefined): boolean {
+  return contentType !== undefined && XML_MEDIA_TYPES.includes(contentType.split(';')[0]!.trim().toLowerCase());
+}
+
 /** What cannot be carried between FHIR JSON and FHIR XML; the message names the element. */
 export class XmlConversionError extends Error {
   override name = 'XmlConversionError';

@@ -3,7 +3,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { PermanentJobError } from '../../jobs/types.js';
 import type { Resource } from 'fhir/r4.js';
 import { resourceToXml } from '../../fhir/xml/to-xml.js';
-import { channelSettings, isXmlPayload } from '../model.js';
+import { isXmlMediaType, XmlConversionError } from '../../fhir/xml/xml-common.js';
+import { channelSettings } from '../model.js';
 import { timeoutSeconds } from '../topics.js';
 import type { ChannelSender, Delivery } from './types.js';
 
@@ -38,6 +39,16 @@ export function endpointAllowed(endpoint: string, allowList: readonly string[]):
  * Connections are kept alive and reused per endpoint host (node:http agents: measured 2-5×
  * less time per notification than `fetch` on Node 20, which matters at hundreds per second).
  */
+/** A payload as FHIR XML; what XML cannot say is a permanent failure (retrying would not change it). */
+function xmlBody(content: Resource): string {
+  try {
+    return resourceToXml(content as unknown as Record<string, unknown>);
+  } catch (e) {
+    if (e instanceof XmlConversionError) throw new PermanentJobError(`the payload cannot be written as FHIR XML: ${e.message}`);
+    throw e;
+  }
+}
+
 export class RestHookSender implements ChannelSender {
   readonly type = 'rest-hook' as const;
   // Per host at most this many connections at once; idle ones are closed after a while.
@@ -101,8 +112,8 @@ export class RestHookSender implements ChannelSender {
       }
     }
     // The payload in the format the Subscription names (channel.payload): FHIR JSON, or FHIR XML.
-    const xml = isXmlPayload(settings.mimeType);
-    const body = content === undefined ? undefined : xml ? resourceToXml(content as unknown as Record<string, unknown>) : JSON.stringify(content);
+    const xml = isXmlMediaType(settings.mimeType);
+    const body = content === undefined ? undefined : xml ? xmlBody(content) : JSON.stringify(content);
     if (body !== undefined) headers['content-type'] = xml ? 'application/fhir+xml' : 'application/fhir+json';
     // The Subscription's own timeout (backport-timeout) may shorten the server's, never lengthen it.
     const own = timeoutSeconds(delivery.subscription);
