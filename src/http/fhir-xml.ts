@@ -66,10 +66,21 @@ export function acceptPrefersXml(accept: string | undefined): boolean {
   return ranked[0]?.type === 'xml';
 }
 
+/** `_format` from the query string, or from the form body of a `POST …/_search`. */
+function formatParameter(request: FastifyRequest): string | undefined {
+  const fromQuery = (request.query as Record<string, unknown> | undefined)?._format;
+  if (typeof fromQuery === 'string' && fromQuery !== '') return fromQuery;
+  if (String(request.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
+    const fromForm = (request.body as Record<string, unknown> | undefined)?._format;
+    if (typeof fromForm === 'string' && fromForm !== '') return fromForm;
+  }
+  return undefined;
+}
+
 /** The response format a request asked for: `_format` wins over Accept. */
 export function wantsXml(request: FastifyRequest): boolean {
-  const format = (request.query as Record<string, unknown> | undefined)?._format;
-  if (typeof format === 'string' && format !== '') return formatOf(format) === 'xml';
+  const format = formatParameter(request);
+  if (format !== undefined) return formatOf(format) === 'xml';
   const accept = request.headers.accept;
   return acceptPrefersXml(typeof accept === 'string' ? accept : undefined);
 }

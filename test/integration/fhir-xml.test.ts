@@ -88,6 +88,11 @@ describe('FHIR XML on the REST API', () => {
     expect(bundle.type).toBe('searchset');
     expect(bundle.entry?.map((e) => e.resource?.id)).toEqual([id]);
 
+    // POST _search carries _format in its form body.
+    const posted = await t.request({ method: 'POST', url: '/fhir/Patient/_search', payload: 'identifier=urn:test:xml|XML-1&_format=xml', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(posted.headers['content-type']).toMatch(/^application\/fhir\+xml/);
+    expect(fromXml<Bundle>(posted.body).entry?.map((e) => e.resource?.id)).toEqual([id]);
+
     const metadata = await t.request({ method: 'GET', url: '/fhir/metadata', headers: { accept: XML } });
     expect(metadata.headers['content-type']).toMatch(/^application\/fhir\+xml/);
     expect(fromXml<CapabilityStatement>(metadata.body).format).toEqual(expect.arrayContaining(['application/fhir+json', 'application/fhir+xml', 'xml']));
