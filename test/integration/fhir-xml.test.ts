@@ -187,6 +187,15 @@ describe('bad XML is a 400 OperationOutcome and writes nothing', () => {
     expect(res.json()).toEqual(json.json());
   });
 
+  it('a stored value XML cannot carry leaves in JSON rather than as broken XML', async () => {
+    const created = await t.request({ method: 'POST', url: '/fhir/Basic', payload: { resourceType: 'Basic', code: { text: 'not XML \uFFFF' } } });
+    expect(created.statusCode, created.body).toBe(201);
+    const res = await t.request({ method: 'GET', url: `/fhir/Basic/${(created.json() as { id: string }).id}`, headers: { accept: XML } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/fhir\+json/);
+    expect((res.json() as { code: { text: string } }).code.text).toBe('not XML \uFFFF');
+  });
+
   it('a 404 asked for in XML is an XML OperationOutcome', async () => {
     const res = await t.request({ method: 'GET', url: '/fhir/Patient/no-such-patient', headers: { accept: XML } });
     expect(res.statusCode).toBe(404);

@@ -17,8 +17,12 @@ let elementTable: ElementTable | undefined;
 /** The table of a primitive's `_name` companion: Element (id, extension). */
 const primitiveElementTable = () => (elementTable ??= childTable({ kind: 'datatype', type: 'Element' })!);
 
+/** Characters XML 1.0 cannot carry at all, not even as references (JSON strings can). */
+const NOT_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** Escapes an attribute value; whitespace other than spaces is written as character references so it survives attribute normalisation. */
 export function escapeAttribute(value: string): string {
+  if (NOT_XML_CHAR.test(value)) throw new XmlConversionError('a value holds a character XML 1.0 cannot carry (a control character, U+FFFE / U+FFFF or a lone surrogate)');
   return value.replace(/[&<>"\n\r\t]/g, (c) => ATTRIBUTE_ESCAPES[c]!);
 }
 const ATTRIBUTE_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', '\n': '&#10;', '\r': '&#13;', '\t': '&#9;' };

@@ -195,6 +195,10 @@ describe('JSON → FHIR XML', () => {
   it('refuses what XML cannot say: an element R4 does not define', () => {
     expect(() => resourceToXml({ resourceType: 'Patient', colour: 'blue' })).toThrow(/Patient\.colour is not an element/);
     expect(() => resourceToXml({ resourceType: 'Nope' })).toThrow(/not a FHIR R4 resource/);
+    for (const text of ['a\u0001b', 'x\uFFFF', 'lone \uD800 surrogate']) {
+      expect(() => resourceToXml({ resourceType: 'Basic', code: { text } })).toThrow(/XML 1.0 cannot carry/);
+    }
+    expect(resourceToXml({ resourceType: 'Basic', code: { text: 'emoji \uD83D\uDE00' } })).toContain('emoji \uD83D\uDE00');
   });
 
   it('declares the XHTML namespace on a narrative stored without it', () => {
