@@ -135,7 +135,7 @@ export async function benchCrud(o: CrudBenchOptions): Promise<Comparison[]> {
   console.log(updateProfile?.format('profile of FHIR update'));
   console.log(warmUpText(warmUps));
 
-  // FHIR XML (src/http/fhir-xml.ts) beside the same operations in JSON: what the conversion at
+  // FHIR XML (src/http/fhir-formats.ts) beside the same operations in JSON: what the conversion at
   // the HTTP edge costs (no aim).
   const xmlHeaders = { ...headers, accept: 'application/fhir+xml' };
   const fhirReadXmlOp = async (i: number) => {

@@ -26,7 +26,7 @@ import { loadMappingTables } from './hl7v2/maps/tables.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics, registerMllpMetrics, registerQueueMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
-import { registerFhirXml } from './http/fhir-xml.js';
+import { registerFhirFormats, VERSIONS_OPERATION } from './http/fhir-formats.js';
 import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { registerDrain } from './http/drain.js';
@@ -394,7 +394,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
         BILLING_OPERATIONS,
       ),
       typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
-      systemOperations: BULK_OPERATIONS.system,
+      systemOperations: [...BULK_OPERATIONS.system, VERSIONS_OPERATION],
       readOnlyTypes: { AuditEvent: 'Written by the server only: one AuditEvent per FHIR request, sign-in, token request and administration call. Readable by ADMIN users and backend clients.' },
     }), subscriptions.topics, subscriptions.channels.types().includes('websocket') ? websocketUrl(config.baseUrl) : undefined));
 
@@ -446,7 +446,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   maintenance.registerMetrics(metrics);
   audit.registerMetrics(metrics);
   await registerBodyParsers(http);
-  registerFhirXml(http);
+  registerFhirFormats(http);
   registerErrorHandling(http);
   registerHttpAudit(http, { audit, source: auditSource });
   registerAuthServerAudit(http, { audit, source: auditSource, tokens });

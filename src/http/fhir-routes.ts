@@ -3,7 +3,7 @@ import type { Resource } from 'fhir/r4.js';
 import { errors, FhirError } from '../fhir/errors.js';
 import { scopesAllow as typeScopesAllow, type Permission, type ResourceScope } from '../auth/scopes.js';
 import type { AuthContext, TokenService } from '../auth/token-service.js';
-import type { Bundle } from 'fhir/r4.js';
+import type { Bundle, Parameters } from 'fhir/r4.js';
 import { entryError, processBundle } from '../interactions/bundle.js';
 import { checkBundleShape } from '../interactions/bundle-shape.js';
 import { create } from '../interactions/create.js';
@@ -29,6 +29,7 @@ function scopesAllow(scopes: readonly ResourceScope[], type: string, permission:
   if (typeScopesAllow(scopes, type, permission)) return true;
   return (permission === 'r' || permission === 's') && scopes.some((s) => s.filter !== undefined && s.resourceType === type && s.permissions.has(permission));
 }
+import { FHIR_VERSION } from './fhir-formats.js';
 import { notModified, outputOptions, preferReturn, preferStrict, sendResult, FHIR_JSON } from './respond.js';
 
 declare module 'fastify' {
@@ -168,6 +169,20 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.get('/metadata', { config: { public: true } }, async (request, reply) => {
     const options = outputOptions(queryOf(request));
     return reply.type(FHIR_JSON).send(JSON.stringify(deps.capabilityStatement(), null, options.pretty ? 2 : undefined));
+  });
+
+  // $versions (CapabilityStatement-versions): the FHIR versions of this endpoint. Besides the
+  // Parameters resource, the plain forms the operation defines for Accept application/json and
+  // application/xml.
+  app.get('/$versions', { config: { public: true } }, async (request, reply) => {
+    const first = (header(request, 'accept') ?? '').split(',')[0]!.split(';')[0]!.trim().toLowerCase();
+    if (!queryOf(request).has('_format')) {
+      if (first === 'application/json') return reply.type('application/json; charset=utf-8').send(JSON.stringify({ versions: [FHIR_VERSION], default: FHIR_VERSION }));
+      if (first === 'application/xml' || first === 'text/xml') return reply.type('application/xml; charset=utf-8').send(`<versions><version>${FHIR_VERSION}</version><default>${FHIR_VERSION}</default></versions>`);
+    }
+    const options = outputOptions(queryOf(request));
+    const parameters: Parameters = { resourceType: 'Parameters', parameter: [{ name: 'version', valueCode: FHIR_VERSION }, { name: 'default', valueCode: FHIR_VERSION }] };
+    return reply.type(FHIR_JSON).send(JSON.stringify(parameters, null, options.pretty ? 2 : undefined));
   });
 
   // batch / transaction at the base URL

@@ -7,7 +7,7 @@ import { etagOf } from '../interactions/versions.js';
 import { maskBody, maskedFields, maskPatientJson } from '../workflows/patient-masking.js';
 import { inDefinitionOrder } from './element-order.js';
 import { reorderResourceText } from './element-order-text.js';
-import { formatOf } from './fhir-xml.js';
+import { formatOf } from './fhir-formats.js';
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 

@@ -16,7 +16,7 @@ export type PatchDocument = { kind: 'json-patch'; operations: unknown } | { kind
 export function patchDocumentFrom(contentType: string | undefined, body: unknown): PatchDocument {
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (type === 'application/json-patch+json') return { kind: 'json-patch', operations: body };
-  // FHIRPath Patch is a Parameters resource, in either FHIR format (XML bodies arrive as JSON: src/http/fhir-xml.ts).
+  // FHIRPath Patch is a Parameters resource, in either FHIR format (XML bodies arrive as JSON: src/http/fhir-formats.ts).
   if (type === 'application/fhir+json' || type === 'application/json' || isXmlMediaType(type)) {
     if (typeof body === 'object' && body !== null && (body as { resourceType?: unknown }).resourceType === 'Parameters') {
       return { kind: 'fhirpath-patch', parameters: body as Parameters };

@@ -8,7 +8,7 @@ import { FHIR_NS, XHTML_NS, XmlConversionError, isExtensionTable } from './xml-c
  * element of their type's name (`<contained><Patient>…`), the narrative's XHTML as it is.
  *
  * The server stores and works on JSON; XML is only a wire format, converted at the HTTP edge
- * (src/http/fhir-xml.ts).
+ * (src/http/fhir-formats.ts).
  */
 
 type Json = Record<string, unknown>;

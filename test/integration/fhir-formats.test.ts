@@ -10,7 +10,7 @@ import { sharedDataDir } from '../support/shared-data.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
 /**
- * FHIR XML over the REST API (src/http/fhir-xml.ts): XML bodies in, XML answers out when
+ * FHIR XML over the REST API (src/http/fhir-formats.ts): XML bodies in, XML answers out when
  * `_format` or Accept ask for it, JSON stays the default, and bad XML is a 400 OperationOutcome
  * that writes nothing.
  */
@@ -200,5 +200,46 @@ describe('bad XML is a 400 OperationOutcome and writes nothing', () => {
     const res = await t.request({ method: 'GET', url: '/fhir/Patient/no-such-patient', headers: { accept: XML } });
     expect(res.statusCode).toBe(404);
     expect(fromXml<OperationOutcome>(res.body).issue[0]!.code).toBe('not-found');
+  });
+});
+
+describe('the FHIR version on the wire (fhirVersion MIME parameter) and $versions', () => {
+  it('answers an Accept naming R4 and says so; refuses one naming other versions only (406)', async () => {
+    const r4 = await t.request({ method: 'GET', url: '/fhir/metadata', headers: { accept: 'application/fhir+json; fhirVersion=4.0.1' } });
+    expect(r4.statusCode).toBe(200);
+    expect(r4.headers['content-type']).toBe('application/fhir+json; fhirVersion=4.0; charset=utf-8');
+    const choice = await t.request({ method: 'GET', url: '/fhir/metadata', headers: { accept: 'application/fhir+json; fhirVersion=3.0, application/fhir+xml; fhirVersion=4.0; q=0.5' } });
+    expect(choice.statusCode).toBe(200);
+    expect(choice.headers['content-type']).toBe('application/fhir+xml; fhirVersion=4.0; charset=utf-8');
+    expect(fromXml<CapabilityStatement>(choice.body).fhirVersion).toBe('4.0.1');
+    const stu3 = await t.request({ method: 'GET', url: '/fhir/Patient?_count=1', headers: { accept: 'application/fhir+json; fhirVersion=3.0' } });
+    expect(stu3.statusCode).toBe(406);
+    expect((stu3.json() as OperationOutcome).issue[0]!.diagnostics).toMatch(/FHIR 4\.0/);
+    // A wildcard beside it can still be answered in R4.
+    expect((await t.request({ method: 'GET', url: '/fhir/Patient?_count=1', headers: { accept: 'application/fhir+json; fhirVersion=3.0, */*; q=0.1' } })).statusCode).toBe(200);
+  });
+
+  it('refuses a body declared in another FHIR version (415) and stores nothing', async () => {
+    const before = (await t.request({ method: 'GET', url: '/fhir/Patient?_summary=count' })).json() as Bundle;
+    const res = await t.request({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', gender: 'male' }, headers: { 'content-type': 'application/fhir+json; fhirVersion=5.0' } });
+    expect(res.statusCode).toBe(415);
+    expect((res.json() as OperationOutcome).resourceType).toBe('OperationOutcome');
+    expect(((await t.request({ method: 'GET', url: '/fhir/Patient?_summary=count' })).json() as Bundle).total).toBe(before.total);
+    const r4 = await t.request({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', gender: 'male' }, headers: { 'content-type': 'application/fhir+json; fhirVersion=4.0' } });
+    expect(r4.statusCode).toBe(201);
+  });
+
+  it('$versions answers without a token, as Parameters or in the plain JSON and XML forms, and is declared', async () => {
+    const parameters = await t.server.http.inject({ method: 'GET', url: '/fhir/$versions', headers: { accept: 'application/fhir+json' } });
+    expect(parameters.statusCode).toBe(200);
+    expect(parameters.json()).toEqual({ resourceType: 'Parameters', parameter: [{ name: 'version', valueCode: '4.0' }, { name: 'default', valueCode: '4.0' }] });
+    const plainJson = await t.server.http.inject({ method: 'GET', url: '/fhir/$versions', headers: { accept: 'application/json' } });
+    expect(plainJson.json()).toEqual({ versions: ['4.0'], default: '4.0' });
+    const plainXml = await t.server.http.inject({ method: 'GET', url: '/fhir/$versions', headers: { accept: 'application/xml' } });
+    expect(plainXml.body).toBe('<versions><version>4.0</version><default>4.0</default></versions>');
+    const fhirXml = await t.server.http.inject({ method: 'GET', url: '/fhir/$versions', headers: { accept: XML } });
+    expect(fromXml(fhirXml.body)).toEqual(parameters.json());
+    const metadata = (await t.request({ method: 'GET', url: '/fhir/metadata' })).json() as CapabilityStatement;
+    expect(metadata.rest![0]!.operation).toContainEqual({ name: 'versions', definition: 'http://hl7.org/fhir/OperationDefinition/CapabilityStatement-versions' });
   });
 });

@@ -1,12 +1,17 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { errors } from '../fhir/errors.js';
+import { errors, FhirError } from '../fhir/errors.js';
 import { xmlToResource } from '../fhir/xml/from-xml.js';
 import { resourceToXml } from '../fhir/xml/to-xml.js';
 import { XML_MEDIA_TYPES, XmlConversionError } from '../fhir/xml/xml-common.js';
 import { MAX_JSON_DEPTH } from './fhir-json.js';
 
 /**
- * FHIR XML on the wire (https://hl7.org/fhir/R4/http.html#mime-type, xml.html). The server works
+ * The FHIR formats and version on the wire (https://hl7.org/fhir/R4/http.html#mime-type,
+ * #version-parameter, xml.html). The `fhirVersion` MIME parameter may only name R4 (4.0): a body
+ * declared in another version is 415, an Accept naming only other versions 406, and an answer
+ * to an Accept that named the version names it too.
+ *
+ * FHIR XML: the server works
  * on JSON throughout; XML is converted at this edge only:
  *   - request bodies in `application/fhir+xml` (or `application/xml`, `text/xml`) become the JSON
  *     object a JSON body would have been, so validation, hospital rules, storage and every
@@ -19,6 +24,7 @@ import { MAX_JSON_DEPTH } from './fhir-json.js';
  */
 
 export const FHIR_XML = 'application/fhir+xml; charset=utf-8';
+
 
 const XML_FORMATS = new Set(['xml', 'text/xml', 'application/xml', 'application/fhir+xml']);
 const JSON_FORMATS = new Set(['json', 'text/json', 'application/json', 'application/fhir+json']);
@@ -33,37 +39,74 @@ export function formatOf(value: string): 'json' | 'xml' | undefined {
   return /json/.test(type) ? 'json' : undefined;
 }
 
-interface Ranked {
-  type: string;
+/** The FHIR version this server speaks, as the `fhirVersion` MIME parameter names it (http.html#version-parameter). */
+export const FHIR_VERSION = '4.0';
+const FHIR_XML_VERSIONED = `application/fhir+xml; fhirVersion=${FHIR_VERSION}; charset=utf-8`;
+const FHIR_JSON_VERSIONED = `application/fhir+json; fhirVersion=${FHIR_VERSION}; charset=utf-8`;
+
+/** `[base]/$versions` (served by fhir-routes.ts), declared in the CapabilityStatement. */
+export const VERSIONS_OPERATION = { name: 'versions', definition: 'http://hl7.org/fhir/OperationDefinition/CapabilityStatement-versions' };
+
+/** `4.0`, `4.0.1`: R4. */
+function speaksVersion(version: string): boolean {
+  return version === FHIR_VERSION || version.startsWith(`${FHIR_VERSION}.`);
+}
+
+/** A MIME type's parameter (names compare case-insensitively), unquoted. */
+function mimeParameter(parameters: readonly string[], name: string): string | undefined {
+  for (const p of parameters) {
+    const eq = p.indexOf('=');
+    if (eq > 0 && p.slice(0, eq).trim().toLowerCase() === name) return p.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+  }
+  return undefined;
+}
+
+interface AcceptEntry {
+  format: 'json' | 'xml';
   q: number;
   order: number;
+  fhirVersion?: string;
 }
 
 /**
- * Whether an Accept header prefers XML: the best-ranked media type the server can write is an
- * XML one. Wildcards count for JSON (the default). A browser's navigation header
- * (`text/html,…,application/xml;q=0.9,*∕*;q=0.8`) keeps JSON unless it names FHIR XML itself.
+ * The entries of an Accept header the server can answer, as a format: FHIR XML (`application/xml`
+ * and `text/xml` too, except in a browser's navigation header, `text/html,…,application/xml;q=0.9`),
+ * or JSON (the JSON types and the wildcards: JSON is the default).
  */
-export function acceptPrefersXml(accept: string | undefined): boolean {
-  if (!accept || !accept.includes('xml')) return false;
+function acceptEntries(accept: string): AcceptEntry[] {
   const browser = /(^|[\s,])text\/html/i.test(accept);
-  const ranked: Ranked[] = [];
+  const entries: AcceptEntry[] = [];
   accept.split(',').forEach((part, order) => {
-    const [rawType, ...params] = part.split(';');
+    const [rawType, ...parameters] = part.split(';');
     const type = rawType!.trim().toLowerCase();
-    let q = 1;
-    for (const p of params) {
-      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(p);
-      if (m) q = Number(m[1]);
-    }
+    const qText = mimeParameter(parameters, 'q');
+    const q = qText === undefined ? 1 : Number(qText);
     if (!(q > 0)) return;
+    const fhirVersion = mimeParameter(parameters, 'fhirversion');
     const xml = type === 'application/fhir+xml' || type === 'application/xml+fhir' || (!browser && (type === 'application/xml' || type === 'text/xml'));
     const json = JSON_FORMATS.has(type) || type === '*/*' || type === 'application/*';
-    if (xml) ranked.push({ type: 'xml', q, order });
-    else if (json) ranked.push({ type: 'json', q, order });
+    if (xml || json) entries.push({ format: xml ? 'xml' : 'json', q, order, ...(fhirVersion !== undefined ? { fhirVersion } : {}) });
   });
-  ranked.sort((a, b) => b.q - a.q || a.order - b.order);
-  return ranked[0]?.type === 'xml';
+  return entries;
+}
+
+/**
+ * What an Accept header asks for: the best-ranked format the server can write, or
+ * `unacceptable` when every FHIR type it names asks for a FHIR version other than R4 (406).
+ * Without one the server can write (or without the header), JSON.
+ */
+export function negotiate(accept: string | undefined): 'json' | 'xml' | 'unacceptable' {
+  if (!accept || !/xml|fhirversion/i.test(accept)) return 'json';
+  const entries = acceptEntries(accept);
+  const usable = entries.filter((e) => e.fhirVersion === undefined || speaksVersion(e.fhirVersion));
+  if (usable.length === 0) return entries.length > 0 ? 'unacceptable' : 'json';
+  usable.sort((a, b) => b.q - a.q || a.order - b.order);
+  return usable[0]!.format;
+}
+
+/** Whether an Accept header prefers FHIR XML to JSON (see `negotiate`). */
+export function acceptPrefersXml(accept: string | undefined): boolean {
+  return negotiate(accept) === 'xml';
 }
 
 /** `_format` from the query string, or from the form body of a `POST …/_search`. */
@@ -89,8 +132,33 @@ function isFhirJson(contentType: unknown): boolean {
   return typeof contentType === 'string' && contentType.startsWith('application/fhir+json');
 }
 
-/** Registers the XML body parser and the response conversion, for every route of the app. */
-export function registerFhirXml(app: FastifyInstance): void {
+/**
+ * Registers, for every route of the app: the FHIR version checks (`fhirVersion` in Accept: 406
+ * unless R4 can be answered; in Content-Type: 415 unless R4), the XML body parser and the
+ * response conversion.
+ */
+export function registerFhirFormats(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!request.url.startsWith('/fhir')) {
+      done();
+      return;
+    }
+    const contentType = request.headers['content-type'];
+    if (typeof contentType === 'string' && /fhirversion/i.test(contentType)) {
+      const version = mimeParameter(contentType.split(';').slice(1), 'fhirversion');
+      if (version !== undefined && !speaksVersion(version)) {
+        done(new FhirError('unsupported-media-type', `this server speaks FHIR ${FHIR_VERSION} (R4); the body is declared fhirVersion=${version.slice(0, 20)}`));
+        return;
+      }
+    }
+    const accept = request.headers.accept;
+    if (typeof accept === 'string' && formatParameter(request) === undefined && negotiate(accept) === 'unacceptable') {
+      done(new FhirError('not-acceptable', `this server speaks FHIR ${FHIR_VERSION} (R4); Accept asks for other FHIR versions only (${accept.slice(0, 120)})`));
+      return;
+    }
+    done();
+  });
+
   app.addContentTypeParser([...XML_MEDIA_TYPES], { parseAs: 'string' }, (_request, body, done) => {
     const text = body as string;
     if (text.trim() === '') {
@@ -113,7 +181,10 @@ export function registerFhirXml(app: FastifyInstance): void {
     // The format follows Accept: a cache must not answer one format for the other.
     const vary = reply.getHeader('vary');
     reply.header('vary', typeof vary === 'string' && vary !== '' ? `${vary}, Accept` : 'Accept');
+    // A client that named the FHIR version is told the version of the answer.
+    const versioned = typeof request.headers.accept === 'string' && /fhirversion/i.test(request.headers.accept);
     if (!wantsXml(request)) {
+      if (versioned) reply.header('content-type', FHIR_JSON_VERSIONED);
       done(null, payload);
       return;
     }
@@ -125,7 +196,7 @@ export function registerFhirXml(app: FastifyInstance): void {
     try {
       const pretty = (request.query as Record<string, unknown> | undefined)?._pretty === 'true';
       const xml = resourceToXml(JSON.parse(text) as Record<string, unknown>, { pretty });
-      reply.header('content-type', FHIR_XML);
+      reply.header('content-type', versioned ? FHIR_XML_VERSIONED : FHIR_XML);
       done(null, xml);
     } catch (e) {
       // Stored resources are validated R4, so this is not expected. The answer still leaves, in
