@@ -26,6 +26,7 @@ import { loadMappingTables } from './hl7v2/maps/tables.js';
 import { registerErrorHandling } from './http/errors.js';
 import { registerMetrics, registerMllpMetrics, registerQueueMetrics } from './http/metrics.js';
 import { registerBodyParsers } from './http/fhir-json.js';
+import { registerBinaryContent } from './http/binary-content.js';
 import { registerFhirFormats, VERSIONS_OPERATION } from './http/fhir-formats.js';
 import { fhirRoutes } from './http/fhir-routes.js';
 import { registerHealthRoutes } from './http/health-routes.js';
@@ -446,6 +447,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
   maintenance.registerMetrics(metrics);
   audit.registerMetrics(metrics);
   await registerBodyParsers(http);
+  registerBinaryContent(http);
   registerFhirFormats(http);
   registerErrorHandling(http);
   registerHttpAudit(http, { audit, source: auditSource });
