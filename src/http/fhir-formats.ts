@@ -168,8 +168,8 @@ export function registerFhirFormats(app: FastifyInstance): void {
     try {
       done(null, xmlToResource(text, { maxDepth: MAX_JSON_DEPTH }));
     } catch (e) {
-      if (!(e instanceof XmlConversionError)) throw e;
-      done(errors.incorrect(`the request body is not FHIR R4 XML: ${e.message}`), undefined);
+      // Anything but a conversion error is a fault of ours: the error handler logs it (500).
+      done(e instanceof XmlConversionError ? errors.incorrect(`the request body is not FHIR R4 XML: ${e.message}`) : e instanceof Error ? e : new Error(String(e)), undefined);
     }
   });
 
