@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Binary } from 'fhir/r4.js';
 import { FhirError } from '../fhir/errors.js';
+import { varyOnAccept } from './fhir-formats.js';
 
 /**
  * Binary resources in their own format (https://hl7.org/fhir/R4/binary.html#rest): a scanned
@@ -95,6 +96,8 @@ export function registerBinaryContent(app: FastifyInstance): void {
       return;
     }
     reply.header('content-type', binary.contentType);
+    // Whether the bytes or the resource come back depends on Accept: caches must tell them apart.
+    varyOnAccept(reply);
     // Content of any type is served from the API's origin: a browser must not run it.
     reply.header('content-security-policy', "sandbox; default-src 'none'");
     if (binary.securityContext?.reference) reply.header('x-security-context', binary.securityContext.reference);

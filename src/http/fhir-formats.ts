@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, FhirError } from '../fhir/errors.js';
 import { xmlToResource } from '../fhir/xml/from-xml.js';
 import { resourceToXml } from '../fhir/xml/to-xml.js';
@@ -128,6 +128,12 @@ export function wantsXml(request: FastifyRequest): boolean {
   return acceptPrefersXml(typeof accept === 'string' ? accept : undefined);
 }
 
+/** Adds Accept to the response's Vary header (the answer's form depends on it). */
+export function varyOnAccept(reply: FastifyReply): void {
+  const vary = reply.getHeader('vary');
+  reply.header('vary', typeof vary === 'string' && vary !== '' ? `${vary}, Accept` : 'Accept');
+}
+
 function isFhirJson(contentType: unknown): boolean {
   return typeof contentType === 'string' && contentType.startsWith('application/fhir+json');
 }
@@ -179,8 +185,7 @@ export function registerFhirFormats(app: FastifyInstance): void {
       return;
     }
     // The format follows Accept: a cache must not answer one format for the other.
-    const vary = reply.getHeader('vary');
-    reply.header('vary', typeof vary === 'string' && vary !== '' ? `${vary}, Accept` : 'Accept');
+    varyOnAccept(reply);
     // A client that named the FHIR version is told the version of the answer.
     const versioned = typeof request.headers.accept === 'string' && /fhirversion/i.test(request.headers.accept);
     if (!wantsXml(request)) {

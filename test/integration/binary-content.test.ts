@@ -41,6 +41,7 @@ describe('Binary content in its own format', () => {
       expect(res.headers.etag).toBe('W/"1"');
       expect(res.headers['content-security-policy']).toMatch(/sandbox/);
       expect(res.headers['x-security-context']).toBe('Patient/example-1');
+      expect(String(res.headers.vary)).toMatch(/\bAccept\b/);
     }
     const vread = await t.request({ method: 'GET', url: `/fhir/Binary/${id}/_history/1` });
     expect(vread.rawPayload.equals(PDF)).toBe(true);
