@@ -1,7 +1,7 @@
 import { SaxesParser, type SaxesAttributeNS, type SaxesTagNS } from 'saxes';
 import { childTable, isResourceType, resourceTable, type ElementEntry, type ElementTable } from '../summary/element-table.js';
 import { escapeAttribute } from './to-xml.js';
-import { FHIR_NS, XHTML_NS, XmlConversionError, isExtensionTable } from './xml-common.js';
+import { attributeKeys, FHIR_NS, primitiveElementTable, XHTML_NS, XmlConversionError } from './xml-common.js';
 
 /**
  * FHIR XML → FHIR JSON (https://hl7.org/fhir/R4/xml.html), driven by the R4 StructureDefinitions,
@@ -189,22 +189,28 @@ class PrimitiveLists {
   }
 }
 
+/** A single element seen a second time (as a value or as a primitive's companion). */
+function refuseRepeat(out: Json, entry: ElementEntry, path: string, e: XmlElement): void {
+  if (out[entry.key] !== undefined || out[`_${entry.key}`] !== undefined) throw new XmlConversionError(`${path} (${at(e)}) occurs more than once; FHIR R4 allows it once`);
+}
+
 function place(out: Json, entry: ElementEntry, value: unknown, path: string, e: XmlElement): void {
   if (entry.array) {
     ((out[entry.key] ??= []) as unknown[]).push(value);
   } else {
-    if (out[entry.key] !== undefined || out[`_${entry.key}`] !== undefined) throw new XmlConversionError(`${path} (${at(e)}) occurs more than once; FHIR R4 allows it once`);
+    refuseRepeat(out, entry, path, e);
     out[entry.key] = value;
   }
 }
 
 function convertChildren(parent: XmlElement, table: ElementTable, out: Json, resourceLevel: boolean, path: string): void {
-  const extension = isExtensionTable(table);
+  // Carried by the parent's attributes (read by the caller), never as elements.
+  const attributes = attributeKeys(table, resourceLevel);
   const lists = new PrimitiveLists();
   for (const e of parent.children) {
     const where = `${path}.${e.local}`;
     const entry = e.uri === FHIR_NS || e.xhtml !== undefined ? table.byKey.get(e.local) : undefined;
-    if (!entry || (!resourceLevel && e.local === 'id') || (extension && e.local === 'url')) {
+    if (!entry || attributes.includes(e.local)) {
       const ns = e.uri === FHIR_NS ? '' : ` (namespace ${e.uri || 'none'}; FHIR elements are in ${FHIR_NS})`;
       throw new XmlConversionError(`${where} (${at(e)}) is not an element FHIR R4 defines here${ns}`);
     }
@@ -214,32 +220,26 @@ function convertChildren(parent: XmlElement, table: ElementTable, out: Json, res
         place(out, entry, e.xhtml, where, e);
         continue;
       }
-      const attributes = checkAttributes(e, ['value', 'id'], where);
+      const values = checkAttributes(e, ['value', 'id'], where);
       const companion: Json = {};
-      if (attributes.has('id')) companion.id = attributes.get('id');
-      if (e.children.length > 0) {
-        const extensions: Json = {};
-        convertChildren(e, childTable({ kind: 'datatype', type: 'Element' })!, extensions, false, where);
-        Object.assign(companion, extensions);
-      }
-      const text = attributes.get('value');
+      if (values.has('id')) companion.id = values.get('id');
+      convertChildren(e, primitiveElementTable(), companion, false, where);
+      const text = values.get('value');
       const hasCompanion = Object.keys(companion).length > 0;
       if (text === undefined && !hasCompanion) throw new XmlConversionError(`${where} (${at(e)}) has no value attribute, id or extension`);
       const value = text === undefined ? null : primitiveValue(entry.type, text, where, e);
       if (entry.array) {
         lists.push(entry.key, value, hasCompanion ? companion : undefined);
       } else {
-        if (out[entry.key] !== undefined || out[`_${entry.key}`] !== undefined) throw new XmlConversionError(`${where} (${at(e)}) occurs more than once; FHIR R4 allows it once`);
+        refuseRepeat(out, entry, where, e);
         if (value !== null) out[entry.key] = value;
         if (hasCompanion) out[`_${entry.key}`] = companion;
       }
     } else if (entry.children !== undefined) {
       const table = childTable(entry.children);
       if (!table) throw new XmlConversionError(`${where} (${at(e)}): no definition describes its elements`);
-      const attributes = checkAttributes(e, isExtensionTable(table) ? ['id', 'url'] : ['id'], where);
-      const value: Json = {};
-      if (attributes.has('id')) value.id = attributes.get('id');
-      if (attributes.has('url')) value.url = attributes.get('url');
+      const names = attributeKeys(table, false);
+      const value: Json = Object.fromEntries(checkAttributes(e, names, where));
       convertChildren(e, table, value, false, where);
       place(out, entry, value, where, e);
     } else {

@@ -1,5 +1,5 @@
 import { childTable, resourceTable, isResourceType, type ElementEntry, type ElementTable } from '../summary/element-table.js';
-import { FHIR_NS, XHTML_NS, XmlConversionError, isExtensionTable } from './xml-common.js';
+import { attributeKeys, FHIR_NS, primitiveElementTable, XHTML_NS, XmlConversionError } from './xml-common.js';
 
 /**
  * FHIR JSON → FHIR XML (https://hl7.org/fhir/R4/xml.html), driven by the R4 StructureDefinitions:
@@ -12,10 +12,6 @@ import { FHIR_NS, XHTML_NS, XmlConversionError, isExtensionTable } from './xml-c
  */
 
 type Json = Record<string, unknown>;
-
-let elementTable: ElementTable | undefined;
-/** The table of a primitive's `_name` companion: Element (id, extension). */
-const primitiveElementTable = () => (elementTable ??= childTable({ kind: 'datatype', type: 'Element' })!);
 
 /** Characters XML 1.0 cannot carry at all, not even as references (JSON strings can). */
 const NOT_XML_CHAR = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -63,16 +59,14 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** An `id` (and an Extension's `url`) written as attributes. */
-function attributesOf(value: Json, table: ElementTable | undefined, path: string): string {
+/** The keys of `names` that `value` holds (`id`, an Extension's `url`), written as attributes. */
+function attributesOf(value: Json, names: readonly string[], path: string): string {
   let out = '';
-  if (value.id !== undefined) {
-    if (typeof value.id !== 'string') throw new XmlConversionError(`${path}.id must be a string`);
-    out += ` id="${escapeAttribute(value.id)}"`;
-  }
-  if (table && isExtensionTable(table) && value.url !== undefined) {
-    if (typeof value.url !== 'string') throw new XmlConversionError(`${path}.url must be a string`);
-    out += ` url="${escapeAttribute(value.url)}"`;
+  for (const name of names) {
+    const v = value[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') throw new XmlConversionError(`${path}.${name} must be a string`);
+    out += ` ${name}="${escapeAttribute(v)}"`;
   }
   return out;
 }
@@ -103,32 +97,29 @@ function writePrimitive(w: XmlWriter, entry: ElementEntry, value: unknown, compa
     if (v === null && c === null) continue;
     const at = entry.array ? `${path}[${i}]` : path;
     if (c !== null && (!isObject(c) || Object.keys(c).some((k) => k !== 'id' && k !== 'extension'))) throw new XmlConversionError(`_${at} must be an object of id and extension`);
-    let attributes = c ? attributesOf(c, undefined, at) : '';
+    let attributes = c ? attributesOf(c, ['id'], at) : '';
     if (v !== null) attributes += ` value="${escapeAttribute(primitiveText(v, at))}"`;
     const extensions = c ? asArray(c.extension) : [];
     w.open(entry.key, attributes, depth, extensions.length === 0);
     if (extensions.length > 0) {
-      const table = primitiveElementTable();
-      writeChildren(w, { extension: c!.extension }, table, false, depth + 1, at);
+      writeChildren(w, { extension: c!.extension }, primitiveElementTable(), false, depth + 1, at);
       w.close(entry.key, depth);
     }
   }
 }
 
 function writeChildren(w: XmlWriter, value: Json, table: ElementTable, resourceLevel: boolean, depth: number, path: string): void {
-  const extension = isExtensionTable(table);
+  // Written by the caller, in the element's start tag.
+  const attributes = attributeKeys(table, resourceLevel);
   for (const key of Object.keys(value)) {
-    if (key === 'resourceType' && resourceLevel) continue;
-    if (!resourceLevel && key === 'id') continue;
-    if (extension && key === 'url') continue;
+    if ((key === 'resourceType' && resourceLevel) || attributes.includes(key)) continue;
     const base = key.charCodeAt(0) === 95 /* _ */ ? key.slice(1) : key;
     const entry = table.byKey.get(base);
     if (!entry || (base !== key && !entry.primitive)) throw new XmlConversionError(`${path}.${key} is not an element FHIR R4 defines here`);
   }
   for (const entry of table.byKey.values()) {
     const key = entry.key;
-    if (!resourceLevel && key === 'id') continue;
-    if (extension && key === 'url') continue;
+    if (attributes.includes(key)) continue;
     const v = value[key];
     const at = `${path}.${key}`;
     if (entry.primitive) {
@@ -150,9 +141,9 @@ function writeChildren(w: XmlWriter, value: Json, table: ElementTable, resourceL
       }
       const childTableOf = childTable(entry.children);
       if (!childTableOf) throw new XmlConversionError(`${itemPath}: no definition describes its elements`);
-      const attributes = attributesOf(item, childTableOf, itemPath);
-      const hasChildren = Object.keys(item).some((k) => k !== 'id' && !(k === 'url' && isExtensionTable(childTableOf)));
-      w.open(key, attributes, depth, !hasChildren);
+      const names = attributeKeys(childTableOf, false);
+      const hasChildren = Object.keys(item).some((k) => !names.includes(k));
+      w.open(key, attributesOf(item, names, itemPath), depth, !hasChildren);
       if (hasChildren) {
         writeChildren(w, item, childTableOf, false, depth + 1, itemPath);
         w.close(key, depth);

@@ -19,7 +19,18 @@ export class XmlConversionError extends Error {
 }
 
 let extensionTable: ElementTable | undefined;
-/** The Extension datatype's table: its `url` is an XML attribute, not an element. */
-export function isExtensionTable(table: ElementTable): boolean {
-  return table === (extensionTable ??= childTable({ kind: 'datatype', type: 'Extension' }));
+let elementTable: ElementTable | undefined;
+
+/** The Element datatype's table (id, extension): what a primitive's `_name` companion holds. */
+export function primitiveElementTable(): ElementTable {
+  return (elementTable ??= childTable({ kind: 'datatype', type: 'Element' })!);
+}
+
+/**
+ * The JSON keys of a table that XML carries as attributes, not elements: `Element.id` (a
+ * resource's own `id` is an element), and an Extension's `url`.
+ */
+export function attributeKeys(table: ElementTable, resourceLevel: boolean): readonly string[] {
+  if (resourceLevel) return [];
+  return table === (extensionTable ??= childTable({ kind: 'datatype', type: 'Extension' })) ? ['id', 'url'] : ['id'];
 }
