@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Binary } from 'fhir/r4.js';
 import { FhirError } from '../fhir/errors.js';
-import { varyOnAccept } from './fhir-formats.js';
+import { isFhirJson, varyOnAccept } from './fhir-formats.js';
 
 /**
  * Binary resources in their own format (https://hl7.org/fhir/R4/binary.html#rest): a scanned
@@ -25,7 +25,7 @@ interface RawContent {
 }
 
 /** POST /fhir/Binary, PUT /fhir/Binary/{id} (the query string aside). */
-const BINARY_WRITE = /^\/fhir\/Binary(?:\/([^/?#]+))?\/?(?:\?|$)/;
+const BINARY_WRITE = /^\/fhir\/Binary(?:\/[^/?#]+)?\/?(?:\?|$)/;
 /** GET /fhir/Binary/{id} and /fhir/Binary/{id}/_history/{vid}. */
 const BINARY_READ = /^\/fhir\/Binary\/[^/?#]+(?:\/_history\/[^/?#]+)?\/?(?:\?|$)/;
 const FHIR_ACCEPT = /fhir\+json|fhir\+xml|json\+fhir|xml\+fhir|application\/json|application\/xml|text\/xml/i;
@@ -86,7 +86,7 @@ export function registerBinaryContent(app: FastifyInstance): void {
 
   // A Binary read answers its content (before the FHIR format conversion, which then leaves it be).
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (reply.statusCode !== 200 || !wantsContent(request) || typeof payload !== 'string' || !String(reply.getHeader('content-type')).startsWith('application/fhir+json')) {
+    if (reply.statusCode !== 200 || !wantsContent(request) || typeof payload !== 'string' || !isFhirJson(reply.getHeader('content-type'))) {
       done(null, payload);
       return;
     }

@@ -11,8 +11,7 @@ import { MAX_JSON_DEPTH } from './fhir-json.js';
  * declared in another version is 415, an Accept naming only other versions 406, and an answer
  * to an Accept that named the version names it too.
  *
- * FHIR XML: the server works
- * on JSON throughout; XML is converted at this edge only:
+ * FHIR XML: the server works on JSON throughout; XML is converted at this edge only:
  *   - request bodies in `application/fhir+xml` (or `application/xml`, `text/xml`) become the JSON
  *     object a JSON body would have been, so validation, hospital rules, storage and every
  *     interaction are the same for both formats;
@@ -25,8 +24,7 @@ import { MAX_JSON_DEPTH } from './fhir-json.js';
 
 export const FHIR_XML = 'application/fhir+xml; charset=utf-8';
 
-
-const XML_FORMATS = new Set(['xml', 'text/xml', 'application/xml', 'application/fhir+xml']);
+const XML_FORMATS = new Set(['xml', 'application/xml+fhir', ...XML_MEDIA_TYPES]);
 const JSON_FORMATS = new Set(['json', 'text/json', 'application/json', 'application/fhir+json']);
 
 /**
@@ -35,7 +33,7 @@ const JSON_FORMATS = new Set(['json', 'text/json', 'application/json', 'applicat
  */
 export function formatOf(value: string): 'json' | 'xml' | undefined {
   const type = value.split(';')[0]!.trim().toLowerCase();
-  if (XML_FORMATS.has(type) || type === 'application/xml+fhir') return 'xml';
+  if (XML_FORMATS.has(type)) return 'xml';
   return /json/.test(type) ? 'json' : undefined;
 }
 
@@ -134,7 +132,8 @@ export function varyOnAccept(reply: FastifyReply): void {
   reply.header('vary', typeof vary === 'string' && vary !== '' ? `${vary}, Accept` : 'Accept');
 }
 
-function isFhirJson(contentType: unknown): boolean {
+/** A reply whose body is FHIR JSON (its Content-Type, parameters aside). */
+export function isFhirJson(contentType: unknown): boolean {
   return typeof contentType === 'string' && contentType.startsWith('application/fhir+json');
 }
 

@@ -176,11 +176,12 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // application/xml.
   app.get('/$versions', { config: { public: true } }, async (request, reply) => {
     const first = (header(request, 'accept') ?? '').split(',')[0]!.split(';')[0]!.trim().toLowerCase();
-    if (!queryOf(request).has('_format')) {
+    const query = queryOf(request);
+    if (!query.has('_format')) {
       if (first === 'application/json') return reply.type('application/json; charset=utf-8').send(JSON.stringify({ versions: [FHIR_VERSION], default: FHIR_VERSION }));
       if (first === 'application/xml' || first === 'text/xml') return reply.type('application/xml; charset=utf-8').send(`<versions><version>${FHIR_VERSION}</version><default>${FHIR_VERSION}</default></versions>`);
     }
-    const options = outputOptions(queryOf(request));
+    const options = outputOptions(query);
     const parameters: Parameters = { resourceType: 'Parameters', parameter: [{ name: 'version', valueCode: FHIR_VERSION }, { name: 'default', valueCode: FHIR_VERSION }] };
     return reply.type(FHIR_JSON).send(JSON.stringify(parameters, null, options.pretty ? 2 : undefined));
   });

@@ -1,4 +1,5 @@
 import { SaxesParser } from 'saxes';
+import { XHTML_NS } from '../xml/xml-common.js';
 
 /**
  * Narrative.div (https://hl7.org/fhir/R4/narrative.html, invariant txt-1): well-formed XHTML,
@@ -11,8 +12,6 @@ import { SaxesParser } from 'saxes';
  * has no DTD here; `&#160;` can), as in any FHIR XML. A div without the XHTML namespace
  * declaration is read as XHTML (a common slip in JSON); the XML form adds the declaration.
  */
-
-const XHTML_NS = 'http://www.w3.org/1999/xhtml';
 
 const FORBIDDEN_ELEMENTS = new Set([
   'html', 'head', 'body', 'title', 'meta', 'base', 'link', 'style',

@@ -26,6 +26,16 @@ export function endpointAllowed(endpoint: string, allowList: readonly string[]):
   return allowList.some((entry) => (entry.startsWith('*.') ? host.endsWith(entry.slice(1)) : host === entry));
 }
 
+/** A payload as FHIR XML; what XML cannot say is a permanent failure (retrying would not change it). */
+function xmlBody(content: Resource): string {
+  try {
+    return resourceToXml(content as unknown as Record<string, unknown>);
+  } catch (e) {
+    if (e instanceof XmlConversionError) throw new PermanentJobError(`the payload cannot be written as FHIR XML: ${e.message}`);
+    throw e;
+  }
+}
+
 /**
  * rest-hook: one HTTP request per notification, with the Subscription's own headers.
  *  - Backport-style Subscriptions (profile or payload-content extension): POST the notification
@@ -39,16 +49,6 @@ export function endpointAllowed(endpoint: string, allowList: readonly string[]):
  * Connections are kept alive and reused per endpoint host (node:http agents: measured 2-5×
  * less time per notification than `fetch` on Node 20, which matters at hundreds per second).
  */
-/** A payload as FHIR XML; what XML cannot say is a permanent failure (retrying would not change it). */
-function xmlBody(content: Resource): string {
-  try {
-    return resourceToXml(content as unknown as Record<string, unknown>);
-  } catch (e) {
-    if (e instanceof XmlConversionError) throw new PermanentJobError(`the payload cannot be written as FHIR XML: ${e.message}`);
-    throw e;
-  }
-}
-
 export class RestHookSender implements ChannelSender {
   readonly type = 'rest-hook' as const;
   // Per host at most this many connections at once; idle ones are closed after a while.
