@@ -26,6 +26,7 @@ import * as m0037 from './0037-subscription-delivery-fillfactor.js';
 import * as m0038 from './0038-search-text-by-type.js';
 import * as m0039 from './0039-audit-event-upkeep.js';
 import * as m0040 from './0040-audit-event-archive.js';
+import * as m0041 from './0041-meta-summary-index.js';
 
 /** All migrations in order; the same list runs on PGlite and on PostgreSQL. */
 export const migrations: Record<string, Migration> = {
@@ -56,4 +57,5 @@ export const migrations: Record<string, Migration> = {
   '0038-search-text-by-type': m0038,
   '0039-audit-event-upkeep': m0039,
   '0040-audit-event-archive': m0040,
+  '0041-meta-summary-index': m0041,
 };

@@ -57,6 +57,7 @@ import { messageSenderHook, messagingRoutes } from './workflows/messaging.js';
 import { TerminologyService } from './terminology/service.js';
 import { terminologyRoutes } from './terminology/routes.js';
 import { TERMINOLOGY_OPERATIONS } from './terminology/operations.js';
+import { META_OPERATIONS, SYSTEM_META_OPERATION } from './interactions/meta.js';
 import { FRONT_DESK_OPERATIONS, registerFrontDesk, registerFrontDeskRules } from './workflows/scheduling-wiring.js';
 import { ERASE_OPERATIONS, legalHoldHook, registerErase } from './operations/erase.js';
 import { CLINICAL_OPERATIONS, registerClinical, registerClinicalRules } from './workflows/clinical-wiring.js';
@@ -382,7 +383,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       version,
       resourceTypes: validator.resourceTypes(),
       searchParams: (type) => registry.forType(type).map((p) => ({ name: p.code, type: p.type, definition: p.url })),
-      operations: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
+      operations: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }, ...META_OPERATIONS],
       typeOperations: mergeTypeOperations(
         TERMINOLOGY_OPERATIONS,
         BULK_OPERATIONS.types,
@@ -395,7 +396,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
         BILLING_OPERATIONS,
       ),
       typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
-      systemOperations: [...BULK_OPERATIONS.system, VERSIONS_OPERATION],
+      systemOperations: [...BULK_OPERATIONS.system, VERSIONS_OPERATION, SYSTEM_META_OPERATION],
       readOnlyTypes: { AuditEvent: 'Written by the server only: one AuditEvent per FHIR request, sign-in, token request and administration call. Readable by ADMIN users and backend clients.' },
     }), subscriptions.topics, subscriptions.channels.types().includes('websocket') ? websocketUrl(config.baseUrl) : undefined));
 

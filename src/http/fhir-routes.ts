@@ -9,6 +9,7 @@ import { checkBundleShape } from '../interactions/bundle-shape.js';
 import { create } from '../interactions/create.js';
 import { conditionalRemove, remove } from '../interactions/delete.js';
 import { history, versionVisibleTo, type HistoryAccess } from '../interactions/history.js';
+import { changeMeta, metaOf, metaParameters, type MetaChange } from '../interactions/meta.js';
 import { conditionalPatch, patch, patchDocumentFrom } from '../interactions/patch.js';
 import { read, vread } from '../interactions/read.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
@@ -228,6 +229,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
             findIds: port.findIds.bind(port),
             inCompartment: port.inCompartment.bind(port),
             versionJudge: port.versionJudge.bind(port),
+            metaSummary: port.metaSummary.bind(port),
             search: (input) => port.search({ ...input, accessFilter }),
           },
         }
@@ -380,6 +382,55 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     await ensureVisible(request, type, id);
     return send(request, reply, await validateOperation(deps, type, id, undefined));
   });
+
+  // $meta, $meta-add, $meta-delete (src/interactions/meta.ts). The summaries over a type or the
+  // whole system list what is in use on resources the token sees whole: a token seeing part of a
+  // type (patient compartment, granular scope) gets a 403 for it, as a summary cannot be filtered
+  // row by row; at system level such types are left out, as a system search leaves them out.
+  const systemMeta = async (request: FastifyRequest, reply: FastifyReply) => {
+    const filter = accessOf(request);
+    const scopes = request.auth?.scopes ?? [];
+    const types = deps.validator.resourceTypes().filter((t) => scopesAllow(scopes, t, 'r') && !rowRestricted(filter, t));
+    if (types.length === 0) throw errors.forbidden("the access token's scopes allow reading no resource type whole");
+    return send(request, reply, { status: 200, body: metaParameters(await deps.search.metaSummary(types)) });
+  };
+  app.get('/$meta', systemMeta);
+  app.post('/$meta', systemMeta);
+  const typeMeta = async (request: FastifyRequest<{ Params: TypeParams }>, reply: FastifyReply) => {
+    const { type } = request.params;
+    guard(request, type, 'r');
+    if (rowRestricted(accessOf(request), type)) throw errors.forbidden(`the access token sees part of ${type} only (patient compartment or granular scope): $meta over the type is not available to it`);
+    return send(request, reply, { status: 200, body: metaParameters(await deps.search.metaSummary([type])) });
+  };
+  app.get<{ Params: TypeParams }>('/:type/$meta', typeMeta);
+  app.post<{ Params: TypeParams }>('/:type/$meta', typeMeta);
+  const instanceMeta = async (request: FastifyRequest<{ Params: InstanceParams & { vid?: string } }>, reply: FastifyReply) => {
+    const { type, id, vid } = request.params;
+    guard(request, type, 'r');
+    await ensureDeletionVisible(request, type, id, vid);
+    if (vid === undefined) {
+      const result = await read(deps, type, id);
+      await ensureVisible(request, type, id);
+      return send(request, reply, metaOf(result.version!));
+    }
+    const result = await vread(deps, type, id, vid);
+    await ensureVersionVisible(request, result.version!);
+    return send(request, reply, metaOf(result.version!));
+  };
+  app.get<{ Params: InstanceParams }>('/:type/:id/$meta', instanceMeta);
+  app.post<{ Params: InstanceParams }>('/:type/:id/$meta', instanceMeta);
+  app.get<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid/$meta', instanceMeta);
+  app.post<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid/$meta', instanceMeta);
+  const metaChange = (change: MetaChange) => async (request: FastifyRequest<{ Params: InstanceParams & { vid?: string } }>, reply: FastifyReply) => {
+    const { type, id, vid } = request.params;
+    guard(request, type, 'u');
+    await ensureVisible(request, type, id);
+    return send(request, reply, await changeMeta(deps, type, id, request.body, change, vid));
+  };
+  app.post<{ Params: InstanceParams }>('/:type/:id/$meta-add', metaChange('add'));
+  app.post<{ Params: InstanceParams }>('/:type/:id/$meta-delete', metaChange('delete'));
+  app.post<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid/$meta-add', metaChange('add'));
+  app.post<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid/$meta-delete', metaChange('delete'));
 
   // instance level
   app.get<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {

@@ -1,4 +1,4 @@
-import type { Bundle, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
+import type { Bundle, FhirResource, Meta, OperationOutcome, Resource } from 'fhir/r4.js';
 import type { AccessFilter } from '../search/sql/access.js';
 import type { ResourceStore } from '../storage/resource-store.js';
 import type { StoredVersion } from '../storage/types.js';
@@ -19,11 +19,15 @@ export interface SearchPort {
   inCompartment(resource: Resource, c: { type: string; id: string }): boolean;
   /** Judges single versions (any, not only current) against an access filter, in memory. */
   versionJudge(filter: AccessFilter, baseUrl: string): (resource: Resource) => boolean;
+  /** The profiles, tags and security labels in use on the current resources of `types` (`$meta`). */
+  metaSummary(types: readonly string[]): Promise<Meta>;
 }
 
 export interface ValidationPort {
   validate(resource: unknown, opts?: { profiles?: string[] }): OperationOutcome['issue'];
   isResourceType(type: string): boolean;
+  /** Every resource type of the base specification. */
+  resourceTypes(): string[];
 }
 
 /** Everything an interaction needs; built once in app.ts. Interactions know nothing of HTTP. */

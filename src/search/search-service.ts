@@ -1,4 +1,4 @@
-import type { Bundle, BundleEntry, BundleLink, FhirResource, OperationOutcome, Resource } from 'fhir/r4.js';
+import type { Bundle, BundleEntry, BundleLink, FhirResource, Meta, OperationOutcome, Resource } from 'fhir/r4.js';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { errors, FhirError, isFhirError } from '../fhir/errors.js';
 import { applyElements, applySummary } from '../fhir/summary/index.js';
@@ -15,6 +15,7 @@ import { Terminology, type SearchTerminology } from './terminology.js';
 import { compartmentCondition, compartmentSource, compartmentTypes, resourceInCompartment } from './compartment.js';
 import { versionVisible } from './version-access.js';
 import { memoryMatcher } from './memory-match.js';
+import { metaSummary } from './meta-summary.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyDb = Kysely<any>;
@@ -473,6 +474,11 @@ export class SearchService {
       }
     }
     return sql`SELECT count(*) AS n FROM resource r WHERE ${where}`;
+  }
+
+  /** System- and type-level `$meta`: the profiles, tags and security labels in use on `types` (meta-summary.ts). */
+  metaSummary(types: readonly string[]): Promise<Meta> {
+    return metaSummary(this.db, types.filter((t) => !this.ownTypes.has(t)));
   }
 
   /** EXPLAIN (ANALYZE) of the first page segment and the count query, for plan checks. */
