@@ -58,6 +58,7 @@ import { TerminologyService } from './terminology/service.js';
 import { terminologyRoutes } from './terminology/routes.js';
 import { TERMINOLOGY_OPERATIONS } from './terminology/operations.js';
 import { META_OPERATIONS, SYSTEM_META_OPERATION } from './interactions/meta.js';
+import { DOCUMENT_OPERATION } from './operations/document.js';
 import { FRONT_DESK_OPERATIONS, registerFrontDesk, registerFrontDeskRules } from './workflows/scheduling-wiring.js';
 import { ERASE_OPERATIONS, legalHoldHook, registerErase } from './operations/erase.js';
 import { CLINICAL_OPERATIONS, registerClinical, registerClinicalRules } from './workflows/clinical-wiring.js';
@@ -394,6 +395,7 @@ export async function buildApp(config: Config): Promise<ServerApp> {
         LAB_OPERATIONS,
         CLINICAL_OPERATIONS,
         BILLING_OPERATIONS,
+        DOCUMENT_OPERATION,
       ),
       typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
       systemOperations: [...BULK_OPERATIONS.system, VERSIONS_OPERATION, SYSTEM_META_OPERATION],

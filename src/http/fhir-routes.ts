@@ -15,6 +15,7 @@ import { read, vread } from '../interactions/read.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
 import { conditionalUpdate, update } from '../interactions/update.js';
 import { checkId } from '../interactions/versions.js';
+import { composeDocument, documentRequest } from '../operations/document.js';
 import { validateOperation } from '../operations/validate.js';
 import { compartmentTypes } from '../search/compartment.js';
 import { accessFilterFor, confinedToPatient, rowRestricted, type AccessFilter } from '../search/sql/access.js';
@@ -431,6 +432,22 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.post<{ Params: InstanceParams }>('/:type/:id/$meta-delete', metaChange('delete'));
   app.post<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid/$meta-add', metaChange('add'));
   app.post<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid/$meta-delete', metaChange('delete'));
+
+  // Composition/$document (src/operations/document.ts): the Composition must be visible; what it
+  // references is included as far as the caller may read it; persisting needs create on Bundle.
+  const documentOperation = async (request: FastifyRequest<{ Params: { id?: string } }>, reply: FastifyReply) => {
+    guard(request, 'Composition', 'r');
+    const wanted = documentRequest(queryOf(request), request.method === 'POST' ? request.body : undefined, request.params.id);
+    checkId(wanted.id);
+    await ensureDeletionVisible(request, 'Composition', wanted.id);
+    await ensureVisible(request, 'Composition', wanted.id);
+    if (wanted.persist) authorize(request, 'Bundle', 'c');
+    return send(request, reply, await composeDocument(deps, { ...wanted, accessFilter: accessOf(request) }));
+  };
+  app.get('/Composition/$document', documentOperation);
+  app.post('/Composition/$document', documentOperation);
+  app.get<{ Params: { id: string } }>('/Composition/:id/$document', documentOperation);
+  app.post<{ Params: { id: string } }>('/Composition/:id/$document', documentOperation);
 
   // instance level
   app.get<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {

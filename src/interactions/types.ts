@@ -24,7 +24,7 @@ export interface SearchPort {
 }
 
 export interface ValidationPort {
-  validate(resource: unknown, opts?: { profiles?: string[] }): OperationOutcome['issue'];
+  validate(resource: unknown, opts?: { profiles?: string[]; warnings?: boolean }): OperationOutcome['issue'];
   isResourceType(type: string): boolean;
   /** Every resource type of the base specification. */
   resourceTypes(): string[];

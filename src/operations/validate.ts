@@ -40,7 +40,7 @@ export async function validateOperation(deps: InteractionDeps, resourceType: str
   if (type !== resourceType) {
     issues.push({ severity: 'error', code: 'invalid', diagnostics: `the resource is a ${String(type).slice(0, 64)}, not a ${resourceType}`, expression: ['resourceType'] });
   } else {
-    issues.push(...deps.validator.validate(resource, { profiles }));
+    issues.push(...deps.validator.validate(resource, { profiles, warnings: true }));
     if (mode === 'update' && id !== undefined && (resource as Resource).id !== id) {
       issues.push({ severity: 'error', code: 'invalid', diagnostics: `the resource id does not match ${id}`, expression: ['id'] });
     }

@@ -50,6 +50,11 @@ export class R4Definitions {
     return [...this.concreteResources].sort();
   }
 
+  /** The base definitions (resources and datatypes) of R4. */
+  baseDefinitions(): Iterable<StructureDefinition> {
+    return this.baseByType.values();
+  }
+
   /** Compiled base definition of a type (resource or datatype), undefined if unknown. */
   schema(type: string): TypeSchema | undefined {
     let schema = this.schemas.get(type);

@@ -8,6 +8,7 @@ import { isObject, type JsonObject } from './json.js';
 import { ProfileChecker } from './profile-check.js';
 import { compileProfile, type ProfileModel } from './profile-model.js';
 import { StructureWalker } from './structure.js';
+import { InvariantChecker } from './invariants.js';
 import { r4Terminology, stripVersion } from './terminology.js';
 
 export interface ValidatorOptions {
@@ -30,12 +31,16 @@ export class ResourceValidator {
   private readonly models = new Map<string, ProfileModel | null>();
   private readonly walker: StructureWalker;
   private readonly profiles: ProfileChecker;
+  private readonly invariants: InvariantChecker;
+  /** The current validate() call reports invariants of severity warning too. */
+  private warnInvariants = false;
 
   constructor(options: ValidatorOptions = {}) {
     this.defs = r4Definitions();
     this.strict = options.strictProfiles ?? false;
     for (const sd of options.extraProfiles ?? []) this.addProfile(sd);
     const terms = r4Terminology();
+    this.invariants = new InvariantChecker(this.defs.baseDefinitions());
     this.profiles = new ProfileChecker(this.defs, terms, { model: (url) => this.model(url) });
     this.walker = new StructureWalker(this.defs, terms, {
       nestedResource: (value, path, issues) => this.resource(value, path, issues, []),
@@ -43,6 +48,9 @@ export class ResourceValidator {
       extension: (value, url, path, issues) => {
         // Extensions are open-ended; only those whose definition we have can be checked.
         if (this.structureDefinition(url)?.type === 'Extension') this.profiles.checkTypeProfiles(value, [url], path, issues);
+      },
+      invariants: (value, definitionPath, path, resource, rootResource, issues) => {
+        if (this.invariants.has(definitionPath)) this.invariants.check(value, definitionPath, path, resource, rootResource, issues, this.warnInvariants);
       },
     });
   }
@@ -60,8 +68,9 @@ export class ResourceValidator {
   }
 
   /** All issues (errors and warnings), each with `expression: [FHIRPath location]`. */
-  validate(resource: unknown, opts?: { profiles?: string[] }): OperationOutcomeIssue[] {
+  validate(resource: unknown, opts?: { profiles?: string[]; warnings?: boolean }): OperationOutcomeIssue[] {
     const issues: Issue[] = [];
+    this.warnInvariants = opts?.warnings === true;
     try {
       const requested = Array.isArray(opts?.profiles) ? opts.profiles.filter((p) => typeof p === 'string') : [];
       this.resource(resource, undefined, issues, requested);

@@ -14,6 +14,12 @@ export interface WalkHooks {
   typeProfiles(value: unknown, profiles: readonly string[], path: string, issues: Issue[]): void;
   /** An extension, to be checked against its definition when that is known. */
   extension(value: JsonObject, url: string, path: string, issues: Issue[]): void;
+  /**
+   * The invariants of element `definitionPath` (`Observation`, `Observation.referenceRange`, a
+   * datatype's root such as `Quantity`) on `value`, which sits at `path` inside `resource`
+   * (`rootResource`: the resource that contains it, or `resource` itself when not contained).
+   */
+  invariants?(value: JsonObject, definitionPath: string, path: string, resource: JsonObject, rootResource: JsonObject, issues: Issue[]): void;
 }
 
 const REF_RELATIVE = /^([A-Z][A-Za-z]+)\/[A-Za-z0-9\-.]{1,64}(\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
@@ -33,6 +39,8 @@ export function referencedType(ref: string): string | undefined {
  */
 export class StructureWalker {
   private readonly elementChildren: Children;
+  /** The resources being walked, innermost last: the `%resource` and `%rootResource` of an invariant. */
+  private readonly resources: Array<{ resource: JsonObject; root: JsonObject }> = [];
 
   constructor(
     private readonly defs: R4Definitions,
@@ -65,7 +73,16 @@ export class StructureWalker {
     }
     const schema = this.defs.schema(rt);
     if (!schema) return false;
-    this.object(res, schema.root, path ?? rt, issues, true);
+    // A contained resource's root is its container's (FHIRPath %rootResource); a Bundle entry's is itself.
+    const outer = this.resources[this.resources.length - 1];
+    const frame = { resource: res as JsonObject, root: outer && path !== undefined && /\.contained\[\d+\]$/.test(path) ? outer.root : res };
+    this.resources.push(frame);
+    try {
+      this.object(res, schema.root, path ?? rt, issues, true);
+      this.hooks.invariants?.(res, rt, path ?? rt, frame.resource, frame.root, issues);
+    } finally {
+      this.resources.pop();
+    }
     return true;
   }
 
@@ -219,6 +236,11 @@ export class StructureWalker {
       const children = node.children ?? this.defs.schema(type.code)?.root;
       if (!children) return;
       this.object(v, children, p, issues, false);
+      const frame = this.resources[this.resources.length - 1];
+      if (frame && this.hooks.invariants) {
+        this.hooks.invariants(v, node.path, p, frame.resource, frame.root, issues);
+        if (!node.children) this.hooks.invariants(v, type.code, p, frame.resource, frame.root, issues);
+      }
       if (type.code === 'Extension') {
         this.extensionShape(v, p, issues);
         if (typeof v.url === 'string') this.hooks.extension(v, v.url, p, issues);

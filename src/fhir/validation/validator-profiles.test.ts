@@ -204,7 +204,8 @@ describe('profiles and slicing', () => {
   });
 
   it('slices by resource type (type discriminator)', () => {
-    const entry = (resource: object) => ({ fullUrl: 'urn:uuid:0', resource });
+    // Distinct fullUrls: bdl-7 (an invariant of Bundle) refuses repeated ones.
+    const entry = (resource: object, i: number) => ({ fullUrl: `urn:uuid:00000000-0000-4000-8000-00000000000${i}`, resource });
     const bundle = (...resources: object[]) => ({
       resourceType: 'Bundle',
       meta: { profile: [ONE_PATIENT] },
