@@ -39,8 +39,9 @@ describe('transaction (R4 http.html#transaction)', () => {
             code: { text: 'note' },
             subject: { reference: patientUrl },
             encounter: { reference: encounterUrl },
-            contained: [{ resourceType: 'Provenance', target: [{ reference: patientUrl }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { display: 'x' } }] }],
-            extension: [{ url: 'http://hospital.example/ext/about', valueReference: { reference: patientUrl } }],
+            // A contained resource has an id and is referenced from its container (dom-3).
+            contained: [{ resourceType: 'Provenance', id: 'prov', target: [{ reference: patientUrl }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { display: 'x' } }] }],
+            extension: [{ url: 'http://hospital.example/ext/about', valueReference: { reference: patientUrl } }, { url: 'http://hospital.example/ext/provenance', valueReference: { reference: '#prov' } }],
           } as Observation,
           request: { method: 'POST', url: 'Observation' },
         },

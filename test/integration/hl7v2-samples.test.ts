@@ -59,6 +59,9 @@ function expectedCode(text: string): { code: string; why: string } {
     if (!pv1) return { code: 'AE', why: 'no PV1' };
     const visit = (pv1[19] ?? '').split('^')[0].trim();
     if (!visit && !STARTS_VISIT.has(event) && !UPDATE_ONLY.has(event)) return { code: 'AE', why: 'no PV1-19' };
+    // A discharge (PV1-45) before the admission (PV1-44) makes an Encounter.period R4 refuses (per-1).
+    const [admit, discharge] = [(pv1[44] ?? '').split('^')[0].slice(0, 12), (pv1[45] ?? '').split('^')[0].slice(0, 12)];
+    if (/^\d{12}$/.test(admit) && /^\d{12}$/.test(discharge) && discharge < admit) return { code: 'AE', why: 'PV1-45 before PV1-44 (per-1)' };
   }
   return { code: 'AA', why: '' };
 }

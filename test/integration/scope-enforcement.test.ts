@@ -254,7 +254,8 @@ describe("a patient/*.rs token confined to patient A's compartment", () => {
   });
 
   it('writes only inside its compartment: creates, updates, deletes, conditional writes, transactions', async () => {
-    const appointment = (patient: string) => ({ resourceType: 'Appointment', status: 'booked', participant: [{ actor: { reference: `Patient/${patient}` }, status: 'accepted' }] });
+    // A booked Appointment has its times (app-3).
+    const appointment = (patient: string) => ({ resourceType: 'Appointment', status: 'booked', start: '2030-01-07T09:00:00Z', end: '2030-01-07T09:20:00Z', participant: [{ actor: { reference: `Patient/${patient}` }, status: 'accepted' }] });
     const mine = await as(patientToken, { method: 'POST', url: '/fhir/Appointment', payload: appointment(patientA) });
     expect(mine.statusCode, mine.body).toBe(201);
     const myId = (mine.json() as { id: string }).id;

@@ -47,7 +47,7 @@ async function loadPatients(n: number): Promise<string[]> {
   for (let i = 0; i < n; i++) {
     const p = `urn:uuid:00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
     add({ resourceType: 'Patient', name: [{ family: `Ctx${i}` }], birthDate: '1960-03-04' }, p);
-    for (const code of ['91935009', '419474003']) add({ resourceType: 'AllergyIntolerance', criticality: 'low', code: { coding: [{ system: 'http://snomed.info/sct', code }] }, patient: { reference: p } });
+    for (const code of ['91935009', '419474003']) add({ resourceType: 'AllergyIntolerance', clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] }, criticality: 'low', code: { coding: [{ system: 'http://snomed.info/sct', code }] }, patient: { reference: p } });
     for (const code of ['314076', '310798', '314231']) {
       add({ resourceType: 'MedicationRequest', status: 'active', intent: 'order', medicationCodeableConcept: { coding: [{ system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code }] }, subject: { reference: p } });
     }

@@ -233,6 +233,7 @@ describe('prescribing safety (FR-EMR-003, FR-PH-003)', () => {
     const allergyEntry = entry(
       {
         resourceType: 'AllergyIntolerance',
+        clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] },
         criticality: 'high',
         code: { coding: [{ system: SNOMED, code: '91936005', display: 'Allergy to penicillin' }] },
         patient: { reference: `Patient/${patient}` },
