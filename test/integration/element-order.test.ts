@@ -27,11 +27,13 @@ const SCRAMBLED = {
   resourceType: 'Patient',
   birthDate: '1970-01-01',
   contained: [{ status: 'final', code: { text: 'note' }, id: 'o1', resourceType: 'Observation' }],
+  // the contained Observation is referenced from its container (dom-3)
+  extension: [{ valueReference: { reference: '#o1' }, url: 'http://example.org/StructureDefinition/note' }],
   identifier: [{ value: '42', system: 'urn:oid:1.2.36.146.595.217.0.1' }],
   active: true,
 };
 
-const patientKeys = ['resourceType', 'id', 'meta', 'contained', 'identifier', 'active', 'name', 'gender', 'birthDate', '_birthDate'];
+const patientKeys = ['resourceType', 'id', 'meta', 'contained', 'extension', 'identifier', 'active', 'name', 'gender', 'birthDate', '_birthDate'];
 
 function checkPatient(p: Record<string, unknown>): void {
   expect(Object.keys(p)).toEqual(patientKeys);
