@@ -42,8 +42,17 @@ describe('R4 invariants', () => {
   it('Bundle: bdl-7 (repeated fullUrl), bdl-9 / bdl-10 / bdl-11 (documents)', () => {
     const p = { resourceType: 'Patient' };
     expect(invariantErrors({ resourceType: 'Bundle', type: 'collection', entry: [{ fullUrl: 'urn:uuid:1', resource: p }, { fullUrl: 'urn:uuid:1', resource: p }] })).toEqual(['bdl-7 @ Bundle']);
+    expect(invariantErrors({ resourceType: 'Bundle', type: 'history', entry: [{ fullUrl: 'urn:uuid:1', resource: p, request: { method: 'PUT', url: 'Patient/1' }, response: { status: '200' } }, { fullUrl: 'urn:uuid:1', resource: p, request: { method: 'PUT', url: 'Patient/1' }, response: { status: '200' } }] })).toEqual([]);
     const errors = invariantErrors({ resourceType: 'Bundle', type: 'document', entry: [{ fullUrl: 'urn:uuid:1', resource: p }] });
     expect(errors).toEqual(expect.arrayContaining(['bdl-9 @ Bundle', 'bdl-10 @ Bundle', 'bdl-11 @ Bundle']));
+  });
+
+  it('bdl-3 / bdl-4: entries carry a request in batches and transactions, a response in their responses, and not elsewhere', () => {
+    const p = { resourceType: 'Patient' };
+    expect(invariantErrors({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: p, request: { method: 'POST', url: 'Patient' } }] })).toEqual([]);
+    expect(invariantErrors({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: p, request: { method: 'POST', url: 'Patient' } }, { resource: p }] })).toEqual(['bdl-3 @ Bundle']);
+    expect(invariantErrors({ resourceType: 'Bundle', type: 'collection', entry: [{ resource: p, request: { method: 'POST', url: 'Patient' } }] })).toEqual(['bdl-3 @ Bundle']);
+    expect(invariantErrors({ resourceType: 'Bundle', type: 'batch-response', entry: [{ response: { status: '200' } }, { resource: p }] })).toEqual(['bdl-4 @ Bundle']);
   });
 
   it('que-7 reads answerBoolean as a Boolean (the rewrite for the fhirpath package)', () => {
