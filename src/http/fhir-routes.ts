@@ -3,7 +3,7 @@ import type { Resource } from 'fhir/r4.js';
 import { errors, FhirError } from '../fhir/errors.js';
 import { scopesAllow as typeScopesAllow, type Permission, type ResourceScope } from '../auth/scopes.js';
 import type { AuthContext, TokenService } from '../auth/token-service.js';
-import type { Bundle, Parameters } from 'fhir/r4.js';
+import type { Bundle, Composition, Parameters } from 'fhir/r4.js';
 import { entryError, processBundle } from '../interactions/bundle.js';
 import { checkBundleShape } from '../interactions/bundle-shape.js';
 import { create } from '../interactions/create.js';
@@ -14,7 +14,7 @@ import { conditionalPatch, patch, patchDocumentFrom } from '../interactions/patc
 import { read, vread } from '../interactions/read.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
 import { conditionalUpdate, update } from '../interactions/update.js';
-import { checkId } from '../interactions/versions.js';
+import { checkId, parseStored } from '../interactions/versions.js';
 import { composeDocument, documentRequest } from '../operations/document.js';
 import { validateOperation } from '../operations/validate.js';
 import { compartmentTypes } from '../search/compartment.js';
@@ -159,6 +159,19 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
     checkId(id);
     const version = versionId === undefined ? await deps.store.read(type, id) : await deps.store.vread(type, id, versionId);
     if (version?.deleted) await ensureVersionVisible(request, version);
+  };
+  /** read (no `vid`) or vread with every check a read makes: scopes, a deletion's visibility, compartment or granular access. */
+  const readVisible = async (request: FastifyRequest, type: string, id: string, vid?: string): Promise<InteractionResult> => {
+    guard(request, type, 'r');
+    await ensureDeletionVisible(request, type, id, vid);
+    if (vid === undefined) {
+      const result = await read(deps, type, id);
+      await ensureVisible(request, type, id);
+      return result;
+    }
+    const result = await vread(deps, type, id, vid);
+    if (result.version) await ensureVersionVisible(request, result.version);
+    return result;
   };
   const send = (request: FastifyRequest, reply: FastifyReply, result: InteractionResult) =>
     sendResult(request, reply, result, outputOptions(queryOf(request)), deps.fhirBase);
@@ -407,16 +420,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   app.post<{ Params: TypeParams }>('/:type/$meta', typeMeta);
   const instanceMeta = async (request: FastifyRequest<{ Params: InstanceParams & { vid?: string } }>, reply: FastifyReply) => {
     const { type, id, vid } = request.params;
-    guard(request, type, 'r');
-    await ensureDeletionVisible(request, type, id, vid);
-    if (vid === undefined) {
-      const result = await read(deps, type, id);
-      await ensureVisible(request, type, id);
-      return send(request, reply, metaOf(result.version!));
-    }
-    const result = await vread(deps, type, id, vid);
-    await ensureVersionVisible(request, result.version!);
-    return send(request, reply, metaOf(result.version!));
+    return send(request, reply, metaOf((await readVisible(request, type, id, vid)).version!));
   };
   app.get<{ Params: InstanceParams }>('/:type/:id/$meta', instanceMeta);
   app.post<{ Params: InstanceParams }>('/:type/:id/$meta', instanceMeta);
@@ -437,12 +441,11 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // references is included as far as the caller may read it; persisting needs create on Bundle.
   const documentOperation = async (request: FastifyRequest<{ Params: { id?: string } }>, reply: FastifyReply) => {
     guard(request, 'Composition', 'r');
-    const wanted = documentRequest(queryOf(request), request.method === 'POST' ? request.body : undefined, request.params.id);
+    const wanted = documentRequest(queryOf(request), request.method === 'POST' ? request.body : undefined, request.params.id, deps.fhirBase);
     checkId(wanted.id);
-    await ensureDeletionVisible(request, 'Composition', wanted.id);
-    await ensureVisible(request, 'Composition', wanted.id);
     if (wanted.persist) authorize(request, 'Bundle', 'c');
-    return send(request, reply, await composeDocument(deps, { ...wanted, accessFilter: accessOf(request) }));
+    const composition = parseStored((await readVisible(request, 'Composition', wanted.id)).version!) as Composition;
+    return send(request, reply, await composeDocument(deps, composition, { persist: wanted.persist, accessFilter: accessOf(request) }));
   };
   app.get('/Composition/$document', documentOperation);
   app.post('/Composition/$document', documentOperation);
@@ -452,10 +455,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   // instance level
   app.get<{ Params: InstanceParams }>('/:type/:id', async (request, reply) => {
     const { type, id } = request.params;
-    guard(request, type, 'r');
-    await ensureDeletionVisible(request, type, id);
-    const result = await read(deps, type, id);
-    await ensureVisible(request, type, id);
+    const result = await readVisible(request, type, id);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
       return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();
@@ -464,10 +464,7 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   });
   app.get<{ Params: InstanceParams & { vid: string } }>('/:type/:id/_history/:vid', async (request, reply) => {
     const { type, id, vid } = request.params;
-    guard(request, type, 'r');
-    await ensureDeletionVisible(request, type, id, vid);
-    const result = await vread(deps, type, id, vid);
-    if (result.version) await ensureVersionVisible(request, result.version);
+    const result = await readVisible(request, type, id, vid);
     const v = result.version;
     if (v && notModified(request, v.versionId, v.lastUpdated)) {
       return reply.code(304).header('ETag', `W/"${v.versionId}"`).send();

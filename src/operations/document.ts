@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, Composition, FhirResource, Resource } from 'fhir/r4.js';
 import { errors, FhirError } from '../fhir/errors.js';
-import { read } from '../interactions/read.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
-import { changeResult, checkId, parseStored } from '../interactions/versions.js';
+import { changeResult, parseStored } from '../interactions/versions.js';
 import type { AccessFilter } from '../search/sql/access.js';
 
 /**
@@ -33,17 +32,17 @@ const ID_CHUNK = 100;
 
 export const DOCUMENT_OPERATION = { Composition: [{ name: 'document', definition: 'http://hl7.org/fhir/OperationDefinition/Composition-document' }] };
 
-export interface DocumentRequest {
-  id: string;
-  /** The base URL the `id` parameter named, when it was a full URL (only this server's is composed). */
-  base?: string;
+export interface DocumentOptions {
   persist: boolean;
   /** What the caller may see (undefined: everything). */
   accessFilter?: AccessFilter;
 }
 
-/** The `id`, `persist` and `graph` parameters, from the query or a POSTed Parameters body. */
-export function documentRequest(query: URLSearchParams, body: unknown, pathId: string | undefined): Omit<DocumentRequest, 'accessFilter'> {
+/**
+ * The `id`, `persist` and `graph` parameters, from the query or a POSTed Parameters body. An `id`
+ * given as a full URL must name a Composition on this server (`fhirBase`).
+ */
+export function documentRequest(query: URLSearchParams, body: unknown, pathId: string | undefined, fhirBase: string): { id: string; persist: boolean } {
   const values = new Map<string, string[]>();
   const add = (name: string, value: string) => values.set(name, [...(values.get(name) ?? []), value]);
   for (const [name, value] of query) if (!name.startsWith('_')) add(name, value);
@@ -64,18 +63,19 @@ export function documentRequest(query: URLSearchParams, body: unknown, pathId: s
   const persistValue = values.get('persist')?.[0];
   if (persistValue !== undefined && persistValue !== 'true' && persistValue !== 'false') throw errors.incorrect('$document persist must be true or false', ['persist']);
   let id = pathId;
-  let base: string | undefined;
   const given = values.get('id')?.[0];
   if (given !== undefined) {
     if (pathId !== undefined) throw errors.incorrect('$document on an instance takes no id parameter', ['id']);
     // A simple id, or a full URL naming a Composition: only this server's are resolved.
     const match = /^(?:(.*)\/)?Composition\/([A-Za-z0-9\-.]{1,64})$/.exec(given) ?? /^()([A-Za-z0-9\-.]{1,64})$/.exec(given);
     if (!match) throw errors.incorrect(`$document id "${given.slice(0, 100)}" is neither a Composition id nor a Composition URL`, ['id']);
+    if (match[1] && match[1] !== fhirBase) {
+      throw errors.incorrect(`$document: the Composition is on another server (${match[1].slice(0, 100)}); only this server's Compositions are composed`, ['id']);
+    }
     id = match[2];
-    if (match[1]) base = match[1];
   }
   if (id === undefined) throw errors.incorrect('$document needs the Composition: Composition/[id]/$document or ?id=', ['id']);
-  return { id, persist: persistValue === 'true', ...(base !== undefined ? { base } : {}) };
+  return { id, persist: persistValue === 'true' };
 }
 
 interface Target {
@@ -118,13 +118,14 @@ const keyOf = (t: Target) => `${t.type}/${t.id}${t.version ? `/_history/${t.vers
 async function resolve(deps: InteractionDeps, targets: Target[], accessFilter: AccessFilter | undefined): Promise<Resource[]> {
   const out: Resource[] = [];
   const current = new Map<string, string[]>();
+  const visible = accessFilter ? deps.search.versionJudge(accessFilter, deps.fhirBase) : () => true;
   for (const t of targets) {
     if (!deps.validator.isResourceType(t.type)) continue;
     if (t.version !== undefined) {
       const version = await deps.store.vread(t.type, t.id, t.version);
       if (!version || version.deleted) continue;
       const resource = parseStored(version);
-      if (accessFilter && !deps.search.versionJudge(accessFilter, deps.fhirBase)(resource)) continue;
+      if (!visible(resource)) continue;
       out.push(resource);
     } else {
       current.set(t.type, [...(current.get(t.type) ?? []), t.id]);
@@ -140,14 +141,8 @@ async function resolve(deps: InteractionDeps, targets: Target[], accessFilter: A
   return out;
 }
 
-/** Builds the document Bundle of a Composition (and stores it when asked). */
-export async function composeDocument(deps: InteractionDeps, request: DocumentRequest): Promise<InteractionResult> {
-  if (request.base !== undefined && request.base !== deps.fhirBase) {
-    throw errors.incorrect(`$document: the Composition is on another server (${request.base.slice(0, 100)}); only this server's Compositions are composed`, ['id']);
-  }
-  checkId(request.id);
-  const found = await read(deps, 'Composition', request.id);
-  const composition = parseStored(found.version!) as Composition;
+/** Builds the document Bundle of a Composition the caller has read (and stores it when asked). */
+export async function composeDocument(deps: InteractionDeps, composition: Composition, options: DocumentOptions): Promise<InteractionResult> {
   const seen = new Set<string>([`Composition/${composition.id}`, `Composition/${composition.id}/_history/${composition.meta?.versionId}`]);
   const included: Resource[] = [composition];
   const versions = new Set<string>([`Composition/${composition.id}/_history/${composition.meta?.versionId}`]);
@@ -166,7 +161,7 @@ export async function composeDocument(deps: InteractionDeps, request: DocumentRe
       throw new FhirError('too-costly', `$document: Composition/${composition.id} references more than ${MAX_ENTRIES - 1} resources; a document this large is not composed`);
     }
     frontier = [];
-    for (const resource of await resolve(deps, targets, request.accessFilter)) {
+    for (const resource of await resolve(deps, targets, options.accessFilter)) {
       // The same version reached by a versioned and an unversioned reference is one entry.
       const version = `${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`;
       if (versions.has(version)) continue;
@@ -177,18 +172,15 @@ export async function composeDocument(deps: InteractionDeps, request: DocumentRe
     }
   }
   const now = new Date().toISOString();
-  const bundle: Bundle = {
-    resourceType: 'Bundle',
-    meta: { lastUpdated: now },
+  const document: Omit<Bundle, 'resourceType'> = {
     identifier: { system: 'urn:ietf:rfc:3986', value: `urn:uuid:${randomUUID()}` },
     type: 'document',
     timestamp: now,
     entry: included.map((resource): BundleEntry => ({ fullUrl: `${deps.fhirBase}/${resource.resourceType}/${resource.id}`, resource: resource as FhirResource })),
   };
-  if (!request.persist) return { status: 200, body: bundle };
-  const { meta: _generated, ...toStore } = bundle;
-  void _generated;
-  const stored = await deps.store.transaction((tx) => tx.create(toStore as Bundle, 'POST'));
+  // Not stored: the answer alone. Stored: the store writes its meta (version, time).
+  if (!options.persist) return { status: 200, body: { resourceType: 'Bundle', meta: { lastUpdated: now }, ...document } };
+  const stored = await deps.store.transaction((tx) => tx.create({ resourceType: 'Bundle', ...document }, 'POST'));
   const result = changeResult(stored, 200, true);
   return { ...result, body: parseStored(result.version!) as Bundle };
 }

@@ -49,9 +49,8 @@ export class ResourceValidator {
         // Extensions are open-ended; only those whose definition we have can be checked.
         if (this.structureDefinition(url)?.type === 'Extension') this.profiles.checkTypeProfiles(value, [url], path, issues);
       },
-      invariants: (value, definitionPath, path, resource, rootResource, issues) => {
-        if (this.invariants.has(definitionPath)) this.invariants.check(value, definitionPath, path, resource, rootResource, issues, this.warnInvariants);
-      },
+      invariants: (value, definitionPath, path, resource, rootResource, issues) =>
+        this.invariants.check(value, definitionPath, path, resource, rootResource, issues, this.warnInvariants),
     });
   }
 

@@ -97,15 +97,12 @@ export class InvariantChecker {
     }
   }
 
-  /** Whether any invariant applies at this element path (cheap: called for every element). */
-  has(path: string): boolean {
-    return this.byPath.has(path) || path === 'Reference';
-  }
-
   /**
    * Evaluates the invariants of element path `definitionPath` on `value` (found at `at` in the
    * instance, inside `resource`, which `rootResource` contains when it is a contained resource);
-   * a failed one is an `invariant` issue of its severity (warnings only when asked for).
+   * a failed one is an `invariant` issue of its severity (warnings only when asked for). The ones
+   * checked by hand (BY_HAND) run here too: dom-3 on resources, ref-1 on References, bdl-3 / bdl-4
+   * / bdl-7 on Bundles.
    */
   check(value: JsonObject, definitionPath: string, at: string, resource: JsonObject, rootResource: JsonObject, issues: Issue[], warnings: boolean): void {
     for (const inv of this.byPath.get(definitionPath) ?? []) {
