@@ -55,6 +55,40 @@ describe('profiles (R4 validation, profile packs)', () => {
     expect(accepted.statusCode).toBe(201);
   });
 
+  it('invariants a profile adds are enforced on writes and reported by $validate (vital signs, the hospital’s own profile)', async () => {
+    const weight = {
+      resourceType: 'Observation',
+      meta: { profile: ['http://hl7.org/fhir/StructureDefinition/vitalsigns'] },
+      status: 'final',
+      category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] }],
+      code: { coding: [{ system: 'http://loinc.org', code: '29463-7' }] },
+      subject: { reference: 'Patient/example' },
+      effectiveDateTime: '2024-05-01',
+    };
+    const refused = await plain.request({ method: 'POST', url: '/fhir/Observation', payload: weight });
+    expect(refused.statusCode).toBe(422);
+    expect((refused.json() as OperationOutcome).issue).toContainEqual(expect.objectContaining({ code: 'invariant', diagnostics: expect.stringMatching(/^vs-2: /), expression: ['Observation'] }));
+    const measured = { ...weight, valueQuantity: { value: 72, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg' } };
+    expect((await plain.request({ method: 'POST', url: '/fhir/Observation', payload: measured })).statusCode).toBe(201);
+
+    // The hospital's own profile (profiles/): invariant hosp-pn-1 on the patient number's format.
+    const hospitalPatient = 'https://fhir.hospital.example.org/StructureDefinition/hospital-patient';
+    const numbered = (value: string) => ({
+      resourceType: 'Patient',
+      meta: { profile: [hospitalPatient] },
+      identifier: [{ type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }] }, system: 'https://fhir.hospital.example.org/sid/patient-number', value }],
+      name: [{ family: 'Numbered' }],
+      gender: 'female',
+    });
+    const malformed = await plain.request({ method: 'POST', url: '/fhir/Patient/$validate', payload: numbered('PT-2024-1') });
+    expect(malformed.statusCode).toBe(200);
+    expect((malformed.json() as OperationOutcome).issue).toContainEqual(
+      expect.objectContaining({ severity: 'error', code: 'invariant', expression: ['Patient.identifier[0].value'], diagnostics: `hosp-pn-1: A patient number is PT-YYYYMMDD-XXXX (profile ${hospitalPatient})` }),
+    );
+    const wellFormed = await plain.request({ method: 'POST', url: '/fhir/Patient/$validate', payload: numbered('PT-20240501-0007') });
+    expect((wellFormed.json() as OperationOutcome).issue.filter((i) => i.severity === 'error')).toEqual([]);
+  });
+
   it('the US Core search parameters come with the pack', async () => {
     const cs = (await usCore.server.http.inject({ method: 'GET', url: '/fhir/metadata' })).json();
     const patientParams = cs.rest[0].resource.find((r: { type: string }) => r.type === 'Patient').searchParam.map((p: { definition: string }) => p.definition);

@@ -41,7 +41,11 @@ export class ResourceValidator {
     for (const sd of options.extraProfiles ?? []) this.addProfile(sd);
     const terms = r4Terminology();
     this.invariants = new InvariantChecker(this.defs.baseDefinitions());
-    this.profiles = new ProfileChecker(this.defs, terms, { model: (url) => this.model(url) });
+    this.profiles = new ProfileChecker(this.defs, terms, {
+      model: (url) => this.model(url),
+      invariants: (constraints, base, value, at, resource, issues, profile) =>
+        this.invariants.checkProfile(constraints, base, value, at, resource, issues, this.warnInvariants, profile),
+    });
     this.walker = new StructureWalker(this.defs, terms, {
       nestedResource: (value, path, issues) => this.resource(value, path, issues, []),
       typeProfiles: (value, profiles, path, issues) => this.profiles.checkTypeProfiles(value, profiles, path, issues),
@@ -157,7 +161,7 @@ export class ResourceValidator {
       model = null;
       if (sd.derivation === 'constraint') {
         try {
-          model = compileProfile(sd, this.defs) ?? null;
+          model = compileProfile(sd, this.defs, (constraints) => this.invariants.ownConstraints(constraints)) ?? null;
         } catch {
           // A malformed StructureDefinition (e.g. created at run time) is reported as not usable.
           model = null;

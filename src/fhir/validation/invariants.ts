@@ -77,9 +77,16 @@ interface Invariant {
   vacuousUnless?: readonly string[];
 }
 
+/** Profile invariants compiled so far (key, FHIRPath base and expression) are kept up to this many. */
+const PROFILE_CACHE_LIMIT = 5_000;
+
 export class InvariantChecker {
   /** element path (`Observation`, `Observation.referenceRange`, `Quantity`) → its invariants */
   private readonly byPath = new Map<string, Invariant[]>();
+  /** Every constraint key the base definitions define: a profile's own invariants are the others. */
+  private readonly baseKeys = new Set<string>();
+  /** Profile invariants by key, FHIRPath base and expression (profiles share them: vs-1…vs-3 sit in ten vital-sign profiles). */
+  private readonly profileCache = new Map<string, Invariant>();
   private readonly unusable = new Map<string, string>();
   /** The texts of the invariants checked by hand (BY_HAND), from their definitions. */
   private readonly byHand = new Map<string, string>();
@@ -90,7 +97,10 @@ export class InvariantChecker {
         // Elements a definition inherits keep their own paths (Element.id in every datatype): the
         // datatype's own definition carries those, so only the definition's own paths are kept.
         if (element.path !== sd.type && !element.path.startsWith(`${sd.type}.`)) continue;
-        for (const c of element.constraint ?? []) if (BY_HAND.has(c.key)) this.byHand.set(c.key, c.human);
+        for (const c of element.constraint ?? []) {
+          this.baseKeys.add(c.key);
+          if (BY_HAND.has(c.key)) this.byHand.set(c.key, c.human);
+        }
         const list = (element.constraint ?? []).filter((c) => !CHECKED_ELSEWHERE.has(c.key) && !BY_HAND.has(c.key) && typeof c.expression === 'string' && c.expression.length > 0).map((c) => invariant(c, element.path));
         if (list.length > 0) this.byPath.set(element.path, list);
       }
@@ -105,22 +115,7 @@ export class InvariantChecker {
    * / bdl-7 on Bundles.
    */
   check(value: JsonObject, definitionPath: string, at: string, resource: JsonObject, rootResource: JsonObject, issues: Issue[], warnings: boolean): void {
-    for (const inv of this.byPath.get(definitionPath) ?? []) {
-      if (inv.severity === 'warning' && !warnings) continue;
-      const shape = this.compiled(inv);
-      if (!shape) continue;
-      if (inv.vacuousUnless && !inv.vacuousUnless.some((name) => hasElement(value, name))) continue;
-      let failed: boolean;
-      try {
-        failed = fails(shape, value, { resource, rootResource });
-      } catch (e) {
-        // The package could not evaluate it on this input: never blame the instance for that. The
-        // invariant stays on for other instances (one odd input must not switch a check off).
-        this.note(inv, e);
-        continue;
-      }
-      if (failed) issues.push({ severity: inv.severity, code: 'invariant', diagnostics: `${inv.key}: ${inv.human}`, expression: [at] });
-    }
+    for (const inv of this.byPath.get(definitionPath) ?? []) this.evaluate(inv, value, at, { resource, rootResource }, issues, warnings, '');
     if (value === resource && Array.isArray(value.contained) && !containedReferenced(value)) this.byHandFailed('dom-3', at, issues);
     if (definitionPath === 'Reference' && !localReferenceResolves(value.reference, rootResource)) this.byHandFailed('ref-1', at, issues);
     if (definitionPath === 'Bundle') {
@@ -128,6 +123,50 @@ export class InvariantChecker {
       if (!entriesCarry(value, 'response', RESPONSE_TYPES)) this.byHandFailed('bdl-4', at, issues);
       if (!fullUrlsDistinct(value)) this.byHandFailed('bdl-7', at, issues);
     }
+  }
+
+  /**
+   * The invariants a profile adds on one of its elements: its constraints whose keys the base
+   * definitions do not define (vs-1…vs-3 of the vital-sign profiles, us-core-6, those of a
+   * hospital's own profiles). The base ones are checked on every instance already (`check`).
+   */
+  ownConstraints(constraints: readonly ElementDefinitionConstraint[] | undefined): ElementDefinitionConstraint[] {
+    return (constraints ?? []).filter((c) => !this.baseKeys.has(c.key) && typeof c.expression === 'string' && c.expression.length > 0);
+  }
+
+  /**
+   * Evaluates a profile's own invariants (`ownConstraints`) on `value`, typed as the base
+   * element `base` (`Observation.component`; a choice by its type: `Observation.effectiveDateTime`).
+   * A failure names the profile.
+   */
+  checkProfile(constraints: readonly ElementDefinitionConstraint[], base: string, value: unknown, at: string, resource: unknown, issues: Issue[], warnings: boolean, profile: string): void {
+    for (const c of constraints) {
+      const cacheKey = `${c.key}\n${base}\n${c.expression}`;
+      let inv = this.profileCache.get(cacheKey);
+      if (!inv) {
+        // Profiles can be added at run time: the cache must not grow without bound.
+        if (this.profileCache.size >= PROFILE_CACHE_LIMIT) this.profileCache.clear();
+        this.profileCache.set(cacheKey, (inv = invariant(c, base)));
+      }
+      this.evaluate(inv, value, at, { resource, rootResource: resource }, issues, warnings, ` (profile ${profile})`);
+    }
+  }
+
+  private evaluate(inv: Invariant, value: unknown, at: string, env: Record<string, unknown>, issues: Issue[], warnings: boolean, suffix: string): void {
+    if (inv.severity === 'warning' && !warnings) return;
+    const shape = this.compiled(inv);
+    if (!shape) return;
+    if (inv.vacuousUnless && isObjectValue(value) && !inv.vacuousUnless.some((name) => hasElement(value, name))) return;
+    let failed: boolean;
+    try {
+      failed = fails(shape, value, env);
+    } catch (e) {
+      // The package could not evaluate it on this input: never blame the instance for that. The
+      // invariant stays on for other instances (one odd input must not switch a check off).
+      this.note(inv, e);
+      return;
+    }
+    if (failed) issues.push({ severity: inv.severity, code: 'invariant', diagnostics: `${inv.key}: ${inv.human}${suffix}`, expression: [at] });
   }
 
   private byHandFailed(key: string, at: string, issues: Issue[]): void {
@@ -289,6 +328,10 @@ export function navigatedNames(expression: string): string[] | undefined {
     if (!afterDot) names.add(word);
   }
   return names.size > 0 ? [...names] : undefined;
+}
+
+function isObjectValue(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Whether `value` carries element `name` (a choice name matches its typed keys: value → valueQuantity). */

@@ -1,3 +1,4 @@
+import type { ElementDefinitionConstraint } from 'fhir/r4.js';
 import { bindingProblem } from './binding.js';
 import type { R4Definitions } from './definitions.js';
 import { error, hasErrors, type Issue } from './issues.js';
@@ -11,11 +12,15 @@ import type { Terminology } from './terminology.js';
 /** Where compiled profiles come from (the validator's registry, which can change at run time). */
 export interface ProfileSource {
   model(url: string): ProfileModel | undefined;
+  /** Evaluates invariants a profile adds on an element (src/fhir/validation/invariants.ts#checkProfile). */
+  invariants(constraints: readonly ElementDefinitionConstraint[], base: string, value: unknown, at: string, resource: unknown, issues: Issue[], profile: string): void;
 }
 
 interface Ctx {
   readonly issues: Issue[];
   readonly profile: string;
+  /** The resource checked (`%resource` of the profile's invariants); the value itself for a datatype profile. */
+  readonly resource: unknown;
 }
 
 const NO_ITEMS: readonly Item[] = [];
@@ -46,20 +51,20 @@ export class ProfileChecker {
   }
 
   checkResource(res: JsonObject, model: ProfileModel, path: string, issues: Issue[]): void {
-    this.checkItem({ value: res, path }, model.root, { issues, profile: model.url });
+    this.checkItem({ value: res, path }, model.root, { issues, profile: model.url, resource: res });
   }
 
   /** The value must conform to one of the profiles; profiles we do not know are not checked. */
   checkTypeProfiles(value: unknown, profiles: readonly string[], path: string, issues: Issue[]): void {
     const models = profiles.flatMap((p) => this.source.model(p) ?? []);
     if (models.length === 1) {
-      this.checkItem({ value, path }, models[0].root, { issues, profile: models[0].url });
+      this.checkItem({ value, path }, models[0].root, { issues, profile: models[0].url, resource: value });
       return;
     }
     let first: Issue[] | undefined;
     for (const m of models) {
       const scratch: Issue[] = [];
-      this.checkItem({ value, path }, m.root, { issues: scratch, profile: m.url });
+      this.checkItem({ value, path }, m.root, { issues: scratch, profile: m.url, resource: value });
       if (!hasErrors(scratch)) return;
       first ??= scratch;
     }
@@ -71,7 +76,7 @@ export class ProfileChecker {
     if (models.length === 0) return undefined;
     return models.some((m) => {
       const scratch: Issue[] = [];
-      this.checkItem({ value, path: '' }, m.root, { issues: scratch, profile: m.url });
+      this.checkItem({ value, path: '' }, m.root, { issues: scratch, profile: m.url, resource: value });
       return !hasErrors(scratch);
     });
   }
@@ -101,6 +106,11 @@ export class ProfileChecker {
       this.checkTarget(v.reference, node.targetProfiles, item.path, ctx);
     }
     if (node.typeProfiles) this.checkTypeProfiles(v, node.typeProfiles, item.path, ctx.issues);
+    if (node.invariants && node.invariantBase) {
+      // A choice is typed by the value's type (Observation.effective[x] → Observation.effectiveDateTime).
+      const base = node.choice && item.type ? `${node.invariantBase.replace(/\[x\]$/, '')}${capitalize(item.type)}` : node.invariantBase;
+      this.source.invariants(node.invariants, base, v, item.path, ctx.resource, ctx.issues, ctx.profile);
+    }
     if (node.active.length > 0 && isObject(v)) this.checkChildren(v, node, item.path, ctx);
   }
 

@@ -1,4 +1,4 @@
-import type { ElementDefinition, StructureDefinition } from 'fhir/r4.js';
+import type { ElementDefinition, ElementDefinitionConstraint, StructureDefinition } from 'fhir/r4.js';
 import type { R4Definitions } from './definitions.js';
 import { capitalize, coreTypeName, fhirTypeCode, type ElementNode } from './schema.js';
 import { stripVersion } from './terminology.js';
@@ -40,6 +40,10 @@ export interface PNode {
   typeProfiles?: readonly string[];
   /** Canonicals of allowed Reference targets, when narrower than the base. */
   targetProfiles?: readonly string[];
+  /** Invariants the profile adds here (keys the base definitions do not define), FHIRPath typed as `invariantBase`. */
+  invariants?: readonly ElementDefinitionConstraint[];
+  /** The base element's path (`Observation.component`, `Observation.effective[x]`): the invariants' FHIRPath type. */
+  invariantBase?: string;
   readonly children: PNode[];
   /** JSON key (choice keys expanded, without `_`) → child. */
   readonly byKey: Map<string, PNode>;
@@ -68,7 +72,7 @@ function parseMax(max: string | undefined): number {
   return max === undefined || max === '*' ? Infinity : Number(max);
 }
 
-function newNode(el: ElementDefinition): PNode {
+function newPlainNode(el: ElementDefinition): PNode {
   const last = el.path.slice(el.path.lastIndexOf('.') + 1);
   const choice = last.endsWith('[x]');
   const types = (el.type ?? []).map(fhirTypeCode);
@@ -95,9 +99,21 @@ function newNode(el: ElementDefinition): PNode {
   };
 }
 
-export function compileProfile(sd: StructureDefinition, defs: R4Definitions): ProfileModel | undefined {
+/** Picks a profile element's own invariants out of its constraints (src/fhir/validation/invariants.ts). */
+export type OwnConstraints = (constraints: readonly ElementDefinitionConstraint[] | undefined) => ElementDefinitionConstraint[];
+
+export function compileProfile(sd: StructureDefinition, defs: R4Definitions, ownConstraints?: OwnConstraints): ProfileModel | undefined {
   const elements = sd.snapshot?.element;
   if (!elements?.length) return undefined;
+  const newNode = (el: ElementDefinition): PNode => {
+    const node = newPlainNode(el);
+    const own = ownConstraints?.(el.constraint) ?? [];
+    if (own.length > 0) {
+      node.invariants = own;
+      node.invariantBase = el.base?.path ?? el.path;
+    }
+    return node;
+  };
   const root = newNode(elements[0]);
   const byId = new Map<string, PNode>([[elements[0].id ?? elements[0].path, root]]);
   for (const el of elements.slice(1)) {
@@ -152,7 +168,8 @@ function finish(node: PNode, defs: R4Definitions): boolean {
     node.pattern !== undefined ||
     node.binding !== undefined ||
     node.typeProfiles !== undefined ||
-    node.targetProfiles !== undefined;
+    node.targetProfiles !== undefined ||
+    node.invariants !== undefined;
   for (const child of node.children) {
     if (finish(child, defs)) node.active.push(child);
     // A real element wins over a choice key that happens to spell the same name.

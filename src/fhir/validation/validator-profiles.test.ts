@@ -270,3 +270,74 @@ describe('profiles and slicing', () => {
     expect(v.validate(r)).toEqual([expect.objectContaining({ severity: 'warning', code: 'not-supported' })]);
   });
 });
+
+const VITALSIGNS = 'http://hl7.org/fhir/StructureDefinition/vitalsigns';
+const US_CORE_PATIENT = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient';
+
+/** A hospital's own profile with an invariant of its own, as a client would upload it. */
+const DISCHARGED = 'http://example.org/StructureDefinition/encounter-discharged';
+const dischargedProfile = derive('Encounter', DISCHARGED, (els) => {
+  find(els, 'Encounter').constraint = [
+    ...(find(els, 'Encounter').constraint ?? []),
+    { key: 'hosp-1', severity: 'error', human: 'A finished encounter has an end', expression: "status = 'finished' implies period.end.exists()", source: DISCHARGED },
+    { key: 'hosp-2', severity: 'warning', human: 'A finished encounter should name its discharge disposition', expression: "status = 'finished' implies hospitalization.dischargeDisposition.exists()", source: DISCHARGED },
+  ];
+});
+
+describe('invariants that profiles add', () => {
+  let validator: ResourceValidator;
+  beforeAll(() => {
+    validator = new ResourceValidator({ extraProfiles: [dischargedProfile, ...loadUsCoreProfiles()] });
+  });
+
+  it('vs-2: a vital sign without a value, component or member needs a dataAbsentReason', () => {
+    const { valueQuantity: _, ...noValue } = bodyWeight;
+    const errors = errorsOf(validator, { ...noValue, meta: { profile: [VITALSIGNS] } });
+    expect(errors).toContainEqual(
+      expect.objectContaining({ code: 'invariant', expression: ['Observation'], diagnostics: expect.stringMatching(/^vs-2: .* \(profile http:\/\/hl7\.org\/fhir\/StructureDefinition\/vitalsigns\)$/) }),
+    );
+    const absent = { ...noValue, meta: { profile: [VITALSIGNS] }, dataAbsentReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason', code: 'unknown' }] } };
+    expect(errorsOf(validator, absent).filter((e) => e.code === 'invariant')).toEqual([]);
+    // Without the profile claimed, vs-2 is none of the base specification's business.
+    expect(errorsOf(validator, { ...noValue, meta: {} }).filter((e) => e.code === 'invariant')).toEqual([]);
+  });
+
+  it('vs-1: a vital sign taken at a dateTime is dated to the day at least (the choice is typed by its value)', () => {
+    const yearOnly = { ...bodyWeight, effectiveDateTime: '2020' };
+    expect(errorsOf(validator, yearOnly)).toContainEqual(
+      expect.objectContaining({ code: 'invariant', expression: ['Observation.effectiveDateTime'], diagnostics: expect.stringMatching(/^vs-1: /) }),
+    );
+    expect(errorsOf(validator, { ...bodyWeight, effectiveDateTime: '2020-03' }).filter((e) => e.code === 'invariant')).toHaveLength(1);
+    expect(errorsOf(validator, bodyWeight)).toEqual([]);
+  });
+
+  it('vs-3: every component of a blood pressure carries a value or a dataAbsentReason', () => {
+    const bp = bloodPressure([['8480-6', 120], ['8462-4', 80]]);
+    delete (bp.component[1] as { valueQuantity?: unknown }).valueQuantity;
+    const errors = errorsOf(validator, bp);
+    expect(errors).toContainEqual(expect.objectContaining({ code: 'invariant', expression: ['Observation.component[1]'], diagnostics: expect.stringMatching(/^vs-3: /) }));
+    // Stated on the component element and again on each slice: reported once.
+    expect(errors.filter((e) => e.diagnostics?.startsWith('vs-3:'))).toHaveLength(1);
+  });
+
+  it('us-core-6: a US Core Patient has a family or given name, or says why not', () => {
+    const patient = { resourceType: 'Patient', meta: { profile: [US_CORE_PATIENT] }, identifier: [{ system: 'http://example.org/mrn', value: '1' }], gender: 'female', name: [{ text: 'Jane' }] };
+    expect(errorsOf(validator, patient)).toContainEqual(expect.objectContaining({ code: 'invariant', expression: ['Patient'], diagnostics: expect.stringMatching(/^us-core-6: /) }));
+    expect(errorsOf(validator, { ...patient, name: [{ family: 'Doe' }] })).toEqual([]);
+  });
+
+  it("a hospital's own profile: errors refuse, warnings only when asked for", () => {
+    const finished = { resourceType: 'Encounter', meta: { profile: [DISCHARGED] }, status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' }, period: { start: '2024-01-01' } };
+    expect(errorsOf(validator, finished)).toEqual([
+      expect.objectContaining({ code: 'invariant', expression: ['Encounter'], diagnostics: `hosp-1: A finished encounter has an end (profile ${DISCHARGED})` }),
+    ]);
+    const ended = { ...finished, period: { start: '2024-01-01', end: '2024-01-03' } };
+    expect(validator.validate(ended)).toEqual([]);
+    expect(validator.validate(ended, { warnings: true })).toContainEqual(
+      expect.objectContaining({ severity: 'warning', code: 'invariant', diagnostics: expect.stringMatching(/^hosp-2: /) }),
+    );
+    // Asked for by the caller rather than claimed ($validate?profile=…): the same checks.
+    const { meta: _, ...unclaimed } = finished;
+    expect(errorsOf(validator, unclaimed, { profiles: [DISCHARGED] })).toContainEqual(expect.objectContaining({ diagnostics: expect.stringMatching(/^hosp-1: /) }));
+  });
+});
