@@ -41,6 +41,7 @@ import { indexTables } from './search/index-tables.js';
 import { SearchIndexer } from './search/indexer.js';
 import { SearchParameterRegistry } from './search/registry.js';
 import { runtimeSearchParameters, type RuntimeSearchParameters } from './search/runtime-parameters.js';
+import { storedProfiles } from './fhir/validation/stored-profiles.js';
 import { COUNT_BESIDE_PAGE_AFTER_MS, SearchService } from './search/search-service.js';
 import { checkTextSearchLanguage } from './search/text-search-config.js';
 import { pdfTextHook } from './search/pdf-text.js';
@@ -115,8 +116,8 @@ export interface ServerApp {
   close(): Promise<void>;
 }
 
-/** How soon a SearchParameter stored by another process is picked up (src/search/runtime-parameters.ts). */
-const SEARCH_PARAMETER_POLL_MS = 2_000;
+/** How soon a SearchParameter or StructureDefinition stored by another process is picked up (src/search/runtime-parameters.ts, src/fhir/validation/stored-profiles.ts). */
+const DEFINITIONS_POLL_MS = 2_000;
 
 const ROOT = resolve(import.meta.dirname, import.meta.dirname.includes(`${join('dist', 'src')}`) ? '../..' : '..');
 
@@ -237,13 +238,16 @@ export async function buildCore(config: Config): Promise<AppCore> {
   const backfills = new Backfills({ db: database.unlimitedDb, log, extract: (r) => indexer.extract(r), afterDone: () => void maintenance.afterBulkWrite() });
   const search = new SearchService({ db: database.db, registry, terminology, backfillProgress: (name) => backfills.progress(name), countBesidePageAfterMs: database.kind === 'postgres' ? COUNT_BESIDE_PAGE_AFTER_MS : undefined });
   // Several processes share a PostgreSQL database: each looks for SearchParameters the others stored.
-  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? SEARCH_PARAMETER_POLL_MS : 0 });
+  const searchParameters = await runtimeSearchParameters({ store, registry, indexer, search, db: database.db, log, afterReindex: () => void maintenance.afterBulkWrite(), pollMs: database.kind === 'postgres' ? DEFINITIONS_POLL_MS : 0 });
+  // Profiles from stored StructureDefinitions, likewise looked for in the other processes' writes.
+  const profiles = await storedProfiles({ store, search, validator, log, pollMs: database.kind === 'postgres' ? DEFINITIONS_POLL_MS : 0 });
   await maintenance.start();
   await backfills.start();
   const closeDatabase = database.close.bind(database);
   const owned: DatabaseHandle = {
     ...database,
     async close() {
+      profiles.close();
       searchParameters.close();
       await backfills.close();
       await terminology.idle();

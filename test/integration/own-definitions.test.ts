@@ -2,7 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Bundle, CodeSystem, OperationOutcome, Resource, StructureDefinition } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { profileFiles, snapshotOf } from '../../scripts/profile-snapshots.js';
+import { profileFiles } from '../../scripts/profile-snapshots.js';
+import { snapshotOf } from '../../src/fhir/validation/snapshot.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
 /** The server's own FHIR definitions, shipped as data (README: Layout). */

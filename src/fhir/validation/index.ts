@@ -39,6 +39,7 @@ export class ResourceValidator {
     this.defs = r4Definitions();
     this.strict = options.strictProfiles ?? false;
     for (const sd of options.extraProfiles ?? []) this.addProfile(sd);
+    for (const url of this.extra.keys()) this.packaged.add(url);
     const terms = r4Terminology();
     this.invariants = new InvariantChecker(this.defs.baseDefinitions());
     this.profiles = new ProfileChecker(this.defs, terms, {
@@ -58,6 +59,9 @@ export class ResourceValidator {
     });
   }
 
+  /** Profiles the server ships (profiles/, switched-on packs): stored StructureDefinitions may not replace them. */
+  private readonly packaged = new Set<string>();
+
   /** Add / replace a profile at run time (e.g. a StructureDefinition resource was created). */
   addProfile(sd: StructureDefinition): void {
     if (typeof sd?.url !== 'string' || sd.url === '') {
@@ -68,6 +72,41 @@ export class ResourceValidator {
     this.extra.set(stripVersion(sd.url), sd);
     // Other compiled profiles refer to this one by URL only, but a replaced one must be recompiled.
     this.models.clear();
+  }
+
+  /** Forgets a profile added at run time (its StructureDefinition was deleted); shipped ones stay. */
+  removeProfile(url: string): void {
+    const u = stripVersion(url);
+    if (this.packaged.has(u) || !this.extra.delete(u)) return;
+    this.models.clear();
+  }
+
+  /** Whether `url` names a definition the server ships (the R4 specification's, profiles/, a pack's). */
+  isShippedDefinition(url: string): boolean {
+    const u = stripVersion(url);
+    return this.packaged.has(u) || this.defs.structureDefinition(u) !== undefined;
+  }
+
+  /**
+   * Why `sd` (a constraint with a snapshot) cannot be used as a profile, or undefined when it can:
+   * its snapshot compiles, and every invariant it adds compiles as FHIRPath.
+   */
+  profileProblem(sd: StructureDefinition): string | undefined {
+    if (sd.type === undefined || (!this.defs.isResourceType(sd.type) && this.defs.schema(sd.type) === undefined)) return `type ${String(sd.type)} is not an R4 resource or datatype`;
+    let model: ProfileModel | undefined;
+    try {
+      model = compileProfile(sd, this.defs, (constraints) => this.invariants.ownConstraints(constraints));
+    } catch (e) {
+      return `its snapshot cannot be used: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    if (!model) return 'it has no snapshot elements';
+    for (const element of sd.snapshot?.element ?? []) {
+      for (const c of this.invariants.ownConstraints(element.constraint)) {
+        const problem = this.invariants.compileProblem(c, element.base?.path ?? element.path);
+        if (problem) return `invariant ${c.key} on ${element.id ?? element.path} cannot be evaluated: ${problem}`;
+      }
+    }
+    return undefined;
   }
 
   /** All issues (errors and warnings), each with `expression: [FHIRPath location]`. */

@@ -152,6 +152,16 @@ export class InvariantChecker {
     }
   }
 
+  /** Why a profile's invariant cannot be compiled on element `base` (the message), or undefined when it can. */
+  compileProblem(c: ElementDefinitionConstraint, base: string): string | undefined {
+    try {
+      compileShape(invariant(c, base.replace(/\[x\]$/, '')));
+      return undefined;
+    } catch (e) {
+      return e instanceof Error ? e.message.slice(0, 200) : String(e).slice(0, 200);
+    }
+  }
+
   private evaluate(inv: Invariant, value: unknown, at: string, env: Record<string, unknown>, issues: Issue[], warnings: boolean, suffix: string): void {
     if (inv.severity === 'warning' && !warnings) return;
     const shape = this.compiled(inv);
@@ -182,15 +192,7 @@ export class InvariantChecker {
   private compiled(inv: Invariant): Shape | null {
     if (inv.compiled === undefined) {
       try {
-        const compile = (expression: string) => fhirpath.compile({ base: inv.base, expression } as unknown as string, r4Model) as unknown as Compiled;
-        const implied = topLevelSplit(inv.expression, 'implies');
-        const alternatives = implied.length === 1 ? topLevelSplit(inv.expression, 'or') : [];
-        inv.compiled =
-          implied.length === 2
-            ? { kind: 'implies', antecedent: compile(implied[0]!), consequent: compile(implied[1]!) }
-            : alternatives.length > 1
-              ? { kind: 'or', operands: alternatives.map(compile) }
-              : { kind: 'whole', run: compile(inv.expression) };
+        inv.compiled = compileShape(inv);
         const names = navigatedNames(inv.expression);
         if (names && !fails(inv.compiled, {}, { resource: {}, rootResource: {} })) inv.vacuousUnless = names;
       } catch (e) {
@@ -208,6 +210,16 @@ export class InvariantChecker {
   private note(inv: Invariant, e: unknown): void {
     this.unusable.set(`${inv.key} (${inv.base})`, e instanceof Error ? e.message.slice(0, 200) : String(e).slice(0, 200));
   }
+}
+
+/** Compiles an invariant (throws what the package throws for an expression it cannot compile). */
+function compileShape(inv: Invariant): Shape {
+  const compile = (expression: string) => fhirpath.compile({ base: inv.base, expression } as unknown as string, r4Model) as unknown as Compiled;
+  const implied = topLevelSplit(inv.expression, 'implies');
+  const alternatives = implied.length === 1 ? topLevelSplit(inv.expression, 'or') : [];
+  if (implied.length === 2) return { kind: 'implies', antecedent: compile(implied[0]!), consequent: compile(implied[1]!) };
+  if (alternatives.length > 1) return { kind: 'or', operands: alternatives.map(compile) };
+  return { kind: 'whole', run: compile(inv.expression) };
 }
 
 function invariant(c: ElementDefinitionConstraint, path: string): Invariant {
