@@ -12,12 +12,14 @@ export interface SubscriptionBenchOptions {
   /** creates per phase */
   writes: number;
   concurrency: number;
-  /** measured palindromes (0, 10, 100, 100, 10, 0) run one after another; default 3 */
+  /** measured palindromes (PALINDROME) run one after another; default 3 */
   palindromes?: number;
 }
 
 export interface SubscriptionPhase {
   subscriptions: number;
+  /** false: the writes match none of the subscriptions (the matching work alone, no deliveries) */
+  matching: boolean;
   /** creates per second while the writes ran */
   writesPerSecond: number;
   /** creates per second until the last delivery arrived (the delivery work counted in) */
@@ -44,6 +46,8 @@ export interface SubscriptionBenchReport {
    */
   ratio100: number;
   ratio10: number;
+  /** the same with 100 subscriptions none of which the writes match: what matching alone costs */
+  ratio100Unmatched: number;
   /** the same, on create throughput as clients saw it (deliveries still running in the background) */
   writesRatio100: number;
   /** each palindrome's drained ratio 100 vs 0, in run order */
@@ -54,6 +58,20 @@ export interface SubscriptionBenchReport {
 }
 
 const CODE_SYSTEM = 'http://example.org/bench-code';
+/**
+ * One palindrome: [subscriptions, whether the writes match one of them]. The phases with 100
+ * subscriptions that no write matches measure the matching alone (no delivery at all).
+ */
+const PALINDROME: ReadonlyArray<[number, boolean]> = [
+  [0, true],
+  [10, true],
+  [100, false],
+  [100, true],
+  [100, true],
+  [100, false],
+  [10, true],
+  [0, true],
+];
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -104,13 +122,15 @@ async function startReceiver(onArrival: (id: string, at: number) => void): Promi
 
 /**
  * Write throughput with 0, 10 and 100 active rest-hook Subscriptions in one run (phases in the
- * order 0, 10, 100, 100, 10, 0 so drift in machine load falls on every count alike; that
- * palindrome run `palindromes` times after an unmeasured warm-up), and the delivery latency
- * from the create's answer (the commit) to the receiver (startReceiver).
+ * order of PALINDROME, so drift in machine load falls on every count alike; that palindrome run
+ * `palindromes` times after an unmeasured warm-up), and the delivery latency from the create's
+ * answer (the commit) to the receiver (startReceiver).
  *
  * Every Subscription has criteria of its own (`Observation?code=…|bench-i`: no two share a
  * search), and every write matches exactly one of them (bench-0), so the 10 and 100 phases
- * deliver the same number of notifications and differ by the matching work only.
+ * deliver the same number of notifications and differ by the matching work only. In the
+ * phases "matching none" the writes carry a code no Subscription names: the matching alone,
+ * without a delivery, against the same 100 Subscriptions.
  */
 export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<SubscriptionBenchReport> {
   const arrivals = new Map<string, number>();
@@ -143,11 +163,11 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     await o.app.subscriptions.dispatcher?.flush();
   };
 
-  const body = (i: number): string => {
+  const body = (i: number, matching: boolean): string => {
     const obs: Observation = {
       resourceType: 'Observation',
       status: 'final',
-      code: { coding: [{ system: CODE_SYSTEM, code: 'bench-0' }] },
+      code: { coding: [{ system: CODE_SYSTEM, code: matching ? 'bench-0' : 'bench-none' }] },
       subject: { reference: `Patient/bench-${i % 50}` },
       valueQuantity: { value: i, unit: 'mg', system: 'http://unitsofmeasure.org', code: 'mg' },
     };
@@ -158,7 +178,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
   const latencies: number[] = [];
   const palindromes = Math.max(1, o.palindromes ?? 3);
   let written = 0;
-  const runPhase = async (n: number, writes: number, measured: boolean) => {
+  const runPhase = async (n: number, writes: number, measured: boolean, matching = true) => {
     await setSubscriptions(n);
     const answered = new Map<string, number>();
     const first = written;
@@ -166,14 +186,16 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     const cpu0 = cpuSnapshot();
     const t0 = performance.now();
     const m = await measure(`creates with ${n} subscriptions`, writes, o.concurrency, async (i) => {
-      const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Observation', headers: { ...headers, prefer: 'return=minimal' }, payload: body(first + i) });
+      const res = await o.app.http.inject({ method: 'POST', url: '/fhir/Observation', headers: { ...headers, prefer: 'return=minimal' }, payload: body(first + i, matching) });
       if (res.statusCode !== 201) throw new Error(`create failed: ${res.statusCode}`);
       const id = /\/Observation\/([^/]+)\/_history/.exec(String(res.headers.location))?.[1] ?? '';
       answered.set(id, performance.now());
     });
-    // Drained: every matching write delivered (phases with subscriptions).
+    // Drained: every matching write delivered (phases with subscriptions); writes matching none:
+    // every write matched (the dispatcher caught up).
     const deadline = performance.now() + 300_000;
-    while (n > 0 && [...answered.keys()].some((id) => !arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (matching && n > 0 && [...answered.keys()].some((id) => !arrivals.has(id)) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (!matching) await o.app.subscriptions.dispatcher?.flush();
     const drainedSeconds = (performance.now() - t0) / 1000;
     const cpu = cpuSince(cpu0, writes);
     let delivered = 0;
@@ -186,9 +208,9 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     const cpuMicrosPerWrite = cpu.nodeMicros;
     const dbMicrosPerWrite = cpu.dbMicros;
     const drainedPerSecond = n > 0 ? writes / drainedSeconds : m.perSecond;
-    if (measured) phases.push({ subscriptions: n, writesPerSecond: m.perSecond, drainedPerSecond, deliveries: delivered, cpuMicrosPerWrite, ...(dbMicrosPerWrite === undefined ? {} : { dbMicrosPerWrite }) });
+    if (measured) phases.push({ subscriptions: n, matching, writesPerSecond: m.perSecond, drainedPerSecond, deliveries: delivered, cpuMicrosPerWrite, ...(dbMicrosPerWrite === undefined ? {} : { dbMicrosPerWrite }) });
     console.log(
-      `  ${measured ? '' : 'warm-up, '}${n} subscriptions: ${m.perSecond.toFixed(0)} creates/s, ${drainedPerSecond.toFixed(0)}/s until delivered, ${delivered} deliveries, ` +
+      `  ${measured ? '' : 'warm-up, '}${n} subscriptions${matching ? '' : ' (writes matching none)'}: ${m.perSecond.toFixed(0)} creates/s, ${drainedPerSecond.toFixed(0)}/s until delivered, ${delivered} deliveries, ` +
         `${cpuMicrosPerWrite.toFixed(0)}${dbMicrosPerWrite === undefined ? '' : ` + ${dbMicrosPerWrite.toFixed(0)} (PostgreSQL)`} µs CPU/create (load ${loadNow()})`,
     );
   };
@@ -198,13 +220,13 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     // reaches a create's steady state only after a few thousand of them (bench/harness.ts warmUp).
     const warmUp = Math.min(2000, o.writes * 2);
     for (const n of [100, 0]) await runPhase(n, warmUp, false);
-    for (let p = 0; p < palindromes; p++) for (const n of [0, 10, 100, 100, 10, 0]) await runPhase(n, o.writes, true);
+    for (let p = 0; p < palindromes; p++) for (const [n, matching] of PALINDROME) await runPhase(n, o.writes, true, matching);
   } finally {
     await setSubscriptions(0).catch(() => undefined);
     await receiver.close();
   }
-  const meanOf = (of: readonly SubscriptionPhase[], n: number, key: 'writesPerSecond' | 'drainedPerSecond' | 'cpuMicrosPerWrite' | 'dbMicrosPerWrite'): number => {
-    const with_ = of.filter((p) => p.subscriptions === n);
+  const meanOf = (of: readonly SubscriptionPhase[], n: number, key: 'writesPerSecond' | 'drainedPerSecond' | 'cpuMicrosPerWrite' | 'dbMicrosPerWrite', matching = true): number => {
+    const with_ = of.filter((p) => p.subscriptions === n && p.matching === matching);
     return with_.reduce((s, p) => s + (p[key] ?? 0), 0) / with_.length;
   };
   const mean: SubscriptionBenchReport['mean'] = {};
@@ -213,10 +235,10 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     if (phases.every((p) => p.dbMicrosPerWrite !== undefined)) mean[String(n)]!.dbMicrosPerWrite = meanOf(phases, n, 'dbMicrosPerWrite');
   }
   // One ratio per palindrome (its own 0-phases as the reference), then the median.
-  const perPalindrome = (n: number, key: 'writesPerSecond' | 'drainedPerSecond') =>
+  const perPalindrome = (n: number, key: 'writesPerSecond' | 'drainedPerSecond', matching = true) =>
     Array.from({ length: palindromes }, (_, p) => {
-      const of = phases.slice(p * 6, p * 6 + 6);
-      return meanOf(of, n, key) / meanOf(of, 0, key);
+      const of = phases.slice(p * PALINDROME.length, (p + 1) * PALINDROME.length);
+      return meanOf(of, n, key, matching) / meanOf(of, 0, key);
     });
   const median = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
@@ -227,6 +249,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
   const ratios100 = perPalindrome(100, 'drainedPerSecond');
   const ratio100 = median(ratios100);
   const ratio10 = median(perPalindrome(10, 'drainedPerSecond'));
+  const ratio100Unmatched = median(perPalindrome(100, 'drainedPerSecond', false));
   const writesRatio100 = median(perPalindrome(100, 'writesPerSecond'));
   return {
     phases,
@@ -234,6 +257,7 @@ export async function benchSubscriptions(o: SubscriptionBenchOptions): Promise<S
     latency: { p50Ms: percentile(latencies, 50), p95Ms: percentile(latencies, 95), samples: latencies.length },
     ratio100,
     ratio10,
+    ratio100Unmatched,
     writesRatio100,
     ratios100,
     aim: '100 active subscriptions cost ≤ 20 % of write throughput (deliveries included)',
