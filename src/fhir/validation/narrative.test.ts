@@ -3,14 +3,14 @@ import { narrativeProblem } from './narrative.js';
 
 const XHTML = 'xmlns="http://www.w3.org/1999/xhtml"';
 
-describe('Narrative.div (txt-1)', () => {
-  it('accepts formatted XHTML, links, images, character references and a div without its namespace', () => {
+describe('Narrative.div (txt-1, txt-2)', () => {
+  it('accepts formatted XHTML, links, images, character references, a div without its namespace and one with an image alone', () => {
     for (const div of [
       `<div ${XHTML}><p>Peter <b>James</b> &amp; <i>Chalmers</i>&#160;&lt;x&gt;</p><table><tr><td colspan="2" style="color: red">1</td></tr></table></div>`,
       `<div ${XHTML}><a href="https://example.org/x" name="top">link</a><img src="#pic" alt="pic"/><br/></div>`,
       `<div xml:lang="en" ${XHTML}>x</div>`,
       '<div><b>Narrative</b> words</div>',
-      `<div ${XHTML}/>`,
+      `<div ${XHTML}><img src="#scan" alt=""/></div>`,
     ]) {
       expect(narrativeProblem(div), div).toBeUndefined();
     }
@@ -32,6 +32,8 @@ describe('Narrative.div (txt-1)', () => {
     [`<div ${XHTML}>&nbsp;</div>`, /not well-formed/],
     [`<div ${XHTML}><p>x</div>`, /not well-formed/],
     [`<div ${XHTML}>x</div><div ${XHTML}>y</div>`, /not well-formed|one <div>/],
+    [`<div ${XHTML}/>`, /no content.*\(txt-2\)/],
+    [`<div ${XHTML}>\n   <pre>\n   </pre>&#160;</div>`, /no content.*\(txt-2\)/],
   ];
   for (const [div, message] of refused) {
     it(`refuses ${div.slice(div.indexOf('>') + 1, div.indexOf('>') + 50)}`, () => {

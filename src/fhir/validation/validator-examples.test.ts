@@ -15,6 +15,10 @@ const EXPECTED_ERRORS: Record<string, (string | RegExp)[]> = {
   'DeviceUseStatement-example.json': ['DeviceUseStatement.reasonReference[0].reference'],
   'MedicationRequest-medrx0301.json': ['MedicationRequest.dispenseRequest.performer.reference'],
   'Questionnaire-qs1.json': [/^Questionnaire\.item\[0\](\.item\[\d+\])+\.linkId$/],
+  'ActivityDefinition-blood-tubes-supply.json': ['ActivityDefinition.text.div'],
+  'ActivityDefinition-heart-valve-replacement.json': ['ActivityDefinition.text.div'],
+  'EventDefinition-example.json': ['EventDefinition.text.div'],
+  'Questionnaire-zika-virus-exposure-assessment.json': ['Questionnaire.text.div'],
 };
 
 describe('official R4 examples', () => {
