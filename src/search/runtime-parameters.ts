@@ -6,6 +6,7 @@ import { reindex } from './reindex.js';
 import type { SearchParameterRegistry } from './registry.js';
 import type { SearchService } from './search-service.js';
 import type { ResourceStore } from '../storage/resource-store.js';
+import { pollEvery } from '../jobs/poll.js';
 
 /** Progress of the background reindex of one run-time SearchParameter. */
 export interface ReindexStatus {
@@ -116,20 +117,10 @@ export async function runtimeSearchParameters(deps: {
       else activated.set(row.id, row.version_id);
     }
   };
-  let polling = false;
-  const timer = deps.pollMs
-    ? setInterval(() => {
-        if (polling) return;
-        polling = true;
-        poll()
-          .catch((e: unknown) => deps.log(`looking for new search parameters failed: ${e instanceof Error ? e.message : String(e)}`))
-          .finally(() => (polling = false));
-      }, deps.pollMs)
-    : undefined;
-  timer?.unref();
+  const stopPolling = pollEvery(deps.pollMs, poll, (e) => deps.log(`looking for new search parameters failed: ${e instanceof Error ? e.message : String(e)}`));
 
   return {
-    close: () => clearInterval(timer),
+    close: stopPolling,
     status: () => [...statuses.values()].map((s) => ({ ...s })),
     idle: async () => {
       while (running.size > 0) await Promise.all([...running]);

@@ -4,6 +4,7 @@ import type { ResourceChange } from '../../storage/types.js';
 import type { SearchService } from '../../search/search-service.js';
 import type { ResourceValidator } from './index.js';
 import { snapshotOf } from './snapshot.js';
+import { pollEvery } from '../../jobs/poll.js';
 
 export interface StoredProfilesDeps {
   store: Pick<ResourceStore, 'onBeforeWrite' | 'onAfterCommit' | 'read' | 'history'>;
@@ -125,20 +126,10 @@ export async function storedProfiles(deps: StoredProfilesDeps): Promise<StoredPr
       apply(id, v.deleted || !v.json ? undefined : (JSON.parse(v.json) as StructureDefinition));
     }
   };
-  let polling = false;
-  const timer = deps.pollMs
-    ? setInterval(() => {
-        if (polling) return;
-        polling = true;
-        poll()
-          .catch((e: unknown) => deps.log(`looking for new profiles failed: ${e instanceof Error ? e.message : String(e)}`))
-          .finally(() => (polling = false));
-      }, deps.pollMs)
-    : undefined;
-  timer?.unref();
+  const stopPolling = pollEvery(deps.pollMs, poll, (e) => deps.log(`looking for new profiles failed: ${e instanceof Error ? e.message : String(e)}`));
 
   return {
     urls: () => [...new Set(registered.values())],
-    close: () => clearInterval(timer),
+    close: stopPolling,
   };
 }
