@@ -16,8 +16,6 @@ export interface StoredProfilesDeps {
 }
 
 export interface StoredProfiles {
-  /** The urls of the profiles registered from stored StructureDefinitions. */
-  urls(): string[];
   close(): void;
 }
 
@@ -26,13 +24,8 @@ const STARTUP_LIMIT = 5_000;
 /** Versions written this long before the last poll are read again (a transaction commits after it stamps its versions). */
 const POLL_OVERLAP_MS = 60_000;
 
-/**
- * The profile a stored StructureDefinition makes, with a snapshot (built from the differential
- * when it came without one), or why none can be built; undefined for StructureDefinitions that
- * are not profiles (base definitions, logical models, specializations).
- */
-function asProfile(sd: StructureDefinition): StructureDefinition | string | undefined {
-  if (sd.derivation !== 'constraint' || sd.kind === 'logical') return undefined;
+/** A profile with its snapshot (built from the differential when it came without one), or why none can be built. */
+function withSnapshot(sd: StructureDefinition): StructureDefinition | string {
   if (sd.snapshot?.element?.length) return sd;
   try {
     return { ...sd, snapshot: { element: snapshotOf(sd) } };
@@ -41,15 +34,17 @@ function asProfile(sd: StructureDefinition): StructureDefinition | string | unde
   }
 }
 
-/** The profile a stored StructureDefinition makes, or why it makes none (undefined: it is no profile at all). */
+/**
+ * The profile a stored StructureDefinition makes, or why it makes none; undefined for the ones
+ * that are no profile at all (base definitions, logical models, specializations).
+ */
 function profileOf(validator: ResourceValidator, sd: StructureDefinition): { profile: StructureDefinition } | { why: string; expression: string } | undefined {
   if (sd.derivation !== 'constraint' || sd.kind === 'logical') return undefined;
   if (validator.isShippedDefinition(sd.url)) {
     return { why: `${sd.url} is a definition the server ships (the R4 specification, profiles/ or a profile pack), which a stored one does not replace; a profile of your own needs a url of its own`, expression: 'StructureDefinition.url' };
   }
-  const profile = asProfile(sd);
+  const profile = withSnapshot(sd);
   if (typeof profile === 'string') return { why: profile, expression: 'StructureDefinition.snapshot' };
-  if (!profile) return undefined;
   const problem = validator.profileProblem(profile);
   return problem ? { why: problem, expression: 'StructureDefinition' } : { profile };
 }
@@ -129,7 +124,6 @@ export async function storedProfiles(deps: StoredProfilesDeps): Promise<StoredPr
   const stopPolling = pollEvery(deps.pollMs, poll, (e) => deps.log(`looking for new profiles failed: ${e instanceof Error ? e.message : String(e)}`));
 
   return {
-    urls: () => [...new Set(registered.values())],
     close: stopPolling,
   };
 }
