@@ -32,6 +32,8 @@ export class ResourceValidator {
   private readonly walker: StructureWalker;
   private readonly profiles: ProfileChecker;
   private readonly invariants: InvariantChecker;
+  /** Profiles the server ships (profiles/, switched-on packs): stored StructureDefinitions may not replace them. */
+  private readonly packaged = new Set<string>();
   /** The current validate() call reports invariants of severity warning too. */
   private warnInvariants = false;
 
@@ -58,9 +60,6 @@ export class ResourceValidator {
         this.invariants.check(value, definitionPath, path, resource, rootResource, issues, this.warnInvariants),
     });
   }
-
-  /** Profiles the server ships (profiles/, switched-on packs): stored StructureDefinitions may not replace them. */
-  private readonly packaged = new Set<string>();
 
   /** Add / replace a profile at run time (e.g. a StructureDefinition resource was created). */
   addProfile(sd: StructureDefinition): void {
