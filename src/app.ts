@@ -380,9 +380,16 @@ export async function buildApp(config: Config): Promise<ServerApp> {
 
   const deps: InteractionDeps = { store, search, validator, fhirBase };
   const version = packageVersion();
-  let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
-  const capabilityStatement = () =>
-    (capability ??= withSubscriptionConformance(buildCapabilityStatement({
+  // Rebuilt when a SearchParameter or a profile is added, becomes ready or goes (run-time
+  // definitions stored through the API); otherwise built once.
+  let capability: { key: string; statement: ReturnType<typeof buildCapabilityStatement> } | undefined;
+  const capabilityStatement = () => {
+    const key = `${registry.generation}:${validator.profileGeneration}`;
+    if (capability?.key !== key) capability = { key, statement: buildCapability() };
+    return capability.statement;
+  };
+  const buildCapability = () =>
+    withSubscriptionConformance(buildCapabilityStatement({
       basePath: join(ROOT, 'conformance', 'capability-statement-base.json'),
       baseUrl: config.baseUrl,
       version,
@@ -404,7 +411,8 @@ export async function buildApp(config: Config): Promise<ServerApp> {
       typeDocumentation: { Subscription: subscriptionCapability(subscriptions.channels.types()) },
       systemOperations: [...BULK_OPERATIONS.system, VERSIONS_OPERATION, SYSTEM_META_OPERATION],
       readOnlyTypes: { AuditEvent: 'Written by the server only: one AuditEvent per FHIR request, sign-in, token request and administration call. Readable by ADMIN users and backend clients.' },
-    }), subscriptions.topics, subscriptions.channels.types().includes('websocket') ? websocketUrl(config.baseUrl) : undefined));
+      supportedProfiles: (type) => validator.profilesOf(type),
+    }), subscriptions.topics, subscriptions.channels.types().includes('websocket') ? websocketUrl(config.baseUrl) : undefined);
 
   const http = Fastify({
     // HTTPS when a certificate is configured (otherwise TLS is the reverse proxy's job). An

@@ -18,6 +18,8 @@ export interface CapabilityInputs {
   readOnlyTypes?: Record<string, string>;
   /** Documentation of a type's support (e.g. the Subscription channels really offered). */
   typeDocumentation?: Record<string, string>;
+  /** Profiles of a type the server checks resources against (shipped, packs, stored). */
+  supportedProfiles?: (resourceType: string) => string[];
 }
 
 const INTERACTIONS: CapabilityStatementRestResource['interaction'] = [
@@ -36,6 +38,7 @@ export function buildCapabilityStatement(inputs: CapabilityInputs): CapabilitySt
   rest.resource = inputs.resourceTypes.map((type) => ({
     type,
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
+    ...(inputs.supportedProfiles?.(type).length ? { supportedProfile: inputs.supportedProfiles(type) } : {}),
     ...(writable(type) ? {} : { documentation: inputs.readOnlyTypes![type] }),
     ...(inputs.typeDocumentation?.[type] !== undefined ? { documentation: inputs.typeDocumentation[type] } : {}),
     interaction: writable(type) ? INTERACTIONS : READ_INTERACTIONS,

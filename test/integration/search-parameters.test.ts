@@ -1,4 +1,4 @@
-import type { Bundle, Parameters } from 'fhir/r4.js';
+import type { Bundle, CapabilityStatement, Parameters } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
@@ -25,6 +25,10 @@ const EXT = 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName';
 
 describe('SearchParameters created at run time (R4 searchparameter.html)', () => {
   it('an existing resource becomes searchable by the new parameter after the background reindex', async () => {
+    const patientParams = async () =>
+      ((await t.request({ method: 'GET', url: '/fhir/metadata' })).json() as CapabilityStatement).rest![0]!.resource!.find((r) => r.type === 'Patient')!.searchParam!.map((p) => p.name);
+    // The CapabilityStatement was built before the parameter existed…
+    expect(await patientParams()).not.toContain('mothers-maiden-name');
     const before = await t.request({ method: 'POST', url: '/fhir/Patient', payload: { resourceType: 'Patient', extension: [{ url: EXT, valueString: 'Öberg' }] } });
     expect(before.statusCode).toBe(201);
     const created = await t.request({ method: 'POST', url: '/fhir/SearchParameter', payload: sp('http://hospital.example/sp/mmn', `Patient.extension('${EXT}').value`) });
@@ -39,6 +43,8 @@ describe('SearchParameters created at run time (R4 searchparameter.html)', () =>
     const status = (await t.request({ method: 'GET', url: '/fhir/SearchParameter/$reindex-status' })).json() as Parameters;
     const mine = status.parameter?.find((p) => p.part?.some((x) => x.valueUri === 'http://hospital.example/sp/mmn'));
     expect(mine?.part?.find((x) => x.name === 'state')?.valueCode).toBe('ready');
+    // …and declares it once it is ready.
+    expect(await patientParams()).toContain('mothers-maiden-name');
     const foundRes = await t.request({ method: 'GET', url: '/fhir/Patient?mothers-maiden-name=oberg' });
     const found = foundRes.json() as Bundle;
     if (!found.entry) console.log(foundRes.body.slice(0, 600));

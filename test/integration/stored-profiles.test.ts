@@ -1,4 +1,4 @@
-import type { OperationOutcome, StructureDefinition } from 'fhir/r4.js';
+import type { CapabilityStatement, OperationOutcome, StructureDefinition } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
@@ -53,7 +53,13 @@ describe('profiles from stored StructureDefinitions', () => {
     await t?.close();
   });
 
+  const supported = async (type: string) =>
+    ((await t.request({ method: 'GET', url: '/fhir/metadata' })).json() as CapabilityStatement).rest![0]!.resource!.find((r) => r.type === type)!.supportedProfile ?? [];
+
   it('a stored profile is enforced from its commit on, with its invariants; deleting it takes it away', async () => {
+    // The CapabilityStatement lists the profiles the server checks: the hospital's own, and stored ones once stored.
+    expect(await supported('Patient')).toContain('https://fhir.hospital.example.org/StructureDefinition/hospital-patient');
+    expect(await supported('Encounter')).not.toContain(URL);
     // Before: an unknown profile, a warning only.
     const { period: _, ...open } = encounter();
     expect((await t.request({ method: 'POST', url: '/fhir/Encounter', payload: { ...open, period: { start: '2024-05-01' } } })).statusCode).toBe(201);
@@ -61,6 +67,7 @@ describe('profiles from stored StructureDefinitions', () => {
     const stored = await t.request({ method: 'POST', url: '/fhir/StructureDefinition', payload: discharged() });
     expect(stored.statusCode, stored.body).toBe(201);
     const id = (stored.json() as { id: string }).id;
+    expect(await supported('Encounter')).toContain(URL);
 
     const unended = await t.request({ method: 'POST', url: '/fhir/Encounter', payload: encounter({ period: { start: '2024-05-01' } }) });
     expect(unended.statusCode, unended.body).toBe(422);
@@ -83,6 +90,7 @@ describe('profiles from stored StructureDefinitions', () => {
     expect((await t.request({ method: 'POST', url: '/fhir/Encounter', payload: encounter({ period: { start: '2024-05-01' } }) })).statusCode).toBe(201);
 
     expect((await t.request({ method: 'DELETE', url: `/fhir/StructureDefinition/${id}` })).statusCode).toBe(204);
+    expect(await supported('Encounter')).not.toContain(URL);
     const afterDelete = await t.request({ method: 'POST', url: '/fhir/Encounter', payload: noSubject, headers: { prefer: 'return=OperationOutcome' } });
     expect(afterDelete.statusCode).toBe(201);
     expect(diagnostics(afterDelete.body).some((d) => d.includes(`Profile ${URL} is not known`))).toBe(true);

@@ -34,6 +34,7 @@ export class ResourceValidator {
   private readonly invariants: InvariantChecker;
   /** Profiles the server ships (profiles/, switched-on packs): stored StructureDefinitions may not replace them. */
   private readonly packaged = new Set<string>();
+  private profileVersion = 0;
   /** The current validate() call reports invariants of severity warning too. */
   private warnInvariants = false;
 
@@ -71,6 +72,19 @@ export class ResourceValidator {
     this.extra.set(stripVersion(sd.url), sd);
     // Other compiled profiles refer to this one by URL only, but a replaced one must be recompiled.
     this.models.clear();
+    this.profileVersion++;
+  }
+
+  /** Bumped whenever a profile is added, replaced or removed (the CapabilityStatement is rebuilt). */
+  get profileGeneration(): number {
+    return this.profileVersion;
+  }
+
+  /** The profiles of our own (shipped, switched-on packs, stored) that constrain `type`. */
+  profilesOf(type: string): string[] {
+    const out: string[] = [];
+    for (const [url, sd] of this.extra) if (sd.type === type && sd.derivation === 'constraint' && sd.kind !== 'logical') out.push(url);
+    return out.sort();
   }
 
   /** Forgets a profile added at run time (its StructureDefinition was deleted); shipped ones stay. */
@@ -78,6 +92,7 @@ export class ResourceValidator {
     const u = stripVersion(url);
     if (this.packaged.has(u) || !this.extra.delete(u)) return;
     this.models.clear();
+    this.profileVersion++;
   }
 
   /** Whether `url` names a definition the server ships (the R4 specification's, profiles/, a pack's). */
