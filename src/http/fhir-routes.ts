@@ -16,7 +16,7 @@ import type { InteractionDeps, InteractionResult } from '../interactions/types.j
 import { conditionalUpdate, update } from '../interactions/update.js';
 import { checkId, parseStored } from '../interactions/versions.js';
 import { composeDocument, documentRequest } from '../operations/document.js';
-import { validateOperation, type ValidateUrlParameters } from '../operations/validate.js';
+import { validateOperation } from '../operations/validate.js';
 import { compartmentTypes } from '../search/compartment.js';
 import { accessFilterFor, confinedToPatient, rowRestricted, type AccessFilter } from '../search/sql/access.js';
 import { historyAccessSql } from '../search/sql/history-access.js';
@@ -379,22 +379,22 @@ export async function fhirRoutes(app: FastifyInstance, deps: FhirRouteDeps): Pro
   });
 
   // $validate
-  app.post<{ Params: TypeParams; Querystring: ValidateUrlParameters }>('/:type/$validate', async (request, reply) => {
+  app.post<{ Params: TypeParams }>('/:type/$validate', async (request, reply) => {
     const { type } = request.params;
     guard(request, type, 'r');
-    return send(request, reply, await validateOperation(deps, type, undefined, request.body, request.query));
+    return send(request, reply, await validateOperation(deps, type, undefined, request.body, queryOf(request)));
   });
-  app.post<{ Params: InstanceParams; Querystring: ValidateUrlParameters }>('/:type/:id/$validate', async (request, reply) => {
+  app.post<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
     await ensureVisible(request, type, id);
-    return send(request, reply, await validateOperation(deps, type, id, request.body, request.query));
+    return send(request, reply, await validateOperation(deps, type, id, request.body, queryOf(request)));
   });
-  app.get<{ Params: InstanceParams; Querystring: ValidateUrlParameters }>('/:type/:id/$validate', async (request, reply) => {
+  app.get<{ Params: InstanceParams }>('/:type/:id/$validate', async (request, reply) => {
     const { type, id } = request.params;
     guard(request, type, 'r');
     await ensureVisible(request, type, id);
-    return send(request, reply, await validateOperation(deps, type, id, undefined, request.query));
+    return send(request, reply, await validateOperation(deps, type, id, undefined, queryOf(request)));
   });
 
   // $meta, $meta-add, $meta-delete (src/interactions/meta.ts). The summaries over a type or the

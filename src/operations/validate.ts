@@ -3,24 +3,16 @@ import { errors } from '../fhir/errors.js';
 import type { InteractionDeps, InteractionResult } from '../interactions/types.js';
 import { checkId, parseStored } from '../interactions/versions.js';
 
-/** The primitive parameters $validate also takes on the URL (`?profile=…&mode=…`, repeated or comma-free). */
-export interface ValidateUrlParameters {
-  profile?: unknown;
-  mode?: unknown;
-}
-
-const strings = (v: unknown): string[] => (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string' && x !== '');
-
 /**
  * $validate on a type or an instance (https://hl7.org/fhir/R4/resource-operation-validate.html).
  * The body is the resource itself or a Parameters with `resource`, `mode` and `profile`; the
  * primitive `profile` and `mode` may come on the URL too (as clients send them with a resource
  * body). The answer is 200 with an OperationOutcome whether or not the resource is valid.
  */
-export async function validateOperation(deps: InteractionDeps, resourceType: string, id: string | undefined, body: unknown, url: ValidateUrlParameters = {}): Promise<InteractionResult> {
+export async function validateOperation(deps: InteractionDeps, resourceType: string, id: string | undefined, body: unknown, query: URLSearchParams): Promise<InteractionResult> {
   let resource: unknown;
-  let mode: string | undefined = strings(url.mode)[0];
-  const profiles: string[] = strings(url.profile);
+  let mode: string | undefined = query.getAll('mode').find((m) => m !== '');
+  const profiles: string[] = query.getAll('profile').filter((p) => p !== '');
   if (body && typeof body === 'object' && (body as Resource).resourceType === 'Parameters' && resourceType !== 'Parameters') {
     for (const p of (body as Parameters).parameter ?? []) {
       if (p.name === 'resource') resource = p.resource;
