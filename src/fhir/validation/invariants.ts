@@ -2,7 +2,7 @@ import type { ElementDefinitionConstraint, StructureDefinition } from 'fhir/r4.j
 import fhirpath from 'fhirpath';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
 import type { Issue } from './issues.js';
-import type { JsonObject } from './json.js';
+import { isObject, type JsonObject } from './json.js';
 
 /**
  * The invariants of the R4 base definitions (`ElementDefinition.constraint`: dom-2…dom-6,
@@ -166,7 +166,7 @@ export class InvariantChecker {
     if (inv.severity === 'warning' && !warnings) return;
     const shape = this.compiled(inv);
     if (!shape) return;
-    if (inv.vacuousUnless && isObjectValue(value) && !inv.vacuousUnless.some((name) => hasElement(value, name))) return;
+    if (inv.vacuousUnless && isObject(value) && !inv.vacuousUnless.some((name) => hasElement(value, name))) return;
     let failed: boolean;
     try {
       failed = fails(shape, value, env);
@@ -340,10 +340,6 @@ export function navigatedNames(expression: string): string[] | undefined {
     if (!afterDot) names.add(word);
   }
   return names.size > 0 ? [...names] : undefined;
-}
-
-function isObjectValue(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Whether `value` carries element `name` (a choice name matches its typed keys: value → valueQuantity). */

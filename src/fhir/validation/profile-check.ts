@@ -106,9 +106,11 @@ export class ProfileChecker {
       this.checkTarget(v.reference, node.targetProfiles, item.path, ctx);
     }
     if (node.typeProfiles) this.checkTypeProfiles(v, node.typeProfiles, item.path, ctx.issues);
-    if (node.invariants && node.invariantBase) {
-      // A choice is typed by the value's type (Observation.effective[x] → Observation.effectiveDateTime).
-      const base = node.choice && item.type ? `${node.invariantBase.replace(/\[x\]$/, '')}${capitalize(item.type)}` : node.invariantBase;
+    if (node.invariants) {
+      // Typed as the base element (Observation.component); a choice by the value's type
+      // (Observation.effective[x] → Observation.effectiveDateTime).
+      const element = node.el.base?.path ?? node.el.path;
+      const base = node.choice && item.type ? `${element.replace(/\[x\]$/, '')}${capitalize(item.type)}` : element;
       this.source.invariants(node.invariants, base, v, item.path, ctx.resource, ctx.issues, ctx.profile);
     }
     if (node.active.length > 0 && isObject(v)) this.checkChildren(v, node, item.path, ctx);

@@ -40,10 +40,8 @@ export interface PNode {
   typeProfiles?: readonly string[];
   /** Canonicals of allowed Reference targets, when narrower than the base. */
   targetProfiles?: readonly string[];
-  /** Invariants the profile adds here (keys the base definitions do not define), FHIRPath typed as `invariantBase`. */
+  /** Invariants the profile adds here (keys the base definitions do not define), FHIRPath typed as the base element (`el.base.path`). */
   invariants?: readonly ElementDefinitionConstraint[];
-  /** The base element's path (`Observation.component`, `Observation.effective[x]`): the invariants' FHIRPath type. */
-  invariantBase?: string;
   readonly children: PNode[];
   /** JSON key (choice keys expanded, without `_`) → child. */
   readonly byKey: Map<string, PNode>;
@@ -108,10 +106,7 @@ export function compileProfile(sd: StructureDefinition, defs: R4Definitions, own
   const newNode = (el: ElementDefinition): PNode => {
     const node = newPlainNode(el);
     const own = ownConstraints?.(el.constraint) ?? [];
-    if (own.length > 0) {
-      node.invariants = own;
-      node.invariantBase = el.base?.path ?? el.path;
-    }
+    if (own.length > 0) node.invariants = own;
     return node;
   };
   const root = newNode(elements[0]);
