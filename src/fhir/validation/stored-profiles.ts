@@ -70,6 +70,8 @@ export async function storedProfiles(deps: StoredProfilesDeps): Promise<StoredPr
   const { validator } = deps;
   /** StructureDefinition id → the url it registered (an update may change the url). */
   const registered = new Map<string, string>();
+  /** StructureDefinition id → the version applied last (the poll skips what this process applied at its commit). */
+  const applied = new Map<string, string>();
 
   const unregister = (id: string): void => {
     const url = registered.get(id);
@@ -95,19 +97,24 @@ export async function storedProfiles(deps: StoredProfilesDeps): Promise<StoredPr
     if (made && 'why' in made) (change.issues ??= []).push({ severity: 'warning', code: 'not-supported', diagnostics: `stored, but not used as a profile: ${made.why}`, expression: [made.expression] });
   });
   deps.store.onAfterCommit((changes: readonly ResourceChange[]) => {
-    for (const c of changes) if (c.resourceType === 'StructureDefinition') apply(c.id, c.resource as StructureDefinition | undefined);
+    for (const c of changes) {
+      if (c.resourceType !== 'StructureDefinition') continue;
+      applied.set(c.id, c.versionId);
+      apply(c.id, c.resource as StructureDefinition | undefined);
+    }
   });
 
   // Profiles stored before this process started.
   const ids = await deps.search.findIds('StructureDefinition', 'derivation=constraint', { limit: STARTUP_LIMIT });
   for (const id of ids) {
     const stored = await deps.store.read('StructureDefinition', id);
-    if (stored?.json) apply(id, JSON.parse(stored.json) as StructureDefinition);
+    if (!stored?.json) continue;
+    applied.set(id, stored.versionId);
+    apply(id, JSON.parse(stored.json) as StructureDefinition);
   }
 
   // Other processes' writes (and deletes): the type's history since the last look.
   let since = new Date(Date.now() - POLL_OVERLAP_MS).toISOString();
-  const seen = new Map<string, string>();
   const poll = async () => {
     const from = since;
     since = new Date(Date.now() - POLL_OVERLAP_MS).toISOString();
@@ -116,8 +123,8 @@ export async function storedProfiles(deps: StoredProfilesDeps): Promise<StoredPr
     const latest = new Map<string, (typeof versions)[number]>();
     for (const v of versions) if (!latest.has(v.id)) latest.set(v.id, v);
     for (const [id, v] of latest) {
-      if (seen.get(id) === v.versionId) continue;
-      seen.set(id, v.versionId);
+      if (applied.get(id) === v.versionId) continue;
+      applied.set(id, v.versionId);
       apply(id, v.deleted || !v.json ? undefined : (JSON.parse(v.json) as StructureDefinition));
     }
   };
